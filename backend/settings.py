@@ -1,0 +1,56 @@
+"""Process-wide settings, read from the environment (prefix MODELSMITH_) or a .env file.
+
+Device and mixed precision live here, not on a run: Accelerate's state is process-wide and a
+second Accelerator with another precision raises.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything a deployment may change; every field has a working default."""
+
+    model_config = SettingsConfigDict(env_prefix="MODELSMITH_", env_file=".env", extra="ignore")
+
+    home: Path = Field(Path("./modelsmith_data"), description="Folder for the database, datasets and models.")
+    database_url: str = Field("", description="Any SQLAlchemy URL; empty means a SQLite file in the home dir.")
+    host: str = Field("127.0.0.1", description="Address the web app binds to.")
+    port: int = Field(7860, ge=1, le=65535, description="Port the web app listens on.")
+    max_upload_mb: float = Field(200, gt=0, description="Largest file accepted for upload, in MB.")
+    max_rows: int = Field(2_000_000, ge=1, description="Most rows accepted in one dataset.")
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="Where training runs.")
+    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = Field(
+        "auto", description="auto = bf16 on GPUs that support it, else fp16 on CUDA, none on CPU.")
+    max_concurrent_jobs: int = Field(1, ge=1, le=16, description="Jobs trained at the same time.")
+    heartbeat_timeout_s: float = Field(60, gt=0, description="A running job silent for this long counts as dead.")
+    share: bool = Field(False, description="Open a public Gradio share link to the whole app.")
+    auth: str = Field("", description="user:password pairs, comma-separated, to require a login.")
+    debug: bool = Field(False, description="Show error details in the browser.")
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to a SQLite file inside the home dir."""
+        return self.database_url or f"sqlite:///{(self.home / 'modelsmith.db').resolve()}"
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.home / "datasets"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.home / "runs"
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    def ensure_dirs(self) -> None:
+        """Create the home dir and its sub-folders."""
+        for folder in (self.home, self.datasets_dir, self.runs_dir):
+            folder.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,76 @@
+"""Plain, immutable records returned by the repository: no live ORM objects leave storage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from backend.config import TrainConfig
+
+
+@dataclass(frozen=True)
+class DatasetRecord:
+    """A stored, validated dataset; `path` is the folder holding train/validation Parquet files."""
+
+    id: int
+    name: str
+    task: str
+    content_hash: str
+    path: str
+    text_column: str
+    label_column: str | None
+    rows: int
+    train_rows: int
+    validation_rows: int
+    labels: list[str] = field(default_factory=list)  # label id i is labels[i]
+    classes: dict[str, int] = field(default_factory=dict)  # label -> count over all rows
+    report: dict = field(default_factory=dict)
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One training run: its config, lifecycle times, status and final metrics."""
+
+    id: int
+    name: str
+    dataset_id: int | None
+    task: str
+    template: str
+    status: str
+    config_json: str
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    heartbeat_at: datetime | None = None
+    error: str | None = None
+    output_dir: str | None = None
+    metrics: dict = field(default_factory=dict)
+    progress: float = 0.0
+
+    @property
+    def config(self) -> TrainConfig:
+        """The run's TrainConfig, parsed from the stored JSON."""
+        return TrainConfig.model_validate_json(self.config_json)
+
+
+@dataclass(frozen=True)
+class MetricRecord:
+    """One appended metric value of a run."""
+
+    run_id: int
+    key: str
+    step: int
+    value: float
+    time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ArtifactRecord:
+    """A file or folder a run produced (model, checkpoint, export)."""
+
+    id: int
+    run_id: int
+    kind: str
+    path: str
+    created_at: datetime | None = None
