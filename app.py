@@ -1,0 +1,230 @@
+"""Modelsmith entry point: `python app.py` serves the web app; sub-commands do the same work from a shell.
+
+    python app.py                         # serve on 127.0.0.1:7860 (MODELSMITH_* settings)
+    python app.py ingest PATH --json      # store a dataset, print its summary
+    python app.py train --dataset 1 --template lstm --set epochs=2 --json
+    python app.py predict --run 3 "some text" --json
+    python app.py runs --json
+    python app.py resume --run 3 --json
+
+The CLI goes through the same backend functions as the UI. Exit codes: 0 ok, 1 the run failed,
+2 bad input (the JSON says {"error": ...}).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+log = logging.getLogger("modelsmith")
+
+
+class BadInput(Exception):
+    """A CLI argument problem; reported as {"error": ...} with exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="app.py", description="Modelsmith: train text models without code.")
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("serve", help="Start the web app (the default).")
+
+    ingest = commands.add_parser("ingest", help="Upload a dataset file into the store.")
+    ingest.add_argument("path")
+    ingest.add_argument("--validation", help="Optional separate validation file.")
+    ingest.add_argument("--task", default="text-classification", choices=["text-classification", "text-generation"])
+    ingest.add_argument("--text-column")
+    ingest.add_argument("--label-column")
+    ingest.add_argument("--name")
+    ingest.add_argument("--validation-fraction", type=float, default=0.1)
+    ingest.add_argument("--seed", type=int, default=42)
+
+    train = commands.add_parser("train", help="Train a model in the foreground through the job runner.")
+    train.add_argument("--dataset", type=int, required=True)
+    train.add_argument("--template", required=True)
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="Override a setting, e.g. --set epochs=2 --set hidden_size=64")
+
+    predict = commands.add_parser("predict", help="Classify texts with a finished run.")
+    predict.add_argument("--run", type=int, required=True)
+    predict.add_argument("texts", nargs="+")
+
+    commands.add_parser("runs", help="List all runs.")
+    resume = commands.add_parser("resume", help="Resume an interrupted or cancelled run in the foreground.")
+    resume.add_argument("--run", type=int, required=True)
+
+    for sub in commands.choices.values():
+        sub.add_argument("--json", action="store_true", help="Print one JSON document on stdout.")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    from backend.settings import Settings
+
+    settings = Settings()
+    if args.command in (None, "serve"):
+        return serve(settings)
+    try:
+        result, code = COMMANDS[args.command](settings, args)
+    except Exception as exc:  # every failure of a command becomes a readable message
+        message = readable_error(exc)
+        if message is None:
+            log.exception("unexpected error")
+            message = f"Unexpected error ({type(exc).__name__}): {exc}"
+            code = 1
+        else:
+            code = 2
+        emit({"error": message}, args)
+        return code
+    emit(result, args)
+    return code
+
+
+def readable_error(exc: Exception) -> str | None:
+    """The user-facing message of an expected error, or None for a bug."""
+    from pydantic import ValidationError
+
+    from backend.errors import UserError
+    from storage.repository import InUse, NotFound
+
+    if isinstance(exc, (UserError, NotFound, InUse, BadInput)):
+        return str(exc)
+    if isinstance(exc, KeyError):
+        return str(exc.args[0]) if exc.args else "unknown setting"
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+    return None
+
+
+def emit(result, args) -> None:
+    if getattr(args, "json", False):
+        sys.stdout.write(json.dumps(result, indent=None, default=str) + "\n")
+    else:
+        sys.stdout.write(json.dumps(result, indent=2, default=str) + "\n")
+
+
+def _services(settings):
+    from backend.services import build_services
+
+    return build_services(settings)
+
+
+def cmd_ingest(settings, args):
+    from backend.data import IngestOptions, ingest, ingest_summary
+
+    services = _services(settings)
+    options = IngestOptions(task=args.task, text_column=args.text_column, label_column=args.label_column,
+                            validation_fraction=args.validation_fraction, seed=args.seed, name=args.name)
+    outcome = ingest(Path(args.path), options, validation_path=Path(args.validation) if args.validation else None,
+                     settings=settings, repo=services.repo)
+    return ingest_summary(outcome), 0
+
+
+def _print_progress(run_id: int, step: int, values: dict) -> None:
+    shown = {k: round(v, 4) for k, v in values.items() if k in (
+        "progress", "epoch", "train_loss", "eval_loss", "eval_accuracy", "eval_macro_f1", "samples_per_second",
+        "eta_seconds")}
+    sys.stderr.write(f"run {run_id} step {step} {json.dumps(shown)}\n")
+
+
+def _run_in_foreground(services, run_id: int):
+    services.runner.recover(all_running=False)
+    services.runner.add_listener(_print_progress)
+    run = services.runner.run_job(run_id)
+    return run_summary(run), 0 if run.status == "succeeded" else 1
+
+
+def run_summary(run) -> dict:
+    """The JSON view of a run shared by `train`, `resume` and `runs`."""
+    return {"run_id": run.id, "name": run.name, "status": run.status, "task": run.task, "template": run.template,
+            "dataset_id": run.dataset_id, "metrics": _headline(run.metrics), "output_dir": run.output_dir,
+            "error": run.error, "progress": run.progress,
+            "created_at": run.created_at, "started_at": run.started_at, "finished_at": run.finished_at}
+
+
+def _headline(metrics: dict) -> dict:
+    # per-class tables and the confusion matrix stay in the run folder/DB; the CLI shows scalars
+    return {k: v for k, v in (metrics or {}).items() if isinstance(v, (int, float))} | (
+        {"per_class": metrics["per_class"]} if metrics and "per_class" in metrics else {})
+
+
+def cmd_train(settings, args):
+    from backend.config import TEMPLATE_CLASSES, apply_overrides, default_config
+
+    if args.template not in TEMPLATE_CLASSES:
+        raise BadInput(f"Unknown template '{args.template}'. Choose one of: {', '.join(TEMPLATE_CLASSES)}.")
+    overrides = {}
+    for item in args.set:
+        if "=" not in item:
+            raise BadInput(f"--set expects KEY=VALUE, got '{item}'.")
+        key, value = item.split("=", 1)
+        overrides[key.strip()] = value.strip()
+    services = _services(settings)
+    dataset = services.repo.get_dataset(args.dataset)
+    config = apply_overrides(default_config(dataset.id, args.template, dataset.task), overrides)
+    run_id = services.runner.submit(config)
+    return _run_in_foreground(services, run_id)
+
+
+def cmd_resume(settings, args):
+    services = _services(settings)
+    services.runner.recover(all_running=False)
+    services.runner.resume(args.run)
+    return _run_in_foreground(services, args.run)
+
+
+def cmd_predict(settings, args):
+    from backend.inference import load_predictor
+
+    services = _services(settings)
+    run = services.repo.get_run(args.run)
+    if run.status != "succeeded" or not run.output_dir:
+        raise BadInput(f"Run {run.id} is {run.status}; only succeeded runs can predict. "
+                       "Pick a succeeded run from `python app.py runs`.")
+    return load_predictor(Path(run.output_dir)).predict(list(args.texts)), 0
+
+
+def cmd_runs(settings, args):
+    services = _services(settings)
+    return [run_summary(run) for run in services.repo.list_runs()], 0
+
+
+COMMANDS = {"ingest": cmd_ingest, "train": cmd_train, "predict": cmd_predict, "runs": cmd_runs,
+            "resume": cmd_resume}
+
+
+def serve(settings) -> int:
+    """Recover orphaned runs, start the workers and serve the UI until stopped."""
+    from backend.services import build_services
+    from ui.app import build_app, launch_kwargs
+
+    services = build_services(settings)
+    services.runner.recover(all_running=True)
+    services.runner.start()
+
+    def on_sigterm(signum, frame):  # container stop: running jobs checkpoint and end `interrupted`
+        log.info("signal %s: stopping jobs", signum)
+        services.runner.shutdown()
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    demo = build_app(services)
+    try:
+        demo.launch(**launch_kwargs(settings))
+    finally:
+        services.runner.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

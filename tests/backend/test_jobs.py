@@ -1,0 +1,173 @@
+"""JobRunner with a fake, fast train function: queue order, stop, failure, recovery, shutdown."""
+
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from backend.config import LstmTemplate, TrainConfig
+from backend.errors import Cancelled, UserError
+from backend.jobs import JobRunner, explain
+
+
+@dataclass
+class FakeResult:
+    metrics: dict
+
+
+class FakeTrainer:
+    """Steps through `steps` fake optimizer steps, honouring should_stop like the real trainer."""
+
+    def __init__(self, steps=5, step_seconds=0.01, fail_on=None):
+        self.steps, self.step_seconds, self.fail_on = steps, step_seconds, fail_on or {}
+        self.started: list[int] = []
+        self.active = 0
+        self.max_active = 0
+        self.resumed: list[bool] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, config, dataset, output_dir, *, on_progress, should_stop, resume=False):
+        with self._lock:
+            self.started.append(int(output_dir.name))
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+        self.resumed.append(resume)
+        try:
+            if config.name in self.fail_on:
+                raise self.fail_on[config.name]
+            for step in range(1, self.steps + 1):
+                if should_stop():
+                    (output_dir / "checkpoints" / f"step-{step}").mkdir(parents=True, exist_ok=True)
+                    raise Cancelled()
+                time.sleep(self.step_seconds)
+                on_progress(step, {"train_loss": 1.0 / step, "progress": step / self.steps})
+            return FakeResult(metrics={"accuracy": 1.0, "macro_f1": 1.0})
+        finally:
+            with self._lock:
+                self.active -= 1
+
+
+@pytest.fixture
+def dataset_id(repo, tmp_path):
+    record = repo.add_dataset(name="toy", task="text-classification", content_hash="abc", path=str(tmp_path),
+                              text_column="text", label_column="label", rows=10, train_rows=9,
+                              validation_rows=1, labels=["a", "b"], classes={"a": 5, "b": 5}, report={})
+    return record.id
+
+
+def config(dataset_id, name=""):
+    return TrainConfig(dataset_id=dataset_id, name=name, template=LstmTemplate(vocab_size=100))
+
+
+def test_five_queued_jobs_run_fifo_one_at_a_time(repo, settings, dataset_id):
+    fake = FakeTrainer(steps=3, step_seconds=0.02)
+    runner = JobRunner(repo, settings, train_fn=fake)
+    run_ids = [runner.submit(config(dataset_id, f"job{i}")) for i in range(5)]
+    assert runner.queue_length() == 5
+    runner.start()
+    try:
+        finals = [runner.wait(run_id, timeout=30) for run_id in run_ids]
+    finally:
+        runner.shutdown()
+    assert [run.status for run in finals] == ["succeeded"] * 5
+    assert fake.started == run_ids
+    assert fake.max_active == 1
+    assert finals[0].metrics["macro_f1"] == 1.0
+    steps = [m.step for m in repo.get_metrics(run_ids[0], ["train_loss"])]
+    assert steps == [1, 2, 3]
+    assert repo.get_run(run_ids[0]).progress == pytest.approx(1.0)
+
+
+def test_cancel_queued_run_removes_it_from_queue(repo, settings, dataset_id):
+    runner = JobRunner(repo, settings, train_fn=FakeTrainer())
+    run_id = runner.submit(config(dataset_id))
+    assert runner.stop(run_id) == "cancelled"
+    assert repo.get_run(run_id).status == "cancelled"
+    assert runner.queue_length() == 0
+
+
+def test_stop_running_run_ends_cancelled_and_can_resume(repo, settings, dataset_id):
+    fake = FakeTrainer(steps=500, step_seconds=0.01)
+    runner = JobRunner(repo, settings, train_fn=fake)
+    run_id = runner.submit(config(dataset_id))
+    runner.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not repo.get_metrics(run_id) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert runner.stop(run_id) == "stopping"
+        run = runner.wait(run_id, timeout=10)
+        assert run.status == "cancelled"
+        last_step = max(m.step for m in repo.get_metrics(run_id))
+        assert last_step < 500
+        fake.steps = 3
+        runner.resume(run_id)
+        assert runner.wait(run_id, timeout=10).status == "succeeded"
+    finally:
+        runner.shutdown()
+    assert fake.resumed == [False, True]  # the second attempt found the checkpoint
+
+
+def test_failing_job_is_reported_and_worker_takes_next(repo, settings, dataset_id):
+    fake = FakeTrainer(fail_on={"bad": RuntimeError("boom"), "oom": RuntimeError("CUDA out of memory. Tried")})
+    runner = JobRunner(repo, settings, train_fn=fake)
+    bad, oom, good = (runner.submit(config(dataset_id, n)) for n in ("bad", "oom", "good"))
+    runner.start()
+    try:
+        assert runner.wait(bad, 10).status == "failed"
+        assert runner.wait(oom, 10).status == "failed"
+        assert runner.wait(good, 10).status == "succeeded"
+    finally:
+        runner.shutdown()
+    assert "boom" in repo.get_run(bad).error and "RuntimeError" in repo.get_run(bad).error
+    assert "batch size" in repo.get_run(oom).error
+
+
+def test_resume_refuses_runs_that_are_not_resumable(repo, settings, dataset_id):
+    runner = JobRunner(repo, settings, train_fn=FakeTrainer())
+    run_id = runner.submit(config(dataset_id))
+    with pytest.raises(UserError, match="only interrupted or cancelled"):
+        runner.resume(run_id)
+
+
+def test_submit_refuses_dataset_of_other_task(repo, settings, tmp_path):
+    record = repo.add_dataset(name="corpus", task="text-generation", content_hash="gen", path=str(tmp_path),
+                              text_column="text", label_column=None, rows=1, train_rows=1, validation_rows=1,
+                              labels=[], classes={}, report={})
+    runner = JobRunner(repo, settings, train_fn=FakeTrainer())
+    with pytest.raises(UserError, match="text-generation"):
+        runner.submit(config(record.id))
+
+
+def test_recovery_marks_orphaned_running_runs_interrupted(repo, settings, dataset_id):
+    runner = JobRunner(repo, settings, train_fn=FakeTrainer(steps=2))
+    orphan = runner.submit(config(dataset_id, "orphan"))
+    waiting = runner.submit(config(dataset_id, "waiting"))
+    repo.mark_running(orphan, str(settings.runs_dir / str(orphan)))
+    # a CLI process only takes runs with a stale heartbeat: this one beat just now
+    assert runner.recover(all_running=False) == []
+    assert runner.recover(all_running=True) == [orphan]
+    assert repo.get_run(orphan).status == "interrupted"
+    assert repo.get_run(waiting).status == "queued"
+
+
+def test_shutdown_interrupts_running_job(repo, settings, dataset_id):
+    fake = FakeTrainer(steps=10_000, step_seconds=0.01)
+    runner = JobRunner(repo, settings, train_fn=fake)
+    run_id = runner.submit(config(dataset_id))
+    runner.start()
+    deadline = time.monotonic() + 10
+    while repo.get_run(run_id).status != "running" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    runner.shutdown()
+    run = repo.get_run(run_id)
+    assert run.status == "interrupted"
+    assert (settings.runs_dir / str(run_id) / "checkpoints").is_dir()
+
+
+def test_explain_names_the_fix():
+    assert "Lower the batch size" in explain(RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"))
+    assert explain(UserError("Column 'x' is missing.")) == "Column 'x' is missing."
+    assert explain(ValueError("bad\nmore")).startswith("Training failed (ValueError): bad")
