@@ -1,0 +1,233 @@
+"""The only code that talks SQL. One short Session per call; returns plain records."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from backend.config import RUN_STATUSES, TrainConfig
+from storage.models import Artifact, Dataset, Metric, Run, utcnow
+from storage.records import ArtifactRecord, DatasetRecord, MetricRecord, RunRecord
+
+
+class NotFound(Exception):
+    """A dataset or run id that does not exist."""
+
+
+class InUse(Exception):
+    """A dataset that runs still use, so it cannot be deleted."""
+
+
+def _dataset_record(row: Dataset) -> DatasetRecord:
+    return DatasetRecord(
+        id=row.id, name=row.name, task=row.task, content_hash=row.content_hash, path=row.path,
+        text_column=row.text_column, label_column=row.label_column, rows=row.rows, train_rows=row.train_rows,
+        validation_rows=row.validation_rows, labels=json.loads(row.labels_json), classes=json.loads(row.classes_json),
+        report=json.loads(row.report_json), created_at=row.created_at)
+
+
+def _run_record(row: Run) -> RunRecord:
+    return RunRecord(
+        id=row.id, name=row.name, dataset_id=row.dataset_id, task=row.task, template=row.template,
+        status=row.status, config_json=row.config_json, created_at=row.created_at, started_at=row.started_at,
+        finished_at=row.finished_at, heartbeat_at=row.heartbeat_at, error=row.error, output_dir=row.output_dir,
+        metrics=json.loads(row.metrics_json or "{}"), progress=row.progress or 0.0)
+
+
+class Repository:
+    """Datasets, runs, metrics and artifacts; every method is one unit of work."""
+
+    def __init__(self, sessions: sessionmaker) -> None:
+        self._sessions = sessions
+
+    # ---- datasets ------------------------------------------------------------------------
+    def add_dataset(self, *, name: str, task: str, content_hash: str, path: str, text_column: str,
+                    label_column: str | None, rows: int, train_rows: int, validation_rows: int,
+                    labels: list[str], classes: dict[str, int], report: dict) -> DatasetRecord:
+        """Store a dataset's metadata (its files are already on disk)."""
+        with self._sessions.begin() as session:
+            row = Dataset(name=name, task=task, content_hash=content_hash, path=path, text_column=text_column,
+                          label_column=label_column, rows=rows, train_rows=train_rows,
+                          validation_rows=validation_rows, labels_json=json.dumps(labels),
+                          classes_json=json.dumps(classes), report_json=json.dumps(report, default=str))
+            session.add(row)
+            session.flush()
+            return _dataset_record(row)
+
+    def find_dataset_by_hash(self, content_hash: str) -> DatasetRecord | None:
+        """The dataset stored with this content hash, if any."""
+        with self._sessions() as session:
+            row = session.scalar(select(Dataset).where(Dataset.content_hash == content_hash))
+            return _dataset_record(row) if row else None
+
+    def get_dataset(self, dataset_id: int) -> DatasetRecord:
+        """One dataset; NotFound if the id does not exist."""
+        with self._sessions() as session:
+            return _dataset_record(self._dataset_row(session, dataset_id))
+
+    def list_datasets(self) -> list[DatasetRecord]:
+        """All datasets, newest first."""
+        with self._sessions() as session:
+            return [_dataset_record(r) for r in session.scalars(select(Dataset).order_by(Dataset.id.desc()))]
+
+    def rename_dataset(self, dataset_id: int, name: str) -> None:
+        """Give a dataset a new display name."""
+        name = name.strip()
+        if not name:
+            raise ValueError("A dataset name cannot be empty; type a name.")
+        with self._sessions.begin() as session:
+            self._dataset_row(session, dataset_id).name = name[:200]
+
+    def delete_dataset(self, dataset_id: int) -> None:
+        """Delete a dataset's row; InUse while runs reference it."""
+        with self._sessions.begin() as session:
+            row = self._dataset_row(session, dataset_id)
+            used_by = session.scalars(select(Run.id).where(Run.dataset_id == dataset_id)).all()
+            if used_by:
+                raise InUse(f"Dataset {dataset_id} ('{row.name}') is used by run(s) {', '.join(map(str, used_by))}. "
+                            "Delete those runs first, or keep the dataset.")
+            session.delete(row)
+
+    @staticmethod
+    def _dataset_row(session: Session, dataset_id: int) -> Dataset:
+        row = session.get(Dataset, dataset_id)
+        if row is None:
+            raise NotFound(f"Dataset {dataset_id} does not exist. Pick one from the list of stored datasets.")
+        return row
+
+    # ---- runs ----------------------------------------------------------------------------
+    def create_run(self, config: TrainConfig, *, name: str | None = None) -> int:
+        """Queue a new run for `config`; returns its id."""
+        with self._sessions.begin() as session:
+            self._dataset_row(session, config.dataset_id)
+            run = Run(name=name or config.name, dataset_id=config.dataset_id, task=config.task,
+                      template=config.template.kind, status="queued", config_json=config.model_dump_json(),
+                      metrics_json="{}", progress=0.0)
+            session.add(run)
+            session.flush()
+            if not run.name:
+                run.name = f"{config.template.kind}-{run.id}"
+            return run.id
+
+    def get_run(self, run_id: int) -> RunRecord:
+        """One run; NotFound if the id does not exist."""
+        with self._sessions() as session:
+            return _run_record(self._run_row(session, run_id))
+
+    def list_runs(self, status: str | None = None) -> list[RunRecord]:
+        """All runs (or those with `status`), newest first."""
+        query = select(Run).order_by(Run.id.desc())
+        if status:
+            query = query.where(Run.status == status)
+        with self._sessions() as session:
+            return [_run_record(r) for r in session.scalars(query)]
+
+    def queued_runs(self) -> list[RunRecord]:
+        """Runs waiting for a worker, oldest first (FIFO)."""
+        with self._sessions() as session:
+            rows = session.scalars(select(Run).where(Run.status == "queued").order_by(Run.id))
+            return [_run_record(r) for r in rows]
+
+    def count_queued(self) -> int:
+        """How many runs wait in the queue."""
+        with self._sessions() as session:
+            return session.scalar(select(func.count()).select_from(Run).where(Run.status == "queued")) or 0
+
+    def mark_running(self, run_id: int, output_dir: str) -> None:
+        """A worker took the run: status running, start time, first heartbeat."""
+        now = utcnow()
+        with self._sessions.begin() as session:
+            run = self._run_row(session, run_id)
+            run.status, run.output_dir, run.heartbeat_at = "running", output_dir, now
+            run.started_at = run.started_at or now
+            run.error = None
+
+    def heartbeat(self, run_id: int, progress: float | None = None) -> None:
+        """The run is alive (and, optionally, this far along: 0..1)."""
+        values: dict = {"heartbeat_at": utcnow()}
+        if progress is not None:
+            values["progress"] = max(0.0, min(1.0, float(progress)))
+        with self._sessions.begin() as session:
+            session.execute(update(Run).where(Run.id == run_id).values(**values))
+
+    def finish(self, run_id: int, status: str, *, metrics: dict | None = None, error: str | None = None) -> None:
+        """End a run with a final status, its best metrics or its error."""
+        if status not in RUN_STATUSES or status in ("queued", "running"):
+            raise ValueError(f"'{status}' is not a final run status")
+        with self._sessions.begin() as session:
+            run = self._run_row(session, run_id)
+            run.status, run.finished_at, run.error = status, utcnow(), error
+            if metrics is not None:
+                run.metrics_json = json.dumps(metrics, default=float)
+            if status == "succeeded":
+                run.progress = 1.0
+
+    def requeue(self, run_id: int, config: TrainConfig | None = None) -> None:
+        """Put a run back in the queue (resume), optionally with a new config."""
+        with self._sessions.begin() as session:
+            run = self._run_row(session, run_id)
+            run.status, run.error, run.finished_at = "queued", None, None
+            if config is not None:
+                run.config_json = config.model_dump_json()
+
+    def mark_interrupted_stale(self, older_than: timedelta | None = None) -> list[int]:
+        """Runs left `running` become `interrupted`: all, or those whose heartbeat is older than `older_than`."""
+        query = select(Run).where(Run.status == "running")
+        if older_than is not None:
+            cutoff = utcnow() - older_than
+            query = query.where((Run.heartbeat_at.is_(None)) | (Run.heartbeat_at < cutoff))
+        with self._sessions.begin() as session:
+            rows = session.scalars(query).all()
+            for run in rows:
+                run.status, run.finished_at = "interrupted", utcnow()
+                run.error = "The app stopped while this run was training. Resume it to continue from its last checkpoint."
+            return [run.id for run in rows]
+
+    def delete_run(self, run_id: int) -> None:
+        """Delete a run with its metrics and artifact rows (files are the caller's job)."""
+        with self._sessions.begin() as session:
+            session.delete(self._run_row(session, run_id))  # metrics/artifacts cascade
+
+    @staticmethod
+    def _run_row(session: Session, run_id: int) -> Run:
+        row = session.get(Run, run_id)
+        if row is None:
+            raise NotFound(f"Run {run_id} does not exist. Pick one from the runs list.")
+        return row
+
+    # ---- metrics ---------------------------------------------------------------------------
+    def add_metrics(self, run_id: int, step: int, values: dict[str, float]) -> None:
+        """Append one value per key at `step`, in one transaction."""
+        now = utcnow()
+        with self._sessions.begin() as session:
+            session.add_all(Metric(run_id=run_id, key=key, step=int(step), value=float(value), time=now)
+                            for key, value in values.items())
+
+    def get_metrics(self, run_id: int, keys: list[str] | None = None) -> list[MetricRecord]:
+        """A run's metric values ordered by step (then insertion), optionally only `keys`."""
+        query = select(Metric).where(Metric.run_id == run_id).order_by(Metric.step, Metric.id)
+        if keys:
+            query = query.where(Metric.key.in_(keys))
+        with self._sessions() as session:
+            return [MetricRecord(run_id=m.run_id, key=m.key, step=m.step, value=m.value, time=m.time)
+                    for m in session.scalars(query)]
+
+    def latest_metrics(self, run_id: int) -> dict[str, float]:
+        """The last recorded value of each key."""
+        return {m.key: m.value for m in self.get_metrics(run_id)}
+
+    # ---- artifacts -------------------------------------------------------------------------
+    def add_artifact(self, run_id: int, kind: str, path: str) -> None:
+        """Record a file or folder a run produced."""
+        with self._sessions.begin() as session:
+            session.add(Artifact(run_id=run_id, kind=kind, path=path))
+
+    def list_artifacts(self, run_id: int) -> list[ArtifactRecord]:
+        """A run's artifacts, oldest first."""
+        with self._sessions() as session:
+            rows = session.scalars(select(Artifact).where(Artifact.run_id == run_id).order_by(Artifact.id))
+            return [ArtifactRecord(id=a.id, run_id=a.run_id, kind=a.kind, path=a.path, created_at=a.created_at)
+                    for a in rows]
