@@ -1,0 +1,92 @@
+"""Load a finished run once (cached) and classify texts with it.
+
+Weights are read from safetensors only. Texts are tokenized and padded exactly as during
+evaluation (backend.tokenization.encode / pad_batch), so a reloaded model gives the scores the
+trainer saw. The tokenizer's Rust backend is not safe to call from two threads at once (its
+truncation settings are mutable state), hence the lock around tokenization.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+from backend.errors import UserError
+from backend.templates import load_model, logits_of
+from backend.tokenization import encode, pad_batch
+
+log = logging.getLogger(__name__)
+
+CACHE_SIZE = 4  # finished models kept in memory at once
+_LOAD_LOCK = threading.Lock()
+
+
+class Predictor:
+    """A classifier ready to predict: model (eval mode, on its device), tokenizer and label names."""
+
+    def __init__(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, labels: Sequence[str],
+                 max_length: int, device: torch.device | str | None = None) -> None:
+        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        self.model = model.to(self.device).eval()
+        self.tokenizer = tokenizer
+        self.labels = list(labels)
+        self.max_length = max_length
+        self._tokenizer_lock = threading.Lock()
+
+    def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[dict]:
+        """[{"label": best label, "scores": {label: probability}}] for each text, in order."""
+        if batch_size < 1:
+            raise UserError(f"batch_size must be at least 1 (got {batch_size}).")
+        texts = ["" if text is None else str(text) for text in texts]
+        with self._tokenizer_lock:
+            rows = encode(self.tokenizer, texts, self.max_length)
+        pad_token_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        # Batch similar lengths together so short texts are not padded to the longest one.
+        order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+        results: list[dict | None] = [None] * len(rows)
+        with torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                chunk = order[start:start + batch_size]
+                batch = {k: v.to(self.device) for k, v in pad_batch([rows[i] for i in chunk], pad_token_id).items()}
+                probabilities = torch.softmax(logits_of(self.model, batch).float(), dim=-1).cpu()  # (B, C)
+                for i, row in zip(chunk, probabilities.tolist()):
+                    best = max(range(len(row)), key=row.__getitem__)
+                    results[i] = {"label": self.labels[best], "scores": dict(zip(self.labels, row))}
+        return results  # type: ignore[return-value]
+
+
+def load_predictor(output_dir: Path | str, device: str | None = None) -> Predictor:
+    """The Predictor of a run folder, cached (at most 4) until its model file changes."""
+    folder = Path(output_dir).expanduser().resolve()
+    weights = folder / "model.safetensors"
+    if not weights.is_file():
+        raise UserError(f"No trained model in {folder}: the run has not saved one yet. "
+                        "Pick a run that finished, or wait for this one to evaluate once.")
+    with _LOAD_LOCK:  # two threads asking for one new model load it once
+        return _load_cached(str(folder), weights.stat().st_mtime_ns, device or _default_device())
+
+
+@functools.lru_cache(maxsize=CACHE_SIZE)
+def _load_cached(folder: str, mtime_ns: int, device: str) -> Predictor:
+    # mtime_ns is part of the key only: a re-saved best model gets a fresh entry.
+    model, tokenizer, labels, max_length = load_model(Path(folder))
+    log.info("loaded %s on %s", folder, device)
+    return Predictor(model, tokenizer, labels, max_length, device)
+
+
+def _default_device() -> str:
+    from backend.trainer import default_device  # the trainer owns device selection
+
+    return str(default_device())
+
+
+def clear_cache() -> None:
+    """Forget all cached predictors (frees their memory)."""
+    _load_cached.cache_clear()

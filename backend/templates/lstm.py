@@ -1,0 +1,102 @@
+"""A (bi)LSTM text classifier trained from scratch, with its own subword tokenizer.
+
+    input_ids (B, T) -> embedding (B, T, E) -> LSTM (B, T, H * directions)
+                     -> masked max/mean pooling (B, H * directions) -> dropout -> linear (B, C)
+
+Padding never leaks into the result: the LSTM runs over packed sequences (each row stops at its
+own length), and pooling ignores padded positions. Saved files: `model.safetensors`,
+`config.json` (the template fields + labels + max_length) and `tokenizer.json`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from transformers import PreTrainedTokenizerFast
+
+from backend.config import LstmTemplate
+from backend.tokenization import load_tokenizer_file, train_tokenizer
+
+MODEL_KIND = "modelsmith-lstm"  # marks our config.json apart from a Hugging Face one
+
+
+class LstmClassifier(nn.Module):
+    """Embedding -> (bi)LSTM -> masked pooling -> dropout -> linear head."""
+
+    def __init__(self, template: LstmTemplate, vocab_size: int, num_labels: int, pad_token_id: int = 0):
+        super().__init__()
+        self.template = template
+        self.embedding = nn.Embedding(vocab_size, template.embedding_dim, padding_idx=pad_token_id)
+        self.lstm = nn.LSTM(
+            template.embedding_dim, template.hidden_size, num_layers=template.num_layers,
+            bidirectional=template.bidirectional, batch_first=True,
+            dropout=template.dropout if template.num_layers > 1 else 0.0)  # torch warns on 1 layer
+        self.dropout = nn.Dropout(template.dropout)
+        directions = 2 if template.bidirectional else 1
+        self.head = nn.Linear(template.hidden_size * directions, num_labels)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_: object) -> torch.Tensor:
+        """Class logits (B, C) for a padded batch; extra keys (token_type_ids...) are ignored."""
+        batch_size, seq_len = input_ids.shape
+        # Every row has >= 1 token ([CLS] ... [SEP]); clamp anyway so packing never sees a 0.
+        lengths = attention_mask.sum(dim=1).clamp(min=1)
+        x = self.embedding(input_ids)                                          # (B, T, E)
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        # The recurrence runs in float32 even under mixed precision: cuDNN's RNN kernels do not
+        # take every half type, and the LSTM is a small share of the compute anyway.
+        with torch.autocast(device_type=input_ids.device.type, enabled=False):
+            out, _ = self.lstm(packed.float())
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=seq_len)  # (B, T, H*d)
+        mask = attention_mask[:, :, None].bool()                               # (B, T, 1)
+        if self.template.pooling == "max":
+            pooled = out.masked_fill(~mask, torch.finfo(out.dtype).min).max(dim=1).values
+        else:
+            pooled = (out * mask).sum(dim=1) / lengths[:, None].to(out.dtype)  # (B, H*d)
+        return self.head(self.dropout(pooled))                                 # (B, C)
+
+
+def build_lstm(template: LstmTemplate, labels: Sequence[str], train_texts: Sequence[str], max_length: int,
+               tokenizer: PreTrainedTokenizerFast | None = None) -> tuple[LstmClassifier, PreTrainedTokenizerFast]:
+    """A freshly initialised classifier and a tokenizer trained on the texts (unless one is given)."""
+    if tokenizer is None:
+        tokenizer = train_tokenizer(train_texts, template.tokenizer, template.vocab_size, max_length)
+    model = LstmClassifier(template, len(tokenizer), len(labels), tokenizer.pad_token_id)
+    return model, tokenizer
+
+
+def save_lstm(model: LstmClassifier, tokenizer: PreTrainedTokenizerFast, labels: Sequence[str],
+              max_length: int, folder: Path) -> None:
+    """Write model.safetensors, config.json and tokenizer.json into `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {name: tensor.detach().to("cpu").contiguous() for name, tensor in model.state_dict().items()}
+    save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    config = {"model_kind": MODEL_KIND, "template": model.template.model_dump(), "labels": list(labels),
+              "max_length": max_length, "vocab_size": model.embedding.num_embeddings,
+              "pad_token_id": model.embedding.padding_idx}
+    (folder / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+    tokenizer.backend_tokenizer.save(str(folder / "tokenizer.json"))
+
+
+def is_lstm_folder(folder: Path) -> bool:
+    """Whether `folder` holds an LSTM saved by `save_lstm`."""
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        return False
+    return json.loads(config_path.read_text(encoding="utf-8")).get("model_kind") == MODEL_KIND
+
+
+def load_lstm(folder: Path) -> tuple[LstmClassifier, PreTrainedTokenizerFast, list[str], int]:
+    """Rebuild a saved LSTM from safetensors + JSON: (model, tokenizer, labels, max_length)."""
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    template = LstmTemplate.model_validate(config["template"])
+    labels, max_length = list(config["labels"]), int(config["max_length"])
+    model = LstmClassifier(template, int(config["vocab_size"]), len(labels), int(config["pad_token_id"]))
+    model.load_state_dict(load_file(str(folder / "model.safetensors")))
+    tokenizer = load_tokenizer_file(str(folder / "tokenizer.json"), max_length)
+    return model, tokenizer, labels, max_length

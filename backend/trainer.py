@@ -1,0 +1,576 @@
+"""Train a text classifier: one readable loop on top of accelerate.
+
+Shape of accelerate's examples/nlp_example.py: read the splits, build model + tokenizer, build
+dataloaders, `accelerator.prepare(...)`, loop over epochs, evaluate, keep the best. The trainer
+knows nothing of the DB or the UI: it reports through `on_progress(step, values)` and checks
+`should_stop()` between optimizer steps.
+
+What lands in `output_dir`:
+    model.safetensors, config.json, tokenizer files   the best model (validation macro F1)
+    run_config.json, metrics.json, README.md           the config, best metrics, model card
+    checkpoints/step-00000120/                         resumable state, last 2 (removed on success)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState, GradientState
+from accelerate.utils import set_seed
+from safetensors.torch import load_file
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from transformers import PreTrainedTokenizerBase, get_linear_schedule_with_warmup
+
+from backend.config import TrainConfig
+from backend.data import load_split
+from backend.errors import Cancelled, UserError
+from backend.inference import Predictor
+from backend.metrics import classification_metrics
+from backend.model_card import write_model_card
+from backend.settings import Settings
+from backend.templates import OWN_TOKENIZER_KINDS, build_model, logits_of, num_labels_of, save_model, vocab_size_of
+from backend.tokenization import encode, load_tokenizer_file, pad_batch
+from storage.records import DatasetRecord
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int, dict[str, float]], None]
+CHECKPOINTS_DIR = "checkpoints"
+CHECKPOINT_STATE = "trainer_state.json"  # written last: its presence marks a complete checkpoint
+CHECKPOINT_NAME = re.compile(r"step-(\d+)")
+KEEP_CHECKPOINTS = 2
+GROUP_CHUNK_BATCHES = 50  # length grouping sorts chunks of 50 batches: similar lengths, still shuffled
+
+
+@dataclass
+class TrainResult:
+    """What a finished run hands back: best validation metrics and where its model is."""
+
+    metrics: dict  # accuracy, macro_precision, macro_recall, macro_f1, loss, per_class, confusion_matrix, labels
+    best_step: int
+    output_dir: Path
+    stop_reason: str = "completed"  # completed | early_stopping | time_budget
+    predictor: Predictor | None = field(default=None, repr=False)  # the best model, still in memory
+
+
+# --- device and precision: process-wide, like Accelerate's own state --------------------------
+
+_accelerator: Accelerator | None = None
+_accelerator_key: tuple[str, str] | None = None
+_accelerator_lock = threading.Lock()
+# Accelerate's GradientState (accumulation counters, sync flag) and the models/optimizers an
+# Accelerator registers are process-wide: two runs stepping at once would skip each other's
+# optimizer steps and save each other's weights. So runs in one process train one at a time.
+_training_lock = threading.Lock()
+
+
+def resolve_device(device: str = "auto") -> str:
+    """'cuda', 'mps' or 'cpu': what `device` means on this machine."""
+    cuda = torch.cuda.is_available()
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if device == "auto":
+        return "cuda" if cuda else "mps" if mps else "cpu"
+    if device not in ("cuda", "mps", "cpu") or (device == "cuda" and not cuda) or (device == "mps" and not mps):
+        raise UserError(f"Device '{device}' is not available on this machine. "
+                        "Set MODELSMITH_DEVICE to auto (or cpu) and restart.")
+    return device
+
+
+def resolve_precision(device: str, mixed_precision: str = "auto") -> str:
+    """'bf16', 'fp16' or 'no': mixed precision on CUDA only, bf16 where the GPU supports it."""
+    if device != "cuda":
+        return "no"
+    if mixed_precision == "auto":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return mixed_precision
+
+
+def get_accelerator(device: str = "auto", mixed_precision: str = "auto") -> Accelerator:
+    """The process-wide Accelerator for this device and precision, created on first use."""
+    global _accelerator, _accelerator_key
+    resolved = resolve_device(device)
+    key = (resolved, resolve_precision(resolved, mixed_precision))
+    with _accelerator_lock:
+        if _accelerator is not None and _accelerator_key == key:
+            return _accelerator
+        if _accelerator is not None:
+            # Accelerate refuses a second device/precision in one process unless its state is
+            # reset; only do this between runs.
+            log.warning("switching the accelerator from %s to %s", _accelerator_key, key)
+            AcceleratorState._reset_state(reset_partial_state=True)
+            GradientState._reset_state()
+        _accelerator = Accelerator(cpu=key[0] == "cpu", mixed_precision=key[1])
+        _accelerator_key = key
+        log.info("accelerator ready: device=%s mixed_precision=%s", _accelerator.device, key[1])
+        return _accelerator
+
+
+def default_device() -> torch.device:
+    """The device of the process-wide Accelerator, or the one Settings would pick."""
+    if _accelerator is not None:
+        return _accelerator.device
+    return torch.device(resolve_device(Settings().device))
+
+
+# --- data: token ids in memory, dynamic padding, length-grouped batches -----------------------
+
+def read_split(dataset: DatasetRecord, split: str, labels: Sequence[str]) -> tuple[list[str], list[int]]:
+    """Texts and label ids of one stored split (label names mapped through `labels`)."""
+    frame = load_split(dataset, split)
+    if "text" not in frame or "label" not in frame:
+        raise UserError(f"The {split} split of dataset '{dataset.name}' has no text/label columns; "
+                        "upload it again as a text-classification dataset.")
+    label_ids = {label: i for i, label in enumerate(labels)}
+    names = frame["label"].astype(str).tolist()
+    unknown = sorted(set(names) - label_ids.keys())
+    if unknown:
+        raise UserError(f"The {split} split has labels the dataset does not list ({', '.join(unknown[:5])}). "
+                        "Upload the dataset again so its label list is rebuilt.")
+    texts = ["" if text is None or text != text else str(text) for text in frame["text"].tolist()]  # NaN != NaN
+    return texts, [label_ids[name] for name in names]
+
+
+def check_ids(rows: Sequence[Sequence[int]], label_ids: Sequence[int], vocab_size: int, num_labels: int,
+              split: str = "training") -> None:
+    """Raise UserError if a token or label id would index past the model's embedding or head."""
+    # On CUDA an out-of-range index is a device-side assert that poisons the whole process, so
+    # check on the CPU before anything reaches the device.
+    bad_label = next((label for label in label_ids if not 0 <= label < num_labels), None)
+    if bad_label is not None:
+        raise UserError(f"The {split} split has label id {bad_label} but the model has {num_labels} classes. "
+                        "Upload the dataset again so labels and classes match.")
+    top = max((max(row) for row in rows if row), default=0)
+    low = min((min(row) for row in rows if row), default=0)
+    if top >= vocab_size or low < 0:
+        raise UserError(f"The tokenizer produced token id {top if top >= vocab_size else low} but the model's "
+                        f"vocabulary has {vocab_size} entries: the tokenizer and the weights do not belong together. "
+                        "Pick a base model folder whose tokenizer matches its weights.")
+
+
+class EncodedDataset(Dataset):
+    """(token ids, label id) pairs, already tokenized and truncated."""
+
+    def __init__(self, rows: list[list[int]], label_ids: list[int]) -> None:
+        self.rows, self.label_ids = rows, label_ids
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> tuple[list[int], int]:
+        return self.rows[index], self.label_ids[index]
+
+
+@dataclass
+class Collator:
+    """Pads each batch to its own longest row (never to max_length) and adds `labels` (B,)."""
+
+    pad_token_id: int
+
+    def __call__(self, items: list[tuple[list[int], int]]) -> dict[str, torch.Tensor]:
+        rows, labels = zip(*items)
+        batch = pad_batch(rows, self.pad_token_id)
+        batch["labels"] = torch.tensor(labels, dtype=torch.long)
+        return batch
+
+
+class LengthGroupedSampler:
+    """Batches of similar lengths in a seeded random order; `set_epoch` gives each epoch its own order."""
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int) -> None:
+        self.lengths = np.asarray(lengths)
+        self.batch_size, self.seed, self.epoch = batch_size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Pick the epoch whose batch order `__iter__` yields (accelerate calls this too)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.lengths) / self.batch_size)
+
+    def __iter__(self):
+        rng = np.random.default_rng([self.seed, self.epoch])
+        order = rng.permutation(len(self.lengths))
+        chunk = self.batch_size * GROUP_CHUNK_BATCHES
+        batches: list[list[int]] = []
+        for start in range(0, len(order), chunk):
+            part = order[start:start + chunk]
+            part = part[np.argsort(-self.lengths[part], kind="stable")]  # longest first within the chunk
+            batches.extend(part[i:i + self.batch_size].tolist() for i in range(0, len(part), self.batch_size))
+        for index in rng.permutation(len(batches)):
+            yield batches[index]
+
+
+def _eval_loader(rows: list[list[int]], label_ids: list[int], batch_size: int, pad_token_id: int) -> DataLoader:
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))  # fixed order: little padding
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    return DataLoader(EncodedDataset(rows, label_ids), batch_sampler=batches, collate_fn=Collator(pad_token_id),
+                      generator=torch.Generator())  # see _setup: keep the global RNG untouched
+
+
+# --- checkpoints: written to a temp folder, then renamed -------------------------------------
+
+@dataclass
+class TrainState:
+    """Where training stands; saved with every checkpoint."""
+
+    global_step: int = 0         # optimizer steps done
+    epoch: int = 0               # current epoch (0-based)
+    batches_done: int = 0        # batches of the current epoch already trained on
+    best_metric: float = -1.0    # best validation macro F1 so far
+    best_step: int = 0
+    best_metrics: dict = field(default_factory=dict)
+    evals_without_improvement: int = 0
+    elapsed_seconds: float = 0.0  # training time before this session (for the time budget)
+
+
+def latest_checkpoint(output_dir: Path) -> Path | None:
+    """Newest complete checkpoint folder of a run, or None."""
+    root = Path(output_dir) / CHECKPOINTS_DIR
+    if not root.is_dir():
+        return None
+    complete = [p for p in root.iterdir() if CHECKPOINT_NAME.fullmatch(p.name) and (p / CHECKPOINT_STATE).is_file()]
+    return max(complete, key=lambda p: int(CHECKPOINT_NAME.fullmatch(p.name).group(1)), default=None)
+
+
+def save_checkpoint(accelerator: Accelerator, output_dir: Path, state: TrainState,
+                    tokenizer: PreTrainedTokenizerBase | None) -> Path:
+    """Save model, optimizer, scheduler and RNG state + `state`; a crash never leaves a half checkpoint."""
+    root = output_dir / CHECKPOINTS_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step-{state.global_step:08d}"
+    staging = root / f".tmp-{final.name}"  # dot-names are never picked as latest
+    shutil.rmtree(staging, ignore_errors=True)
+    accelerator.save_state(str(staging), safe_serialization=True)
+    if tokenizer is not None:  # a learned vocabulary must come back identical on resume
+        tokenizer.backend_tokenizer.save(str(staging / "tokenizer.json"))
+    (staging / CHECKPOINT_STATE).write_text(json.dumps(asdict(state)), encoding="utf-8")
+    if final.exists():  # the same step saved twice (epoch end, then stop): swap, never delete first
+        old = root / f".old-{final.name}"
+        shutil.rmtree(old, ignore_errors=True)
+        os.rename(final, old)
+        os.rename(staging, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(staging, final)
+    complete = sorted((p for p in root.iterdir() if CHECKPOINT_NAME.fullmatch(p.name)),
+                      key=lambda p: int(CHECKPOINT_NAME.fullmatch(p.name).group(1)))
+    for stale in complete[:-KEEP_CHECKPOINTS]:
+        shutil.rmtree(stale, ignore_errors=True)
+    return final
+
+
+def _load_checkpoint(accelerator: Accelerator, checkpoint: Path) -> TrainState:
+    # load_state uses torch.load (weights_only) on optimizer/scheduler/RNG files: only ever on
+    # checkpoints this trainer wrote into the run's own folder.
+    try:
+        accelerator.load_state(str(checkpoint))
+    except (RuntimeError, ValueError, KeyError, OSError) as exc:
+        raise UserError(f"The checkpoint {checkpoint.name} does not fit this run's settings "
+                        f"({str(exc).splitlines()[0][:200]}). Start a new run instead of resuming.") from exc
+    state = TrainState(**json.loads((checkpoint / CHECKPOINT_STATE).read_text(encoding="utf-8")))
+    log.info("resumed from %s (step %d, epoch %d)", checkpoint, state.global_step, state.epoch)
+    return state
+
+
+# --- the run --------------------------------------------------------------------------------
+
+@dataclass
+class _Setup:
+    """Everything the loop needs, built once by `_setup`."""
+
+    config: TrainConfig
+    accelerator: Accelerator
+    model: nn.Module
+    tokenizer: PreTrainedTokenizerBase
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    train_loader: DataLoader
+    eval_loader: DataLoader
+    labels: list[str]
+    max_length: int
+    output_dir: Path
+    steps_per_epoch: int
+    total_steps: int
+    best_weights: dict[str, torch.Tensor] | None = None  # CPU copy of the best model so far
+    evaluated_at: int = -1
+
+
+def train(config: TrainConfig, dataset: DatasetRecord, output_dir: Path, *, on_progress: ProgressFn,
+          should_stop: Callable[[], bool], resume: bool = False,
+          accelerator: Accelerator | None = None) -> TrainResult:
+    """Train `config.template` on `dataset`; the best model (validation macro F1) lands in `output_dir`.
+
+    Raises Cancelled (after saving a checkpoint) once should_stop() is true, UserError on bad input
+    or when the device runs out of memory. resume=True continues from the latest checkpoint.
+    """
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    while not _training_lock.acquire(timeout=0.5):  # another run is training in this process
+        if should_stop():
+            raise Cancelled()
+    try:
+        if accelerator is None:
+            settings = Settings()
+            accelerator = get_accelerator(settings.device, settings.mixed_precision)
+        accelerator.free_memory()  # forget what a previous run registered: save_state saves all of it
+        return _train(config, dataset, output_dir, on_progress, should_stop, resume, accelerator)
+    except Exception as exc:
+        if _is_out_of_memory(exc):
+            device = accelerator.device if accelerator is not None else "this device"
+            raise UserError(f"Out of memory on {device}: lower batch_size (now {config.batch_size}) or max_length "
+                            f"(now {config.max_length}); raise gradient_accumulation_steps to keep the "
+                            "effective batch size.") from exc
+        raise
+    finally:
+        if accelerator is not None:
+            accelerator.free_memory()
+        _training_lock.release()
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or (
+        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
+
+
+def _train(config: TrainConfig, dataset: DatasetRecord, output_dir: Path, on_progress: ProgressFn,
+           should_stop: Callable[[], bool], resume: bool, accelerator: Accelerator) -> TrainResult:
+    (output_dir / "run_config.json").write_text(config.model_dump_json(indent=2), encoding="utf-8")
+    if not resume:  # a fresh start: checkpoints of an earlier attempt must never be picked as latest
+        shutil.rmtree(output_dir / CHECKPOINTS_DIR, ignore_errors=True)
+    checkpoint = latest_checkpoint(output_dir) if resume else None
+    if resume and checkpoint is None:
+        log.warning("no checkpoint in %s: starting from the beginning", output_dir)
+    run = _setup(config, dataset, output_dir, accelerator, checkpoint)
+    state = _load_checkpoint(accelerator, checkpoint) if checkpoint else TrainState()
+
+    stop_reason = _fit(run, state, on_progress, should_stop)
+
+    if run.evaluated_at != state.global_step or not state.best_metrics:
+        _evaluate(run, state, on_progress)
+    model = accelerator.unwrap_model(run.model, keep_fp32_wrapper=False)
+    _restore_best(model, run)
+    (output_dir / "metrics.json").write_text(json.dumps(state.best_metrics, indent=2), encoding="utf-8")
+    write_model_card(output_dir, config, dataset, state.best_metrics, best_step=state.best_step,
+                     stop_reason=stop_reason)
+    shutil.rmtree(output_dir / CHECKPOINTS_DIR, ignore_errors=True)  # done: nothing left to resume
+    predictor = Predictor(model, run.tokenizer, run.labels, run.max_length, accelerator.device)
+    return TrainResult(metrics=state.best_metrics, best_step=state.best_step, output_dir=output_dir,
+                       stop_reason=stop_reason, predictor=predictor)
+
+
+def _setup(config: TrainConfig, dataset: DatasetRecord, output_dir: Path, accelerator: Accelerator,
+           checkpoint: Path | None) -> _Setup:
+    """Read the splits, build model and tokenizer, dataloaders, optimizer and schedule; prepare them."""
+    labels = list(dataset.labels)
+    if len(labels) < 2:
+        raise UserError(f"Dataset '{dataset.name}' has {len(labels)} class(es); a classifier needs at least 2. "
+                        "Pick another label column or add examples of other classes.")
+    set_seed(config.seed)  # python, numpy, torch (+cuda): weights, dropout and shuffling repeat
+    train_texts, train_labels = read_split(dataset, "train", labels)
+    val_texts, val_labels = read_split(dataset, "validation", labels)
+    if not train_texts or not val_texts:
+        raise UserError(f"Dataset '{dataset.name}' needs rows in both its training and validation splits; "
+                        "upload it again with a validation share above 0.")
+    saved_tokenizer = None
+    if checkpoint is not None and config.template.kind in OWN_TOKENIZER_KINDS:
+        saved_tokenizer = load_tokenizer_file(str(checkpoint / "tokenizer.json"), config.max_length)
+    model, tokenizer = build_model(config, labels, train_texts, saved_tokenizer)
+    max_length = int(min(config.max_length, tokenizer.model_max_length))
+    pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    train_rows, val_rows = encode(tokenizer, train_texts, max_length), encode(tokenizer, val_texts, max_length)
+    for rows, label_ids, split in ((train_rows, train_labels, "training"), (val_rows, val_labels, "validation")):
+        check_ids(rows, label_ids, vocab_size_of(model), num_labels_of(model), split)
+
+    sampler = LengthGroupedSampler([len(row) for row in train_rows], config.batch_size, config.seed)
+    # A DataLoader draws a seed from the global RNG each time it is iterated, unless it has its own
+    # generator; with one, dropout draws the same numbers whether or not a run was resumed.
+    train_loader = DataLoader(EncodedDataset(train_rows, train_labels), batch_sampler=sampler,
+                              collate_fn=Collator(pad_token_id), generator=torch.Generator().manual_seed(config.seed))
+    eval_loader = _eval_loader(val_rows, val_labels, config.batch_size * 2, pad_token_id)
+    # No weight decay on biases and norm weights (1-D tensors), as in nanoGPT and BERT.
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW([
+        {"params": [p for p in parameters if p.dim() >= 2], "weight_decay": config.weight_decay},
+        {"params": [p for p in parameters if p.dim() < 2], "weight_decay": 0.0}], lr=config.learning_rate)
+    # The last, short accumulation window of an epoch still steps (accelerate syncs at the end of
+    # the dataloader), hence the ceil.
+    steps_per_epoch = math.ceil(len(train_loader) / config.gradient_accumulation_steps)
+    total_steps = steps_per_epoch * config.epochs
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
+
+    accelerator.gradient_accumulation_steps = config.gradient_accumulation_steps
+    model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
+    log.info("training %s on %d rows (%d steps) on %s", config.template.kind, len(train_rows), total_steps,
+             accelerator.device)
+    return _Setup(config=config, accelerator=accelerator, model=model, tokenizer=tokenizer, optimizer=optimizer,
+                  scheduler=scheduler, train_loader=train_loader, eval_loader=eval_loader, labels=labels,
+                  max_length=max_length, output_dir=output_dir, steps_per_epoch=steps_per_epoch,
+                  total_steps=total_steps)
+
+
+class _Meter:
+    """Training loss and throughput between two progress reports, and time spent on the run."""
+
+    def __init__(self, device: torch.device, state: TrainState, time_budget_seconds: float) -> None:
+        self.loss_sum = torch.zeros((), device=device)  # summed on the device: .item() only to report
+        self.samples, self.window_start = 0, time.monotonic()
+        self.session_start, self.session_first_step = time.monotonic(), state.global_step
+        self.elapsed_before, self.time_budget_seconds = state.elapsed_seconds, time_budget_seconds
+
+    def add(self, loss: torch.Tensor, samples: int) -> None:
+        self.loss_sum += loss.detach() * samples
+        self.samples += samples
+
+    def spent(self) -> float:
+        """Seconds of training on this run, sessions before a resume included."""
+        return self.elapsed_before + time.monotonic() - self.session_start
+
+    def report(self, run: _Setup, state: TrainState) -> dict[str, float]:
+        """Progress values for on_progress; starts a new window."""
+        now = time.monotonic()
+        per_step = (now - self.session_start) / max(state.global_step - self.session_first_step, 1)
+        eta = per_step * (run.total_steps - state.global_step)
+        if self.time_budget_seconds:
+            eta = min(eta, max(self.time_budget_seconds - self.spent(), 0.0))
+        values = {"train_loss": (self.loss_sum / max(self.samples, 1)).item(),
+                  "learning_rate": float(run.scheduler.get_last_lr()[0]),
+                  "samples_per_second": self.samples / max(now - self.window_start, 1e-9),
+                  "eta_seconds": eta, **_position(run, state)}
+        self.loss_sum.zero_()
+        self.samples, self.window_start = 0, now
+        return values
+
+
+def _fit(run: _Setup, state: TrainState, on_progress: ProgressFn, should_stop: Callable[[], bool]) -> str:
+    """The training loop; returns why it ended: completed, early_stopping or time_budget."""
+    accelerator, config, model = run.accelerator, run.config, run.model
+    meter = _Meter(accelerator.device, state, config.time_budget_seconds)
+    tokenizer_to_save = run.tokenizer if config.template.kind in OWN_TOKENIZER_KINDS else None
+
+    def checkpoint() -> None:
+        """Save a resumable checkpoint of where the loop stands."""
+        state.elapsed_seconds = meter.spent()
+        save_checkpoint(accelerator, run.output_dir, state, tokenizer_to_save)
+
+    model.train()
+    for epoch in range(state.epoch, config.epochs):
+        run.train_loader.set_epoch(epoch)
+        batches = run.train_loader
+        if state.batches_done:  # resuming mid-epoch: same order, skip what was already trained on
+            batches = accelerator.skip_first_batches(run.train_loader, state.batches_done)
+        try:
+            for batch in batches:
+                with accelerator.accumulate(model):
+                    logits = logits_of(model, batch)                          # (B, C)
+                    loss = F.cross_entropy(logits.float(), batch["labels"])
+                    accelerator.backward(loss)                                # divides by accumulation steps
+                    if accelerator.sync_gradients and config.max_grad_norm > 0:
+                        accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                    run.optimizer.step()                                      # no-ops while accumulating
+                    run.scheduler.step()
+                    run.optimizer.zero_grad()
+                state.batches_done += 1
+                meter.add(loss, len(batch["labels"]))
+                if not accelerator.sync_gradients:
+                    continue
+                state.global_step += 1
+                if state.global_step % config.log_every_steps == 0:
+                    on_progress(state.global_step, meter.report(run, state))
+                if config.eval_every_steps and state.global_step % config.eval_every_steps == 0:
+                    _evaluate(run, state, on_progress)
+                    if _patience_spent(config, state):
+                        return "early_stopping"
+                if config.time_budget_seconds and meter.spent() >= config.time_budget_seconds:
+                    log.info("time budget of %.0f s spent at step %d", config.time_budget_seconds, state.global_step)
+                    return "time_budget"
+                if should_stop():
+                    checkpoint()
+                    raise Cancelled()
+        finally:  # leaving mid-epoch too: drop the loader from accelerate's process-wide stack
+            if hasattr(batches, "end"):
+                batches.end()
+        state.epoch, state.batches_done = epoch + 1, 0
+        if run.evaluated_at != state.global_step:
+            _evaluate(run, state, on_progress)
+        checkpoint()
+        if _patience_spent(config, state):
+            return "early_stopping"
+    return "completed"
+
+
+def _position(run: _Setup, state: TrainState) -> dict[str, float]:
+    return {"epoch": state.global_step / run.steps_per_epoch, "progress": state.global_step / run.total_steps,
+            "total_steps": float(run.total_steps)}
+
+
+def _patience_spent(config: TrainConfig, state: TrainState) -> bool:
+    return 0 < config.early_stopping_patience <= state.evals_without_improvement
+
+
+def evaluate(model: nn.Module, loader: DataLoader, labels: Sequence[str], device: torch.device) -> dict:
+    """Loss and classification metrics of `model` over `loader`."""
+    model.eval()
+    loss_sum, true_ids, predicted_ids = 0.0, [], []
+    with torch.no_grad():
+        for batch in loader:
+            batch = {key: value.to(device) for key, value in batch.items()}
+            logits = logits_of(model, batch)                                  # (B, C)
+            loss_sum += F.cross_entropy(logits.float(), batch["labels"], reduction="sum").item()
+            predicted_ids.extend(logits.argmax(dim=-1).tolist())
+            true_ids.extend(batch["labels"].tolist())
+    model.train()
+    return classification_metrics(true_ids, predicted_ids, labels, loss=loss_sum / max(len(true_ids), 1))
+
+
+def _evaluate(run: _Setup, state: TrainState, on_progress: ProgressFn) -> None:
+    """Evaluate, report, and save the model when its macro F1 beats the best so far."""
+    metrics = evaluate(run.model, run.eval_loader, run.labels, run.accelerator.device)
+    run.evaluated_at = state.global_step
+    if metrics["macro_f1"] > state.best_metric:
+        state.best_metric, state.best_step, state.best_metrics = metrics["macro_f1"], state.global_step, metrics
+        state.evals_without_improvement = 0
+        model = run.accelerator.unwrap_model(run.model)
+        run.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        _save_best(model, run)
+    else:
+        state.evals_without_improvement += 1
+    on_progress(state.global_step, {
+        "eval_loss": metrics["loss"], "eval_accuracy": metrics["accuracy"], "eval_macro_f1": metrics["macro_f1"],
+        "eval_macro_precision": metrics["macro_precision"], "eval_macro_recall": metrics["macro_recall"],
+        **_position(run, state)})
+
+
+def _save_best(model: nn.Module, run: _Setup) -> None:
+    # Write into a staging folder, then move file by file: each rename is atomic, so a reader
+    # never sees a half-written model.safetensors.
+    staging = run.output_dir / ".best-tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    save_model(model, run.tokenizer, run.labels, run.max_length, staging)
+    for path in sorted(staging.iterdir()):
+        os.replace(path, run.output_dir / path.name)
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def _restore_best(model: nn.Module, run: _Setup) -> None:
+    """Put the best weights back into the in-memory model (from memory, or from our saved file)."""
+    weights = run.best_weights
+    if weights is None:  # the best came before a resume: read the safetensors file we saved
+        weights = load_file(str(run.output_dir / "model.safetensors"), device="cpu")
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        log.warning("restoring the best weights: missing %s, unexpected %s", missing[:5], unexpected[:5])
