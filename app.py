@@ -69,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
+    for noisy in ("accelerate", "httpx", "urllib3"):  # per-file checkpoint chatter drowns the progress lines
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     from backend.settings import Settings
 
     settings = Settings()
