@@ -7,6 +7,7 @@ Playground. Defaults and help texts live on the fields; the UI form reads them f
 
 from __future__ import annotations
 
+import difflib
 from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, Field, model_validator
@@ -126,6 +127,12 @@ def default_config(dataset_id: int, template_kind: str, task: Task = "text-class
     return TrainConfig(dataset_id=dataset_id, task=task, template=template, learning_rate=learning_rate)
 
 
+def _unknown_setting(key: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key, known + [k.removeprefix("template.") for k in known], n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    return f"unknown setting '{key}'.{hint} Settings: {', '.join(known)}."
+
+
 def apply_overrides(config: TrainConfig, overrides: dict[str, str]) -> TrainConfig:
     """Return a new config with `key=value` overrides applied (template fields as `template.key`).
 
@@ -133,6 +140,7 @@ def apply_overrides(config: TrainConfig, overrides: dict[str, str]) -> TrainConf
     of range raises pydantic's ValidationError, which names the field.
     """
     data = config.model_dump()
+    known = [k for k in data if k != "template"] + [f"template.{k}" for k in data["template"] if k != "kind"]
     for key, value in overrides.items():
         target = data
         parts = key.split(".")
@@ -140,9 +148,9 @@ def apply_overrides(config: TrainConfig, overrides: dict[str, str]) -> TrainConf
             parts = ["template", *parts]  # let users write `hidden_size=64` for template fields
         for part in parts[:-1]:
             if not isinstance(target.get(part), dict):
-                raise KeyError(f"unknown setting '{key}'")
+                raise KeyError(_unknown_setting(key, known))
             target = target[part]
         if parts[-1] not in target:
-            raise KeyError(f"unknown setting '{key}'")
+            raise KeyError(_unknown_setting(key, known))
         target[parts[-1]] = None if value.lower() in ("none", "null") else value
     return TrainConfig.model_validate(data)
