@@ -561,3 +561,10 @@ def ingest_summary(outcome: IngestOutcome) -> dict:
             "text_column": record.text_column, "label_column": record.label_column,
             "classes": dict(record.classes), "labels": list(record.labels), "warnings": list(outcome.warnings),
             "reused": outcome.reused}
+
+
+def delete_dataset(repo, dataset_id: int) -> None:
+    """Delete a dataset's row, then its files; refused (InUse) while runs use it, so nothing is lost."""
+    record = repo.get_dataset(dataset_id)
+    repo.delete_dataset(dataset_id)  # raises InUse before anything is removed
+    shutil.rmtree(record.path, ignore_errors=True)

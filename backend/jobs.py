@@ -8,6 +8,7 @@ Stopping is our own threading.Event, checked by the trainer between optimizer st
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -137,6 +138,17 @@ class JobRunner:
         self._repo.requeue(run_id)
         self._wake.set()
         return run_id
+
+    def delete(self, run_id: int) -> None:
+        """Delete a finished or queued run: its folder, metrics and rows. Refused while it trains."""
+        run = self._repo.get_run(run_id)
+        if run.status == "running" or run_id in self._stops:
+            raise UserError(f"Run {run_id} is training. Stop it first, then delete it.")
+        if run.status == "queued":
+            self.stop(run_id)
+        self._repo.delete_run(run_id)
+        if run.output_dir and Path(run.output_dir).resolve().parent == self._settings.runs_dir.resolve():
+            shutil.rmtree(run.output_dir, ignore_errors=True)  # only ever our own runs/<id> folders
 
     def queue_length(self) -> int:
         """Runs waiting for a worker."""

@@ -1,0 +1,225 @@
+"""Train tab: dataset + task + template, settings read from the config classes, estimate, launch.
+
+The form is generated from the pydantic fields of TrainConfig and each template class: labels,
+defaults and help texts live on the fields, so a new setting appears here without UI code.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Literal, get_args, get_origin
+
+import gradio as gr
+from pydantic import BaseModel
+
+from backend.config import TEMPLATE_CLASSES, TEMPLATES_BY_TASK, TrainConfig, default_config, template_description
+from backend.services import Services
+from ui.errors import shows_errors
+from ui.formatting import dataset_choices, format_seconds
+
+BASIC_FIELDS = ("epochs", "batch_size", "learning_rate", "max_length")
+NOT_IN_FORM = {"name", "dataset_id", "task", "template", *BASIC_FIELDS}
+TASK_CHOICES = [("Text classification", "text-classification"), ("Text generation", "text-generation")]
+
+
+def _unwrap_optional(annotation):
+    if get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return annotation, False
+
+
+def field_input(model: type[BaseModel], name: str, value=None) -> gr.components.Component:
+    """A form input for one pydantic field: its type picks the component, its description the help."""
+    info = model.model_fields[name]
+    annotation, optional = _unwrap_optional(info.annotation)
+    default = info.default if value is None else value
+    label = name.replace("_", " ").capitalize()
+    help_text = info.description or None
+    if get_origin(annotation) is Literal:
+        return gr.Dropdown(list(get_args(annotation)), value=default, label=label, info=help_text)
+    if annotation is bool:
+        return gr.Checkbox(value=bool(default), label=label, info=help_text)
+    if annotation is int:
+        return gr.Number(value=default, label=label, info=help_text, precision=0)
+    if annotation is float:
+        return gr.Number(value=default, label=label + (" (optional)" if optional else ""), info=help_text)
+    return gr.Textbox(value="" if default is None else str(default), label=label, info=help_text)
+
+
+def form_fields() -> list[tuple[str, str]]:
+    """(owner, field) pairs in form order: owner is 'config' or a template kind."""
+    pairs = [("config", name) for name in BASIC_FIELDS]
+    pairs += [("config", name) for name in TrainConfig.model_fields if name not in NOT_IN_FORM]
+    for kind, template in TEMPLATE_CLASSES.items():
+        pairs += [(kind, name) for name in template.model_fields if name != "kind"]
+    return pairs
+
+
+def _clean(value):
+    if isinstance(value, float) and value != value:  # NaN from an emptied Number box
+        return None
+    if isinstance(value, str) and not value.strip():
+        return None
+    return value
+
+
+def build_config(dataset_id, task: str, kind: str, name: str, values: list) -> TrainConfig:
+    """A validated TrainConfig from the form's values (pydantic errors name the field)."""
+    if not dataset_id:
+        raise gr.Error("Pick a dataset first (upload one in the Data tab).", print_exception=False)
+    if kind not in TEMPLATES_BY_TASK.get(task, ()):
+        raise gr.Error(f"Pick a template for {task}.", print_exception=False)
+    config_values: dict = {}
+    template_values: dict = {"kind": kind}
+    for (owner, name_), value in zip(form_fields(), values):
+        value = _clean(value)
+        if owner == "config" and value is not None:
+            config_values[name_] = value
+        elif owner == kind and (value is not None or _unwrap_optional(
+                TEMPLATE_CLASSES[kind].model_fields[name_].annotation)[1]):
+            template_values[name_] = value
+    return TrainConfig.model_validate({**config_values, "name": (name or "").strip(), "dataset_id": int(dataset_id),
+                                       "task": task, "template": template_values})
+
+
+def config_values(config: TrainConfig) -> list:
+    """The form's values for a config (Clone): its own template's fields, defaults elsewhere."""
+    template = config.template.model_dump()
+    values = []
+    for owner, name in form_fields():
+        if owner == "config":
+            values.append(getattr(config, name))
+        elif owner == config.template.kind:
+            values.append(template.get(name))
+        else:
+            values.append(TEMPLATE_CLASSES[owner].model_fields[name].default)
+    return values
+
+
+def on_task_change(task: str):
+    kinds = TEMPLATES_BY_TASK.get(task, ())
+    return gr.update(choices=[(k, k) for k in kinds], value=kinds[0] if kinds else None)
+
+
+def on_template_change(kind: str | None):
+    """Show the chosen template's description and its settings group."""
+    updates = [gr.update(visible=(group_kind == kind)) for group_kind in TEMPLATE_CLASSES]
+    description = f"_{template_description(kind)}_" if kind in TEMPLATE_CLASSES else ""
+    return (description, *updates)
+
+
+def on_template_picked(kind: str | None):
+    """A person picked a template: switch to its usual learning rate (not on Clone, which keeps its own)."""
+    if kind not in TEMPLATE_CLASSES:
+        return gr.update()
+    return gr.update(value=default_config(1, kind, _task_of(kind)).learning_rate)
+
+
+def _task_of(kind: str) -> str:
+    return next(task for task, kinds in TEMPLATES_BY_TASK.items() if kind in kinds)
+
+
+@shows_errors
+def on_estimate(services: Services, dataset_id, task, kind, name, *values):
+    """Measure two training steps of this config on this device; show params, memory, time per epoch."""
+    from backend.estimate import estimate
+
+    config = build_config(dataset_id, task, kind, name, list(values))
+    dataset = services.repo.get_dataset(config.dataset_id)
+    result = estimate(config, dataset)
+    lines = [f"**Parameters:** {result.parameters:,} ({result.trainable_parameters:,} trainable)",
+             f"**Memory for training (estimate):** {result.memory_mb:,.0f} MB",
+             f"**Time per epoch on {result.device}:** about {format_seconds(result.seconds_per_epoch)} "
+             f"({result.steps_per_epoch:,} steps × {result.seconds_per_step:.2f} s, measured)",
+             f"**Whole run ({config.epochs} epochs):** about {format_seconds(result.seconds_per_epoch * config.epochs)}"]
+    lines += [f"Warning: {w}" for w in dataset.report.get("warnings", [])]
+    return "\n\n".join(lines)
+
+
+@shows_errors
+def on_launch(services: Services, dataset_id, task, kind, name, *values):
+    """Validate the form into a TrainConfig and queue the run."""
+    config = build_config(dataset_id, task, kind, name, list(values))
+    run_id = services.runner.submit(config)
+    position = [r.id for r in services.repo.queued_runs()]
+    where = f"position {position.index(run_id) + 1} in the queue" if run_id in position else "starting"
+    gr.Info(f"Run #{run_id} queued.")
+    return f"Run **#{run_id}** queued ({where}). Follow it in the **Runs** tab."
+
+
+@dataclass
+class TrainForm:
+    """Components other tabs fill (Clone) or refresh (new datasets)."""
+
+    dataset: gr.Dropdown
+    task: gr.Radio
+    template: gr.Dropdown
+    name: gr.Textbox
+    inputs: list = field(default_factory=list)
+
+    @property
+    def all_inputs(self) -> list:
+        return [self.dataset, self.task, self.template, self.name, *self.inputs]
+
+
+def fill_from_config(config: TrainConfig) -> list:
+    """Values for TrainForm.all_inputs from a stored config (Clone)."""
+    return [config.dataset_id, config.task, gr.update(choices=[(k, k) for k in TEMPLATES_BY_TASK[config.task]],
+                                                      value=config.template.kind),
+            f"{config.name or 'run'} (clone)", *config_values(config)]
+
+
+def build_train_tab(services: Services) -> TrainForm:
+    """Lay out the Train tab and wire its events; returns the form for Clone."""
+    records = services.repo.list_datasets()
+    with gr.Row():
+        dataset = gr.Dropdown(dataset_choices(records), value=records[0].id if records else None, label="Dataset",
+                              scale=2)
+        task = gr.Radio(TASK_CHOICES, value="text-classification", label="Task", scale=2)
+        template = gr.Dropdown([(k, k) for k in TEMPLATES_BY_TASK["text-classification"]], value="lstm",
+                               label="Template", scale=1)
+    description = gr.Markdown(f"_{template_description('lstm')}_")
+    name = gr.Textbox(label="Run name", placeholder="optional: a name to find the run again")
+    pairs = form_fields()
+    components: dict[tuple[str, str], gr.components.Component] = {}
+    with gr.Row():
+        for owner, field_name in pairs[: len(BASIC_FIELDS)]:
+            value = default_config(1, "lstm").learning_rate if field_name == "learning_rate" else None
+            components[(owner, field_name)] = field_input(TrainConfig, field_name, value)
+    groups = {}
+    with gr.Accordion("Advanced settings", open=False):
+        with gr.Row(equal_height=False):
+            with gr.Column():
+                gr.Markdown("**Training**")
+                for owner, field_name in pairs:
+                    if owner == "config" and field_name not in BASIC_FIELDS:
+                        components[(owner, field_name)] = field_input(TrainConfig, field_name)
+            with gr.Column():
+                gr.Markdown("**Model**")
+                for kind, template_class in TEMPLATE_CLASSES.items():
+                    with gr.Group(visible=(kind == "lstm")) as group:
+                        for owner, field_name in pairs:
+                            if owner == kind:
+                                components[(owner, field_name)] = field_input(template_class, field_name)
+                    groups[kind] = group
+    with gr.Row():
+        estimate_button = gr.Button("Estimate time and memory")
+        launch_button = gr.Button("Launch training", variant="primary")
+    estimate_output = gr.Markdown()
+    launch_output = gr.Markdown()
+
+    form = TrainForm(dataset=dataset, task=task, template=template, name=name,
+                     inputs=[components[pair] for pair in pairs])
+    learning_rate = components[("config", "learning_rate")]
+    task.change(on_task_change, task, template, api_visibility="private")
+    template.change(on_template_change, template, [description, *groups.values()], api_visibility="private")
+    template.input(on_template_picked, template, learning_rate, api_visibility="private")
+    estimate_button.click(partial(on_estimate, services), form.all_inputs, estimate_output, api_visibility="private",
+                          concurrency_limit=1)
+    launch_button.click(partial(on_launch, services), form.all_inputs, launch_output, api_visibility="private")
+    return form
