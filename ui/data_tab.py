@@ -100,20 +100,21 @@ def build_data_tab(services: Services, train_dataset_dropdown_holder: list) -> N
     gr.Markdown("Upload your data, check the suggested columns, then **Ingest** to validate and store it.")
     with gr.Row():
         with gr.Column(scale=2):
-            upload = gr.File(label="Data file (CSV, TSV, JSON, JSONL, Parquet, TXT)", type="filepath",
+            upload = gr.File(label="Data file (CSV, TSV, JSON, JSONL, Parquet, TXT)", type="filepath", elem_id="data-upload",
                              file_types=[".csv", ".tsv", ".json", ".jsonl", ".parquet", ".txt"])
-            file_info = gr.Markdown("Upload a CSV, TSV, JSON, JSONL, Parquet or TXT file.")
+            file_info = gr.Markdown("Upload a CSV, TSV, JSON, JSONL, Parquet or TXT file.", elem_id="file-info")
         with gr.Column(scale=1):
             task = gr.Radio(TASKS, value="text-classification", label="Task")
-            text_column = gr.Dropdown([], label="Text column", info="The text the model reads.")
-            label_column = gr.Dropdown([], label="Label column", info="What the model predicts (classification).")
+            text_column = gr.Dropdown([], label="Text column", info="The text the model reads.", elem_id="text-column")
+            label_column = gr.Dropdown([], label="Label column", info="What the model predicts (classification).",
+                                       elem_id="label-column")
             name = gr.Textbox(label="Dataset name", placeholder="defaults to the file name")
     with gr.Accordion("Validation data", open=False):
         validation_file = gr.File(label="Separate validation file (optional, same columns)", type="filepath")
         validation_percent = gr.Slider(1, 50, value=10, step=1, label="Else hold out this % (stratified, seeded)")
     preview = gr.Dataframe(label="Preview (first rows)", interactive=False, max_height=300)
-    ingest_button = gr.Button("Ingest", variant="primary")
-    report = gr.Markdown()
+    ingest_button = gr.Button("Ingest", variant="primary", elem_id="ingest")
+    report = gr.Markdown(elem_id="ingest-report")
     with gr.Row():
         class_chart = gr.BarPlot(x="class", y="rows", title="Class distribution", height=260)
         length_chart = gr.BarPlot(x="length", y="count", title="Text length (characters)", height=260,

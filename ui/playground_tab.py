@@ -85,14 +85,15 @@ def on_batch(services: Services, run_id, path: str | None):
 def build_playground_tab(services: Services) -> gr.Dropdown:
     """Lay out the Playground tab; returns the run picker so the app can refresh it."""
     runs = _succeeded(services)
-    run_picker = gr.Dropdown(run_choices(runs), value=runs[0].id if runs else None, label="Finished run")
+    run_picker = gr.Dropdown(run_choices(runs), value=runs[0].id if runs else None, label="Finished run",
+                             elem_id="playground-run")
     with gr.Row():
         with gr.Column():
-            text = gr.Textbox(label="Text", lines=4, placeholder="Type or paste a text to classify")
-            predict_button = gr.Button("Predict", variant="primary")
+            text = gr.Textbox(label="Text", lines=4, placeholder="Type or paste a text to classify", elem_id="playground-text")
+            predict_button = gr.Button("Predict", variant="primary", elem_id="predict")
             examples = gr.Dataset(components=[text], samples=[], label="Examples from the validation set (click)")
         with gr.Column():
-            label = gr.Label(num_top_classes=5, label="Prediction")
+            label = gr.Label(num_top_classes=5, label="Prediction", elem_id="prediction")
     with gr.Accordion("Batch prediction", open=False):
         gr.Markdown("Upload a CSV, TSV or TXT file (one text per row). If it has a label column with the "
                     "model's classes, you also get accuracy, macro F1 and a confusion matrix.")

@@ -133,15 +133,16 @@ def build_runs_tab(services: Services, train_form: TrainForm, tabs: gr.Tabs) -> 
     runs = services.repo.list_runs()
     with gr.Row():
         status_filter = gr.Dropdown([ALL, *RUN_STATUSES], value=ALL, label="Show", scale=1)
-        run_picker = gr.Dropdown(run_choices(runs), value=runs[0].id if runs else None, label="Run", scale=3)
+        run_picker = gr.Dropdown(run_choices(runs), value=runs[0].id if runs else None, label="Run", scale=3,
+                                 elem_id="run-picker")
     table = gr.Dataframe(runs_table(runs, _dataset_names(services)), interactive=False, max_height=260,
                          label="All runs")
     header = gr.Markdown()
-    progress = gr.HTML(progress_html(None, {}))
+    progress = gr.HTML(progress_html(None, {}), elem_id="run-progress")
     error = gr.Markdown(visible=False, elem_classes=["ms-error"])
     with gr.Row():
-        stop_button = gr.Button("Stop", variant="stop")
-        resume_button = gr.Button("Resume")
+        stop_button = gr.Button("Stop", variant="stop", elem_id="stop-run")
+        resume_button = gr.Button("Resume", elem_id="resume-run")
         clone_button = gr.Button("Clone to Train tab")
         confirm = gr.Checkbox(label="Yes, delete this run", value=False)
         delete_button = gr.Button("Delete")

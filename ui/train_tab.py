@@ -179,7 +179,7 @@ def build_train_tab(services: Services) -> TrainForm:
     records = services.repo.list_datasets()
     with gr.Row():
         dataset = gr.Dropdown(dataset_choices(records), value=records[0].id if records else None, label="Dataset",
-                              scale=2)
+                              scale=2, elem_id="train-dataset")
         task = gr.Radio(TASK_CHOICES, value="text-classification", label="Task", scale=2)
         template = gr.Dropdown([(k, k) for k in TEMPLATES_BY_TASK["text-classification"]], value="lstm",
                                label="Template", scale=1)
@@ -209,9 +209,9 @@ def build_train_tab(services: Services) -> TrainForm:
                     groups[kind] = group
     with gr.Row():
         estimate_button = gr.Button("Estimate time and memory")
-        launch_button = gr.Button("Launch training", variant="primary")
+        launch_button = gr.Button("Launch training", variant="primary", elem_id="launch")
     estimate_output = gr.Markdown()
-    launch_output = gr.Markdown()
+    launch_output = gr.Markdown(elem_id="launch-output")
 
     form = TrainForm(dataset=dataset, task=task, template=template, name=name,
                      inputs=[components[pair] for pair in pairs])
