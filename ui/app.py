@@ -8,9 +8,9 @@ import gradio as gr
 
 from backend.services import Services, device_description
 from backend.settings import Settings
-from ui.data_tab import build_data_tab
+from ui.data_tab import build_data_tab, on_page_load
 from ui.playground_tab import build_playground_tab, on_refresh_runs
-from ui.runs_tab import build_runs_tab
+from ui.runs_tab import build_runs_tab, on_refresh_list
 from ui.train_tab import build_train_tab
 
 HEADER_REFRESH_SECONDS = 3.0
@@ -44,11 +44,17 @@ def build_app(services: Services) -> gr.Blocks:
             with gr.Tab("2 · Train", id="train"):
                 train_form = build_train_tab(services)
             with gr.Tab("3 · Runs", id="runs"):
-                build_runs_tab(services, train_form, tabs)
+                status_filter, run_picker, run_list_outputs = build_runs_tab(services, train_form, tabs)
             with gr.Tab("4 · Playground", id="playground") as playground_tab:
                 playground_runs = build_playground_tab(services)
         with data_placeholder:
-            build_data_tab(services, [train_form.dataset])
+            datasets_table, dataset_picker = build_data_tab(services, [train_form.dataset])
+        # Components are built once per process; a (re)loaded page must show what was stored since.
+        demo.load(partial(on_page_load, services), train_form.dataset,
+                  [datasets_table, dataset_picker, train_form.dataset], api_visibility="private")
+        demo.load(partial(on_refresh_list, services), [status_filter, run_picker], run_list_outputs,
+                  api_visibility="private")
+        demo.load(partial(on_refresh_runs, services), playground_runs, playground_runs, api_visibility="private")
         timer = gr.Timer(HEADER_REFRESH_SECONDS)
         timer.tick(partial(header_html, services, device), None, header, api_visibility="private",
                    show_progress="hidden", queue=False)

@@ -59,14 +59,20 @@ def on_ingest(services: Services, path: str | None, task: str, text_column: str 
         lengths = load_split(record, "train")["text"].astype(str).str.len().tolist()
     message = "Dataset stored." if not outcome.reused else "The same content was already stored: reusing it."
     gr.Info(message)
-    return (report_markdown(summary, record.report), classes, histogram(lengths), *refresh_datasets(services))
+    return (report_markdown(summary, record.report), classes, histogram(lengths),
+            *refresh_datasets(services, select=record.id))
 
 
-def refresh_datasets(services: Services):
-    """The stored-datasets table and the dropdown choices (this tab and the Train tab)."""
+def refresh_datasets(services: Services, select: int | None = None):
+    """The stored-datasets table and the dropdown choices (this tab and the Train tab).
+
+    `select` makes the Train tab pick that dataset (the one just ingested).
+    """
     records = services.repo.list_datasets()
     choices = dataset_choices(records)
-    return datasets_table(records), gr.update(choices=choices), gr.update(choices=choices)
+    ids = {r.id for r in records}
+    train_update = gr.update(choices=choices, value=select) if select in ids else gr.update(choices=choices)
+    return datasets_table(records), gr.update(choices=choices), train_update
 
 
 @shows_errors
@@ -95,8 +101,20 @@ def on_delete(services: Services, dataset_id: int | None, confirmed: bool):
     return (*refresh_datasets(services), False)
 
 
-def build_data_tab(services: Services, train_dataset_dropdown_holder: list) -> None:
-    """Lay out the Data tab; `train_dataset_dropdown_holder` receives components other tabs refresh."""
+def on_page_load(services: Services, train_dataset_value):
+    """A (re)loaded page shows the datasets stored since the app started."""
+    table, selected, train = refresh_datasets(services)
+    ids = {r.id for r in services.repo.list_datasets()}
+    if train_dataset_value not in ids:
+        train = gr.update(choices=train["choices"], value=max(ids) if ids else None)
+    return table, selected, train
+
+
+def build_data_tab(services: Services, train_dataset_dropdown_holder: list):
+    """Lay out the Data tab; returns (datasets table, dataset picker) for the page-load refresh.
+
+    `train_dataset_dropdown_holder` holds the Train tab's dataset picker, refreshed on ingest.
+    """
     gr.Markdown("Upload your data, check the suggested columns, then **Ingest** to validate and store it.")
     with gr.Row():
         with gr.Column(scale=2):
@@ -140,3 +158,4 @@ def build_data_tab(services: Services, train_dataset_dropdown_holder: list) -> N
     rename_button.click(partial(on_rename, services), [selected, new_name], refresh_outputs, api_visibility="private")
     delete_button.click(partial(on_delete, services), [selected, confirm], [*refresh_outputs, confirm],
                         api_visibility="private")
+    return table, selected

@@ -107,9 +107,12 @@ def progress_html(run: RunRecord | None, latest: dict[str, float]) -> str:
 
 def curves(metrics: list[MetricRecord], keys: dict[str, str], run_name: str | None = None) -> pd.DataFrame:
     """Long-format frame (step, value, series) for a LinePlot; `series` gets the run name when comparing."""
-    rows = [{"step": m.step, "value": m.value,
-             "series": f"{run_name}: {keys[m.key]}" if run_name else keys[m.key]} for m in metrics if m.key in keys]
-    return pd.DataFrame(rows, columns=["step", "value", "series"])
+    chosen = [m for m in metrics if m.key in keys]
+    # Typed columns even when empty: the plot picks quantitative axes from the first value it gets.
+    return pd.DataFrame({
+        "step": pd.Series([m.step for m in chosen], dtype="int64"),
+        "value": pd.Series([m.value for m in chosen], dtype="float64"),
+        "series": pd.Series([f"{run_name}: {keys[m.key]}" if run_name else keys[m.key] for m in chosen], dtype=str)})
 
 
 def per_class_table(metrics: dict) -> pd.DataFrame:

@@ -37,18 +37,25 @@ def on_refresh_list(services: Services, status_filter: str, selected):
     return runs_table(runs, _dataset_names(services)), gr.update(choices=choices, value=keep), gr.update(choices=choices)
 
 
-def on_refresh_run(services: Services, run_id):
-    """Everything shown for one run: progress, curves, per-class table, confusion matrix, log, error."""
+def on_refresh_run(services: Services, run_id, shown: str | None = None):
+    """Everything shown for one run: progress, curves, per-class table, confusion matrix, log, error.
+
+    `shown` fingerprints what the page already shows; when nothing changed, every output is
+    skipped, so a finished run's plots are not redrawn (and do not flicker) on every tick.
+    """
     if not run_id:
-        empty = pd.DataFrame(columns=["step", "value", "series"])
-        return (progress_html(None, {}), "", empty, empty, pd.DataFrame(), pd.DataFrame(), "", gr.update())
+        empty = curves([], {})
+        return (progress_html(None, {}), "", empty, empty, pd.DataFrame(), pd.DataFrame(), "", gr.update(), None)
     run = services.repo.get_run(int(run_id))
     metrics = services.repo.get_metrics(run.id)
+    fingerprint = f"{run.id}:{run.status}:{len(metrics)}:{run.progress}:{run.finished_at}"
+    if fingerprint == shown:
+        return (*[gr.skip()] * 8, shown)
     latest = {m.key: m.value for m in metrics}
     header = _run_header(run)
     return (progress_html(run, latest), header, curves(metrics, LOSS_KEYS), curves(metrics, QUALITY_KEYS),
             per_class_table(run.metrics), confusion_frame(run.metrics), read_log_tail(run.output_dir),
-            gr.update(value=_error_text(run), visible=bool(run.error)))
+            gr.update(value=_error_text(run), visible=bool(run.error)), fingerprint)
 
 
 def _run_header(run: RunRecord) -> str:
@@ -109,7 +116,7 @@ def on_compare(services: Services, run_ids, metric_key: str):
     """Overlaid curves of the chosen runs and a table of the settings and metrics that differ."""
     run_ids = [int(r) for r in (run_ids or [])]
     if len(run_ids) < 2:
-        return pd.DataFrame(columns=["step", "value", "series"]), pd.DataFrame(
+        return curves([], {}), pd.DataFrame(
             {"": ["Pick two or more runs to compare."]})
     frames, columns = [], {}
     for run_id in run_ids:
@@ -128,8 +135,8 @@ def on_compare(services: Services, run_ids, metric_key: str):
     return pd.concat(frames, ignore_index=True), differing.astype(str)
 
 
-def build_runs_tab(services: Services, train_form: TrainForm, tabs: gr.Tabs) -> None:
-    """Lay out the Runs tab and its timers."""
+def build_runs_tab(services: Services, train_form: TrainForm, tabs: gr.Tabs):
+    """Lay out the Runs tab and its timers; returns (filter, run picker, outputs) for the page-load refresh."""
     runs = services.repo.list_runs()
     with gr.Row():
         status_filter = gr.Dropdown([ALL, *RUN_STATUSES], value=ALL, label="Show", scale=1)
@@ -163,14 +170,16 @@ def build_runs_tab(services: Services, train_form: TrainForm, tabs: gr.Tabs) -> 
         compare_plot = gr.LinePlot(x="step", y="value", color="series", title="Overlaid curves", height=300)
         compare_table = gr.Dataframe(label="Settings and metrics that differ", interactive=False)
 
-    run_outputs = [progress, header, loss_plot, quality_plot, per_class, confusion, log_tail, error]
+    shown = gr.State()  # fingerprint of what this page shows (per browser tab)
+    run_outputs = [progress, header, loss_plot, quality_plot, per_class, confusion, log_tail, error, shown]
     list_outputs = [table, run_picker, compare_picker]
     refresh_run = partial(on_refresh_run, services)
     refresh_list = partial(on_refresh_list, services)
     timer = gr.Timer(REFRESH_SECONDS)
     timer.tick(refresh_list, [status_filter, run_picker], list_outputs, api_visibility="private",
                show_progress="hidden", queue=False)
-    timer.tick(refresh_run, run_picker, run_outputs, api_visibility="private", show_progress="hidden", queue=False)
+    timer.tick(refresh_run, [run_picker, shown], run_outputs, api_visibility="private", show_progress="hidden",
+               queue=False)
     status_filter.change(refresh_list, [status_filter, run_picker], list_outputs, api_visibility="private")
     run_picker.change(refresh_run, run_picker, run_outputs, api_visibility="private", show_progress="hidden")
     stop_button.click(partial(on_stop, services), run_picker, action_state, api_visibility="private")
@@ -181,3 +190,4 @@ def build_runs_tab(services: Services, train_form: TrainForm, tabs: gr.Tabs) -> 
                        api_visibility="private")
     compare_button.click(partial(on_compare, services), [compare_picker, compare_metric],
                          [compare_plot, compare_table], api_visibility="private")
+    return status_filter, run_picker, list_outputs

@@ -106,13 +106,17 @@ def test_train_watch_predict_and_compare(services, toy_csv):
 
     table, picker, _ = runs_tab.on_refresh_list(services, "all", None)
     assert set(table["status"]) == {"succeeded"} and set(table["progress"]) == {"100%"}
-    progress, header, losses, quality, per_class, confusion, log_tail, error = runs_tab.on_refresh_run(services, first)
+    progress, header, losses, quality, per_class, confusion, log_tail, error, shown = runs_tab.on_refresh_run(
+        services, first)
     assert "data-progress='100.0'" in progress and "#" in header
     assert set(losses["series"]) == {"train", "validation"}
     assert "macro F1" in set(quality["series"])
     assert sorted(per_class["class"]) == ["happy", "sad"]
     assert confusion.shape == (2, 3)
     assert "run succeeded" in log_tail
+    unchanged = runs_tab.on_refresh_run(services, first, shown)  # nothing new: nothing is redrawn
+    assert unchanged[-1] == shown and all(isinstance(u, dict) and u.get("__type__") == "update" and len(u) == 1
+                                          for u in unchanged[:-1])
 
     scores = playground_tab.on_predict(services, first, "what a good day")
     assert set(scores) == {"happy", "sad"} and sum(scores.values()) == pytest.approx(1.0, abs=1e-4)

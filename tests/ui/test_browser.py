@@ -1,0 +1,185 @@
+"""Real-browser flows: Playwright drives Debian's headless Chromium against the app on 127.0.0.1.
+
+Each test saves a screenshot under tests/output/screenshots/ so a person can look at it.
+"""
+
+import re
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PROJECT_ROOT
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = PROJECT_ROOT / "tests" / "output" / "screenshots"
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed "
+                                                                 "(apt-get install -y chromium)")]
+TIMEOUT_MS = 60_000
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def app_url(services):
+    from ui.app import build_app, launch_kwargs
+
+    services.runner.start()
+    demo = build_app(services)
+    kwargs = launch_kwargs(services.settings) | {"server_port": free_port(), "prevent_thread_lock": True,
+                                                  "quiet": True}
+    demo.launch(**kwargs)
+    yield f"http://127.0.0.1:{kwargs['server_port']}"
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True,
+            args=["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--disable-gpu", "--no-first-run"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, request):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    yield page
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{request.node.name}.png"), full_page=True)
+    context.close()
+
+
+def open_tab(page, name: str) -> None:
+    page.get_by_role("tab", name=re.compile(name)).click()
+
+
+def pick(page, elem_id: str, option: str) -> None:
+    """Choose an option of a Gradio dropdown."""
+    page.locator(f"#{elem_id} input").click()
+    page.get_by_role("option", name=re.compile(re.escape(option))).first.click()
+
+
+def set_number(page, label: str, value) -> None:
+    box = page.get_by_label(label, exact=True)
+    box.fill(str(value))
+    box.press("Tab")
+
+
+def upload_and_ingest(page, csv_path: Path, text_column: str, label_column: str) -> None:
+    open_tab(page, "Data")
+    page.locator("#data-upload input[type=file]").set_input_files(str(csv_path))
+    page.locator("#file-info").get_by_text("rows").wait_for()
+    pick(page, "text-column", text_column)
+    pick(page, "label-column", label_column)
+    page.locator("#ingest").click()
+
+
+def launch_tiny_lstm(page, epochs=3, batch_size=8, **template) -> None:
+    open_tab(page, "Train")
+    set_number(page, "Epochs", epochs)
+    set_number(page, "Batch size", batch_size)
+    set_number(page, "Learning rate", 0.01)
+    page.get_by_text("Advanced settings").click()
+    for label, value in {"Vocab size": 100, "Embedding dim": 16, "Hidden size": 16, **template}.items():
+        set_number(page, label, value)
+    page.locator("#launch").click()
+    page.locator("#launch-output").get_by_text("queued").wait_for()
+
+
+def progress_of(page) -> float:
+    return float(page.locator("#run-progress .ms-progress").get_attribute("data-progress"))
+
+
+def wait_for_progress(page, predicate, timeout_s=120) -> float:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            value = progress_of(page)
+            if predicate(value):
+                return value
+        except Exception:  # the progress element re-renders every tick
+            pass
+        page.wait_for_timeout(250)
+    raise AssertionError(f"progress never satisfied the condition (last: {page.locator('#run-progress').inner_text()})")
+
+
+def test_upload_map_train_watch_and_predict(page, app_url, toy_csv, services):
+    page.goto(app_url)
+    upload_and_ingest(page, toy_csv, "message", "verdict")
+    page.locator("#ingest-report").get_by_text("happy (40)").wait_for()
+    launch_tiny_lstm(page)
+    open_tab(page, "Runs")
+    assert wait_for_progress(page, lambda p: p >= 100.0) == 100.0
+    page.locator("#run-progress").get_by_text("succeeded").wait_for()
+    page.get_by_text("Per-class metrics").wait_for()
+    open_tab(page, "Playground")
+    page.locator("#playground-text textarea").fill("what a good day")
+    page.locator("#predict").click()
+    page.locator("#prediction").get_by_text("happy").first.wait_for()
+    run = services.repo.list_runs()[0]
+    assert run.status == "succeeded" and run.config.template.hidden_size == 16
+
+
+def test_progress_continues_after_reload(page, app_url, toy_csv, services):
+    page.goto(app_url)
+    upload_and_ingest(page, toy_csv, "message", "verdict")
+    page.locator("#ingest-report").get_by_text("happy (40)").wait_for()
+    launch_tiny_lstm(page, epochs=40, batch_size=2)  # long enough to reload mid-run
+    open_tab(page, "Runs")
+    before = wait_for_progress(page, lambda p: 0 < p < 60)
+    page.reload()
+    open_tab(page, "Runs")
+    after = wait_for_progress(page, lambda p: p > before)
+    assert after > before
+    second = page.context.new_page()  # a second browser tab sees the same run
+    second.goto(app_url)
+    open_tab(second, "Runs")
+    assert wait_for_progress(second, lambda p: p > 0) > 0
+    second.close()
+    run_id = services.repo.list_runs()[0].id
+    services.runner.stop(run_id)
+    services.runner.wait(run_id, 60)
+
+
+def test_stop_and_resume(page, app_url, toy_csv, services):
+    page.goto(app_url)
+    upload_and_ingest(page, toy_csv, "message", "verdict")
+    page.locator("#ingest-report").get_by_text("happy (40)").wait_for()
+    launch_tiny_lstm(page, epochs=30, batch_size=2)
+    open_tab(page, "Runs")
+    wait_for_progress(page, lambda p: p > 2)
+    page.locator("#stop-run").click()
+    page.locator("#run-progress").get_by_text("cancelled").wait_for()
+    stopped_at = progress_of(page)
+    assert 0 < stopped_at < 100
+    page.locator("#resume-run").click()
+    assert wait_for_progress(page, lambda p: p >= 100.0, timeout_s=180) == 100.0
+    page.locator("#run-progress").get_by_text("succeeded").wait_for()
+    run = services.repo.list_runs()[0]
+    steps = [m.step for m in services.repo.get_metrics(run.id, ["train_loss"])]
+    assert steps == sorted(steps) and run.status == "succeeded"
+
+
+def test_bad_upload_shows_its_message(page, app_url, tmp_path, services):
+    one_class = tmp_path / "one_class.csv"
+    one_class.write_text("review,stars\n" + "\n".join(f"fine product {i},5" for i in range(20)) + "\n")
+    page.goto(app_url)
+    upload_and_ingest(page, one_class, "review", "stars")
+    toast = page.get_by_text(re.compile("at least two different labels")).first
+    toast.wait_for()
+    assert "Traceback" not in page.content()
+    assert services.repo.list_datasets() == []
