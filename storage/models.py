@@ -9,14 +9,17 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
 def utcnow() -> datetime:
+    """Now in UTC, as the naive datetime every time column stores."""
     return datetime.now(timezone.utc).replace(tzinfo=None)  # stored naive, always UTC
 
 
 class Base(DeclarativeBase):
-    pass
+    """Metadata of every Modelsmith table (Alembic compares migrations against it)."""
 
 
 class Dataset(Base):
+    """A stored dataset; labels, class counts and the validation report are JSON text."""
+
     __tablename__ = "datasets"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -36,10 +39,14 @@ class Dataset(Base):
 
 
 class Run(Base):
+    """One training run and its lifecycle; `config_json` is the TrainConfig verbatim."""
+
     __tablename__ = "runs"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), default="")
+    # No ON DELETE action: the database refuses to drop a dataset that runs use (and the repository
+    # says so first with InUse); a run's config must stay reproducible.
     dataset_id: Mapped[int | None] = mapped_column(ForeignKey("datasets.id"), index=True)
     task: Mapped[str] = mapped_column(String(32))
     template: Mapped[str] = mapped_column(String(64))
@@ -52,7 +59,7 @@ class Run(Base):
     error: Mapped[str | None] = mapped_column(Text)
     output_dir: Mapped[str | None] = mapped_column(Text)
     metrics_json: Mapped[str] = mapped_column(Text, default="{}")
-    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    progress: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")  # 0..1, since 0002
 
 
 class Metric(Base):
@@ -70,6 +77,8 @@ class Metric(Base):
 
 
 class Artifact(Base):
+    """A file or folder a run produced (model, checkpoint, export); since migration 0002."""
+
     __tablename__ = "artifacts"
 
     id: Mapped[int] = mapped_column(primary_key=True)

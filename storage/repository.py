@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from backend.config import RUN_STATUSES, TrainConfig
+from backend.config import FINISHED_STATUSES, RUN_STATUSES, TrainConfig
+from storage.database import READ_ONLY
 from storage.models import Artifact, Dataset, Metric, Run, utcnow
 from storage.records import ArtifactRecord, DatasetRecord, MetricRecord, RunRecord
 
@@ -19,6 +23,17 @@ class NotFound(Exception):
 
 class InUse(Exception):
     """A dataset that runs still use, so it cannot be deleted."""
+
+
+def _to_json(value: object) -> str:
+    return json.dumps(value, default=_plain)
+
+
+def _plain(value: object) -> object:
+    # numpy and torch scalars or arrays that slip into metrics or reports become plain numbers/lists
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
 
 
 def _dataset_record(row: Dataset) -> DatasetRecord:
@@ -37,11 +52,40 @@ def _run_record(row: Run) -> RunRecord:
         metrics=json.loads(row.metrics_json or "{}"), progress=row.progress or 0.0)
 
 
+def _metric_record(row: Metric) -> MetricRecord:
+    return MetricRecord(run_id=row.run_id, key=row.key, step=row.step, value=row.value, time=row.time)
+
+
+def _artifact_record(row: Artifact) -> ArtifactRecord:
+    return ArtifactRecord(id=row.id, run_id=row.run_id, kind=row.kind, path=row.path, created_at=row.created_at)
+
+
+def _run_missing(run_id: int) -> NotFound:
+    return NotFound(f"Run {run_id} does not exist. Pick one from the runs list.")
+
+
+def _check_status(status: str, allowed: tuple[str, ...]) -> None:
+    if status not in allowed:
+        raise ValueError(f"'{status}' is not a run status here. Use one of: {', '.join(allowed)}.")
+
+
 class Repository:
-    """Datasets, runs, metrics and artifacts; every method is one unit of work."""
+    """Datasets, runs, metrics and artifacts; every method is one unit of work in its own Session.
+
+    Writes use `sessions.begin()` (commit on exit, rollback on error); reads use `_reading()`.
+    Every method returns frozen records from storage.records, never live ORM objects, so callers
+    in any thread may keep them. Times are naive datetimes in UTC.
+    """
 
     def __init__(self, sessions: sessionmaker) -> None:
         self._sessions = sessions
+
+    @contextmanager
+    def _reading(self) -> Iterator[Session]:
+        # Read-only: on SQLite a deferred BEGIN, so the UI's polling never queues behind a writer.
+        with self._sessions() as session:
+            session.connection(execution_options=READ_ONLY)
+            yield session
 
     # ---- datasets ------------------------------------------------------------------------
     def add_dataset(self, *, name: str, task: str, content_hash: str, path: str, text_column: str,
@@ -51,33 +95,33 @@ class Repository:
         with self._sessions.begin() as session:
             row = Dataset(name=name, task=task, content_hash=content_hash, path=path, text_column=text_column,
                           label_column=label_column, rows=rows, train_rows=train_rows,
-                          validation_rows=validation_rows, labels_json=json.dumps(labels),
-                          classes_json=json.dumps(classes), report_json=json.dumps(report, default=str))
+                          validation_rows=validation_rows, labels_json=_to_json(list(labels)),
+                          classes_json=_to_json(dict(classes)), report_json=_to_json(report))
             session.add(row)
             session.flush()
             return _dataset_record(row)
 
     def find_dataset_by_hash(self, content_hash: str) -> DatasetRecord | None:
         """The dataset stored with this content hash, if any."""
-        with self._sessions() as session:
+        with self._reading() as session:
             row = session.scalar(select(Dataset).where(Dataset.content_hash == content_hash))
             return _dataset_record(row) if row else None
 
     def get_dataset(self, dataset_id: int) -> DatasetRecord:
         """One dataset; NotFound if the id does not exist."""
-        with self._sessions() as session:
+        with self._reading() as session:
             return _dataset_record(self._dataset_row(session, dataset_id))
 
     def list_datasets(self) -> list[DatasetRecord]:
         """All datasets, newest first."""
-        with self._sessions() as session:
+        with self._reading() as session:
             return [_dataset_record(r) for r in session.scalars(select(Dataset).order_by(Dataset.id.desc()))]
 
     def rename_dataset(self, dataset_id: int, name: str) -> None:
         """Give a dataset a new display name."""
         name = name.strip()
         if not name:
-            raise ValueError("A dataset name cannot be empty; type a name.")
+            raise ValueError("A dataset name cannot be empty. Type a name with at least one letter.")
         with self._sessions.begin() as session:
             self._dataset_row(session, dataset_id).name = name[:200]
 
@@ -103,7 +147,7 @@ class Repository:
         """Queue a new run for `config`; returns its id."""
         with self._sessions.begin() as session:
             self._dataset_row(session, config.dataset_id)
-            run = Run(name=name or config.name, dataset_id=config.dataset_id, task=config.task,
+            run = Run(name=(name or config.name).strip()[:200], dataset_id=config.dataset_id, task=config.task,
                       template=config.template.kind, status="queued", config_json=config.model_dump_json(),
                       metrics_json="{}", progress=0.0)
             session.add(run)
@@ -114,26 +158,27 @@ class Repository:
 
     def get_run(self, run_id: int) -> RunRecord:
         """One run; NotFound if the id does not exist."""
-        with self._sessions() as session:
+        with self._reading() as session:
             return _run_record(self._run_row(session, run_id))
 
     def list_runs(self, status: str | None = None) -> list[RunRecord]:
-        """All runs (or those with `status`), newest first."""
+        """All runs (or those with `status`; None or "" means all), newest first."""
         query = select(Run).order_by(Run.id.desc())
         if status:
+            _check_status(status, RUN_STATUSES)
             query = query.where(Run.status == status)
-        with self._sessions() as session:
+        with self._reading() as session:
             return [_run_record(r) for r in session.scalars(query)]
 
     def queued_runs(self) -> list[RunRecord]:
         """Runs waiting for a worker, oldest first (FIFO)."""
-        with self._sessions() as session:
+        with self._reading() as session:
             rows = session.scalars(select(Run).where(Run.status == "queued").order_by(Run.id))
             return [_run_record(r) for r in rows]
 
     def count_queued(self) -> int:
         """How many runs wait in the queue."""
-        with self._sessions() as session:
+        with self._reading() as session:
             return session.scalar(select(func.count()).select_from(Run).where(Run.status == "queued")) or 0
 
     def mark_running(self, run_id: int, output_dir: str) -> None:
@@ -155,23 +200,26 @@ class Repository:
 
     def finish(self, run_id: int, status: str, *, metrics: dict | None = None, error: str | None = None) -> None:
         """End a run with a final status, its best metrics or its error."""
-        if status not in RUN_STATUSES or status in ("queued", "running"):
-            raise ValueError(f"'{status}' is not a final run status")
+        _check_status(status, FINISHED_STATUSES)
         with self._sessions.begin() as session:
             run = self._run_row(session, run_id)
             run.status, run.finished_at, run.error = status, utcnow(), error
             if metrics is not None:
-                run.metrics_json = json.dumps(metrics, default=float)
+                run.metrics_json = _to_json(metrics)
             if status == "succeeded":
                 run.progress = 1.0
 
     def requeue(self, run_id: int, config: TrainConfig | None = None) -> None:
-        """Put a run back in the queue (resume), optionally with a new config."""
+        """Put a run back in the queue (resume), optionally with a new config; keeps its output_dir."""
         with self._sessions.begin() as session:
             run = self._run_row(session, run_id)
             run.status, run.error, run.finished_at = "queued", None, None
             if config is not None:
-                run.config_json = config.model_dump_json()
+                if config.dataset_id != run.dataset_id:
+                    self._dataset_row(session, config.dataset_id)
+                # The derived columns follow the config, so filters and the runs table stay true.
+                run.config_json, run.dataset_id = config.model_dump_json(), config.dataset_id
+                run.task, run.template = config.task, config.template.kind
 
     def mark_interrupted_stale(self, older_than: timedelta | None = None) -> list[int]:
         """Runs left `running` become `interrupted`: all, or those whose heartbeat is older than `older_than`."""
@@ -180,10 +228,12 @@ class Repository:
             cutoff = utcnow() - older_than
             query = query.where((Run.heartbeat_at.is_(None)) | (Run.heartbeat_at < cutoff))
         with self._sessions.begin() as session:
-            rows = session.scalars(query).all()
+            rows = session.scalars(query.order_by(Run.id)).all()
+            now = utcnow()
             for run in rows:
-                run.status, run.finished_at = "interrupted", utcnow()
-                run.error = "The app stopped while this run was training. Resume it to continue from its last checkpoint."
+                run.status, run.finished_at = "interrupted", now
+                run.error = ("The app stopped while this run was training. "
+                             "Resume it to continue from its last checkpoint.")
             return [run.id for run in rows]
 
     def delete_run(self, run_id: int) -> None:
@@ -195,39 +245,50 @@ class Repository:
     def _run_row(session: Session, run_id: int) -> Run:
         row = session.get(Run, run_id)
         if row is None:
-            raise NotFound(f"Run {run_id} does not exist. Pick one from the runs list.")
+            raise _run_missing(run_id)
         return row
 
     # ---- metrics ---------------------------------------------------------------------------
     def add_metrics(self, run_id: int, step: int, values: dict[str, float]) -> None:
-        """Append one value per key at `step`, in one transaction."""
+        """Append one value per key at `step`, in one transaction; NotFound if the run is gone."""
+        if not values:
+            return
         now = utcnow()
-        with self._sessions.begin() as session:
-            session.add_all(Metric(run_id=run_id, key=key, step=int(step), value=float(value), time=now)
-                            for key, value in values.items())
+        try:
+            with self._sessions.begin() as session:
+                session.add_all([Metric(run_id=run_id, key=key, step=int(step), value=float(value), time=now)
+                                 for key, value in values.items()])
+        except IntegrityError as exc:  # the foreign key: the run was deleted (or never existed)
+            raise _run_missing(run_id) from exc
 
     def get_metrics(self, run_id: int, keys: list[str] | None = None) -> list[MetricRecord]:
         """A run's metric values ordered by step (then insertion), optionally only `keys`."""
         query = select(Metric).where(Metric.run_id == run_id).order_by(Metric.step, Metric.id)
         if keys:
             query = query.where(Metric.key.in_(keys))
-        with self._sessions() as session:
-            return [MetricRecord(run_id=m.run_id, key=m.key, step=m.step, value=m.value, time=m.time)
-                    for m in session.scalars(query)]
+        with self._reading() as session:
+            return [_metric_record(m) for m in session.scalars(query)]
 
     def latest_metrics(self, run_id: int) -> dict[str, float]:
-        """The last recorded value of each key."""
-        return {m.key: m.value for m in self.get_metrics(run_id)}
+        """The last value of each key (highest step; the later write on a tie); {} for no metrics."""
+        # One row per key, picked in SQL: a long run has many thousands of rows and the UI polls this.
+        rank = func.row_number().over(partition_by=Metric.key, order_by=(Metric.step.desc(), Metric.id.desc()))
+        ranked = select(Metric.key, Metric.value, rank.label("rank")).where(Metric.run_id == run_id).subquery()
+        with self._reading() as session:
+            rows = session.execute(select(ranked.c.key, ranked.c.value).where(ranked.c.rank == 1))
+            return {key: value for key, value in rows}
 
     # ---- artifacts -------------------------------------------------------------------------
     def add_artifact(self, run_id: int, kind: str, path: str) -> None:
-        """Record a file or folder a run produced."""
-        with self._sessions.begin() as session:
-            session.add(Artifact(run_id=run_id, kind=kind, path=path))
+        """Record a file or folder a run produced; NotFound if the run is gone."""
+        try:
+            with self._sessions.begin() as session:
+                session.add(Artifact(run_id=run_id, kind=kind, path=path))
+        except IntegrityError as exc:  # the foreign key: the run was deleted (or never existed)
+            raise _run_missing(run_id) from exc
 
     def list_artifacts(self, run_id: int) -> list[ArtifactRecord]:
         """A run's artifacts, oldest first."""
-        with self._sessions() as session:
+        with self._reading() as session:
             rows = session.scalars(select(Artifact).where(Artifact.run_id == run_id).order_by(Artifact.id))
-            return [ArtifactRecord(id=a.id, run_id=a.run_id, kind=a.kind, path=a.path, created_at=a.created_at)
-                    for a in rows]
+            return [_artifact_record(a) for a in rows]

@@ -1,12 +1,14 @@
-"""Alembic environment: the engine comes from storage.database.migrate via config.attributes."""
+"""Alembic environment: storage.database.migrate passes an open connection via config.attributes."""
 
 from alembic import context
 
 from storage.models import Base
 
-engine = context.config.attributes["engine"]
-with engine.connect() as connection:
-    context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
-    with context.begin_transaction():
-        context.run_migrations()
-    connection.commit()
+connection = context.config.attributes.get("connection")
+if connection is None:
+    raise RuntimeError("Modelsmith migrations run through storage.database.migrate(engine), "
+                       "which passes the connection; there is no alembic.ini to run them from the CLI.")
+# render_as_batch: on SQLite, ALTERs it cannot do become a table copy (foreign keys are off then).
+context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
+with context.begin_transaction():
+    context.run_migrations()

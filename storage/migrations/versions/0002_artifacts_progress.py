@@ -22,11 +22,14 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime, nullable=False),
     )
     op.create_index("ix_artifacts_run_id", "artifacts", ["run_id"])
-    # A plain ADD COLUMN, not a batch table copy: copying `runs` would drop the old table, and
-    # with foreign keys on that cascades into `metrics`.
-    op.add_column("runs", sa.Column("progress", sa.Float, nullable=False, server_default="0"))
+    # Batch mode works on every backend; on SQLite, ADD COLUMN with a constant default is native,
+    # so "auto" emits a plain ALTER rather than a table copy. Existing rows get progress 0.
+    with op.batch_alter_table("runs") as batch:
+        batch.add_column(sa.Column("progress", sa.Float, nullable=False, server_default="0"))
 
 
 def downgrade() -> None:
-    op.drop_column("runs", "progress")
+    with op.batch_alter_table("runs") as batch:
+        batch.drop_column("progress")
+    op.drop_index("ix_artifacts_run_id", table_name="artifacts")
     op.drop_table("artifacts")
