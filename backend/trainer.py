@@ -9,6 +9,10 @@ What lands in `output_dir`:
     model.safetensors, config.json, tokenizer files   the best model (validation macro F1)
     run_config.json, metrics.json, README.md           the config, best metrics, model card
     checkpoints/step-00000120/                         resumable state, last 2 (removed on success)
+
+`train` is the single entry point for every task: it holds the process-wide training lock,
+picks the accelerator, turns out-of-memory into a UserError, and hands text-generation runs to
+`backend.lm_trainer`. Batching lives in `backend.batching`, checkpoints in `backend.checkpoints`.
 """
 
 from __future__ import annotations
@@ -16,27 +20,28 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import re
 import shutil
-import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
-from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import set_seed
 from safetensors.torch import load_file
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from transformers import PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 
+from backend.batching import (Collator, EncodedDataset, LengthGroupedSampler, check_ids,  # noqa: F401 (re-exported)
+                               eval_loader)
+from backend.checkpoints import (CHECKPOINTS_DIR, latest_checkpoint, load_checkpoint,  # noqa: F401 (re-exported)
+                                 publish, save_checkpoint)
 from backend.config import TrainConfig
+from backend.devices import (default_device, get_accelerator, is_out_of_memory,  # noqa: F401 (re-exported)
+                             resolve_device, resolve_precision, training_lock)
 from backend.data import load_split
 from backend.errors import Cancelled, UserError
 from backend.inference import Predictor
@@ -44,87 +49,27 @@ from backend.metrics import classification_metrics
 from backend.model_card import write_model_card
 from backend.settings import Settings
 from backend.templates import OWN_TOKENIZER_KINDS, build_model, logits_of, num_labels_of, save_model, vocab_size_of
-from backend.tokenization import encode, load_tokenizer_file, pad_batch
+from backend.tokenization import encode, load_tokenizer_file
 from storage.records import DatasetRecord
 
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, dict[str, float]], None]
-CHECKPOINTS_DIR = "checkpoints"
-CHECKPOINT_STATE = "trainer_state.json"  # written last: its presence marks a complete checkpoint
-CHECKPOINT_NAME = re.compile(r"step-(\d+)")
-KEEP_CHECKPOINTS = 2
-GROUP_CHUNK_BATCHES = 50  # length grouping sorts chunks of 50 batches: similar lengths, still shuffled
+
 
 
 @dataclass
 class TrainResult:
     """What a finished run hands back: best validation metrics and where its model is."""
 
-    metrics: dict  # accuracy, macro_precision, macro_recall, macro_f1, loss, per_class, confusion_matrix, labels
+    # classification: accuracy, macro_precision, macro_recall, macro_f1, loss, per_class, confusion_matrix,
+    # labels; text generation: loss, perplexity, bits_per_char, train_loss, ... (see backend.lm_trainer)
+    metrics: dict
     best_step: int
     output_dir: Path
     stop_reason: str = "completed"  # completed | early_stopping | time_budget
-    predictor: Predictor | None = field(default=None, repr=False)  # the best model, still in memory
-
-
-# --- device and precision: process-wide, like Accelerate's own state --------------------------
-
-_accelerator: Accelerator | None = None
-_accelerator_key: tuple[str, str] | None = None
-_accelerator_lock = threading.Lock()
-# Accelerate's GradientState (accumulation counters, sync flag) and the models/optimizers an
-# Accelerator registers are process-wide: two runs stepping at once would skip each other's
-# optimizer steps and save each other's weights. So runs in one process train one at a time.
-_training_lock = threading.Lock()
-
-
-def resolve_device(device: str = "auto") -> str:
-    """'cuda', 'mps' or 'cpu': what `device` means on this machine."""
-    cuda = torch.cuda.is_available()
-    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
-    if device == "auto":
-        return "cuda" if cuda else "mps" if mps else "cpu"
-    if device not in ("cuda", "mps", "cpu") or (device == "cuda" and not cuda) or (device == "mps" and not mps):
-        raise UserError(f"Device '{device}' is not available on this machine. "
-                        "Set MODELSMITH_DEVICE to auto (or cpu) and restart.")
-    return device
-
-
-def resolve_precision(device: str, mixed_precision: str = "auto") -> str:
-    """'bf16', 'fp16' or 'no': mixed precision on CUDA only, bf16 where the GPU supports it."""
-    if device != "cuda":
-        return "no"
-    if mixed_precision == "auto":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return mixed_precision
-
-
-def get_accelerator(device: str = "auto", mixed_precision: str = "auto") -> Accelerator:
-    """The process-wide Accelerator for this device and precision, created on first use."""
-    global _accelerator, _accelerator_key
-    resolved = resolve_device(device)
-    key = (resolved, resolve_precision(resolved, mixed_precision))
-    with _accelerator_lock:
-        if _accelerator is not None and _accelerator_key == key:
-            return _accelerator
-        if _accelerator is not None:
-            # Accelerate refuses a second device/precision in one process unless its state is
-            # reset; only do this between runs.
-            log.warning("switching the accelerator from %s to %s", _accelerator_key, key)
-            AcceleratorState._reset_state(reset_partial_state=True)
-            GradientState._reset_state()
-        _accelerator = Accelerator(cpu=key[0] == "cpu", mixed_precision=key[1])
-        _accelerator_key = key
-        log.info("accelerator ready: device=%s mixed_precision=%s", _accelerator.device, key[1])
-        return _accelerator
-
-
-def default_device() -> torch.device:
-    """The device of the process-wide Accelerator, or the one Settings would pick."""
-    if _accelerator is not None:
-        return _accelerator.device
-    return torch.device(resolve_device(Settings().device))
+    predictor: Predictor | None = field(default=None, repr=False)  # the best classifier, still in memory
+    generator: object | None = field(default=None, repr=False)  # the best language model (backend.generation)
 
 
 # --- data: token ids in memory, dynamic padding, length-grouped batches -----------------------
@@ -145,85 +90,6 @@ def read_split(dataset: DatasetRecord, split: str, labels: Sequence[str]) -> tup
     return texts, [label_ids[name] for name in names]
 
 
-def check_ids(rows: Sequence[Sequence[int]], label_ids: Sequence[int], vocab_size: int, num_labels: int,
-              split: str = "training") -> None:
-    """Raise UserError if a token or label id would index past the model's embedding or head."""
-    # On CUDA an out-of-range index is a device-side assert that poisons the whole process, so
-    # check on the CPU before anything reaches the device.
-    bad_label = next((label for label in label_ids if not 0 <= label < num_labels), None)
-    if bad_label is not None:
-        raise UserError(f"The {split} split has label id {bad_label} but the model has {num_labels} classes. "
-                        "Upload the dataset again so labels and classes match.")
-    top = max((max(row) for row in rows if row), default=0)
-    low = min((min(row) for row in rows if row), default=0)
-    if top >= vocab_size or low < 0:
-        raise UserError(f"The tokenizer produced token id {top if top >= vocab_size else low} but the model's "
-                        f"vocabulary has {vocab_size} entries: the tokenizer and the weights do not belong together. "
-                        "Pick a base model folder whose tokenizer matches its weights.")
-
-
-class EncodedDataset(Dataset):
-    """(token ids, label id) pairs, already tokenized and truncated."""
-
-    def __init__(self, rows: list[list[int]], label_ids: list[int]) -> None:
-        self.rows, self.label_ids = rows, label_ids
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, index: int) -> tuple[list[int], int]:
-        return self.rows[index], self.label_ids[index]
-
-
-@dataclass
-class Collator:
-    """Pads each batch to its own longest row (never to max_length) and adds `labels` (B,)."""
-
-    pad_token_id: int
-
-    def __call__(self, items: list[tuple[list[int], int]]) -> dict[str, torch.Tensor]:
-        rows, labels = zip(*items)
-        batch = pad_batch(rows, self.pad_token_id)
-        batch["labels"] = torch.tensor(labels, dtype=torch.long)
-        return batch
-
-
-class LengthGroupedSampler:
-    """Batches of similar lengths in a seeded random order; `set_epoch` gives each epoch its own order."""
-
-    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int) -> None:
-        self.lengths = np.asarray(lengths)
-        self.batch_size, self.seed, self.epoch = batch_size, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Pick the epoch whose batch order `__iter__` yields (accelerate calls this too)."""
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.lengths) / self.batch_size)
-
-    def __iter__(self):
-        rng = np.random.default_rng([self.seed, self.epoch])
-        order = rng.permutation(len(self.lengths))
-        chunk = self.batch_size * GROUP_CHUNK_BATCHES
-        batches: list[list[int]] = []
-        for start in range(0, len(order), chunk):
-            part = order[start:start + chunk]
-            part = part[np.argsort(-self.lengths[part], kind="stable")]  # longest first within the chunk
-            batches.extend(part[i:i + self.batch_size].tolist() for i in range(0, len(part), self.batch_size))
-        for index in rng.permutation(len(batches)):
-            yield batches[index]
-
-
-def _eval_loader(rows: list[list[int]], label_ids: list[int], batch_size: int, pad_token_id: int) -> DataLoader:
-    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))  # fixed order: little padding
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    return DataLoader(EncodedDataset(rows, label_ids), batch_sampler=batches, collate_fn=Collator(pad_token_id),
-                      generator=torch.Generator())  # see _setup: keep the global RNG untouched
-
-
-# --- checkpoints: written to a temp folder, then renamed -------------------------------------
-
 @dataclass
 class TrainState:
     """Where training stands; saved with every checkpoint."""
@@ -237,54 +103,6 @@ class TrainState:
     evals_without_improvement: int = 0
     elapsed_seconds: float = 0.0  # training time before this session (for the time budget)
 
-
-def latest_checkpoint(output_dir: Path) -> Path | None:
-    """Newest complete checkpoint folder of a run, or None."""
-    root = Path(output_dir) / CHECKPOINTS_DIR
-    if not root.is_dir():
-        return None
-    complete = [p for p in root.iterdir() if CHECKPOINT_NAME.fullmatch(p.name) and (p / CHECKPOINT_STATE).is_file()]
-    return max(complete, key=lambda p: int(CHECKPOINT_NAME.fullmatch(p.name).group(1)), default=None)
-
-
-def save_checkpoint(accelerator: Accelerator, output_dir: Path, state: TrainState,
-                    tokenizer: PreTrainedTokenizerBase | None) -> Path:
-    """Save model, optimizer, scheduler and RNG state + `state`; a crash never leaves a half checkpoint."""
-    root = output_dir / CHECKPOINTS_DIR
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / f"step-{state.global_step:08d}"
-    staging = root / f".tmp-{final.name}"  # dot-names are never picked as latest
-    shutil.rmtree(staging, ignore_errors=True)
-    accelerator.save_state(str(staging), safe_serialization=True)
-    if tokenizer is not None:  # a learned vocabulary must come back identical on resume
-        tokenizer.backend_tokenizer.save(str(staging / "tokenizer.json"))
-    (staging / CHECKPOINT_STATE).write_text(json.dumps(asdict(state)), encoding="utf-8")
-    if final.exists():  # the same step saved twice (epoch end, then stop): swap, never delete first
-        old = root / f".old-{final.name}"
-        shutil.rmtree(old, ignore_errors=True)
-        os.rename(final, old)
-        os.rename(staging, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(staging, final)
-    complete = sorted((p for p in root.iterdir() if CHECKPOINT_NAME.fullmatch(p.name)),
-                      key=lambda p: int(CHECKPOINT_NAME.fullmatch(p.name).group(1)))
-    for stale in complete[:-KEEP_CHECKPOINTS]:
-        shutil.rmtree(stale, ignore_errors=True)
-    return final
-
-
-def _load_checkpoint(accelerator: Accelerator, checkpoint: Path) -> TrainState:
-    # load_state uses torch.load (weights_only) on optimizer/scheduler/RNG files: only ever on
-    # checkpoints this trainer wrote into the run's own folder.
-    try:
-        accelerator.load_state(str(checkpoint))
-    except (RuntimeError, ValueError, KeyError, OSError) as exc:
-        raise UserError(f"The checkpoint {checkpoint.name} does not fit this run's settings "
-                        f"({str(exc).splitlines()[0][:200]}). Start a new run instead of resuming.") from exc
-    state = TrainState(**json.loads((checkpoint / CHECKPOINT_STATE).read_text(encoding="utf-8")))
-    log.info("resumed from %s (step %d, epoch %d)", checkpoint, state.global_step, state.epoch)
-    return state
 
 
 # --- the run --------------------------------------------------------------------------------
@@ -320,7 +138,7 @@ def train(config: TrainConfig, dataset: DatasetRecord, output_dir: Path, *, on_p
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    while not _training_lock.acquire(timeout=0.5):  # another run is training in this process
+    while not training_lock.acquire(timeout=0.5):  # another run is training in this process
         if should_stop():
             raise Cancelled()
     try:
@@ -328,23 +146,23 @@ def train(config: TrainConfig, dataset: DatasetRecord, output_dir: Path, *, on_p
             settings = Settings()
             accelerator = get_accelerator(settings.device, settings.mixed_precision)
         accelerator.free_memory()  # forget what a previous run registered: save_state saves all of it
+        if config.task == "text-generation":
+            from backend.lm_trainer import train_lm  # imported here: it builds on this module
+
+            return train_lm(config, dataset, output_dir, on_progress, should_stop, resume, accelerator)
         return _train(config, dataset, output_dir, on_progress, should_stop, resume, accelerator)
     except Exception as exc:
-        if _is_out_of_memory(exc):
+        if is_out_of_memory(exc):
             device = accelerator.device if accelerator is not None else "this device"
-            raise UserError(f"Out of memory on {device}: lower batch_size (now {config.batch_size}) or max_length "
-                            f"(now {config.max_length}); raise gradient_accumulation_steps to keep the "
-                            "effective batch size.") from exc
+            length = (f"block_size (now {config.template.block_size})" if config.task == "text-generation"
+                      else f"max_length (now {config.max_length})")
+            raise UserError(f"Out of memory on {device}: lower batch_size (now {config.batch_size}) or {length}; "
+                            "raise gradient_accumulation_steps to keep the effective batch size.") from exc
         raise
     finally:
         if accelerator is not None:
             accelerator.free_memory()
-        _training_lock.release()
-
-
-def _is_out_of_memory(exc: BaseException) -> bool:
-    return isinstance(exc, torch.cuda.OutOfMemoryError) or (
-        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
+        training_lock.release()
 
 
 def _train(config: TrainConfig, dataset: DatasetRecord, output_dir: Path, on_progress: ProgressFn,
@@ -356,7 +174,7 @@ def _train(config: TrainConfig, dataset: DatasetRecord, output_dir: Path, on_pro
     if resume and checkpoint is None:
         log.warning("no checkpoint in %s: starting from the beginning", output_dir)
     run = _setup(config, dataset, output_dir, accelerator, checkpoint)
-    state = _load_checkpoint(accelerator, checkpoint) if checkpoint else TrainState()
+    state = load_checkpoint(accelerator, checkpoint, TrainState) if checkpoint else TrainState()
 
     stop_reason = _fit(run, state, on_progress, should_stop)
 
@@ -401,7 +219,7 @@ def _setup(config: TrainConfig, dataset: DatasetRecord, output_dir: Path, accele
     # generator; with one, dropout draws the same numbers whether or not a run was resumed.
     train_loader = DataLoader(EncodedDataset(train_rows, train_labels), batch_sampler=sampler,
                               collate_fn=Collator(pad_token_id), generator=torch.Generator().manual_seed(config.seed))
-    eval_loader = _eval_loader(val_rows, val_labels, config.batch_size * 2, pad_token_id)
+    eval_loader_ = eval_loader(val_rows, val_labels, config.batch_size * 2, pad_token_id)
     # No weight decay on biases and norm weights (1-D tensors), as in nanoGPT and BERT.
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW([
@@ -418,7 +236,7 @@ def _setup(config: TrainConfig, dataset: DatasetRecord, output_dir: Path, accele
     log.info("training %s on %d rows (%d steps) on %s", config.template.kind, len(train_rows), total_steps,
              accelerator.device)
     return _Setup(config=config, accelerator=accelerator, model=model, tokenizer=tokenizer, optimizer=optimizer,
-                  scheduler=scheduler, train_loader=train_loader, eval_loader=eval_loader, labels=labels,
+                  scheduler=scheduler, train_loader=train_loader, eval_loader=eval_loader_, labels=labels,
                   max_length=max_length, output_dir=output_dir, steps_per_epoch=steps_per_epoch,
                   total_steps=total_steps)
 
@@ -556,14 +374,7 @@ def _evaluate(run: _Setup, state: TrainState, on_progress: ProgressFn) -> None:
 
 
 def _save_best(model: nn.Module, run: _Setup) -> None:
-    # Write into a staging folder, then move file by file: each rename is atomic, so a reader
-    # never sees a half-written model.safetensors.
-    staging = run.output_dir / ".best-tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    save_model(model, run.tokenizer, run.labels, run.max_length, staging)
-    for path in sorted(staging.iterdir()):
-        os.replace(path, run.output_dir / path.name)
-    shutil.rmtree(staging, ignore_errors=True)
+    publish(run.output_dir, lambda folder: save_model(model, run.tokenizer, run.labels, run.max_length, folder))
 
 
 def _restore_best(model: nn.Module, run: _Setup) -> None:

@@ -1,0 +1,98 @@
+"""Resumable checkpoints and atomic model saves, shared by the classifier and language-model trainers.
+
+A checkpoint is `output_dir/checkpoints/step-00000120/`: Accelerate's state (model weights as
+safetensors, optimizer, scheduler, RNG states), the run's learned tokenizer, and the trainer's
+own state as JSON, written last: its presence marks a complete checkpoint. Checkpoints are
+written into a dot-named staging folder and renamed into place, so a crash never leaves a half
+checkpoint that a resume could pick.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, TypeVar
+
+from accelerate import Accelerator
+from transformers import PreTrainedTokenizerBase
+
+from backend.errors import UserError
+
+log = logging.getLogger(__name__)
+
+CHECKPOINTS_DIR = "checkpoints"
+CHECKPOINT_STATE = "trainer_state.json"  # written last: its presence marks a complete checkpoint
+CHECKPOINT_NAME = re.compile(r"step-(\d+)")
+KEEP_CHECKPOINTS = 2
+
+State = TypeVar("State")
+
+
+def latest_checkpoint(output_dir: Path) -> Path | None:
+    """Newest complete checkpoint folder of a run, or None."""
+    root = Path(output_dir) / CHECKPOINTS_DIR
+    if not root.is_dir():
+        return None
+    complete = [p for p in root.iterdir() if CHECKPOINT_NAME.fullmatch(p.name) and (p / CHECKPOINT_STATE).is_file()]
+    return max(complete, key=lambda p: int(CHECKPOINT_NAME.fullmatch(p.name).group(1)), default=None)
+
+
+def save_checkpoint(accelerator: Accelerator, output_dir: Path, state: Any,
+                    tokenizer: PreTrainedTokenizerBase | None) -> Path:
+    """Save model, optimizer, scheduler and RNG state + `state` (a dataclass with global_step) atomically."""
+    root = Path(output_dir) / CHECKPOINTS_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step-{state.global_step:08d}"
+    staging = root / f".tmp-{final.name}"  # dot-names are never picked as latest
+    shutil.rmtree(staging, ignore_errors=True)
+    accelerator.save_state(str(staging), safe_serialization=True)
+    if tokenizer is not None:  # a learned vocabulary must come back identical on resume
+        tokenizer.backend_tokenizer.save(str(staging / "tokenizer.json"))
+    (staging / CHECKPOINT_STATE).write_text(json.dumps(asdict(state)), encoding="utf-8")
+    if final.exists():  # the same step saved twice (epoch end, then stop): swap, never delete first
+        old = root / f".old-{final.name}"
+        shutil.rmtree(old, ignore_errors=True)
+        os.rename(final, old)
+        os.rename(staging, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(staging, final)
+    complete = sorted((p for p in root.iterdir() if CHECKPOINT_NAME.fullmatch(p.name)),
+                      key=lambda p: int(CHECKPOINT_NAME.fullmatch(p.name).group(1)))
+    for stale in complete[:-KEEP_CHECKPOINTS]:
+        shutil.rmtree(stale, ignore_errors=True)
+    return final
+
+
+def load_checkpoint(accelerator: Accelerator, checkpoint: Path, state_type: Callable[..., State]) -> State:
+    """Restore Accelerate's state from `checkpoint` and return the trainer state saved with it."""
+    # load_state uses torch.load (weights_only) on optimizer/scheduler/RNG files: only ever on
+    # checkpoints a trainer wrote into the run's own folder.
+    try:
+        accelerator.load_state(str(checkpoint))
+    except (RuntimeError, ValueError, KeyError, OSError) as exc:
+        raise UserError(f"The checkpoint {checkpoint.name} does not fit this run's settings "
+                        f"({str(exc).splitlines()[0][:200]}). Start a new run instead of resuming.") from exc
+    state = state_type(**json.loads((checkpoint / CHECKPOINT_STATE).read_text(encoding="utf-8")))
+    log.info("resumed from %s (step %d)", checkpoint, state.global_step)
+    return state
+
+
+def publish(output_dir: Path, write: Callable[[Path], None]) -> None:
+    """Let `write(folder)` save files into a staging folder, then move each into `output_dir`."""
+    # Each rename is atomic, so a reader (the Playground) never sees a half-written model file.
+    staging = Path(output_dir) / ".best-tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    write(staging)
+    for path in sorted(staging.iterdir()):
+        target = Path(output_dir) / path.name
+        if path.is_dir():  # save_pretrained may write sub-folders; replace them whole
+            shutil.rmtree(target, ignore_errors=True)
+        os.replace(path, target)
+    shutil.rmtree(staging, ignore_errors=True)
