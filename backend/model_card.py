@@ -11,12 +11,17 @@ TEMPLATE_NAMES = {
     "transformer": "Transformer (fine-tuned pretrained encoder)",
     "transformer-scratch": "Transformer trained from scratch",
     "lstm": "LSTM trained from scratch",
+    "lstm-lm": "LSTM language model trained from scratch",
+    "transformer-lm": "GPT-2-style Transformer language model trained from scratch",
+    "transformer-lm-finetune": "fine-tuned pretrained causal language model",
 }
 
 
 def render_model_card(config: TrainConfig, dataset: DatasetRecord, metrics: dict, *, best_step: int = 0,
                       stop_reason: str = "completed") -> str:
     """Markdown model card with front matter, settings, metrics and usage."""
+    if config.task == "text-generation":
+        return render_generation_card(config, dataset, metrics, best_step=best_step, stop_reason=stop_reason)
     kind = config.template.kind
     hugging_face = kind != "lstm"
     front = ["---", f"library_name: {'transformers' if hugging_face else 'pytorch'}",
@@ -32,9 +37,7 @@ def render_model_card(config: TrainConfig, dataset: DatasetRecord, metrics: dict
              f"- Best model from step {best_step}, chosen by validation macro F1; training ended: "
              f"{stop_reason.replace('_', ' ')}", "",
              "| setting | value |", "|---|---|"]
-    settings = config.model_dump(exclude={"template", "name", "dataset_id", "task"})
-    settings.update({f"template.{key}": value for key, value in config.template.model_dump().items()})
-    lines += [f"| {key} | {value} |" for key, value in settings.items()]
+    lines += _settings_rows(config)
     lines += ["", "## Validation metrics", "", "| metric | value |", "|---|---|"]
     for key in ("accuracy", "macro_precision", "macro_recall", "macro_f1", "loss"):
         if key in metrics:
@@ -52,6 +55,50 @@ def render_model_card(config: TrainConfig, dataset: DatasetRecord, metrics: dict
     lines += ["With Modelsmith (in this project):", "", "```python", "from backend.inference import load_predictor", "",
               'predictor = load_predictor("path/to/this/folder")',
               'print(predictor.predict(["some text"]))  # [{"label": ..., "scores": {label: probability}}]',
+              "```", ""]
+    return "\n".join(lines)
+
+
+def _settings_rows(config: TrainConfig) -> list[str]:
+    settings = config.model_dump(exclude={"template", "name", "dataset_id", "task"})
+    settings.update({f"template.{key}": value for key, value in config.template.model_dump().items()})
+    return [f"| {key} | {value} |" for key, value in settings.items()]
+
+
+def render_generation_card(config: TrainConfig, dataset: DatasetRecord, metrics: dict, *, best_step: int = 0,
+                           stop_reason: str = "completed") -> str:
+    """Model card of a language model: data, settings, validation loss / perplexity / bits per char, usage."""
+    kind = config.template.kind
+    hugging_face = kind != "lstm-lm"
+    tokenizer = getattr(config.template, "tokenizer", None)
+    tokenization = {"char": "one token per character", "bpe": "a byte-level BPE vocabulary trained on the text",
+                    None: "the base model's tokenizer"}[tokenizer]
+    front = ["---", f"library_name: {'transformers' if hugging_face else 'pytorch'}",
+             "pipeline_tag: text-generation", "tags:", "- modelsmith", f"- {kind}", "---", ""]
+    lines = [*front, f"# {config.name or dataset.name + ' language model'}", "",
+             f"A {TEMPLATE_NAMES.get(kind, kind)} that writes text like **{dataset.name}**, "
+             f"with {tokenization}.", "",
+             "## Data", "",
+             f"- Dataset: **{dataset.name}** (text from `{dataset.text_column}`; the validation part is the "
+             "held-out end of the text)", "",
+             "## Training", "",
+             f"- Best model from step {best_step}, chosen by validation loss; training ended: "
+             f"{stop_reason.replace('_', ' ')}", "",
+             "| setting | value |", "|---|---|", *_settings_rows(config),
+             "", "## Validation metrics", "", "| metric | value |", "|---|---|"]
+    for key, label in (("loss", "loss (nats per token)"), ("perplexity", "perplexity"),
+                       ("bits_per_char", "bits per character"), ("train_loss", "training loss")):
+        if key in metrics:
+            lines.append(f"| {label} | {metrics[key]:.4f} |")
+    lines += ["", "Bits per character compare models with different tokenizers.", "", "## How to use", ""]
+    if hugging_face:
+        lines += ["With Hugging Face transformers:", "", "```python", "from transformers import pipeline", "",
+                  'writer = pipeline("text-generation", model="path/to/this/folder")',
+                  'print(writer("Once upon a time", max_new_tokens=100, do_sample=True)[0]["generated_text"])',
+                  "```", ""]
+    lines += ["With Modelsmith (in this project):", "", "```python", "from backend.generation import load_generator", "",
+              'generator = load_generator("path/to/this/folder")',
+              'print(generator.generate("Once upon a time", max_new_tokens=100, seed=0))',
               "```", ""]
     return "\n".join(lines)
 

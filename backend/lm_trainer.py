@@ -1,0 +1,390 @@
+"""Train a language model: random blocks of the training text, next-token loss, one Accelerate loop.
+
+nanoGPT's recipe (train.py, get_batch): the training text becomes one long array of token ids;
+each optimizer step samples `batch_size` random windows of block_size + 1 tokens (inputs and the
+tokens that follow them). Windows are drawn from a generator seeded by (seed, step), so a
+resumed run draws exactly the batches the uninterrupted run would have. Evaluation runs on a
+fixed set of blocks spread evenly over the validation text (`eval_batches` x `batch_size`), so
+every evaluation of a run scores the same tokens.
+
+Metrics: loss (mean token NLL in nats), perplexity (e^loss) and bits per character (total NLL
+/ ln 2 / characters the scored tokens cover), which compares runs with different tokenizers.
+The best model is the one with the lowest validation loss.
+
+The learning rate warms up, then follows a cosine down to a tenth of its peak. With a time
+budget, "how far along" is the larger of steps done and time spent, so a run cut short by its
+budget still ends at a low learning rate.
+
+Called by `backend.trainer.train` (which holds the training lock and picks the accelerator);
+lands in `output_dir` the same files as a classifier run, plus generation_config.json for
+Transformer models.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from safetensors.torch import load_file
+from tokenizers import Tokenizer
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+from backend.checkpoints import CHECKPOINTS_DIR, latest_checkpoint, load_checkpoint, publish, save_checkpoint
+from backend.config import TrainConfig
+from backend.data import load_split
+from backend.errors import Cancelled, UserError
+from backend.generation import Generator
+from backend.lm_tokenization import encode_corpus, wrap_lm_tokenizer
+from backend.model_card import write_model_card
+from backend.templates.language_model import OWN_TOKENIZER_LM_KINDS, build_lm, lm_logits, save_lm
+from backend.templates.lstm_lm import LstmLanguageModel, load_lstm_lm_weights
+from backend.trainer import ProgressFn, TrainResult
+from storage.records import DatasetRecord
+
+log = logging.getLogger(__name__)
+
+MIN_LEARNING_RATE_SHARE = 0.1  # the cosine ends at a tenth of the peak (nanoGPT: min_lr = lr / 10)
+
+
+@dataclass
+class LmState:
+    """Where language-model training stands; saved with every checkpoint."""
+
+    global_step: int = 0
+    best_loss: float | None = None  # lowest validation loss so far
+    best_step: int = 0
+    best_metrics: dict = field(default_factory=dict)
+    evals_without_improvement: int = 0
+    elapsed_seconds: float = 0.0    # training time before this session (for the time budget)
+
+
+@dataclass(frozen=True)
+class EvalBlocks:
+    """Fixed validation blocks: inputs and targets (K, T), and the characters the targets cover."""
+
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    characters: float
+
+
+@dataclass
+class _LmRun:
+    """Everything the loop needs, built once by `_setup`."""
+
+    config: TrainConfig
+    accelerator: Accelerator
+    model: nn.Module
+    tokenizer: PreTrainedTokenizerBase
+    optimizer: torch.optim.Optimizer
+    train_ids: torch.Tensor   # (N,) int64 on the CPU: the whole training text
+    eval_blocks: EvalBlocks
+    block_size: int
+    output_dir: Path
+    steps_per_epoch: int
+    total_steps: int
+    own_tokenizer: bool
+    best_weights: dict[str, torch.Tensor] | None = None  # CPU copy of the best model so far
+    evaluated_at: int = -1
+    last_train_loss: float | None = None
+
+
+# --- data: one array of token ids, random windows, fixed validation blocks ----------------------
+
+def read_text(dataset: DatasetRecord, split: str) -> str:
+    """The text of one stored split (its rows joined by newlines)."""
+    frame = load_split(dataset, split)
+    if "text" not in frame:
+        raise UserError(f"The {split} split of dataset '{dataset.name}' has no text column; "
+                        "upload it again as a text-generation dataset.")
+    return "\n".join("" if text is None or text != text else str(text) for text in frame["text"].tolist())
+
+
+def sample_batch(ids: torch.Tensor, block_size: int, batch_size: int, seed: int, step: int,
+                 micro_batch: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random windows (B, T) of `ids` and the tokens that follow them, seeded by (seed, step, micro_batch)."""
+    rng = np.random.default_rng([seed, step, micro_batch])
+    starts = torch.from_numpy(rng.integers(0, len(ids) - block_size, size=batch_size))
+    windows = ids[starts[:, None] + torch.arange(block_size + 1)]   # (B, T + 1)
+    return windows[:, :-1], windows[:, 1:]
+
+
+def make_eval_blocks(ids: np.ndarray, characters: np.ndarray, block_size: int, count: int) -> EvalBlocks:
+    """`count` blocks spread evenly over the text; all non-overlapping blocks when fewer fit."""
+    block = min(block_size, len(ids) - 1)
+    available = (len(ids) - 1) // block
+    if available <= count:
+        starts = np.arange(available) * block
+    else:
+        starts = np.linspace(0, len(ids) - 1 - block, count).round().astype(np.int64)
+    index = starts[:, None] + np.arange(block + 1)                 # (K, T + 1)
+    windows = torch.from_numpy(ids[index])
+    return EvalBlocks(inputs=windows[:, :-1], targets=windows[:, 1:],
+                      characters=float(characters[index[:, 1:]].sum()))
+
+
+# --- metrics ----------------------------------------------------------------------------------
+
+def bits_per_character(nll_nats: float, characters: float) -> float:
+    """Total negative log-likelihood (nats) as bits per character of the text it scored."""
+    return nll_nats / math.log(2) / max(characters, 1e-12)
+
+
+def lm_metrics(nll_nats: float, tokens: int, characters: float) -> dict[str, float]:
+    """Loss (nats per token), perplexity and bits per character from a summed NLL."""
+    loss = nll_nats / max(tokens, 1)
+    return {"loss": loss, "perplexity": math.exp(min(loss, 700.0)),  # e^700 is near float's limit
+            "bits_per_char": bits_per_character(nll_nats, characters), "tokens": float(tokens),
+            "characters": float(characters)}
+
+
+def evaluate_lm(model: nn.Module, blocks: EvalBlocks, batch_size: int, device: torch.device) -> dict[str, float]:
+    """Loss, perplexity and bits per character of `model` on the validation blocks."""
+    model.eval()
+    nll = torch.zeros((), device=device, dtype=torch.float64)
+    with torch.no_grad():
+        for start in range(0, len(blocks.inputs), batch_size):
+            inputs = blocks.inputs[start:start + batch_size].to(device)
+            targets = blocks.targets[start:start + batch_size].to(device)
+            logits = lm_logits(model, inputs)                                  # (B, T, V)
+            nll += F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="sum").double()
+    model.train()
+    return lm_metrics(nll.item(), blocks.targets.numel(), blocks.characters)
+
+
+def learning_rate_at(config: TrainConfig, progress: float) -> float:
+    """Linear warm-up over `warmup_ratio` of the run, then a cosine to a tenth of the peak."""
+    peak, warmup = config.learning_rate, config.warmup_ratio
+    if progress < warmup:
+        return peak * progress / warmup
+    decayed = min((progress - warmup) / max(1.0 - warmup, 1e-9), 1.0)
+    low = peak * MIN_LEARNING_RATE_SHARE
+    return low + 0.5 * (1.0 + math.cos(math.pi * decayed)) * (peak - low)
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+def train_lm(config: TrainConfig, dataset: DatasetRecord, output_dir: Path, on_progress: ProgressFn,
+             should_stop: Callable[[], bool], resume: bool, accelerator: Accelerator) -> TrainResult:
+    """Train `config.template` (a language model) on `dataset`; the best model lands in `output_dir`."""
+    (output_dir / "run_config.json").write_text(config.model_dump_json(indent=2), encoding="utf-8")
+    if not resume:  # a fresh start: checkpoints of an earlier attempt must never be picked as latest
+        shutil.rmtree(output_dir / CHECKPOINTS_DIR, ignore_errors=True)
+    checkpoint = latest_checkpoint(output_dir) if resume else None
+    if resume and checkpoint is None:
+        log.warning("no checkpoint in %s: starting from the beginning", output_dir)
+    run = _setup(config, dataset, output_dir, accelerator, checkpoint)
+    state = load_checkpoint(accelerator, checkpoint, LmState) if checkpoint else LmState()
+
+    stop_reason = _fit(run, state, on_progress, should_stop)
+
+    if run.evaluated_at != state.global_step or not state.best_metrics:
+        _evaluate(run, state, on_progress)
+    model = accelerator.unwrap_model(run.model, keep_fp32_wrapper=False)
+    _restore_best(model, run)
+    (output_dir / "metrics.json").write_text(json.dumps(state.best_metrics, indent=2), encoding="utf-8")
+    write_model_card(output_dir, config, dataset, state.best_metrics, best_step=state.best_step,
+                     stop_reason=stop_reason)
+    shutil.rmtree(output_dir / CHECKPOINTS_DIR, ignore_errors=True)  # done: nothing left to resume
+    generator = Generator(model, run.tokenizer, _context_length(model, run.block_size), accelerator.device)
+    return TrainResult(metrics=state.best_metrics, best_step=state.best_step, output_dir=output_dir,
+                       stop_reason=stop_reason, generator=generator)
+
+
+def _setup(config: TrainConfig, dataset: DatasetRecord, output_dir: Path, accelerator: Accelerator,
+           checkpoint: Path | None) -> _LmRun:
+    """Read and tokenize the text, build the model, fixed validation blocks and the optimizer; prepare them."""
+    set_seed(config.seed)  # python, numpy, torch (+cuda): weights and dropout repeat
+    train_text, val_text = read_text(dataset, "train"), read_text(dataset, "validation")
+    kind = config.template.kind
+    saved_tokenizer = None
+    if checkpoint is not None and kind in OWN_TOKENIZER_LM_KINDS:  # the vocabulary must come back identical
+        saved_tokenizer = wrap_lm_tokenizer(Tokenizer.from_file(str(checkpoint / "tokenizer.json")),
+                                            config.template.block_size)
+    model, tokenizer, block_size = build_lm(config, train_text, saved_tokenizer)
+    train_ids, _ = encode_corpus(tokenizer, train_text)
+    val_ids, val_characters = encode_corpus(tokenizer, val_text)
+    if len(train_ids) < 2 or len(val_ids) < 2:
+        raise UserError(f"Dataset '{dataset.name}' needs at least two tokens of text in both its training "
+                        f"and validation parts (it has {len(train_ids)} and {len(val_ids)}). Upload more text.")
+    vocab_size = model.get_input_embeddings().num_embeddings if not isinstance(model, LstmLanguageModel) \
+        else model.embedding.num_embeddings
+    top = int(max(train_ids.max(), val_ids.max()))
+    if top >= vocab_size:  # on CUDA an out-of-range id is a device assert that poisons the process
+        raise UserError(f"The tokenizer produced token id {top} but the model's vocabulary has {vocab_size} "
+                        "entries: the tokenizer and the weights do not belong together. Pick a base model "
+                        "folder whose tokenizer matches its weights.")
+    block_size = min(block_size, len(train_ids) - 1)
+    eval_blocks = make_eval_blocks(val_ids, val_characters, block_size, config.eval_batches * config.batch_size)
+
+    # No weight decay on biases and norm weights (1-D tensors), as in nanoGPT.
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW([
+        {"params": [p for p in parameters if p.dim() >= 2], "weight_decay": config.weight_decay},
+        {"params": [p for p in parameters if p.dim() < 2], "weight_decay": 0.0}],
+        lr=config.learning_rate, betas=(0.9, 0.99))  # nanoGPT's beta2 for small data: steadier early steps
+    tokens_per_step = config.batch_size * block_size * config.gradient_accumulation_steps
+    steps_per_epoch = max(1, math.ceil(len(train_ids) / tokens_per_step))
+    total_steps = config.max_steps or steps_per_epoch * config.epochs
+
+    accelerator.gradient_accumulation_steps = config.gradient_accumulation_steps  # backward divides by it
+    # We accumulate by hand (no prepared dataloader): the optimizer must step and zero its
+    # gradients whenever we call it, whatever an earlier run left in Accelerate's shared state.
+    accelerator.gradient_state._set_sync_gradients(True)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    log.info("training %s on %d tokens (vocabulary %d, block %d, %d steps) on %s", kind, len(train_ids),
+             vocab_size, block_size, total_steps, accelerator.device)
+    return _LmRun(config=config, accelerator=accelerator, model=model, tokenizer=tokenizer, optimizer=optimizer,
+                  train_ids=torch.from_numpy(train_ids), eval_blocks=eval_blocks, block_size=block_size,
+                  output_dir=output_dir, steps_per_epoch=steps_per_epoch, total_steps=total_steps,
+                  own_tokenizer=kind in OWN_TOKENIZER_LM_KINDS)
+
+
+class _Meter:
+    """Training loss and throughput between two progress reports, time spent, and how far along the run is."""
+
+    def __init__(self, run: _LmRun, state: LmState) -> None:
+        self.loss_sum = torch.zeros((), device=run.accelerator.device)  # .item() only when reporting
+        self.batches, self.blocks, self.window_start = 0, 0, time.monotonic()
+        self.session_start, self.session_first_step = time.monotonic(), state.global_step
+        self.elapsed_before, self.budget = state.elapsed_seconds, run.config.time_budget_seconds
+
+    def add(self, loss: torch.Tensor, blocks: int) -> None:
+        self.loss_sum += loss.detach()
+        self.batches += 1
+        self.blocks += blocks
+
+    def spent(self) -> float:
+        """Seconds of training on this run, sessions before a resume included."""
+        return self.elapsed_before + time.monotonic() - self.session_start
+
+    def progress(self, run: _LmRun, step: int) -> float:
+        """Share of the run done: steps, or time when a budget runs out first."""
+        done = step / run.total_steps
+        return min(max(done, self.spent() / self.budget) if self.budget else done, 1.0)
+
+    def report(self, run: _LmRun, state: LmState) -> dict[str, float]:
+        """Progress values for on_progress; starts a new window."""
+        now = time.monotonic()
+        per_step = (now - self.session_start) / max(state.global_step - self.session_first_step, 1)
+        eta = per_step * (run.total_steps - state.global_step)
+        if self.budget:
+            eta = min(eta, max(self.budget - self.spent(), 0.0))
+        run.last_train_loss = (self.loss_sum / max(self.batches, 1)).item()
+        seconds = max(now - self.window_start, 1e-9)
+        values = {"train_loss": run.last_train_loss,
+                  "train_perplexity": math.exp(min(run.last_train_loss, 700.0)),
+                  "learning_rate": float(run.optimizer.param_groups[0]["lr"]),
+                  "samples_per_second": self.blocks / seconds,
+                  "tokens_per_second": self.blocks * run.block_size / seconds,
+                  "eta_seconds": eta, **_position(run, state, self.progress(run, state.global_step))}
+        self.loss_sum.zero_()
+        self.batches, self.blocks, self.window_start = 0, 0, now
+        return values
+
+
+def _fit(run: _LmRun, state: LmState, on_progress: ProgressFn, should_stop: Callable[[], bool]) -> str:
+    """The training loop; returns why it ended: completed, early_stopping or time_budget."""
+    accelerator, config, model = run.accelerator, run.config, run.model
+    meter = _Meter(run, state)
+
+    def checkpoint() -> None:
+        """Save a resumable checkpoint of where the loop stands."""
+        state.elapsed_seconds = meter.spent()
+        save_checkpoint(accelerator, run.output_dir, state, run.tokenizer if run.own_tokenizer else None)
+
+    eval_every = config.eval_every_steps or run.steps_per_epoch  # 0 = once per epoch of tokens
+    model.train()
+    while state.global_step < run.total_steps:
+        learning_rate = learning_rate_at(config, meter.progress(run, state.global_step + 1))
+        for group in run.optimizer.param_groups:
+            group["lr"] = learning_rate
+        for micro_batch in range(config.gradient_accumulation_steps):
+            inputs, targets = sample_batch(run.train_ids, run.block_size, config.batch_size, config.seed,
+                                           state.global_step, micro_batch)
+            inputs, targets = inputs.to(accelerator.device), targets.to(accelerator.device)
+            logits = lm_logits(model, inputs)                                       # (B, T, V)
+            loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+            accelerator.backward(loss)                                              # divides by accumulation
+            meter.add(loss, config.batch_size)
+        if config.max_grad_norm > 0:
+            accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+        run.optimizer.step()
+        run.optimizer.zero_grad(set_to_none=True)
+        state.global_step += 1
+        if state.global_step % config.log_every_steps == 0:
+            on_progress(state.global_step, meter.report(run, state))
+        if state.global_step % eval_every == 0 and state.global_step < run.total_steps:
+            _evaluate(run, state, on_progress, meter.progress(run, state.global_step))
+            checkpoint()
+            if 0 < config.early_stopping_patience <= state.evals_without_improvement:
+                return "early_stopping"
+        if config.time_budget_seconds and meter.spent() >= config.time_budget_seconds:
+            log.info("time budget of %.0f s spent at step %d", config.time_budget_seconds, state.global_step)
+            return "time_budget"
+        if should_stop():
+            checkpoint()
+            raise Cancelled()
+    return "completed"
+
+
+def _position(run: _LmRun, state: LmState, progress: float | None = None) -> dict[str, float]:
+    progress = state.global_step / run.total_steps if progress is None else progress
+    return {"epoch": state.global_step / run.steps_per_epoch, "progress": progress,
+            "total_steps": float(run.total_steps)}
+
+
+def _evaluate(run: _LmRun, state: LmState, on_progress: ProgressFn, progress: float | None = None) -> None:
+    """Evaluate, report, and save the model when its validation loss beats the best so far."""
+    metrics = evaluate_lm(run.model, run.eval_blocks, run.config.batch_size, run.accelerator.device)
+    run.evaluated_at = state.global_step
+    if run.last_train_loss is not None:
+        metrics["train_loss"] = run.last_train_loss
+        metrics["train_perplexity"] = math.exp(min(run.last_train_loss, 700.0))
+    metrics["step"] = state.global_step
+    if state.best_loss is None or metrics["loss"] < state.best_loss:
+        state.best_loss, state.best_step, state.best_metrics = metrics["loss"], state.global_step, metrics
+        state.evals_without_improvement = 0
+        model = run.accelerator.unwrap_model(run.model)
+        run.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        publish(run.output_dir, lambda folder: save_lm(model, run.tokenizer, run.block_size, folder))
+    else:
+        state.evals_without_improvement += 1
+    if progress is None:  # the final evaluation: the run is done
+        progress = 1.0
+    on_progress(state.global_step, {
+        "eval_loss": metrics["loss"], "eval_perplexity": metrics["perplexity"],
+        "eval_bits_per_char": metrics["bits_per_char"], **_position(run, state, progress)})
+
+
+def _restore_best(model: nn.Module, run: _LmRun) -> None:
+    """Put the best weights back into the in-memory model (from memory, or from our saved file)."""
+    weights = run.best_weights
+    if weights is None:  # the best came before a resume: read the safetensors file we saved
+        weights = load_file(str(run.output_dir / "model.safetensors"), device="cpu")
+    if isinstance(model, LstmLanguageModel):
+        load_lstm_lm_weights(model, weights)
+        return
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    missing = [name for name in missing if not name.startswith("lm_head")]  # tied to the embedding
+    if missing or unexpected:
+        log.warning("restoring the best weights: missing %s, unexpected %s", missing[:5], unexpected[:5])
+
+
+def _context_length(model: nn.Module, block_size: int) -> int:
+    # A Transformer sees at most its position embeddings; an LSTM carries its state, so the
+    # block size only bounds how much prompt it re-reads.
+    positions = getattr(getattr(model, "config", None), "n_positions", None) or \
+        getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    return int(positions) if positions else block_size

@@ -1,0 +1,191 @@
+"""Benchmark: tiny Shakespeare, character level, both from-scratch language models under a time budget.
+
+Not a test. Run from the project root:
+
+    python bench/bench_shakespeare.py [--templates lstm-lm,transformer-lm] [--budgets 120,300]
+                                      [--threads N] [--set key=value ...] [--tag NAME]
+
+Each measurement runs in a fresh subprocess (no run inherits another's caches, threads or
+Accelerate state):
+- ../shared/data/tiny_shakespeare/input.txt is read by backend.data.prepare_dataset as a
+  text-generation dataset (90/10 split by position, as nanoGPT does) into a temporary folder;
+- backend.trainer.train runs backend.config.default_config(<template>) with character
+  tokenization, time_budget_seconds=<budget> and max_steps=10,000,000 so the budget (not the
+  epoch count) ends the run; `--set` overrides any other setting;
+- the saved run folder is reloaded with backend.generation.load_generator, scored on the *whole*
+  validation text (non-overlapping blocks of the model's block size) and asked for a 200-character
+  sample (empty prompt, seed 0, temperature 0.8).
+
+Reported: validation bits per character (whole validation text, and the trainer's own estimate
+on its fixed evaluation blocks), steps, tokens seen, wall times, threads and the machine's load
+average (other processes share this CPU). Reference (../shared/data/README.md): nanoGPT's small
+CPU configuration reaches 2.72 bits/char (1.886 nats/char) in about 2 minutes on this machine.
+Results: a table on stdout, JSON on stdout and in bench/results/shakespeare-<date>[-tag].json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT.parent / "shared" / "data" / "tiny_shakespeare" / "input.txt"  # never copied
+RESULTS = ROOT / "bench" / "results"
+REFERENCE_BITS_PER_CHAR = 2.72  # nanoGPT small CPU config, ~2 minutes on this machine
+SAMPLE_CHARS = 200
+
+log = logging.getLogger("bench_shakespeare")
+
+
+# --- child: one measurement per process --------------------------------------------------------
+
+def _dataset(folder: Path):
+    """Tiny Shakespeare through the app's own ingestion, written where a DatasetRecord can point."""
+    from backend.data import IngestOptions, prepare_dataset
+    from storage.records import DatasetRecord
+
+    prepared = prepare_dataset(CORPUS, IngestOptions(task="text-generation", name="tiny_shakespeare"),
+                               max_bytes=50 * 2**20, max_rows=2_000_000)
+    prepared.train.to_parquet(folder / "train.parquet", index=False)
+    prepared.validation.to_parquet(folder / "validation.parquet", index=False)
+    return DatasetRecord(id=1, name="tiny_shakespeare", task="text-generation", content_hash=prepared.content_hash,
+                         path=str(folder), text_column="text", label_column=None, rows=2, train_rows=1,
+                         validation_rows=1)
+
+
+def _full_validation(generator, text: str, block_size: int) -> dict:
+    """Bits per character of the saved model over the whole validation text."""
+    from backend.lm_tokenization import encode_corpus
+    from backend.lm_trainer import evaluate_lm, make_eval_blocks
+
+    ids, characters = encode_corpus(generator.tokenizer, text)
+    blocks = make_eval_blocks(ids, characters, block_size, count=10**9)
+    return evaluate_lm(generator.model, blocks, batch_size=64, device=generator.device)
+
+
+def child(job: dict) -> dict:
+    """Train one template for one budget; return its figures."""
+    import torch
+
+    if job.get("threads"):
+        torch.set_num_threads(int(job["threads"]))
+    from backend.config import apply_overrides, default_config
+    from backend.generation import load_generator
+    from backend.lm_trainer import read_text
+    from backend.trainer import get_accelerator, train
+
+    with tempfile.TemporaryDirectory(prefix="modelsmith-shakespeare-") as tmp:
+        folder = Path(tmp)
+        dataset = _dataset(folder)
+        config = default_config(1, job["template"])
+        overrides = {"template.tokenizer": "char", "time_budget_seconds": str(job["budget"]),
+                     "max_steps": "10000000", **job.get("overrides", {})}
+        config = apply_overrides(config, overrides)
+        reports: list[tuple[int, dict]] = []
+        load_before = os.getloadavg()
+        started = time.monotonic()
+        result = train(config, dataset, folder / "run", on_progress=lambda step, values: reports.append((step, values)),
+                       should_stop=lambda: False, accelerator=get_accelerator("cpu"))
+        train_seconds = time.monotonic() - started
+        load_after = os.getloadavg()
+        generator = load_generator(folder / "run", device="cpu")
+        block_size = min(config.template.block_size, generator.context_length)
+        full = _full_validation(generator, read_text(dataset, "validation"), block_size)
+        sample = generator.generate("", max_new_tokens=SAMPLE_CHARS, temperature=0.8, seed=0)
+        steps = max((step for step, values in reports if "train_loss" in values), default=0)
+        speeds = [values["tokens_per_second"] for _, values in reports if "tokens_per_second" in values]
+        parameters = sum(p.numel() for p in generator.model.parameters())
+    return {
+        "template": job["template"], "budget_seconds": job["budget"], "config": json.loads(config.model_dump_json()),
+        "parameters": parameters, "threads": torch.get_num_threads(), "steps": steps,
+        "tokens_seen": steps * config.batch_size * config.gradient_accumulation_steps * config.template.block_size,
+        "median_tokens_per_second": sorted(speeds)[len(speeds) // 2] if speeds else None,
+        "train_wall_seconds": round(train_seconds, 1), "stop_reason": result.stop_reason,
+        "val_bits_per_char": full["bits_per_char"], "val_loss_nats_per_char": full["loss"],
+        "trainer_eval_bits_per_char": result.metrics["bits_per_char"], "best_step": result.best_step,
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in load_after],
+        "sample": sample,
+    }
+
+
+# --- parent: run each job in its own process, collect, print, save ----------------------------
+
+def _run_child(job: dict) -> dict:
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump(job, handle)
+    out = Path(handle.name).with_suffix(".out.json")
+    try:
+        subprocess.run([sys.executable, __file__, "--child", handle.name, "--out", str(out)], check=True, cwd=ROOT)
+        return json.loads(out.read_text())
+    finally:
+        Path(handle.name).unlink(missing_ok=True)
+        out.unlink(missing_ok=True)
+
+
+def _table(rows: list[dict]) -> str:
+    head = (f"{'template':<16}{'budget s':>9}{'val bits/char':>14}{'nats/char':>10}{'trainer est.':>13}"
+            f"{'steps':>7}{'Mtokens':>8}{'tok/s':>7}{'params':>9}{'thr':>4}{'load 1m':>8}")
+    lines = [head, "-" * len(head)]
+    for row in rows:
+        lines.append(f"{row['template']:<16}{row['budget_seconds']:>9}{row['val_bits_per_char']:>14.3f}"
+                     f"{row['val_loss_nats_per_char']:>10.3f}{row['trainer_eval_bits_per_char']:>13.3f}"
+                     f"{row['steps']:>7}{row['tokens_seen'] / 1e6:>8.2f}{row['median_tokens_per_second'] or 0:>7.0f}"
+                     f"{row['parameters']:>9,}{row['threads']:>4}{row['load_average_after'][0]:>8.2f}")
+    lines.append(f"reference: nanoGPT small CPU config {REFERENCE_BITS_PER_CHAR} bits/char "
+                 f"({REFERENCE_BITS_PER_CHAR * math.log(2):.3f} nats/char) in about 120 s")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments; as the parent run every (template, budget) job, as a child run one."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--templates", default="lstm-lm,transformer-lm")
+    parser.add_argument("--budgets", default="120,300", help="training budgets in seconds, comma-separated")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads in each run; 0 = torch's default")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
+    parser.add_argument("--tag", default="", help="added to the results file name")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.child:
+        sys.path.insert(0, str(ROOT))
+        Path(args.out).write_text(json.dumps(child(json.loads(Path(args.child).read_text()))))
+        return 0
+    if not CORPUS.is_file():
+        print(f"{CORPUS} not found: the benchmark needs ../shared/data beside the project.", file=sys.stderr)
+        return 2
+    overrides = dict(item.split("=", 1) for item in args.set)
+    rows = []
+    for budget in (int(b) for b in args.budgets.split(",")):
+        for template in args.templates.split(","):
+            log.info("running %s for %d s", template, budget)
+            rows.append(_run_child({"template": template, "budget": budget, "threads": args.threads,
+                                    "overrides": overrides}))
+            print(_table(rows[-1:]), flush=True)
+    report = {"date": dt.datetime.now().isoformat(timespec="seconds"), "machine": platform.node(),
+              "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+              "python": platform.python_version(), "reference_bits_per_char": REFERENCE_BITS_PER_CHAR, "runs": rows}
+    print(_table(rows))
+    for row in rows:
+        print(f"\n--- {row['template']} after {row['budget_seconds']} s: sample ---\n{row['sample']}")
+    print(json.dumps(report, indent=2))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    name = f"shakespeare-{dt.date.today().isoformat()}{'-' + args.tag if args.tag else ''}.json"
+    (RESULTS / name).write_text(json.dumps(report, indent=2), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
