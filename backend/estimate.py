@@ -1,8 +1,12 @@
 """Before launch: parameter count, memory and time per epoch, from two measured training steps.
 
-Nothing here is a guess from a table: the model is built as the trainer would build it, and two
-optimizer steps on real batches of the dataset are timed on this process's device. The first
-step pays one-off costs (allocations, kernel selection), so the second one is the one we scale.
+The model is built as the trainer would build it (its tokenizer trained on a sample of the
+data), and two optimizer steps on real batches of the dataset are timed on this process's
+device. The first step pays one-off costs (allocations, kernel selection), so the second is the
+one we scale. Memory is arithmetic plus a measurement, and labelled an estimate:
+weights, gradients and AdamW's two moments take 4 bytes each per trainable parameter (fp32), and
+activations are the outputs of every layer on the longest batch, which autograd keeps for the
+backward pass. On CUDA the measured peak allocation is reported instead when it is larger.
 """
 
 from __future__ import annotations
@@ -13,30 +17,63 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from backend.config import TrainConfig
-from backend.errors import UserError
 from backend.data import load_split
+from backend.errors import UserError
 from storage.records import DatasetRecord
 
 SAMPLE_ROWS = 2000  # enough text to train a representative vocabulary quickly
-BYTES_PER_PARAM_TRAINING = 16  # fp32 weights + gradients + two AdamW moments
+BYTES_PER_VALUE = 4  # fp32
 
 
 @dataclass(frozen=True)
 class Estimate:
-    """What the Train tab shows before launch."""
+    """What the Train tab shows before launch (sizes in bytes, times in seconds)."""
 
     parameters: int
     trainable_parameters: int
-    memory_mb: float           # weights, gradients, optimizer state and measured/estimated activations
+    weights_bytes: int          # all parameters
+    training_state_bytes: int   # gradients + two AdamW moments of the trainable parameters
+    activation_bytes: int       # layer outputs kept for the backward pass, longest batch
+    memory_bytes: int           # the total to plan for
+    measured_peak: bool         # memory_bytes is the device's measured peak (CUDA only)
     seconds_per_step: float
     steps_per_epoch: int
     seconds_per_epoch: float
     device: str
 
     def as_dict(self) -> dict:
+        """Plain dict, for JSON output."""
         return asdict(self)
+
+
+def _tensor_bytes(value) -> int:
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, (tuple, list)):
+        return sum(_tensor_bytes(v) for v in value)
+    if isinstance(value, dict):
+        return sum(_tensor_bytes(v) for v in value.values())
+    if hasattr(value, "to_tuple"):  # transformers ModelOutput
+        return _tensor_bytes(value.to_tuple())
+    return 0
+
+
+class _ActivationMeter:
+    """Sums the output sizes of every leaf module during one forward pass."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.bytes = 0
+        self._handles = [m.register_forward_hook(self._hook) for m in model.modules() if not list(m.children())]
+
+    def _hook(self, _module, _inputs, output) -> None:
+        self.bytes += _tensor_bytes(output)
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.remove()
 
 
 def estimate(config: TrainConfig, dataset: DatasetRecord) -> Estimate:
@@ -44,12 +81,14 @@ def estimate(config: TrainConfig, dataset: DatasetRecord) -> Estimate:
     if config.task != "text-classification":
         raise UserError("Estimates are available for text classification runs only; launch the run and "
                         "watch its ETA in the Runs tab.")
+    from backend.devices import default_device
     from backend.templates import build_model, logits_of
     from backend.tokenization import encode, pad_batch
-    from backend.trainer import default_device
 
     frame = load_split(dataset, "train")
     texts = frame["text"].astype(str).tolist()
+    if not texts:
+        raise UserError(f'Dataset "{dataset.name}" has no training rows. Upload it again with more data.')
     model, tokenizer = build_model(config, list(dataset.labels), texts[:SAMPLE_ROWS])
     parameters = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -57,31 +96,40 @@ def estimate(config: TrainConfig, dataset: DatasetRecord) -> Estimate:
     model.to(device).train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate)
     max_length = int(min(config.max_length, tokenizer.model_max_length))
-    # The longest texts make the slowest, largest batch: a fair upper bound for the epoch.
+    # The longest texts make the slowest, largest batch: the memory bound. A median batch is the
+    # typical step, and the one whose time we scale to an epoch.
     longest = sorted(texts, key=len, reverse=True)[: config.batch_size]
-    rows = encode(tokenizer, longest, max_length)
-    typical = sorted(texts, key=len)[len(texts) // 2: len(texts) // 2 + config.batch_size] or longest
-    typical_rows = encode(tokenizer, typical, max_length)
-    label_ids = torch.zeros(len(rows), dtype=torch.long, device=device)
+    middle = len(texts) // 2
+    typical = sorted(texts, key=len)[middle: middle + config.batch_size] or longest
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    timings = []
-    for batch_rows in (rows, typical_rows):
-        batch = {k: v.to(device) for k, v in pad_batch(batch_rows, tokenizer.pad_token_id or 0).items()}
+    timings, activation_bytes = [], 0
+    for batch_texts in (longest, typical):
+        rows = encode(tokenizer, batch_texts, max_length)
+        batch = {k: v.to(device) for k, v in pad_batch(rows, tokenizer.pad_token_id or 0).items()}
+        label_ids = torch.zeros(len(rows), dtype=torch.long, device=device)
+        meter = _ActivationMeter(model) if not timings else None
         started = time.perf_counter()
-        loss = F.cross_entropy(logits_of(model, batch).float(), label_ids[: len(batch_rows)])
+        loss = F.cross_entropy(logits_of(model, batch).float(), label_ids)
+        if meter is not None:
+            activation_bytes = meter.bytes
+            meter.close()
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         timings.append(time.perf_counter() - started)
-    if device.type == "cuda":
-        memory_mb = torch.cuda.max_memory_allocated(device) / 2**20
-    else:
-        memory_mb = trainable * BYTES_PER_PARAM_TRAINING / 2**20 + (parameters - trainable) * 4 / 2**20
+    weights = parameters * BYTES_PER_VALUE
+    training_state = trainable * BYTES_PER_VALUE * 3
+    memory = weights + training_state + activation_bytes
+    measured = False
+    if device.type == "cuda" and torch.cuda.max_memory_allocated(device) > memory:
+        memory, measured = int(torch.cuda.max_memory_allocated(device)), True
     steps_per_epoch = math.ceil(len(texts) / config.batch_size / config.gradient_accumulation_steps)
     per_step = timings[-1] * config.gradient_accumulation_steps
-    return Estimate(parameters=parameters, trainable_parameters=trainable, memory_mb=round(memory_mb, 1),
-                    seconds_per_step=per_step, steps_per_epoch=steps_per_epoch,
-                    seconds_per_epoch=per_step * steps_per_epoch, device=str(device))
+    return Estimate(parameters=parameters, trainable_parameters=trainable, weights_bytes=weights,
+                    training_state_bytes=training_state, activation_bytes=int(activation_bytes),
+                    memory_bytes=int(memory), measured_peak=measured, seconds_per_step=per_step,
+                    steps_per_epoch=steps_per_epoch, seconds_per_epoch=per_step * steps_per_epoch,
+                    device=str(device))

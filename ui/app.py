@@ -1,7 +1,8 @@
-"""build_app(services) -> gr.Blocks: a header, then one tab per *_tab module."""
+"""build_app(services) -> gr.Blocks: a header, then one tab per *_tab module; launch_kwargs(settings)."""
 
 from __future__ import annotations
 
+import html
 from functools import partial
 
 import gradio as gr
@@ -9,57 +10,67 @@ import gradio as gr
 from backend.services import Services, device_description
 from backend.settings import Settings
 from ui.data_tab import build_data_tab, on_page_load
-from ui.playground_tab import build_playground_tab, on_refresh_runs
+from ui.playground_tab import build_playground_tab, on_pick_run, on_refresh_runs, predictions_dir
 from ui.runs_tab import build_runs_tab, on_refresh_list
 from ui.train_tab import build_train_tab
 
 HEADER_REFRESH_SECONDS = 3.0
 CSS = """
-.ms-header {display:flex; justify-content:space-between; align-items:baseline}
-.ms-muted {color:#6b7280}
-.ms-error {border-left:4px solid #dc2626; padding-left:8px}
+.ms-header {display:flex; justify-content:space-between; align-items:center; gap:16px; flex-wrap:wrap}
+.ms-header h1 {margin:0; font-size:1.6rem}
+.ms-status {display:flex; gap:8px; flex-wrap:wrap}
+.ms-pill {border:1px solid var(--border-color-primary); border-radius:999px; padding:2px 10px; font-size:0.9rem;
+          background:var(--block-background-fill)}
+.ms-muted {color:var(--body-text-color-subdued)}
+.ms-error {border-left:4px solid #dc2626; background:rgba(220,38,38,0.06); padding:8px 12px; border-radius:4px}
+.ms-confusion table {border-collapse:collapse; margin-top:6px}
+.ms-confusion th, .ms-confusion td {border:1px solid var(--border-color-primary); padding:6px 12px; text-align:center}
+.ms-confusion .ms-corner {font-weight:normal; color:var(--body-text-color-subdued); font-size:0.85em}
+.ms-caption {font-size:0.9em; color:var(--body-text-color-subdued)}
 footer {visibility: hidden}
 """
 THEME = gr.themes.Soft(primary_hue="indigo")
 
 
 def header_html(services: Services, device: str) -> str:
-    """Title, device in use and queue length."""
+    """Title, the device training uses, and how many runs train and wait."""
     queued = services.runner.queue_length()
     running = len(services.repo.list_runs("running"))
-    return (f"<div class='ms-header'><h1 style='margin:0'>Modelsmith</h1>"
-            f"<div><b>Device:</b> {device} · <b>Training:</b> {running} · <b>Queued:</b> "
-            f"<span class='ms-queue'>{queued}</span></div></div>"
-            "<div class='ms-muted'>Turn your own text data into a model: upload, train, try, share.</div>")
+    return (f"<div class='ms-header'><div><h1>Modelsmith</h1>"
+            "<div class='ms-muted'>Turn your own text data into a model: upload, train, try.</div></div>"
+            f"<div class='ms-status'><span class='ms-pill'>Device: <b>{html.escape(device)}</b></span>"
+            f"<span class='ms-pill'>Training: <b class='ms-running'>{running}</b></span>"
+            f"<span class='ms-pill'>Queued: <b class='ms-queue'>{queued}</b></span></div></div>")
 
 
 def build_app(services: Services) -> gr.Blocks:
     """The whole UI; every handler gets `services` bound, so handlers stay plain functions."""
     device = device_description(services.settings)
+    private = {"api_visibility": "private"}
     with gr.Blocks(title="Modelsmith", analytics_enabled=False) as demo:
-        header = gr.HTML(header_html(services, device))
+        header = gr.HTML(header_html(services, device), elem_id="header")
         with gr.Tabs() as tabs:
             with gr.Tab("1 · Data", id="data"):
                 data_placeholder = gr.Column()  # filled below, once the Train tab's dataset picker exists
             with gr.Tab("2 · Train", id="train"):
                 train_form = build_train_tab(services)
             with gr.Tab("3 · Runs", id="runs"):
-                status_filter, run_picker, run_list_outputs = build_runs_tab(services, train_form, tabs)
+                status_filter, run_picker, run_list_outputs, list_shown = build_runs_tab(services, train_form, tabs)
             with gr.Tab("4 · Playground", id="playground") as playground_tab:
-                playground_runs = build_playground_tab(services)
+                playground_runs, playground_examples = build_playground_tab(services)
         with data_placeholder:
-            datasets_table, dataset_picker = build_data_tab(services, [train_form.dataset])
+            datasets_table, dataset_picker = build_data_tab(services, train_form.dataset)
         # Components are built once per process; a (re)loaded page must show what was stored since.
         demo.load(partial(on_page_load, services), train_form.dataset,
-                  [datasets_table, dataset_picker, train_form.dataset], api_visibility="private")
-        demo.load(partial(on_refresh_list, services), [status_filter, run_picker], run_list_outputs,
-                  api_visibility="private")
-        demo.load(partial(on_refresh_runs, services), playground_runs, playground_runs, api_visibility="private")
+                  [datasets_table, dataset_picker, train_form.dataset], **private)
+        demo.load(partial(on_refresh_list, services), [status_filter, run_picker, list_shown], run_list_outputs,
+                  **private)
+        demo.load(partial(on_refresh_runs, services), playground_runs, playground_runs, **private).then(
+            partial(on_pick_run, services), playground_runs, playground_examples, **private)
         timer = gr.Timer(HEADER_REFRESH_SECONDS)
-        timer.tick(partial(header_html, services, device), None, header, api_visibility="private",
-                   show_progress="hidden", queue=False)
-        playground_tab.select(partial(on_refresh_runs, services), playground_runs, playground_runs,
-                              api_visibility="private")
+        timer.tick(partial(header_html, services, device), None, header, show_progress="hidden", queue=False,
+                   **private)
+        playground_tab.select(partial(on_refresh_runs, services), playground_runs, playground_runs, **private)
     return demo
 
 
@@ -74,9 +85,18 @@ def parse_auth(value: str) -> list[tuple[str, str]] | None:
     return pairs or None
 
 
+def private_paths(settings: Settings) -> list[str]:
+    """What the web server must never hand out: the database files, stored datasets and models."""
+    database = (settings.home / "modelsmith.db").resolve()
+    return [str(settings.datasets_dir.resolve()), str(settings.runs_dir.resolve()),
+            *(f"{database}{suffix}" for suffix in ("", "-wal", "-shm", "-journal"))]
+
+
 def launch_kwargs(settings: Settings) -> dict:
-    """Safe launch options: loopback by default, upload limit, no extra paths, errors hidden unless debug."""
+    """Safe launch options: loopback by default, upload limit, private files blocked, errors hidden unless debug."""
     return {"server_name": settings.host, "server_port": settings.port, "share": settings.share,
             "auth": parse_auth(settings.auth), "max_file_size": settings.max_upload_bytes,
-            "show_error": settings.debug, "enable_monitoring": False, "allowed_paths": [],
-            "blocked_paths": [str(settings.home.resolve())], "footer_links": [], "theme": THEME, "css": CSS}
+            "show_error": settings.debug, "enable_monitoring": False,
+            # Batch predictions are written to <home>/tmp for download; nothing else of the home dir.
+            "allowed_paths": [str(predictions_dir(settings).resolve())], "blocked_paths": private_paths(settings),
+            "footer_links": [], "theme": THEME, "css": CSS}

@@ -8,6 +8,7 @@ import logging
 import gradio as gr
 from pydantic import ValidationError
 
+from backend.config import TEMPLATE_CLASSES
 from backend.errors import UserError
 from storage.repository import InUse, NotFound
 
@@ -19,7 +20,11 @@ def user_message(exc: BaseException) -> str:
     if isinstance(exc, ValidationError):
         parts = []
         for error in exc.errors():
-            field = ".".join(str(p) for p in error["loc"] if not str(p).startswith(("function-", "tagged-union")))
+            # loc of a template field is ('template', '<kind>', 'field'): the kind tag adds nothing.
+            loc = [str(p) for p in error["loc"] if not str(p).startswith(("function-", "tagged-union"))]
+            if len(loc) >= 2 and loc[0] == "template" and loc[1] in TEMPLATE_CLASSES:
+                loc = ["template", *loc[2:]]
+            field = ".".join(loc)
             message = error["msg"].removeprefix("Value error, ")
             parts.append(f"{field}: {message}" if field else message)
         return "Invalid settings — " + "; ".join(parts)
@@ -30,19 +35,36 @@ def user_message(exc: BaseException) -> str:
     return f"Something went wrong ({type(exc).__name__}). The details are in the server log."
 
 
-def shows_errors(handler):
-    """Decorator: expected errors become gr.Error with their message; bugs are logged, then shown politely."""
+def shows_errors(handler=None, *, fallback=None):
+    """Decorator: expected errors become readable messages; bugs are logged, then shown politely.
+
+    Without `fallback` the message is raised as gr.Error (a red toast; the API caller gets it too).
+    With `fallback(message) -> outputs` it is shown as a gr.Warning toast and the handler returns
+    `fallback`'s outputs instead, so the message can also stay on the page (say, in a report area)
+    and the other outputs are left alone rather than marked as failed.
+    """
+    if handler is None:
+        return functools.partial(shows_errors, fallback=fallback)
 
     @functools.wraps(handler)
     def wrapper(*args, **kwargs):
         try:
             return handler(*args, **kwargs)
-        except gr.Error:
-            raise
+        except gr.Error as exc:
+            message = exc.message
         except (UserError, NotFound, InUse, ValidationError, KeyError) as exc:
-            raise gr.Error(user_message(exc), print_exception=False) from None
+            message = user_message(exc)
         except Exception as exc:
             log.exception("handler %s failed", handler.__name__)
-            raise gr.Error(user_message(exc), print_exception=False) from None
+            message = user_message(exc)
+        if fallback is None:
+            raise gr.Error(message, print_exception=False) from None
+        gr.Warning(message)
+        return fallback(message)
 
     return wrapper
+
+
+def unchanged(count: int):
+    """A fallback that leaves all `count` outputs as they are (the toast carries the message)."""
+    return lambda message: tuple(gr.skip() for _ in range(count)) if count > 1 else gr.skip()

@@ -11,9 +11,17 @@ import pandas as pd
 from storage.records import DatasetRecord, MetricRecord, RunRecord
 
 LOSS_KEYS = {"train_loss": "train", "eval_loss": "validation"}
-QUALITY_KEYS = {"eval_accuracy": "accuracy", "eval_macro_f1": "macro F1", "eval_macro_precision": "macro precision",
-                "eval_macro_recall": "macro recall", "eval_bits_per_char": "bits/char",
-                "eval_perplexity": "perplexity"}
+QUALITY_KEYS_BY_TASK = {
+    "text-classification": {"eval_accuracy": "accuracy", "eval_macro_f1": "macro F1",
+                            "eval_macro_precision": "macro precision", "eval_macro_recall": "macro recall"},
+    "text-generation": {"eval_bits_per_char": "bits/char", "eval_perplexity": "perplexity"},
+}
+QUALITY_KEYS = {k: v for keys in QUALITY_KEYS_BY_TASK.values() for k, v in keys.items()}
+
+
+def quality_keys(task: str) -> dict[str, str]:
+    """The validation-metric curves worth drawing for a task."""
+    return QUALITY_KEYS_BY_TASK.get(task, QUALITY_KEYS)
 
 
 def dataset_label(record: DatasetRecord) -> str:
@@ -105,14 +113,27 @@ def progress_html(run: RunRecord | None, latest: dict[str, float]) -> str:
             f"{' · '.join(details)}</div></div>")
 
 
-def curves(metrics: list[MetricRecord], keys: dict[str, str], run_name: str | None = None) -> pd.DataFrame:
-    """Long-format frame (step, value, series) for a LinePlot; `series` gets the run name when comparing."""
-    chosen = [m for m in metrics if m.key in keys]
+def curves(metrics: list[MetricRecord], keys: dict[str, str], run_name: str | None = None,
+           every_series: bool = False) -> pd.DataFrame:
+    """Long-format frame (step, value, series) for a LinePlot; `series` gets the run name when comparing.
+
+    Rows come in the order of `keys`, so each series keeps its colour from run to run.
+    `every_series` adds one empty (NaN) point for each series without values yet: Gradio's plot fixes
+    its colour domain from the first frame it draws, so a series that appears later (validation loss
+    after the first evaluation) would otherwise never be drawn.
+    """
+    order = {key: index for index, key in enumerate(keys)}
+    rows = [(order[m.key], m.step, m.value, m.key) for m in metrics if m.key in keys]
+    if every_series:
+        first = min((row[1] for row in rows), default=0)
+        present = {row[3] for row in rows}
+        rows += [(order[key], first, float("nan"), key) for key in keys if key not in present]
+    rows.sort(key=lambda row: (row[0], row[1]))
+    names = [f"{run_name}: {keys[row[3]]}" if run_name else keys[row[3]] for row in rows]
     # Typed columns even when empty: the plot picks quantitative axes from the first value it gets.
-    return pd.DataFrame({
-        "step": pd.Series([m.step for m in chosen], dtype="int64"),
-        "value": pd.Series([m.value for m in chosen], dtype="float64"),
-        "series": pd.Series([f"{run_name}: {keys[m.key]}" if run_name else keys[m.key] for m in chosen], dtype=str)})
+    return pd.DataFrame({"step": pd.Series([row[1] for row in rows], dtype="int64"),
+                         "value": pd.Series([row[2] for row in rows], dtype="float64"),
+                         "series": pd.Series(names, dtype=str)})
 
 
 def per_class_table(metrics: dict) -> pd.DataFrame:
@@ -132,13 +153,70 @@ def confusion_frame(metrics: dict) -> pd.DataFrame:
     return frame
 
 
+def _nice_width(span: float, bins: int) -> int:
+    """A round bin width (1, 2, 5, 10, 20, 50, ...) giving at most about `bins` bins."""
+    raw = max(span / bins, 1.0)
+    magnitude = 10 ** int(np.floor(np.log10(raw)))
+    return int(next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw))
+
+
 def histogram(lengths: list[int], bins: int = 20) -> pd.DataFrame:
-    """(range, count) bars of text lengths in characters."""
+    """(range, count) bars of text lengths in characters, with round bin edges."""
     if not lengths:
-        return pd.DataFrame(columns=["length", "count"])
-    counts, edges = np.histogram(np.asarray(lengths), bins=min(bins, max(1, len(set(lengths)))))
-    return pd.DataFrame({"length": [f"{int(edges[i])}–{int(edges[i + 1])}" for i in range(len(counts))],
-                         "count": counts.astype(int)})
+        return pd.DataFrame({"length": pd.Series([], dtype=str), "count": pd.Series([], dtype="int64")})
+    values = np.asarray(lengths, dtype=np.int64)
+    # Cut the long tail at the 99th percentile so one huge text does not squash every bar.
+    top = int(np.percentile(values, 99)) if len(values) >= 100 else int(values.max())
+    width = _nice_width(top - values.min() + 1, bins)
+    start = int(values.min()) // width * width
+    edges = list(range(start, top + width + 1, width))
+    counts, _ = np.histogram(np.clip(values, start, edges[-1] - 1), bins=edges)
+    labels = [str(lo) if width == 1 else f"{lo}–{lo + width - 1}" for lo in edges[:-1]]
+    if top < values.max():  # the last bar also counts the tail
+        labels[-1] = f"{edges[-2]}+"
+    return pd.DataFrame({"length": pd.Series(labels, dtype=str), "count": counts.astype("int64")})
+
+
+def class_counts(classes: dict[str, int]) -> pd.DataFrame:
+    """(class, rows) bars, most frequent first."""
+    ordered = sorted(classes.items(), key=lambda item: (-item[1], item[0]))
+    return pd.DataFrame({"class": pd.Series([k for k, _ in ordered], dtype=str),
+                         "rows": pd.Series([v for _, v in ordered], dtype="int64")})
+
+
+def confusion_html(metrics: dict) -> str:
+    """Confusion matrix as a heat-map table: rows are true classes, columns predicted ones."""
+    matrix, labels = metrics.get("confusion_matrix"), metrics.get("labels")
+    if not matrix or not labels:
+        return ""
+    counts = np.asarray(matrix, dtype=float)
+    totals = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+    head = "".join(f"<th>{html.escape(str(label))}</th>" for label in labels)
+    rows = []
+    for label, row, share_row in zip(labels, counts, shares):
+        cells = "".join(
+            f"<td style='background:rgba(79,70,229,{0.08 + 0.8 * share:.2f});color:{'#fff' if share > 0.55 else 'inherit'}'"
+            f" title='{share:.0%} of true {html.escape(str(label))}'>{int(value):,}</td>"
+            for value, share in zip(row, share_row))
+        rows.append(f"<tr><th>{html.escape(str(label))}</th>{cells}</tr>")
+    return ("<div class='ms-confusion'><div class='ms-caption'>Confusion matrix — rows: true class, "
+            "columns: predicted class</div><table><tr><th class='ms-corner'>true ↓ · predicted →</th>"
+            f"{head}</tr>{''.join(rows)}</table></div>")
+
+
+def error_box(message: str) -> str:
+    """A message that stands out, for a report or status area."""
+    return f"<div class='ms-error'>⚠ {html.escape(message)}</div>"
+
+
+def format_bytes(size: float) -> str:
+    """1.5 GB / 230 MB / 12 KB."""
+    for unit, scale in (("GB", 2**30), ("MB", 2**20), ("KB", 2**10)):
+        if size >= scale:
+            value = size / scale
+            return f"{value:,.1f} {unit}" if value < 10 else f"{value:,.0f} {unit}"
+    return f"{int(size)} bytes"
 
 
 def report_markdown(summary: dict, report: dict) -> str:

@@ -2,60 +2,117 @@
 
 Runs live in the database, not in the browser session: a reload, a second tab or a closed and
 reopened page all find the same progress, because every view is rebuilt from the DB on a tick.
+Each page remembers a fingerprint of what it shows (a gr.State), so a tick that finds nothing
+new sends nothing: finished runs are not redrawn every two seconds, and open dropdowns stay open.
 """
 
 from __future__ import annotations
 
+import html
 from functools import partial
 
 import gradio as gr
 import pandas as pd
 
-from backend.config import RUN_STATUSES
+from backend.config import RESUMABLE_STATUSES, RUN_STATUSES
 from backend.jobs import read_log_tail
 from backend.services import Services
 from storage.records import RunRecord
-from ui.errors import shows_errors
-from ui.formatting import (LOSS_KEYS, QUALITY_KEYS, confusion_frame, curves, per_class_table, progress_html,
+from storage.repository import NotFound
+from ui.errors import shows_errors, unchanged
+from ui.formatting import (LOSS_KEYS, confusion_html, curves, per_class_table, progress_html, quality_keys,
                            run_choices, runs_table)
-from ui.train_tab import TrainForm, fill_from_config
+from ui.train_tab import TrainForm, fill_from_config, form_fields
 
 REFRESH_SECONDS = 2.0
+LOG_LINES = 12
 ALL = "all"
+COMPARE_METRICS = [("validation macro F1", "eval_macro_f1"), ("validation accuracy", "eval_accuracy"),
+                   ("validation loss", "eval_loss"), ("training loss", "train_loss"),
+                   ("validation bits per character", "eval_bits_per_char"), ("validation perplexity", "eval_perplexity")]
+RUN_VIEW_SIZE = 13  # outputs of on_refresh_run
+CLONE_OUTPUTS = 1 + 4 + len(form_fields())  # the tabs, then TrainForm.all_inputs
 
 
 def _dataset_names(services: Services) -> dict[int, str]:
     return {d.id: d.name for d in services.repo.list_datasets()}
 
 
-def on_refresh_list(services: Services, status_filter: str, selected):
-    """The runs table and the run pickers, filtered by status."""
-    runs = services.repo.list_runs(None if status_filter in (None, ALL) else status_filter)
+def on_refresh_list(services: Services, status_filter: str | None, selected, shown=None):
+    """The runs table and the run pickers, filtered by status; skipped when nothing changed.
+
+    `shown` is (fingerprint, newest run id) of what the page shows. A run newer than the page has
+    seen gets selected, so launching a run and opening this tab follows it.
+    """
     everything = services.repo.list_runs()
+    newest = everything[0].id if everything else None
+    names = _dataset_names(services)
+    fingerprint = (status_filter, selected, tuple((r.id, r.name, r.status, round(r.progress, 3), bool(r.metrics),
+                                                   r.finished_at) for r in everything), tuple(names.items()))
+    if shown is not None and shown[0] == fingerprint:
+        return gr.skip(), gr.skip(), gr.skip(), shown
+    ids = {r.id for r in everything}
+    seen_newest = shown[1] if shown else None
+    if newest is not None and seen_newest is not None and newest > seen_newest:
+        keep = newest
+    else:
+        keep = selected if selected in ids else newest
+    shown_runs = everything if status_filter in (None, "", ALL) else [r for r in everything if r.status == status_filter]
     choices = run_choices(everything)
-    keep = selected if selected in {r.id for r in everything} else (everything[0].id if everything else None)
-    return runs_table(runs, _dataset_names(services)), gr.update(choices=choices, value=keep), gr.update(choices=choices)
+    fingerprint = (status_filter, keep, *fingerprint[2:])
+    return (runs_table(shown_runs, names), gr.update(choices=choices, value=keep), gr.update(choices=choices),
+            (fingerprint, newest))
+
+
+def _empty_view(message: str = "Select a run to follow it."):
+    frame = curves([], LOSS_KEYS, every_series=True)
+    quality = curves([], quality_keys("text-classification"), every_series=True)
+    off = gr.update(interactive=False)
+    return (f"<div class='ms-muted'>{html.escape(message)}</div>", "", gr.update(value=frame),
+            gr.update(value=quality, y_lim=[0, 1]), gr.update(visible=False), pd.DataFrame(), "", "",
+            gr.update(value="", visible=False), off, off, off, None)
 
 
 def on_refresh_run(services: Services, run_id, shown: str | None = None):
-    """Everything shown for one run: progress, curves, per-class table, confusion matrix, log, error.
+    """Everything shown for one run: progress, curves, per-class table, confusion matrix, log, error, actions.
 
     `shown` fingerprints what the page already shows; when nothing changed, every output is
     skipped, so a finished run's plots are not redrawn (and do not flicker) on every tick.
     """
     if not run_id:
-        empty = curves([], {})
-        return (progress_html(None, {}), "", empty, empty, pd.DataFrame(), pd.DataFrame(), "", gr.update(), None)
-    run = services.repo.get_run(int(run_id))
+        return _empty_view()
+    try:
+        run = services.repo.get_run(int(run_id))
+    except NotFound:
+        return _empty_view(f"Run #{run_id} no longer exists. Pick another run.")
     metrics = services.repo.get_metrics(run.id)
-    fingerprint = f"{run.id}:{run.status}:{len(metrics)}:{run.progress}:{run.finished_at}"
+    fingerprint = f"{run.id}:{run.status}:{len(metrics)}:{run.progress}:{run.finished_at}:{run.error}"
     if fingerprint == shown:
-        return (*[gr.skip()] * 8, shown)
+        return (*[gr.skip()] * (RUN_VIEW_SIZE - 1), shown)
     latest = {m.key: m.value for m in metrics}
-    header = _run_header(run)
-    return (progress_html(run, latest), header, curves(metrics, LOSS_KEYS), curves(metrics, QUALITY_KEYS),
-            per_class_table(run.metrics), confusion_frame(run.metrics), read_log_tail(run.output_dir),
-            gr.update(value=_error_text(run), visible=bool(run.error)), fingerprint)
+    per_class = per_class_table(run.metrics)
+    confusion = confusion_html(run.metrics)
+    return (progress_html(run, latest), _run_header(run),
+            gr.update(value=curves(metrics, LOSS_KEYS, every_series=True), visible=True),
+            gr.update(value=curves(metrics, quality_keys(run.task), every_series=True), visible=True,
+                      y_lim=_quality_range(run.task)),
+            gr.update(visible=not per_class.empty or bool(confusion)), per_class, confusion,
+            read_log_tail(run.output_dir, LOG_LINES),
+            gr.update(value=_error_text(run), visible=bool(run.error)),
+            gr.update(interactive=run.status in ("queued", "running")),
+            gr.update(interactive=run.status in RESUMABLE_STATUSES),
+            gr.update(interactive=run.status != "running"),
+            fingerprint)
+
+
+def _quality_range(task: str):
+    # Scores of a classifier live in [0, 1]; a fixed axis keeps a flat 1.0 line readable.
+    return [0, 1] if task == "text-classification" else None
+
+
+def on_hide_plots():
+    """Hide the curves before another run is drawn: showing them again rebuilds their legend and axes."""
+    return gr.update(visible=False), gr.update(visible=False), None
 
 
 def _run_header(run: RunRecord) -> str:
@@ -63,7 +120,7 @@ def _run_header(run: RunRecord) -> str:
     template = config.template.model_dump()
     settings = ", ".join(f"{k}={v}" for k, v in template.items() if k != "kind")
     return (f"### #{run.id} {run.name}\n{run.task} · **{run.template}** · dataset #{run.dataset_id} · "
-            f"{config.epochs} epochs · batch {config.batch_size} · lr {config.learning_rate:g} · "
+            f"{config.epochs} epochs · batch {config.batch_size} · learning rate {config.learning_rate:g} · "
             f"max length {config.max_length}\n\n<small>{settings}</small>")
 
 
@@ -71,7 +128,7 @@ def _error_text(run: RunRecord) -> str:
     return f"**{run.status.capitalize()}:** {run.error}" if run.error else ""
 
 
-@shows_errors
+@shows_errors(fallback=unchanged(1))
 def on_stop(services: Services, run_id):
     """Stop the selected run (queued: at once; running: after its current step)."""
     if not run_id:
@@ -81,7 +138,7 @@ def on_stop(services: Services, run_id):
     return outcome
 
 
-@shows_errors
+@shows_errors(fallback=unchanged(1))
 def on_resume(services: Services, run_id):
     """Queue an interrupted or cancelled run again; it continues from its last checkpoint."""
     if not run_id:
@@ -91,9 +148,9 @@ def on_resume(services: Services, run_id):
     return "resumed"
 
 
-@shows_errors
+@shows_errors(fallback=unchanged(1))
 def on_delete(services: Services, run_id, confirmed: bool):
-    """Delete the selected run (files and rows) once confirmed."""
+    """Delete the selected run (files and rows) once confirmed; refused while it trains."""
     if not run_id:
         raise gr.Error("Pick a run first.", print_exception=False)
     if not confirmed:
@@ -103,25 +160,36 @@ def on_delete(services: Services, run_id, confirmed: bool):
     return False
 
 
-@shows_errors
+@shows_errors(fallback=unchanged(CLONE_OUTPUTS))
 def on_clone(services: Services, run_id):
     """Open the Train tab prefilled with the selected run's config."""
     if not run_id:
         raise gr.Error("Pick a run first.", print_exception=False)
     config = services.repo.get_run(int(run_id)).config
-    return [gr.update(selected="train"), *fill_from_config(config)]
+    gr.Info(f"Settings of run #{run_id} copied: change what you like, then launch.")
+    return (gr.update(selected="train"), *fill_from_config(config))
+
+
+def on_table_select(evt: gr.SelectData):
+    """Clicking a row of the runs table follows that run."""
+    row = evt.row_value or []
+    return int(row[0]) if row and str(row[0]).isdigit() else gr.skip()
 
 
 def on_compare(services: Services, run_ids, metric_key: str):
     """Overlaid curves of the chosen runs and a table of the settings and metrics that differ."""
     run_ids = [int(r) for r in (run_ids or [])]
     if len(run_ids) < 2:
-        return curves([], {}), pd.DataFrame(
-            {"": ["Pick two or more runs to compare."]})
+        return (gr.update(value=curves([], {}), visible=False),
+                pd.DataFrame({"": ["Pick two or more runs to compare."]}))
+    label = dict((key, name) for name, key in COMPARE_METRICS).get(metric_key, metric_key)
     frames, columns = [], {}
     for run_id in run_ids:
-        run = services.repo.get_run(run_id)
-        frames.append(curves(services.repo.get_metrics(run_id, [metric_key]), {metric_key: metric_key},
+        try:
+            run = services.repo.get_run(run_id)
+        except NotFound:
+            continue
+        frames.append(curves(services.repo.get_metrics(run_id, [metric_key]), {metric_key: label},
                              run_name=f"#{run.id} {run.name}"))
         flat = {"template": run.template, "dataset": run.dataset_id, "status": run.status}
         config = run.config.model_dump()
@@ -132,62 +200,76 @@ def on_compare(services: Services, run_ids, metric_key: str):
     table = pd.DataFrame(columns)
     differing = table[table.astype(str).nunique(axis=1) > 1] if len(table) else table
     differing = differing.reset_index().rename(columns={"index": "setting / metric"})
-    return pd.concat(frames, ignore_index=True), differing.astype(str)
+    # Shown again after on_hide_compare: the plot rebuilds its legend for these runs.
+    return gr.update(value=pd.concat(frames, ignore_index=True), visible=True), differing.astype(str)
 
 
 def build_runs_tab(services: Services, train_form: TrainForm, tabs: gr.Tabs):
-    """Lay out the Runs tab and its timers; returns (filter, run picker, outputs) for the page-load refresh."""
+    """Lay out the Runs tab and its timer; returns (filter, run picker, outputs, list state) for the page load."""
     runs = services.repo.list_runs()
-    with gr.Row():
-        status_filter = gr.Dropdown([ALL, *RUN_STATUSES], value=ALL, label="Show", scale=1)
-        run_picker = gr.Dropdown(run_choices(runs), value=runs[0].id if runs else None, label="Run", scale=3,
+    with gr.Row(equal_height=True):
+        status_filter = gr.Dropdown([ALL, *RUN_STATUSES], value=ALL, label="Show runs", scale=1)
+        run_picker = gr.Dropdown(run_choices(runs), value=runs[0].id if runs else None, label="Follow run", scale=3,
                                  elem_id="run-picker")
     table = gr.Dataframe(runs_table(runs, _dataset_names(services)), interactive=False, max_height=260,
-                         label="All runs")
+                         label="All runs (click a row to follow it)", elem_id="runs-table")
     header = gr.Markdown()
     progress = gr.HTML(progress_html(None, {}), elem_id="run-progress")
     error = gr.Markdown(visible=False, elem_classes=["ms-error"])
-    with gr.Row():
-        stop_button = gr.Button("Stop", variant="stop", elem_id="stop-run")
-        resume_button = gr.Button("Resume", elem_id="resume-run")
-        clone_button = gr.Button("Clone to Train tab")
+    with gr.Row(equal_height=True):
+        stop_button = gr.Button("Stop", variant="stop", elem_id="stop-run", interactive=False)
+        resume_button = gr.Button("Resume", elem_id="resume-run", interactive=False)
+        clone_button = gr.Button("Clone to Train tab", elem_id="clone-run")
         confirm = gr.Checkbox(label="Yes, delete this run", value=False)
-        delete_button = gr.Button("Delete")
+        delete_button = gr.Button("Delete", elem_id="delete-run", interactive=False)
     action_state = gr.State()
     with gr.Row():
-        loss_plot = gr.LinePlot(x="step", y="value", color="series", title="Loss", height=280)
-        quality_plot = gr.LinePlot(x="step", y="value", color="series", title="Validation metrics", height=280)
-    with gr.Row():
-        per_class = gr.Dataframe(label="Per-class metrics (best checkpoint)", interactive=False)
-        confusion = gr.Dataframe(label="Confusion matrix (rows: true, columns: predicted)", interactive=False)
-    log_tail = gr.Textbox(label="Log (last lines)", lines=8, max_lines=12, interactive=False)
+        loss_plot = gr.LinePlot(x="step", y="value", color="series", title="Loss", height=280, color_title="")
+        quality_plot = gr.LinePlot(x="step", y="value", color="series", title="Validation metrics", height=280,
+                                   color_title="", y_lim=[0, 1])
+    with gr.Row(visible=False, equal_height=False) as details:
+        per_class = gr.Dataframe(label="Per-class metrics (best checkpoint)", interactive=False, scale=1)
+        confusion = gr.HTML(elem_id="confusion")
+    log_tail = gr.Textbox(label="Log (last lines)", lines=6, max_lines=LOG_LINES + 4, interactive=False,
+                          autoscroll=True)
     with gr.Accordion("Compare runs", open=False):
-        with gr.Row():
-            compare_picker = gr.Dropdown(run_choices(runs), multiselect=True, label="Runs to compare", scale=3)
-            compare_metric = gr.Dropdown(["eval_macro_f1", "eval_accuracy", "eval_loss", "train_loss",
-                                          "eval_bits_per_char"], value="eval_macro_f1", label="Curve", scale=1)
-            compare_button = gr.Button("Compare", scale=1)
-        compare_plot = gr.LinePlot(x="step", y="value", color="series", title="Overlaid curves", height=300)
+        with gr.Row(equal_height=True):
+            compare_picker = gr.Dropdown(run_choices(runs), multiselect=True, label="Runs to compare", scale=3,
+                                         elem_id="compare-picker")
+            compare_metric = gr.Dropdown(COMPARE_METRICS, value="eval_macro_f1", label="Curve", scale=1)
+            compare_button = gr.Button("Compare", scale=1, elem_id="compare")
+        compare_plot = gr.LinePlot(x="step", y="value", color="series", title="Overlaid curves", height=300,
+                                   visible=False, color_title="")
         compare_table = gr.Dataframe(label="Settings and metrics that differ", interactive=False)
 
-    shown = gr.State()  # fingerprint of what this page shows (per browser tab)
-    run_outputs = [progress, header, loss_plot, quality_plot, per_class, confusion, log_tail, error, shown]
-    list_outputs = [table, run_picker, compare_picker]
+    run_shown = gr.State()  # fingerprint of the run view this page shows (per browser tab)
+    list_shown = gr.State()  # (fingerprint, newest run id) of the runs list this page shows
+    run_outputs = [progress, header, loss_plot, quality_plot, details, per_class, confusion, log_tail, error,
+                   stop_button, resume_button, delete_button, run_shown]
+    list_outputs = [table, run_picker, compare_picker, list_shown]
     refresh_run = partial(on_refresh_run, services)
     refresh_list = partial(on_refresh_list, services)
+    private = {"api_visibility": "private"}
     timer = gr.Timer(REFRESH_SECONDS)
-    timer.tick(refresh_list, [status_filter, run_picker], list_outputs, api_visibility="private",
-               show_progress="hidden", queue=False)
-    timer.tick(refresh_run, [run_picker, shown], run_outputs, api_visibility="private", show_progress="hidden",
-               queue=False)
-    status_filter.change(refresh_list, [status_filter, run_picker], list_outputs, api_visibility="private")
-    run_picker.change(refresh_run, run_picker, run_outputs, api_visibility="private", show_progress="hidden")
-    stop_button.click(partial(on_stop, services), run_picker, action_state, api_visibility="private")
-    resume_button.click(partial(on_resume, services), run_picker, action_state, api_visibility="private")
-    delete_button.click(partial(on_delete, services), [run_picker, confirm], confirm, api_visibility="private").then(
-        refresh_list, [status_filter, run_picker], list_outputs, api_visibility="private")
-    clone_button.click(partial(on_clone, services), run_picker, [tabs, *train_form.all_inputs],
-                       api_visibility="private")
-    compare_button.click(partial(on_compare, services), [compare_picker, compare_metric],
-                         [compare_plot, compare_table], api_visibility="private")
-    return status_filter, run_picker, list_outputs
+    timer.tick(refresh_list, [status_filter, run_picker, list_shown], list_outputs, show_progress="hidden",
+               queue=False, **private)
+    timer.tick(refresh_run, [run_picker, run_shown], run_outputs, show_progress="hidden", queue=False, **private)
+    status_filter.change(lambda: None, None, list_shown, **private).then(
+        refresh_list, [status_filter, run_picker, list_shown], list_outputs, **private)
+    run_picker.change(on_hide_plots, None, [loss_plot, quality_plot, run_shown], **private).then(
+        refresh_run, run_picker, run_outputs, show_progress="hidden", **private)
+    table.select(on_table_select, None, run_picker, **private)
+
+    def then_refresh(event):
+        event.then(refresh_run, run_picker, run_outputs, show_progress="hidden", **private).then(
+            lambda: None, None, list_shown, **private).then(
+            refresh_list, [status_filter, run_picker, list_shown], list_outputs, show_progress="hidden", **private)
+
+    then_refresh(stop_button.click(partial(on_stop, services), run_picker, action_state, **private))
+    then_refresh(resume_button.click(partial(on_resume, services), run_picker, action_state, **private))
+    then_refresh(delete_button.click(partial(on_delete, services), [run_picker, confirm], confirm, **private))
+    clone_button.click(partial(on_clone, services), run_picker,
+                       [tabs, *train_form.all_inputs], **private)
+    compare_button.click(lambda: gr.update(visible=False), None, compare_plot, **private).then(
+        partial(on_compare, services), [compare_picker, compare_metric], [compare_plot, compare_table], **private)
+    return status_filter, run_picker, list_outputs, list_shown

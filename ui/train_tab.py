@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from backend.config import TEMPLATE_CLASSES, TEMPLATES_BY_TASK, TrainConfig, default_config, template_description
 from backend.services import Services
 from ui.errors import shows_errors
-from ui.formatting import dataset_choices, format_seconds
+from ui.formatting import dataset_choices, error_box, format_bytes, format_seconds
 
 BASIC_FIELDS = ("epochs", "batch_size", "learning_rate", "max_length")
 NOT_IN_FORM = {"name", "dataset_id", "task", "template", *BASIC_FIELDS}
@@ -39,7 +39,7 @@ def field_input(model: type[BaseModel], name: str, value=None) -> gr.components.
     annotation, optional = _unwrap_optional(info.annotation)
     default = info.default if value is None else value
     label = name.replace("_", " ").capitalize()
-    help_text = info.description or None
+    help_text = " ".join(filter(None, [info.description, _range_text(info)])) or None
     if get_origin(annotation) is Literal:
         return gr.Dropdown(list(get_args(annotation)), value=default, label=label, info=help_text)
     if annotation is bool:
@@ -49,6 +49,21 @@ def field_input(model: type[BaseModel], name: str, value=None) -> gr.components.
     if annotation is float:
         return gr.Number(value=default, label=label + (" (optional)" if optional else ""), info=help_text)
     return gr.Textbox(value="" if default is None else str(default), label=label, info=help_text)
+
+
+def _range_text(info) -> str:
+    """'(1 to 4096)' from a field's ge/gt/le/lt constraints; '' when it has none."""
+    low = high = None
+    for rule in info.metadata:
+        for attr, is_low in (("ge", True), ("gt", True), ("le", False), ("lt", False)):
+            value = getattr(rule, attr, None)
+            if value is not None:
+                text = f"{value:g}" if isinstance(value, float) else f"{value:,}"
+                text = text if attr in ("ge", "le") else f"{'above' if is_low else 'below'} {text}"
+                low, high = (text, high) if is_low else (low, text)
+    if low and high:
+        return f"({low} to {high})"
+    return f"(at least {low})" if low else f"(at most {high})" if high else ""
 
 
 def form_fields() -> list[tuple[str, str]]:
@@ -101,9 +116,23 @@ def config_values(config: TrainConfig) -> list:
     return values
 
 
-def on_task_change(task: str):
+def on_task_change(task: str, kind: str | None):
+    """Offer the task's templates; keep the chosen one if it fits, else pick the first (and its learning rate)."""
     kinds = TEMPLATES_BY_TASK.get(task, ())
-    return gr.update(choices=[(k, k) for k in kinds], value=kinds[0] if kinds else None)
+    if kind in kinds:
+        return gr.update(choices=[(k, k) for k in kinds], value=kind), gr.skip()
+    first = kinds[0] if kinds else None
+    return gr.update(choices=[(k, k) for k in kinds], value=first), on_template_picked(first)
+
+
+def on_dataset_picked(services: Services, dataset_id):
+    """A dataset was prepared for one task: switch the form to it."""
+    if not dataset_id:
+        return gr.skip()
+    try:
+        return services.repo.get_dataset(int(dataset_id)).task
+    except Exception:  # deleted meanwhile: launching will say so
+        return gr.skip()
 
 
 def on_template_change(kind: str | None):
@@ -124,7 +153,7 @@ def _task_of(kind: str) -> str:
     return next(task for task, kinds in TEMPLATES_BY_TASK.items() if kind in kinds)
 
 
-@shows_errors
+@shows_errors(fallback=error_box)
 def on_estimate(services: Services, dataset_id, task, kind, name, *values):
     """Measure two training steps of this config on this device; show params, memory, time per epoch."""
     from backend.estimate import estimate
@@ -132,22 +161,34 @@ def on_estimate(services: Services, dataset_id, task, kind, name, *values):
     config = build_config(dataset_id, task, kind, name, list(values))
     dataset = services.repo.get_dataset(config.dataset_id)
     result = estimate(config, dataset)
-    lines = [f"**Parameters:** {result.parameters:,} ({result.trainable_parameters:,} trainable)",
-             f"**Memory for training (estimate):** {result.memory_mb:,.0f} MB",
-             f"**Time per epoch on {result.device}:** about {format_seconds(result.seconds_per_epoch)} "
-             f"({result.steps_per_epoch:,} steps × {result.seconds_per_step:.2f} s, measured)",
-             f"**Whole run ({config.epochs} epochs):** about {format_seconds(result.seconds_per_epoch * config.epochs)}"]
-    lines += [f"Warning: {w}" for w in dataset.report.get("warnings", [])]
-    return "\n\n".join(lines)
+    memory_note = ("measured peak on the GPU" if result.measured_peak else
+                   f"weights {format_bytes(result.weights_bytes)} + gradients and optimizer state "
+                   f"{format_bytes(result.training_state_bytes)} + activations {format_bytes(result.activation_bytes)}")
+    lines = ["#### Estimate (from two measured training steps)",
+             f"- **Parameters:** {result.parameters:,} ({result.trainable_parameters:,} trainable)",
+             f"- **Memory for training:** about {format_bytes(result.memory_bytes)} ({memory_note})",
+             f"- **Time per epoch on {device_name(result.device)}:** about {format_seconds(result.seconds_per_epoch)} "
+             f"({result.steps_per_epoch:,} steps × {result.seconds_per_step:.2f} s)",
+             f"- **Whole run ({config.epochs} epochs):** about "
+             f"{format_seconds(result.seconds_per_epoch * config.epochs)}, plus evaluation"]
+    warnings = dataset.report.get("warnings", [])
+    if warnings:
+        lines += ["", f"**Dataset warnings ({dataset.name}):**", *[f"- {w}" for w in warnings]]
+    return "\n".join(lines)
 
 
-@shows_errors
+def device_name(device: str) -> str:
+    """'cpu' -> 'CPU', 'cuda:0' -> 'GPU'."""
+    return {"cpu": "CPU", "mps": "Apple GPU"}.get(device, "GPU" if device.startswith("cuda") else device)
+
+
+@shows_errors(fallback=error_box)
 def on_launch(services: Services, dataset_id, task, kind, name, *values):
     """Validate the form into a TrainConfig and queue the run."""
     config = build_config(dataset_id, task, kind, name, list(values))
     run_id = services.runner.submit(config)
-    position = [r.id for r in services.repo.queued_runs()]
-    where = f"position {position.index(run_id) + 1} in the queue" if run_id in position else "starting"
+    queued = [r.id for r in services.repo.queued_runs()]
+    where = f"position {queued.index(run_id) + 1}" if run_id in queued else "starting now"
     gr.Info(f"Run #{run_id} queued.")
     return f"Run **#{run_id}** queued ({where}). Follow it in the **Runs** tab."
 
@@ -207,16 +248,20 @@ def build_train_tab(services: Services) -> TrainForm:
                             if owner == kind:
                                 components[(owner, field_name)] = field_input(template_class, field_name)
                     groups[kind] = group
-    with gr.Row():
-        estimate_button = gr.Button("Estimate time and memory")
-        launch_button = gr.Button("Launch training", variant="primary", elem_id="launch")
-    estimate_output = gr.Markdown()
-    launch_output = gr.Markdown(elem_id="launch-output")
+    with gr.Row(equal_height=False):
+        with gr.Column():
+            estimate_button = gr.Button("Estimate time and memory", elem_id="estimate")
+            estimate_output = gr.Markdown(elem_id="estimate-output")
+        with gr.Column():
+            launch_button = gr.Button("Launch training", variant="primary", elem_id="launch")
+            launch_output = gr.Markdown(elem_id="launch-output")
 
     form = TrainForm(dataset=dataset, task=task, template=template, name=name,
                      inputs=[components[pair] for pair in pairs])
     learning_rate = components[("config", "learning_rate")]
-    task.change(on_task_change, task, template, api_visibility="private")
+    task.input(on_task_change, [task, template], [template, learning_rate], api_visibility="private")
+    dataset.input(partial(on_dataset_picked, services), dataset, task, api_visibility="private").then(
+        on_task_change, [task, template], [template, learning_rate], api_visibility="private")
     template.change(on_template_change, template, [description, *groups.values()], api_visibility="private")
     template.input(on_template_picked, template, learning_rate, api_visibility="private")
     estimate_button.click(partial(on_estimate, services), form.all_inputs, estimate_output, api_visibility="private",

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.conftest import PROJECT_ROOT
 
@@ -61,6 +62,12 @@ def page(browser, request):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{request.node.name}.png"), full_page=True)
     context.close()
+
+
+def snap(page, name: str) -> None:
+    """An extra screenshot of the page as it is now."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
 def open_tab(page, name: str) -> None:
@@ -121,17 +128,28 @@ def test_upload_map_train_watch_and_predict(page, app_url, toy_csv, services):
     page.goto(app_url)
     upload_and_ingest(page, toy_csv, "message", "verdict")
     page.locator("#ingest-report").get_by_text("happy (40)").wait_for()
+    page.wait_for_timeout(1500)  # let the charts draw
+    snap(page, "flow1_data_report")
     launch_tiny_lstm(page)
+    page.locator("#estimate").click()
+    page.locator("#estimate-output").get_by_text("Time per epoch").wait_for()
     open_tab(page, "Runs")
     assert wait_for_progress(page, lambda p: p >= 100.0) == 100.0
     page.locator("#run-progress").get_by_text("succeeded").wait_for()
     page.get_by_text("Per-class metrics").wait_for()
+    page.locator("#confusion").get_by_text("Confusion matrix").wait_for()
+    page.wait_for_timeout(1000)  # let the curves draw
+    snap(page, "flow1_runs_finished")
     open_tab(page, "Playground")
     page.locator("#playground-text textarea").fill("what a good day")
     page.locator("#predict").click()
     page.locator("#prediction").get_by_text("happy").first.wait_for()
     run = services.repo.list_runs()[0]
     assert run.status == "succeeded" and run.config.template.hidden_size == 16
+    open_tab(page, "Runs")
+    page.locator("#clone-run").click()  # Clone opens the Train tab with the run's settings
+    expect(page.get_by_label("Run name")).to_have_value(re.compile(r"\(clone\)$"))
+    expect(page.get_by_label("Hidden size", exact=True).first).to_have_value("16")
 
 
 def test_progress_continues_after_reload(page, app_url, toy_csv, services):
@@ -179,7 +197,6 @@ def test_bad_upload_shows_its_message(page, app_url, tmp_path, services):
     one_class.write_text("review,stars\n" + "\n".join(f"fine product {i},5" for i in range(20)) + "\n")
     page.goto(app_url)
     upload_and_ingest(page, one_class, "review", "stars")
-    toast = page.get_by_text(re.compile("at least two different labels")).first
-    toast.wait_for()
+    page.locator("#ingest-report .ms-error").get_by_text("at least two different labels").wait_for()
     assert "Traceback" not in page.content()
     assert services.repo.list_datasets() == []

@@ -1,19 +1,21 @@
 """UI handlers as plain functions: no server, real Services, readable errors."""
 
+import math
+
 import gradio as gr
 import pandas as pd
 import pytest
 
-from backend.config import TrainConfig
+from backend.config import TEMPLATE_CLASSES, TrainConfig
 from tests.ui.conftest import TINY_LSTM_VALUES
 from ui import data_tab, playground_tab, runs_tab, train_tab
-from ui.app import launch_kwargs, parse_auth
+from ui.app import build_app, launch_kwargs, parse_auth
+
+SKIPPED = {"__type__": "update"}
 
 
 def form_values(kind="lstm", **overrides):
     """Form values in form order, defaults from the config classes, with overrides by field name."""
-    from backend.config import TEMPLATE_CLASSES
-
     values = []
     for owner, name in train_tab.form_fields():
         model = TrainConfig if owner == "config" else TEMPLATE_CLASSES[owner]
@@ -29,6 +31,11 @@ def ingest_toy(services, toy_csv):
     return services.repo.list_datasets()[0]
 
 
+def launch(services, dataset_id, name="", **overrides):
+    return train_tab.on_launch(services, dataset_id, "text-classification", "lstm", name,
+                               *form_values(**{**TINY_LSTM_VALUES, **overrides}))
+
+
 def test_upload_previews_and_suggests_columns(services, toy_csv):
     preview, text_update, label_update, info = data_tab.on_upload(services, str(toy_csv))
     assert list(preview.columns) == ["message", "verdict"] and len(preview) == data_tab.PREVIEW_ROWS
@@ -36,50 +43,81 @@ def test_upload_previews_and_suggests_columns(services, toy_csv):
     assert "80 rows" in info
 
 
-def test_ingest_reports_and_lists_the_dataset(services, toy_csv):
-    report, classes, lengths, table, *_ = data_tab.on_ingest(
+def test_ingest_reports_charts_and_lists_the_dataset(services, toy_csv):
+    report, charts, classes, lengths, table, picker, train_picker = data_tab.on_ingest(
         services, str(toy_csv), "text-classification", "message", "verdict", None, "feedback", 20)
     assert "Rows:** 80" in report and "happy (40)" in report
-    assert classes.set_index("class")["rows"].to_dict() == {"happy": 40, "sad": 40}
+    assert charts["visible"] is True
+    assert classes["visible"] is True
+    assert classes["value"].set_index("class")["rows"].to_dict() == {"happy": 40, "sad": 40}
     assert lengths["count"].sum() == 64  # the training split: 80% of 80 rows
     assert table["name"].tolist() == ["feedback"]
+    dataset_id = services.repo.list_datasets()[0].id
+    assert picker["value"] == dataset_id and train_picker["value"] == dataset_id  # ready to train
 
 
 def test_bad_upload_shows_a_message_not_a_trace(services, tmp_path):
     one_class = tmp_path / "one.csv"
     one_class.write_text("text,label\n" + "\n".join(f"row {i},only" for i in range(10)) + "\n")
-    with pytest.raises(gr.Error) as error:
-        data_tab.on_ingest(services, str(one_class), "text-classification", "text", "label", None, "", 10)
-    assert "class" in error.value.message and "Traceback" not in error.value.message
+    with pytest.warns(UserWarning, match="at least two different labels"):
+        report, charts, *rest = data_tab.on_ingest(services, str(one_class), "text-classification", "text", "label",
+                                                   None, "", 10)
+    assert "ms-error" in report and "at least two different labels" in report and "Traceback" not in report
+    assert charts["visible"] is False and all(update == SKIPPED for update in rest)
     assert services.repo.list_datasets() == []
     garbage = tmp_path / "garbage.csv"
     garbage.write_bytes(bytes(range(256)) * 40)
-    with pytest.raises(gr.Error):
-        data_tab.on_upload(services, str(garbage))
+    with pytest.warns(UserWarning):
+        preview, _, _, info = data_tab.on_upload(services, str(garbage))
+    assert preview.empty and "ms-error" in info
 
 
-def test_delete_dataset_needs_confirmation_and_refuses_when_used(services, toy_csv):
+def test_rename_and_delete_dataset(services, toy_csv):
     dataset = ingest_toy(services, toy_csv)
-    with pytest.raises(gr.Error, match="confirm"):
-        data_tab.on_delete(services, dataset.id, False)
-    train_tab.on_launch(services, dataset.id, "text-classification", "lstm", "r", *form_values(**TINY_LSTM_VALUES))
-    with pytest.raises(gr.Error, match="used by run"):
+    table, picker, _ = data_tab.on_rename(services, dataset.id, "  reviews  ")
+    assert table["name"].tolist() == ["reviews"] and picker["value"] == dataset.id
+    with pytest.warns(UserWarning, match="confirm"):
+        assert data_tab.on_delete(services, dataset.id, False) == (SKIPPED,) * 4
+    launch(services, dataset.id)
+    with pytest.warns(UserWarning, match="used by run"):
         data_tab.on_delete(services, dataset.id, True)
-    assert services.repo.get_dataset(dataset.id).name == "toy"
+    assert services.repo.get_dataset(dataset.id).name == "reviews"
+    services.runner.delete(services.repo.list_runs()[0].id)
+    table, picker, train_picker, confirm = data_tab.on_delete(services, dataset.id, True)
+    assert table.empty and picker["choices"] == [] and confirm is False
 
 
 def test_launch_refuses_invalid_settings_naming_the_field(services, toy_csv):
     dataset = ingest_toy(services, toy_csv)
-    with pytest.raises(gr.Error) as error:
-        train_tab.on_launch(services, dataset.id, "text-classification", "lstm", "", *form_values(batch_size=0))
-    assert "batch_size" in error.value.message
-    with pytest.raises(gr.Error) as error:
-        train_tab.on_launch(services, dataset.id, "text-classification", "transformer-scratch", "",
-                            *form_values("transformer-scratch", hidden_size=30, num_heads=4))
-    assert "multiple of num_heads" in error.value.message
-    with pytest.raises(gr.Error, match="Pick a dataset"):
+    with pytest.warns(UserWarning):
+        message = train_tab.on_launch(services, dataset.id, "text-classification", "lstm", "",
+                                      *form_values(batch_size=0))
+    assert "batch_size: Input should be greater than or equal to 1" in message and "ms-error" in message
+    with pytest.warns(UserWarning):
+        message = train_tab.on_launch(services, dataset.id, "text-classification", "transformer-scratch", "",
+                                      *form_values("transformer-scratch", hidden_size=30, num_heads=4))
+    assert "multiple of num_heads" in message
+    with pytest.warns(UserWarning):
+        message = train_tab.on_launch(services, dataset.id, "text-classification", "lstm", "",
+                                      *form_values(hidden_size=2))
+    assert "template.hidden_size" in message
+    with pytest.warns(UserWarning, match="Pick a dataset"):
         train_tab.on_launch(services, None, "text-classification", "lstm", "", *form_values())
     assert services.repo.list_runs() == []
+
+
+def test_form_reads_defaults_help_and_ranges_from_the_fields():
+    pairs = train_tab.form_fields()
+    assert pairs[:4] == [("config", "epochs"), ("config", "batch_size"), ("config", "learning_rate"),
+                         ("config", "max_length")]
+    assert ("lstm", "bidirectional") in pairs and ("transformer", "base_model") in pairs
+    with gr.Blocks():
+        batch = train_tab.field_input(TrainConfig, "batch_size")
+        pooling = train_tab.field_input(TEMPLATE_CLASSES["lstm"], "pooling")
+        bidirectional = train_tab.field_input(TEMPLATE_CLASSES["lstm"], "bidirectional")
+    assert isinstance(batch, gr.Number) and batch.value == 32 and "(1 to 4,096)" in batch.info
+    assert isinstance(pooling, gr.Dropdown) and pooling.value == "max"
+    assert isinstance(bidirectional, gr.Checkbox) and bidirectional.value is True
 
 
 def test_form_round_trips_a_config_for_clone(services, toy_csv):
@@ -90,44 +128,86 @@ def test_form_round_trips_a_config_for_clone(services, toy_csv):
                                   train_tab.config_values(config)) == config
 
 
+def test_switching_task_and_template_updates_the_form():
+    template, learning_rate = train_tab.on_task_change("text-classification", "lstm")
+    assert template["value"] == "lstm" and learning_rate == SKIPPED  # a fitting template is kept
+    description, *groups = train_tab.on_template_change("transformer")
+    assert "pretrained" in description
+    assert [g["visible"] for g in groups] == [kind == "transformer" for kind in TEMPLATE_CLASSES]
+    assert train_tab.on_template_picked("transformer")["value"] == 5e-5
+
+
+def test_estimate_measures_the_config(services, toy_csv):
+    dataset = ingest_toy(services, toy_csv)
+    text = train_tab.on_estimate(services, dataset.id, "text-classification", "lstm", "",
+                                 *form_values(**TINY_LSTM_VALUES))
+    assert "Parameters:**" in text and "Time per epoch on CPU" in text and "activations" in text
+
+
 def test_train_watch_predict_and_compare(services, toy_csv):
     dataset = ingest_toy(services, toy_csv)
-    message = train_tab.on_launch(services, dataset.id, "text-classification", "lstm", "first",
-                                  *form_values(**TINY_LSTM_VALUES))
-    assert "queued" in message
+    assert "position 1" in launch(services, dataset.id, "first")
     first = services.repo.list_runs()[0].id
-    second_message = train_tab.on_launch(services, dataset.id, "text-classification", "lstm", "second",
-                                         *form_values(**{**TINY_LSTM_VALUES, "epochs": 2}))
-    assert "position 2" in second_message
-    services.runner.start()
+    assert "position 2" in launch(services, dataset.id, "second", epochs=2)
     second = services.repo.list_runs()[0].id
+    table, picker, _, shown = runs_tab.on_refresh_list(services, "all", None)
+    assert picker["value"] == second and set(table["status"]) == {"queued"}
+    services.runner.start()
     assert services.runner.wait(first, 120).status == "succeeded"
     assert services.runner.wait(second, 120).status == "succeeded"
 
-    table, picker, _ = runs_tab.on_refresh_list(services, "all", None)
+    table, picker, _, shown = runs_tab.on_refresh_list(services, "all", first, shown)
     assert set(table["status"]) == {"succeeded"} and set(table["progress"]) == {"100%"}
-    progress, header, losses, quality, per_class, confusion, log_tail, error, shown = runs_tab.on_refresh_run(
-        services, first)
+    assert picker["value"] == first  # the person's choice is kept
+    assert runs_tab.on_refresh_list(services, "all", first, shown) == (SKIPPED, SKIPPED, SKIPPED, shown)
+    assert runs_tab.on_refresh_list(services, "failed", first, None)[0].empty
+
+    view = runs_tab.on_refresh_run(services, first)
+    progress, header, losses, quality, details, per_class, confusion, log_tail, error, stop, resume, delete, seen = view
     assert "data-progress='100.0'" in progress and "#" in header
-    assert set(losses["series"]) == {"train", "validation"}
-    assert "macro F1" in set(quality["series"])
-    assert sorted(per_class["class"]) == ["happy", "sad"]
-    assert confusion.shape == (2, 3)
-    assert "run succeeded" in log_tail
-    unchanged = runs_tab.on_refresh_run(services, first, shown)  # nothing new: nothing is redrawn
-    assert unchanged[-1] == shown and all(isinstance(u, dict) and u.get("__type__") == "update" and len(u) == 1
-                                          for u in unchanged[:-1])
+    assert set(losses["value"]["series"]) == {"train", "validation"}
+    assert "macro F1" in set(quality["value"]["series"])
+    assert details["visible"] is True and sorted(per_class["class"]) == ["happy", "sad"]
+    assert "ms-confusion" in confusion and "run succeeded" in log_tail and error["visible"] is False
+    assert stop["interactive"] is False and resume["interactive"] is False and delete["interactive"] is True
+    unchanged = runs_tab.on_refresh_run(services, first, seen)  # nothing new: nothing is redrawn
+    assert unchanged[-1] == seen and all(u == SKIPPED for u in unchanged[:-1])
 
     scores = playground_tab.on_predict(services, first, "what a good day")
     assert set(scores) == {"happy", "sad"} and sum(scores.values()) == pytest.approx(1.0, abs=1e-4)
-    curves, differences = runs_tab.on_compare(services, [first, second], "eval_macro_f1")
-    assert curves["series"].nunique() == 2
+    examples = playground_tab.on_pick_run(services, first)
+    assert 1 <= len(examples["samples"]) <= playground_tab.EXAMPLES
+    plot, differences = runs_tab.on_compare(services, [first, second], "eval_macro_f1")
+    assert plot["visible"] is True and plot["value"]["series"].nunique() == 2
     assert "epochs" in differences["setting / metric"].tolist()
+
+
+def test_new_series_get_a_placeholder_so_the_plot_legend_is_complete(services, toy_csv):
+    dataset = ingest_toy(services, toy_csv)
+    launch(services, dataset.id)
+    run_id = services.repo.list_runs()[0].id
+    services.repo.add_metrics(run_id, 10, {"train_loss": 0.7})  # no evaluation yet
+    losses = runs_tab.on_refresh_run(services, run_id)[2]["value"]
+    assert set(losses["series"]) == {"train", "validation"}
+    assert math.isnan(losses.loc[losses["series"] == "validation", "value"].iloc[0])
+    assert losses["step"].dtype == "int64" and losses["value"].dtype == "float64"
+
+
+def test_failed_run_shows_its_error(services, toy_csv):
+    dataset = ingest_toy(services, toy_csv)
+    launch(services, dataset.id)
+    run_id = services.repo.list_runs()[0].id
+    services.repo.mark_running(run_id, str(services.settings.runs_dir / str(run_id)))
+    services.repo.finish(run_id, "failed", error="Out of memory while training. Lower the batch size.")
+    error = runs_tab.on_refresh_run(services, run_id)[8]
+    assert error["visible"] is True and "Lower the batch size" in error["value"]
+    gone = runs_tab.on_refresh_run(services, 999)
+    assert "no longer exists" in gone[0]
 
 
 def test_playground_refuses_unfinished_runs_and_huge_texts(services, toy_csv):
     dataset = ingest_toy(services, toy_csv)
-    train_tab.on_launch(services, dataset.id, "text-classification", "lstm", "", *form_values(**TINY_LSTM_VALUES))
+    launch(services, dataset.id)
     run_id = services.repo.list_runs()[0].id
     with pytest.raises(gr.Error, match="only succeeded runs"):
         playground_tab.on_predict(services, run_id, "hello")
@@ -135,53 +215,70 @@ def test_playground_refuses_unfinished_runs_and_huge_texts(services, toy_csv):
         playground_tab.on_predict(services, None, "hello")
     with pytest.raises(gr.Error, match="limit"):
         playground_tab.on_predict(services, run_id, "x" * (playground_tab.MAX_TEXT_CHARS + 1))
+    with pytest.warns(UserWarning, match="only succeeded runs"):
+        download, summary, _, _ = playground_tab.on_batch(services, run_id, "missing.csv")
+    assert download is None and "ms-error" in summary
 
 
 def test_batch_prediction_scores_a_labelled_file(services, toy_csv):
     dataset = ingest_toy(services, toy_csv)
-    train_tab.on_launch(services, dataset.id, "text-classification", "lstm", "", *form_values(**TINY_LSTM_VALUES))
+    launch(services, dataset.id)
     run_id = services.repo.list_runs()[0].id
     services.runner.start()
     assert services.runner.wait(run_id, 120).status == "succeeded"
     csv_path, summary, preview, confusion = playground_tab.on_batch(services, run_id, str(toy_csv))
     predictions = pd.read_csv(csv_path)
     assert len(predictions) == 80 and {"predicted_label", "score_happy", "score_sad"} <= set(predictions.columns)
-    assert "accuracy" in summary and confusion.shape == (2, 3)
-    assert not str(csv_path).startswith(str(services.settings.home.resolve()))
+    assert "accuracy" in summary and "ms-confusion" in confusion and len(preview) == 20
+    home = services.settings.home.resolve()
+    assert str(csv_path).startswith(str(home / "tmp"))  # in the home dir's temp folder, not beside the DB
+    assert not any(str(csv_path).startswith(p) for p in launch_kwargs(services.settings)["blocked_paths"])
 
 
 def test_stop_resume_and_delete_handlers(services, toy_csv):
     dataset = ingest_toy(services, toy_csv)
-    train_tab.on_launch(services, dataset.id, "text-classification", "lstm", "", *form_values(**TINY_LSTM_VALUES))
+    launch(services, dataset.id)
     run_id = services.repo.list_runs()[0].id
     assert runs_tab.on_stop(services, run_id) == "cancelled"  # still queued: cancelled at once
-    with pytest.raises(gr.Error, match="only queued or running"):
-        runs_tab.on_stop(services, run_id)
+    with pytest.warns(UserWarning, match="only queued or running"):
+        assert runs_tab.on_stop(services, run_id) == SKIPPED
     assert runs_tab.on_resume(services, run_id) == "resumed"
     assert services.repo.get_run(run_id).status == "queued"
-    with pytest.raises(gr.Error, match="confirm"):
+    with pytest.warns(UserWarning, match="confirm"):
         runs_tab.on_delete(services, run_id, False)
-    runs_tab.on_delete(services, run_id, True)
+    assert runs_tab.on_delete(services, run_id, True) is False
     assert services.repo.list_runs() == []
 
 
 def test_clone_fills_the_train_form(services, toy_csv):
     dataset = ingest_toy(services, toy_csv)
-    train_tab.on_launch(services, dataset.id, "text-classification", "lstm", "base",
-                        *form_values(**TINY_LSTM_VALUES))
+    launch(services, dataset.id, "base")
     run_id = services.repo.list_runs()[0].id
-    tabs_update, dataset_value, task, template, name, *values = runs_tab.on_clone(services, run_id)
+    outputs = runs_tab.on_clone(services, run_id)
+    assert len(outputs) == runs_tab.CLONE_OUTPUTS
+    tabs_update, dataset_value, task, template, name, *values = outputs
     assert tabs_update["selected"] == "train" and dataset_value == dataset.id and template["value"] == "lstm"
     assert name == "base (clone)"
     rebuilt = train_tab.build_config(dataset_value, task, "lstm", "base", values)
     assert rebuilt == services.repo.get_run(run_id).config
+    with pytest.warns(UserWarning, match="Pick a run"):
+        assert runs_tab.on_clone(services, None) == (SKIPPED,) * runs_tab.CLONE_OUTPUTS
+
+
+def test_app_builds_with_a_stable_predict_endpoint(services):
+    demo = build_app(services)
+    names = [d.get("api_name") for d in demo.config["dependencies"] if d.get("api_visibility", "public") != "private"]
+    assert "predict" in names
 
 
 def test_launch_is_safe_by_default(settings):
     kwargs = launch_kwargs(settings)
     assert kwargs["server_name"] == "127.0.0.1" and kwargs["share"] is False and kwargs["auth"] is None
     assert kwargs["show_error"] is False and kwargs["enable_monitoring"] is False
-    assert kwargs["allowed_paths"] == [] and str(settings.home.resolve()) in kwargs["blocked_paths"]
+    blocked = kwargs["blocked_paths"]
+    assert str(settings.runs_dir.resolve()) in blocked and str(settings.datasets_dir.resolve()) in blocked
+    assert any(p.endswith("modelsmith.db") for p in blocked)
+    assert kwargs["allowed_paths"] == [str((settings.home / "tmp").resolve())]
     assert kwargs["max_file_size"] == settings.max_upload_bytes
     assert parse_auth("ann:pw1, bob:pw2") == [("ann", "pw1"), ("bob", "pw2")]
     with pytest.raises(ValueError, match="user:password"):

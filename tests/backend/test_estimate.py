@@ -1,0 +1,48 @@
+"""The pre-launch estimate builds the real model and times real steps."""
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from backend.config import LstmTemplate, TrainConfig
+from backend.errors import UserError
+from backend.estimate import estimate
+from storage.records import DatasetRecord
+
+
+@pytest.fixture
+def dataset(tmp_path) -> DatasetRecord:
+    texts = [f"a {'good' if i % 2 else 'bad'} day number {i}" for i in range(60)]
+    frame = pd.DataFrame({"text": texts, "label": ["happy" if i % 2 else "sad" for i in range(60)]})
+    frame.to_parquet(tmp_path / "train.parquet")
+    frame.head(10).to_parquet(tmp_path / "validation.parquet")
+    return DatasetRecord(id=1, name="toy", task="text-classification", content_hash="x", path=str(tmp_path),
+                         text_column="text", label_column="label", rows=70, train_rows=60, validation_rows=10,
+                         labels=["happy", "sad"], classes={"happy": 35, "sad": 35})
+
+
+def config(**template) -> TrainConfig:
+    tiny = {"vocab_size": 100, "embedding_dim": 16, "hidden_size": 16, **template}
+    return TrainConfig(dataset_id=1, batch_size=8, template=LstmTemplate(**tiny))
+
+
+def test_estimate_counts_parameters_memory_and_time(dataset):
+    small = estimate(config(), dataset)
+    assert small.parameters == small.trainable_parameters > 0
+    assert small.weights_bytes == small.parameters * 4 and small.training_state_bytes == small.parameters * 12
+    assert small.activation_bytes > 0
+    assert small.memory_bytes == small.weights_bytes + small.training_state_bytes + small.activation_bytes
+    assert small.steps_per_epoch == 8 and small.seconds_per_step > 0
+    assert small.seconds_per_epoch == pytest.approx(small.seconds_per_step * 8)
+    wider = estimate(config(hidden_size=64), dataset)
+    assert wider.parameters > small.parameters and wider.activation_bytes > small.activation_bytes
+
+
+def test_estimate_says_when_it_cannot_help(dataset, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    pd.DataFrame({"text": pd.Series([], dtype=str), "label": pd.Series([], dtype=str)}).to_parquet(
+        empty / "train.parquet")
+    with pytest.raises(UserError, match="no training rows"):
+        estimate(config(), DatasetRecord(**{**dataset.__dict__, "path": str(empty)}))
