@@ -207,24 +207,34 @@ COMMANDS = {"ingest": cmd_ingest, "train": cmd_train, "predict": cmd_predict, "r
 
 def serve(settings) -> int:
     """Recover orphaned runs, start the workers and serve the UI until stopped."""
-    from backend.services import build_services
+    from backend.errors import UserError
+    from backend.services import build_services, lock_home
+    # Import the UI (gradio, torch, transformers) before any worker thread starts: a job importing
+    # transformers while this thread does fails with a half-initialised module.
     from ui.app import build_app, launch_kwargs
 
+    try:
+        home_lock = lock_home(settings)  # held open until we return: one serving app per home dir
+    except UserError as exc:
+        log.error("%s", exc)
+        return 2
     services = build_services(settings)
-    services.runner.recover(all_running=True)
-    services.runner.start()
 
     def on_sigterm(signum, frame):  # container stop: running jobs checkpoint and end `interrupted`
         log.info("signal %s: stopping jobs", signum)
         services.runner.shutdown()
         sys.exit(0)
 
-    signal.signal(signal.SIGTERM, on_sigterm)
+    signal.signal(signal.SIGTERM, on_sigterm)  # before any job starts, so none is cut off unsaved
+    services.runner.recover(all_running=True)
+    services.runner.start()
     demo = build_app(services)
     try:
         demo.launch(**launch_kwargs(settings))
     finally:
         services.runner.shutdown()
+        if home_lock is not None:
+            home_lock.close()
     return 0
 
 

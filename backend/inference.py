@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +26,7 @@ from backend.tokenization import encode, pad_batch
 log = logging.getLogger(__name__)
 
 CACHE_SIZE = 4  # finished models kept in memory at once
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _LOAD_LOCK = threading.Lock()
 
 
@@ -44,7 +46,9 @@ class Predictor:
         """[{"label": best label, "scores": {label: probability}}] for each text, in order."""
         if batch_size < 1:
             raise UserError(f"batch_size must be at least 1 (got {batch_size}).")
-        texts = ["" if text is None else str(text) for text in texts]
+        # A lone surrogate ("\ud800", from JSON or bytes decoded with errors) is no character: the
+        # tokenizer refuses the whole call, so it becomes U+FFFD like any undecodable byte.
+        texts = [_LONE_SURROGATE.sub("\ufffd", "" if text is None else str(text)) for text in texts]
         with self._tokenizer_lock:
             rows = encode(self.tokenizer, texts, self.max_length)
         pad_token_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_EVERY_S = 5.0
 IDLE_POLL_S = 1.0
+STALE_SWEEP_S = 30.0  # how often a serving app looks for runs whose process died (heartbeat stale)
 
 
 class TrainFn(Protocol):
@@ -67,6 +68,7 @@ class JobRunner:
         self._shutdown = threading.Event()
         self._threads: list[threading.Thread] = []
         self._listeners: list[Callable[[int, int, dict[str, float]], None]] = []
+        self._next_sweep = 0.0
 
     # ---- lifecycle -------------------------------------------------------------------------
     def recover(self, *, all_running: bool = True) -> list[int]:
@@ -92,9 +94,10 @@ class JobRunner:
 
     def shutdown(self, timeout: float = 60.0) -> None:
         """Stop workers; running jobs save a checkpoint and end `interrupted` (e.g. on SIGTERM)."""
-        self._shutdown.set()
-        for event in list(self._stops.values()):
-            event.set()
+        with self._claim_lock:  # no worker claims a run after this, so every running job sees its stop
+            self._shutdown.set()
+            for event in list(self._stops.values()):
+                event.set()
         self._wake.set()
         for thread in self._threads:
             thread.join(timeout)
@@ -172,23 +175,43 @@ class JobRunner:
     # ---- the work ---------------------------------------------------------------------------
     def _worker(self) -> None:
         while not self._shutdown.is_set():
-            run = self._claim_next()
-            if run is None:
-                self._wake.wait(IDLE_POLL_S)
-                self._wake.clear()
-                continue
-            self.run_job(run.id, claimed=True)
+            try:
+                self._sweep_stale()
+                run = self._claim_next()
+                if run is None:
+                    self._wake.wait(IDLE_POLL_S)
+                    self._wake.clear()
+                    continue
+                self.run_job(run.id, claimed=True)
+            except Exception:  # e.g. the DB failed to record a result: keep serving the queue
+                log.exception("job worker error; carrying on with the queue")
+                self._shutdown.wait(IDLE_POLL_S)
+
+    def _sweep_stale(self) -> None:
+        # A run that another process (the CLI) was training and whose heartbeat stopped is dead:
+        # show it as interrupted now, not only after the app restarts.
+        with self._claim_lock:
+            now = time.monotonic()
+            if now < self._next_sweep:
+                return
+            self._next_sweep = now + STALE_SWEEP_S
+        self.recover(all_running=False)
 
     def _claim_next(self) -> RunRecord | None:
         with self._claim_lock:
-            queued = self._repo.queued_runs()
+            queued = [] if self._shutdown.is_set() else self._repo.queued_runs()
             if not queued:
                 return None
             run = queued[0]
-            output_dir = self._settings.runs_dir / str(run.id)
-            self._repo.mark_running(run.id, str(output_dir))
-            self._stops[run.id] = threading.Event()
+            self._mark_running(run.id)
             return run
+
+    def _mark_running(self, run_id: int) -> None:
+        # The folder first: a crash right after must never leave a row pointing at a missing folder.
+        output_dir = self._settings.runs_dir / str(run_id)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        self._repo.mark_running(run_id, str(output_dir))
+        self._stops[run_id] = threading.Event()
 
     def run_job(self, run_id: int, *, claimed: bool = False) -> RunRecord:
         """Train one run to its end in the calling thread; a worker thread never dies of a job."""
@@ -197,8 +220,7 @@ class JobRunner:
                 run = self._repo.get_run(run_id)
                 if run.status != "queued":
                     raise UserError(f"Run {run_id} is {run.status}, not queued.")
-                self._repo.mark_running(run_id, str(self._settings.runs_dir / str(run_id)))
-                self._stops[run_id] = threading.Event()
+                self._mark_running(run_id)
         stop = self._stops[run_id]
         beating = threading.Event()
         beater = threading.Thread(target=self._beat, args=(run_id, beating), daemon=True)

@@ -35,6 +35,8 @@ DELIMITERS = (",", "\t", ";", "|")
 NO_DELIMITER = "\x1f"  # ASCII unit separator: never in real text, so each line is one field
 FASTTEXT_PREFIX = "__label__"
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")  # never in text; common in binary files
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # a JSON escape of a UTF-16 surrogate
+_SURROGATE = re.compile("[\ud800-\udfff]")
 # Header names that say what a column holds (compared after normalise()).
 TEXT_HINTS = ("text", "sentence", "sms", "message", "review", "comment", "body", "content", "document",
               "tweet", "utterance", "question", "description", "summary", "prompt", "post", "msg", "input")
@@ -305,7 +307,8 @@ def _parse_arrow(source, dialect: _Dialect, size: int) -> tuple[pa.Table, list[s
 
 def _parse_sample(text: str, delimiter: str, quoting: bool, complete: bool) -> list[list[str]] | None:
     """Parse a sample with Python's csv; None when quotes are not used consistently."""
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter, quotechar='"', doublequote=True,
+    # newline="": the csv module splits lines itself, so lone \r (old Mac) line ends parse too.
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quotechar='"', doublequote=True,
                         strict=quoting, quoting=csv.QUOTE_MINIMAL if quoting else csv.QUOTE_NONE)
     records: list[list[str]] = []
     try:
@@ -351,6 +354,9 @@ def _sniff(sample: str, fmt: str, complete: bool) -> _Dialect | None:
     else:
         delimiter = NO_DELIMITER
     quoting, records = _choose_quoting(sample, delimiter, complete)
+    if not records:  # nothing parses as rows (stray quotes, broken line ends): refuse, do not guess
+        raise UserError("Found no readable rows in the file: check that quote characters are balanced and lines "
+                        "end with a line break, or save it again as CSV (UTF-8) and upload that.")
     header = True if fmt != "txt" else _has_header(records)
     return _Dialect(delimiter=delimiter, quoting=quoting, header=header,
                     names=_column_names(records[0] if header else None, _consistency(records)[1]))
@@ -429,12 +435,25 @@ def _read_json(path: Path, fmt: str, encoding: str, warnings: list[str]) -> Tabl
                     raise UserError(f'Line {number} of "{path.name}" is not valid JSON ({exc.msg}). Each line of '
                                     'a JSON Lines file must be one object such as {"text": "...", "label": "..."}.'
                                     ) from None
+                except RecursionError:
+                    raise _too_deep(path.name) from None
     else:
         try:
             records = json.loads(text)
         except json.JSONDecodeError as exc:
             raise UserError(f'"{path.name}" is not valid JSON ({exc.msg} at line {exc.lineno}). Upload an array of '
                             'records such as [{"text": "...", "label": "..."}].') from None
+        except RecursionError:
+            raise _too_deep(path.name) from None
+    replaced: list[str] = []
+    if _SURROGATE_ESCAPE.search(text):  # JSON may spell characters UTF-8 cannot store ("\ud800")
+        try:
+            records = _without_surrogates(records, replaced)
+        except RecursionError:
+            raise _too_deep(path.name) from None
+    if replaced:
+        warnings.append("Some texts held unpaired surrogate escapes (such as \\ud800), which are not characters; "
+                        "they were replaced with \ufffd.")
     if not isinstance(records, list):
         raise UserError(f'"{path.name}" holds a JSON {type(records).__name__}, not an array of records. Upload an '
                         'array such as [{"text": "...", "label": "..."}], or use JSON Lines.')
@@ -443,8 +462,30 @@ def _read_json(path: Path, fmt: str, encoding: str, warnings: list[str]) -> Tabl
     if not all(isinstance(r, dict) for r in records):
         raise UserError(f'Every record in "{path.name}" must be a JSON object such as {{"text": "...", '
                         '"label": "..."}; some are not.')
-    frame = pd.DataFrame.from_records(records)
-    return TableRead(table=frame_to_strings(frame), format=fmt, encoding=encoding, warnings=warnings)
+    try:  # nested cells become JSON text: the deepest ones json.loads accepted may not print again
+        table = frame_to_strings(pd.DataFrame.from_records(records))
+    except RecursionError:
+        raise _too_deep(path.name) from None
+    return TableRead(table=table, format=fmt, encoding=encoding, warnings=warnings)
+
+
+def _too_deep(name: str) -> UserError:
+    return UserError(f'"{name}" nests JSON arrays or objects too deeply to be a table. Upload flat records such as '
+                     '{"text": "...", "label": "..."}.')
+
+
+def _without_surrogates(value, replaced: list[str]):
+    """`value` with every lone surrogate in its strings (keys too) replaced by U+FFFD; notes each in `replaced`."""
+    if isinstance(value, str):
+        if _SURROGATE.search(value):
+            replaced.append(value)
+            return _SURROGATE.sub("\ufffd", value)
+        return value
+    if isinstance(value, list):
+        return [_without_surrogates(item, replaced) for item in value]
+    if isinstance(value, dict):
+        return {_without_surrogates(key, replaced): _without_surrogates(item, replaced) for key, item in value.items()}
+    return value
 
 
 def _read_parquet(path: Path) -> TableRead:
