@@ -1,4 +1,4 @@
-"""SQLAlchemy tables: datasets, runs, append-only metrics, artifacts. Times are UTC."""
+"""SQLAlchemy tables: datasets, runs, append-only metrics, artifacts, demo links. Times are UTC."""
 
 from __future__ import annotations
 
@@ -86,3 +86,16 @@ class Artifact(Base):
     kind: Mapped[str] = mapped_column(String(32))
     path: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Demo(Base):
+    """A public demo link of one run: an unguessable token, optionally expiring; since migration 0003."""
+
+    __tablename__ = "demos"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    token: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime)  # None: never expires
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)  # set once: the link is off for good

@@ -74,3 +74,23 @@ class ArtifactRecord:
     kind: str
     path: str
     created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class DemoRecord:
+    """A public demo link of one run; `token` is the secret part of its URL."""
+
+    id: int
+    run_id: int
+    token: str
+    created_at: datetime | None = None
+    expires_at: datetime | None = None  # None: never expires
+    revoked_at: datetime | None = None  # None: not revoked
+
+    def status(self, now: datetime) -> str:
+        """'revoked', 'expired' or 'active' at `now` (naive UTC, like every stored time)."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= now:
+            return "expired"
+        return "active"

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from backend.config import FINISHED_STATUSES, RUN_STATUSES, TrainConfig
 from storage.database import READ_ONLY
-from storage.models import Artifact, Dataset, Metric, Run, utcnow
-from storage.records import ArtifactRecord, DatasetRecord, MetricRecord, RunRecord
+from storage.models import Artifact, Dataset, Demo, Metric, Run, utcnow
+from storage.records import ArtifactRecord, DatasetRecord, DemoRecord, MetricRecord, RunRecord
 
 
 class NotFound(Exception):
@@ -58,6 +58,11 @@ def _metric_record(row: Metric) -> MetricRecord:
 
 def _artifact_record(row: Artifact) -> ArtifactRecord:
     return ArtifactRecord(id=row.id, run_id=row.run_id, kind=row.kind, path=row.path, created_at=row.created_at)
+
+
+def _demo_record(row: Demo) -> DemoRecord:
+    return DemoRecord(id=row.id, run_id=row.run_id, token=row.token, created_at=row.created_at,
+                      expires_at=row.expires_at, revoked_at=row.revoked_at)
 
 
 def _run_missing(run_id: int) -> NotFound:
@@ -236,10 +241,29 @@ class Repository:
                              "Resume it to continue from its last checkpoint.")
             return [run.id for run in rows]
 
+    def add_imported_run(self, *, name: str, task: str, template: str, config_json: str, metrics: dict,
+                         place: Callable[[int], str]) -> RunRecord:
+        """Record an imported model as a succeeded run with no dataset.
+
+        `place(run_id)` moves the model files into their final folder and returns its path; it runs
+        inside the transaction, so if it raises, no run row is left behind.
+        """
+        now = utcnow()
+        with self._sessions.begin() as session:
+            run = Run(name=name.strip()[:200], dataset_id=None, task=task, template=template, status="succeeded",
+                      config_json=config_json, metrics_json=_to_json(metrics), progress=1.0, started_at=now,
+                      finished_at=now)
+            session.add(run)
+            session.flush()
+            if not run.name:
+                run.name = f"imported-{run.id}"
+            run.output_dir = place(run.id)
+            return _run_record(run)
+
     def delete_run(self, run_id: int) -> None:
         """Delete a run with its metrics and artifact rows (files are the caller's job)."""
         with self._sessions.begin() as session:
-            session.delete(self._run_row(session, run_id))  # metrics/artifacts cascade
+            session.delete(self._run_row(session, run_id))  # metrics/artifacts/demos cascade
 
     @staticmethod
     def _run_row(session: Session, run_id: int) -> Run:
@@ -292,3 +316,46 @@ class Repository:
         with self._reading() as session:
             rows = session.scalars(select(Artifact).where(Artifact.run_id == run_id).order_by(Artifact.id))
             return [_artifact_record(a) for a in rows]
+
+    # ---- demo links ------------------------------------------------------------------------
+    def add_demo(self, run_id: int, token: str, expires_at: datetime | None = None) -> DemoRecord:
+        """Store a demo link of a run; NotFound if the run is gone."""
+        with self._sessions.begin() as session:
+            self._run_row(session, run_id)
+            row = Demo(run_id=run_id, token=token, expires_at=expires_at)
+            session.add(row)
+            session.flush()
+            return _demo_record(row)
+
+    def find_demo(self, token: str) -> DemoRecord | None:
+        """The demo link with this token, if any (revoked and expired ones included)."""
+        with self._reading() as session:
+            row = session.scalar(select(Demo).where(Demo.token == token))
+            return _demo_record(row) if row else None
+
+    def get_demo(self, demo_id: int) -> DemoRecord:
+        """One demo link; NotFound if the id does not exist."""
+        with self._reading() as session:
+            return _demo_record(self._demo_row(session, demo_id))
+
+    def list_demos(self, run_id: int | None = None) -> list[DemoRecord]:
+        """Demo links of one run (or of all runs), newest first."""
+        query = select(Demo).order_by(Demo.id.desc())
+        if run_id is not None:
+            query = query.where(Demo.run_id == run_id)
+        with self._reading() as session:
+            return [_demo_record(row) for row in session.scalars(query)]
+
+    def revoke_demo(self, demo_id: int) -> DemoRecord:
+        """Turn a demo link off for good (a second revoke keeps the first time); NotFound if unknown."""
+        with self._sessions.begin() as session:
+            row = self._demo_row(session, demo_id)
+            row.revoked_at = row.revoked_at or utcnow()
+            return _demo_record(row)
+
+    @staticmethod
+    def _demo_row(session: Session, demo_id: int) -> Demo:
+        row = session.get(Demo, demo_id)
+        if row is None:
+            raise NotFound(f"Demo link {demo_id} does not exist. Pick one from the run's list of demo links.")
+        return row

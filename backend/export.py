@@ -1,0 +1,357 @@
+"""Download a run's model as a zip, and import such a zip (or a Hugging Face model folder zip) as a run.
+
+What a model zip holds (top level, no folders):
+    model.safetensors, config.json (with label names), tokenizer files   the model
+    README.md, run_config.json, metrics.json                           card, run config, best metrics
+    modelsmith.json                                                    name, task, template of the run
+Checkpoints, train.log and anything that could hold a pickle (*.bin, *.pt, ...) never go in.
+
+Importing treats the archive as hostile: absolute paths, `..`, symlinks, too many files or too
+many bytes once unpacked refuse the whole archive before anything is written. Files are unpacked
+into a temporary folder inside runs/, checked (the model must load from safetensors), then
+renamed to runs/<run id> in the same transaction that records the run, so a failed import
+leaves neither files nor a row behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+import shutil
+import stat
+import zipfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+
+from pydantic import ValidationError
+
+from backend.config import (LstmLmTemplate, LstmTemplate, TrainConfig, TransformerLmFinetuneTemplate,
+                            TransformerTemplate)
+from backend.errors import UserError
+from storage.records import RunRecord
+from storage.repository import Repository
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "modelsmith.json"
+FORMAT = "modelsmith-model"
+# Files of a model folder worth shipping; none of these formats can hold a pickle.
+MODEL_SUFFIXES = (".safetensors", ".json", ".txt", ".md", ".model")
+LEFT_OUT = {"train.log"}
+DEFAULT_MAX_IMPORT_MB = 2048
+DEFAULT_MAX_IMPORT_FILES = 200
+COPY_CHUNK = 1 << 20
+IMPORT_PREFIX = ".import-"
+MAC_METADATA = "__MACOSX/"  # resource forks macOS's Finder adds to zips
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """A written archive or folder and the files in it (relative paths)."""
+
+    path: Path
+    format: str
+    files: list[str]
+
+
+@dataclass(frozen=True)
+class ImportLimits:
+    """How big an archive may get once unpacked."""
+
+    max_bytes: int = DEFAULT_MAX_IMPORT_MB * 1024 * 1024
+    max_files: int = DEFAULT_MAX_IMPORT_FILES
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """The run an import created, the archive members it left out and notes for the user."""
+
+    run: RunRecord
+    skipped: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def import_limits(settings) -> ImportLimits:
+    """Limits from Settings (`max_import_mb`, `max_import_files` when present), else the defaults."""
+    megabytes = float(getattr(settings, "max_import_mb", DEFAULT_MAX_IMPORT_MB))
+    return ImportLimits(max_bytes=int(megabytes * 1024 * 1024),
+                        max_files=int(getattr(settings, "max_import_files", DEFAULT_MAX_IMPORT_FILES)))
+
+
+# --- export --------------------------------------------------------------------------------------
+
+def model_folder(run: RunRecord) -> Path:
+    """The folder of a succeeded run's model; UserError when there is none to export."""
+    if run.status != "succeeded":
+        raise UserError(f"Run #{run.id} is {run.status}; only a succeeded run has a model to export. "
+                        "Pick a run that finished training.")
+    folder = Path(run.output_dir or "")
+    if not run.output_dir or not (folder / "model.safetensors").is_file():
+        raise UserError(f"Run #{run.id} has no model.safetensors in {folder}; its files were moved or deleted. "
+                        "Train it again, or import the model from a zip.")
+    return folder
+
+
+def model_files(folder: Path) -> list[Path]:
+    """The top-level files of a model folder that belong in an export, sorted by name."""
+    return sorted(path for path in folder.iterdir()
+                  if path.is_file() and not path.is_symlink() and path.suffix in MODEL_SUFFIXES
+                  and not path.name.startswith(".") and path.name not in LEFT_OUT and path.name != MANIFEST)
+
+
+def manifest(run: RunRecord) -> dict:
+    """What modelsmith.json says about the exported run."""
+    return {"format": FORMAT, "version": 1, "name": run.name, "task": run.task, "template": run.template,
+            "run_id": run.id, "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def export_name(run: RunRecord, suffix: str = "") -> str:
+    """A file-system-safe name for an export of `run`: <name>-run<id><suffix>."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", run.name).strip("-.")[:60] or "model"
+    return f"{slug}-run{run.id}{suffix}"
+
+
+def resolve_out(out: Path, default_name: str) -> Path:
+    """`out` itself, or `out/default_name` when `out` is an existing folder."""
+    out = Path(out).expanduser()
+    return out / default_name if out.is_dir() else out
+
+
+def export_zip(run: RunRecord, out: Path) -> ExportResult:
+    """Write the run's model as a zip at `out` (a file, or a folder to put <name>-run<id>.zip in)."""
+    folder = model_folder(run)
+    target = resolve_out(out, export_name(run, ".zip"))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    files = model_files(folder)
+    partial = target.with_name(f".{target.name}.{secrets.token_hex(4)}.partial")
+    try:  # written aside, then renamed: a reader never sees half an archive
+        with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for path in files:
+                archive.write(path, path.name)
+            archive.writestr(MANIFEST, json.dumps(manifest(run), indent=2))
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)
+    names = [path.name for path in files] + [MANIFEST]
+    log.info("exported run %d to %s (%d files)", run.id, target, len(names))
+    return ExportResult(path=target, format="zip", files=sorted(names))
+
+
+# --- import: check the archive ------------------------------------------------------------------
+
+def _is_symlink(info: zipfile.ZipInfo) -> bool:
+    return stat.S_ISLNK(info.external_attr >> 16)
+
+
+def _unsafe_reason(name: str) -> str | None:
+    """Why an archive member name could write outside the target folder, or None when it is safe."""
+    normalised = name.replace("\\", "/")
+    if normalised.startswith("/") or re.match(r"^[A-Za-z]:", normalised):
+        return "an absolute path"
+    if ".." in normalised.split("/"):
+        return "a '..' path"
+    if "\x00" in name:
+        return "a NUL byte in its name"
+    return None
+
+
+def check_archive(archive: zipfile.ZipFile, limits: ImportLimits) -> list[zipfile.ZipInfo]:
+    """The archive's file members; UserError for any unsafe member or when it is too big."""
+    members = archive.infolist()
+    for info in members:
+        reason = _unsafe_reason(info.filename)
+        if reason is None and _is_symlink(info):
+            reason = "a symbolic link"
+        if reason:
+            raise UserError(f"The archive is refused: member '{info.filename[:200]}' is {reason}. "
+                            "Export the model again with Modelsmith, or zip the model folder's files themselves.")
+    files = [info for info in members if not info.is_dir()]
+    if len(files) > limits.max_files:
+        raise UserError(f"The archive holds {len(files)} files; at most {limits.max_files} are accepted. "
+                        "Zip only the model folder (weights, config and tokenizer files).")
+    total = sum(info.file_size for info in files)
+    if total > limits.max_bytes:
+        raise UserError(f"The archive unpacks to {total / 1e6:,.1f} MB; the limit is {limits.max_bytes / 1e6:,.1f} MB "
+                        "(MODELSMITH_MAX_IMPORT_MB). Zip only the model files, or raise the limit.")
+    return files
+
+
+def _common_folder(names: list[str]) -> str:
+    """The single top folder every member sits in ('' when there is none): a zipped model folder."""
+    tops = {PurePosixPath(name.replace("\\", "/")).parts[0] for name in names}
+    if len(tops) == 1 and all("/" in name.replace("\\", "/") for name in names):
+        return tops.pop() + "/"
+    return ""
+
+
+def select_members(files: list[zipfile.ZipInfo]) -> tuple[dict[str, zipfile.ZipInfo], list[str]]:
+    """{file name: member} of the model files to unpack, and the members left out (folders, pickles...)."""
+    skipped = [info.filename for info in files if info.filename.startswith(MAC_METADATA)]
+    files = [info for info in files if not info.filename.startswith(MAC_METADATA)]
+    prefix = _common_folder([info.filename for info in files]) if files else ""
+    chosen: dict[str, zipfile.ZipInfo] = {}
+    for info in files:
+        relative = info.filename.replace("\\", "/")[len(prefix):]
+        if "/" in relative or not relative.endswith(MODEL_SUFFIXES) or relative in LEFT_OUT or relative in chosen:
+            skipped.append(info.filename)
+        else:
+            chosen[relative] = info
+    if "model.safetensors" not in chosen or "config.json" not in chosen:
+        pickles = [name for name in skipped if name.endswith((".bin", ".pt", ".pth", ".pkl", ".ckpt"))]
+        hint = (" It holds PyTorch pickle weights, which are never loaded (they can run code): save the model "
+                "with safetensors (`model.save_pretrained(folder)` does) and zip it again.") if pickles else ""
+        raise UserError("The archive has no model.safetensors and config.json at its top level (or in one folder)."
+                        f"{hint} Export a run with Modelsmith, or zip a Hugging Face model folder.")
+    return chosen, skipped
+
+
+def _unpack(archive: zipfile.ZipFile, chosen: dict[str, zipfile.ZipInfo], target: Path, max_bytes: int) -> None:
+    """Copy the chosen members into `target`, counting real bytes (headers can lie about sizes)."""
+    written = 0
+    for name, info in chosen.items():
+        destination = target / name
+        if destination.resolve().parent != target.resolve():  # belt and braces after check_archive
+            raise UserError(f"The archive is refused: member '{info.filename[:200]}' leaves the import folder.")
+        with archive.open(info) as source, open(destination, "wb") as sink:
+            while chunk := source.read(COPY_CHUNK):
+                written += len(chunk)
+                if written > max_bytes:
+                    raise UserError(f"The archive unpacks to more than {max_bytes / 1e6:,.1f} MB "
+                                    "(MODELSMITH_MAX_IMPORT_MB); it is refused.")
+                sink.write(chunk)
+
+
+# --- import: describe and record the model ------------------------------------------------------
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def describe_model(folder: Path, name: str) -> tuple[TrainConfig, str, list[str]]:
+    """(config, config JSON to store, notes) of an unpacked model folder.
+
+    A Modelsmith export carries run_config.json, stored as is. A bare folder gets a minimal
+    config inferred from config.json; its dataset_id is a placeholder (1), since the run has
+    no dataset here: the run row's dataset_id stays empty.
+    """
+    notes: list[str] = []
+    run_config = folder / "run_config.json"
+    if run_config.is_file():
+        text = run_config.read_text(encoding="utf-8")
+        try:
+            return TrainConfig.model_validate_json(text), text, notes
+        except ValidationError as exc:
+            notes.append(f"run_config.json does not fit this version of Modelsmith ({exc.error_count()} "
+                         "problem(s)); the settings were inferred from config.json instead.")
+    model_config = _read_json(folder / "config.json")
+    if model_config is None:
+        raise UserError("config.json in the archive is not a JSON object; it is not a model folder.")
+    config = _infer_config(model_config, name)
+    notes.append(f"No run config: inferred a {config.template.kind} {config.task} model from config.json.")
+    return config, config.model_dump_json(), notes
+
+
+def _infer_config(model_config: dict, name: str) -> TrainConfig:
+    kind = model_config.get("model_kind")
+    base = dict(name=name[:200], dataset_id=1)
+    try:
+        if kind == "modelsmith-lstm":
+            return TrainConfig(**base, task="text-classification",
+                               template=LstmTemplate.model_validate(model_config["template"]),
+                               max_length=int(model_config.get("max_length", 128)))
+        if kind == "modelsmith-lstm-lm":
+            return TrainConfig(**base, task="text-generation",
+                               template=LstmLmTemplate.model_validate(model_config["template"]))
+    except (KeyError, ValueError, TypeError) as exc:
+        raise UserError(f"config.json of this Modelsmith model is damaged ({exc}); export the run again.") from exc
+    architectures = [str(a) for a in model_config.get("architectures") or []]
+    origin = model_config.get("_name_or_path")
+    origin = origin if isinstance(origin, str) and origin and not origin.startswith(("/", ".")) else "imported"
+    if any(a.endswith("ForSequenceClassification") for a in architectures):
+        return TrainConfig(**base, task="text-classification", template=TransformerTemplate(base_model=origin))
+    if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures):
+        positions = int(model_config.get("n_positions") or model_config.get("max_position_embeddings") or 128)
+        return TrainConfig(**base, task="text-generation", template=TransformerLmFinetuneTemplate(
+            base_model=origin, block_size=max(8, min(positions, 1024))))
+    raise UserError(f"config.json describes a {', '.join(architectures) or 'model without architectures'}; "
+                    "Modelsmith imports text classifiers (…ForSequenceClassification) and language models "
+                    "(…ForCausalLM), or its own exports.")
+
+
+def check_loads(folder: Path, task: str) -> None:
+    """Load the model once from safetensors (no cache), so a broken archive fails before it is recorded."""
+    try:
+        if task == "text-generation":
+            from backend.templates.language_model import load_lm
+
+            load_lm(folder)
+        else:
+            from backend.templates import load_model
+
+            load_model(folder)
+    except UserError:
+        raise
+    except Exception as exc:  # any library error: the archive is not a model we can use
+        log.info("imported model does not load", exc_info=True)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise UserError(f"The model in the archive could not be loaded ({first}). "
+                        "Check that it is a complete model folder with model.safetensors.") from exc
+
+
+def _ensure_card(folder: Path, name: str, archive_name: str) -> None:
+    if not (folder / "README.md").is_file():
+        (folder / "README.md").write_text(f"# {name}\n\nImported into Modelsmith from `{archive_name}`.\n",
+                                          encoding="utf-8")
+
+
+def _placer(staging: Path, runs_dir: Path):
+    def place(run_id: int) -> str:
+        target = runs_dir / str(run_id)
+        if target.exists():  # a leftover folder of a deleted run: never mix files
+            target = runs_dir / f"{run_id}-{secrets.token_hex(3)}"
+        staging.rename(target)
+        return str(target)
+
+    return place
+
+
+def import_model(archive_path: Path, repo: Repository, runs_dir: Path, *, name: str | None = None,
+                 limits: ImportLimits = ImportLimits()) -> ImportResult:
+    """Import a model zip as a succeeded run (no dataset); nothing is left behind when it fails."""
+    archive_path = Path(archive_path)
+    if not archive_path.is_file() or not zipfile.is_zipfile(archive_path):
+        raise UserError(f"'{archive_path.name}' is not a zip archive. Upload a zip made by Modelsmith's "
+                        "Download, or a zip of a Hugging Face model folder.")
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    staging = runs_dir / f"{IMPORT_PREFIX}{secrets.token_hex(8)}"
+    try:
+        with zipfile.ZipFile(archive_path) as archive:
+            chosen, skipped = select_members(check_archive(archive, limits))
+            staging.mkdir()
+            _unpack(archive, chosen, staging, limits.max_bytes)
+        info = _read_json(staging / MANIFEST) or {}
+        default_name = str(info.get("name") or archive_path.stem)
+        config, config_json, notes = describe_model(staging, (name or "").strip() or default_name)
+        run_name = (name or "").strip() or config.name or default_name
+        check_loads(staging, config.task)
+        (staging / MANIFEST).unlink(missing_ok=True)
+        _ensure_card(staging, run_name, archive_path.name)
+        metrics = _read_json(staging / "metrics.json") or {}
+        run = repo.add_imported_run(name=run_name, task=config.task, template=config.template.kind,
+                                    config_json=config_json, metrics=metrics, place=_placer(staging, runs_dir))
+    except zipfile.BadZipFile as exc:
+        raise UserError(f"'{archive_path.name}' is a damaged zip archive ({exc}). Download or zip it again.") from exc
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # renamed away on success: nothing to remove then
+    if skipped:
+        notes.append(f"Left out {len(skipped)} file(s) a model does not need or that could hold pickles: "
+                     f"{', '.join(skipped[:5])}{' ...' if len(skipped) > 5 else ''}.")
+    log.info("imported %s as run %d", archive_path.name, run.id)
+    return ImportResult(run=run, skipped=skipped, notes=notes)

@@ -1,0 +1,80 @@
+"""A Gradio demo of a text model trained with Modelsmith. Standalone: it needs no Modelsmith code.
+
+The model files are in ./model; space.json says what the model does and how to load it.
+Run it with `python app.py` (http://127.0.0.1:7860), or push this folder to a Hugging Face Space.
+API names are stable, so scripts can call it with gradio_client:
+
+    from gradio_client import Client
+    client = Client("http://127.0.0.1:7860/")
+    client.predict("some text", api_name="/predict")            # classifier: {"label", "confidences"}
+    client.predict("Once upon", 200, 0.8, api_name="/generate")  # language model: the continuation
+"""
+
+import json
+from pathlib import Path
+
+import gradio as gr
+
+import text_model
+
+HERE = Path(__file__).resolve().parent
+MODEL_DIR = HERE / "model"
+SPACE = json.loads((HERE / "space.json").read_text(encoding="utf-8"))
+MAX_TEXT_CHARS = 10_000
+MAX_NEW_TOKENS = 500
+
+
+def _card() -> str:
+    """The model card below the demo (the README of the model, without its metadata block)."""
+    path = MODEL_DIR / "README.md"
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    if text.startswith("---\n") and "\n---" in text[4:]:
+        text = text[text.index("\n---", 4) + 4:]
+    return text.strip()
+
+
+def build() -> gr.Blocks:
+    """The demo page: a classifier or a text generator, and the model card."""
+    with gr.Blocks(title=SPACE["title"]) as demo:
+        gr.Markdown(f"# {SPACE['title']}")
+        if SPACE["task"] == "text-classification":
+            classify = text_model.load_classifier(MODEL_DIR, SPACE)
+
+            def predict(text: str) -> dict:
+                """Probability of each class for one text."""
+                text = text or ""
+                if not text.strip():
+                    raise gr.Error("Type a text to classify first.")
+                return classify(text[:MAX_TEXT_CHARS])
+
+            text = gr.Textbox(label="Text", lines=4, placeholder="Type a text to classify")
+            button = gr.Button("Predict", variant="primary")
+            label = gr.Label(label="Prediction", num_top_classes=5)
+            button.click(predict, text, label, api_name="predict")
+            text.submit(predict, text, label, api_visibility="private")
+        else:
+            write = text_model.load_generator(MODEL_DIR, SPACE)
+
+            def generate(prompt: str, max_new_tokens: float = 200, temperature: float = 0.8):
+                """The continuation of the prompt, streamed as it is written."""
+                steps = max(1, min(int(max_new_tokens), MAX_NEW_TOKENS))
+                text = ""
+                for piece in write((prompt or "")[:MAX_TEXT_CHARS], steps, float(temperature)):
+                    text += piece
+                    yield text
+
+            prompt = gr.Textbox(label="Prompt", lines=3, placeholder="Start a text; the model continues it")
+            with gr.Row():
+                length = gr.Slider(1, MAX_NEW_TOKENS, value=200, step=1, label="Length (tokens)")
+                temperature = gr.Slider(0, 2, value=0.8, step=0.05, label="Temperature (0 = always the likeliest)")
+            button = gr.Button("Generate", variant="primary")
+            output = gr.Textbox(label="Continuation", lines=8)
+            button.click(generate, [prompt, length, temperature], output, api_name="generate")
+        gr.Markdown(_card())
+    return demo
+
+
+demo = build()
+
+if __name__ == "__main__":
+    demo.launch()
