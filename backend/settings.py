@@ -6,6 +6,7 @@ second Accelerator with another precision raises.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -13,14 +14,34 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+def on_hugging_face_space() -> bool:
+    """True inside a Hugging Face Space (the platform sets SPACE_ID)."""
+    return bool(os.environ.get("SPACE_ID"))
+
+
+def _default_home() -> Path:
+    # A Space's own disk is wiped on every restart; its persistent storage (when the owner adds
+    # it) is mounted at /data, so data survives there.
+    persistent = Path("/data")
+    if on_hugging_face_space() and persistent.is_dir() and os.access(persistent, os.W_OK):
+        return persistent / "modelsmith"
+    return Path("./modelsmith_data")
+
+
+def _default_host() -> str:
+    # A Space reaches the app through its proxy, which needs 0.0.0.0; everywhere else the app
+    # stays on loopback unless the person says otherwise.
+    return "0.0.0.0" if on_hugging_face_space() else "127.0.0.1"
+
+
 class Settings(BaseSettings):
     """Everything a deployment may change; every field has a working default."""
 
     model_config = SettingsConfigDict(env_prefix="MODELSMITH_", env_file=".env", extra="ignore")
 
-    home: Path = Field(Path("./modelsmith_data"), description="Folder for the database, datasets and models.")
+    home: Path = Field(default_factory=_default_home, description="Folder for the database, datasets and models.")
     database_url: str = Field("", description="Any SQLAlchemy URL; empty means a SQLite file in the home dir.")
-    host: str = Field("127.0.0.1", description="Address the web app binds to.")
+    host: str = Field(default_factory=_default_host, description="Address the web app binds to.")
     port: int = Field(7860, ge=1, le=65535, description="Port the web app listens on.")
     max_upload_mb: float = Field(200, gt=0, description="Largest file accepted for upload, in MB.")
     max_rows: int = Field(2_000_000, ge=1, description="Most rows accepted in one dataset.")

@@ -1,0 +1,46 @@
+"""Settings defaults: loopback and a local folder, except inside a Hugging Face Space."""
+
+from pathlib import Path
+
+import pytest
+
+from backend import settings as settings_module
+from backend.settings import Settings
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    for name in ("SPACE_ID", "MODELSMITH_HOST", "MODELSMITH_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(Path(__file__).parent)  # no stray .env file from the caller's folder
+    return monkeypatch
+
+
+def test_defaults_bind_loopback_and_keep_data_beside_the_app(clean_env):
+    settings = Settings()
+    assert settings.host == "127.0.0.1"
+    assert settings.home == Path("./modelsmith_data")
+    assert settings.port == 7860
+
+
+def test_a_space_listens_on_all_interfaces_so_its_proxy_reaches_the_app(clean_env):
+    clean_env.setenv("SPACE_ID", "someone/modelsmith")
+    assert Settings().host == "0.0.0.0"
+
+
+def test_an_explicit_host_wins_inside_a_space_too(clean_env):
+    clean_env.setenv("SPACE_ID", "someone/modelsmith")
+    clean_env.setenv("MODELSMITH_HOST", "127.0.0.1")
+    assert Settings().host == "127.0.0.1"
+
+
+def test_a_space_with_persistent_storage_keeps_data_there(clean_env, tmp_path):
+    clean_env.setenv("SPACE_ID", "someone/modelsmith")
+    clean_env.setattr(settings_module, "Path", lambda value: tmp_path if value == "/data" else Path(value))
+    assert Settings().home == tmp_path / "modelsmith"
+
+
+def test_a_space_without_persistent_storage_uses_the_local_folder(clean_env, tmp_path):
+    clean_env.setenv("SPACE_ID", "someone/modelsmith")
+    clean_env.setattr(settings_module, "Path", lambda value: tmp_path / "absent" if value == "/data" else Path(value))
+    assert Settings().home == Path("./modelsmith_data")
