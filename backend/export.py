@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import secrets
 import shutil
@@ -72,13 +73,29 @@ class ImportResult:
     run: RunRecord
     skipped: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)  # class names of a classifier; [] for a language model
 
 
 def import_limits(settings) -> ImportLimits:
-    """Limits from Settings (`max_import_mb`, `max_import_files` when present), else the defaults."""
-    megabytes = float(getattr(settings, "max_import_mb", DEFAULT_MAX_IMPORT_MB))
-    return ImportLimits(max_bytes=int(megabytes * 1024 * 1024),
-                        max_files=int(getattr(settings, "max_import_files", DEFAULT_MAX_IMPORT_FILES)))
+    """Limits from Settings (`max_import_mb`, `max_import_files`), else MODELSMITH_MAX_IMPORT_MB /
+    MODELSMITH_MAX_IMPORT_FILES from the environment, else the defaults (2048 MB, 200 files)."""
+    megabytes = _limit(settings, "max_import_mb", DEFAULT_MAX_IMPORT_MB)
+    files = _limit(settings, "max_import_files", DEFAULT_MAX_IMPORT_FILES)
+    return ImportLimits(max_bytes=int(megabytes * 1024 * 1024), max_files=int(files))
+
+
+def _limit(settings, name: str, default: float) -> float:
+    # Settings may not carry these fields (yet): the environment variable is read directly then.
+    variable = f"MODELSMITH_{name.upper()}"
+    raw = getattr(settings, name, None)
+    raw = os.environ.get(variable, default) if raw is None else raw
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        value = -1.0
+    if not value > 0 or value != value:  # also refuses NaN
+        raise UserError(f"{variable} must be a number above 0 (got '{raw}'); unset it to use {default:g}.")
+    return value
 
 
 # --- export --------------------------------------------------------------------------------------
@@ -140,6 +157,18 @@ def export_zip(run: RunRecord, out: Path) -> ExportResult:
     return ExportResult(path=target, format="zip", files=sorted(names))
 
 
+def copy_model_files(run: RunRecord, target: Path) -> list[str]:
+    """Copy what a model zip holds (model files + modelsmith.json) into the folder `target`; their names."""
+    folder = model_folder(run)
+    target.mkdir(parents=True, exist_ok=True)
+    names = []
+    for path in model_files(folder):
+        shutil.copyfile(path, target / path.name)  # copyfile: never a link back into the run folder
+        names.append(path.name)
+    (target / MANIFEST).write_text(json.dumps(manifest(run), indent=2), encoding="utf-8")
+    return sorted(names + [MANIFEST])
+
+
 # --- import: check the archive ------------------------------------------------------------------
 
 def _is_symlink(info: zipfile.ZipInfo) -> bool:
@@ -170,11 +199,13 @@ def check_archive(archive: zipfile.ZipFile, limits: ImportLimits) -> list[zipfil
                             "Export the model again with Modelsmith, or zip the model folder's files themselves.")
     files = [info for info in members if not info.is_dir()]
     if len(files) > limits.max_files:
-        raise UserError(f"The archive holds {len(files)} files; at most {limits.max_files} are accepted. "
+        raise UserError(f"The archive is refused: it holds {len(files)} files; at most {limits.max_files} "
+                        "are accepted. "
                         "Zip only the model folder (weights, config and tokenizer files).")
     total = sum(info.file_size for info in files)
     if total > limits.max_bytes:
-        raise UserError(f"The archive unpacks to {total / 1e6:,.1f} MB; the limit is {limits.max_bytes / 1e6:,.1f} MB "
+        raise UserError(f"The archive is refused: it unpacks to {total / 1e6:,.1f} MB; the limit is "
+                        f"{limits.max_bytes / 1e6:,.1f} MB "
                         "(MODELSMITH_MAX_IMPORT_MB). Zip only the model files, or raise the limit.")
     return files
 
@@ -285,6 +316,17 @@ def _infer_config(model_config: dict, name: str) -> TrainConfig:
                     "(…ForCausalLM), or its own exports.")
 
 
+def model_labels(folder: Path) -> list[str]:
+    """The class names in a model folder's config.json (Modelsmith's LSTM or Hugging Face id2label); [] if none."""
+    config = _read_json(Path(folder) / "config.json") or {}
+    if isinstance(config.get("labels"), list):
+        return [str(label) for label in config["labels"]]
+    id2label = config.get("id2label")
+    if not isinstance(id2label, dict):
+        return []
+    return [str(id2label.get(str(i), id2label.get(i, f"LABEL_{i}"))) for i in range(len(id2label))]
+
+
 def check_loads(folder: Path, task: str) -> None:
     """Load the model once from safetensors (no cache), so a broken archive fails before it is recorded."""
     try:
@@ -348,10 +390,14 @@ def import_model(archive_path: Path, repo: Repository, runs_dir: Path, *, name: 
                                     config_json=config_json, metrics=metrics, place=_placer(staging, runs_dir))
     except zipfile.BadZipFile as exc:
         raise UserError(f"'{archive_path.name}' is a damaged zip archive ({exc}). Download or zip it again.") from exc
+    except (RuntimeError, NotImplementedError) as exc:  # zipfile's words for encrypted / unknown compression
+        raise UserError(f"'{archive_path.name}' could not be unpacked ({exc}). Zip the model folder again "
+                        "without a password, with ordinary (deflate) compression.") from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # renamed away on success: nothing to remove then
     if skipped:
         notes.append(f"Left out {len(skipped)} file(s) a model does not need or that could hold pickles: "
                      f"{', '.join(skipped[:5])}{' ...' if len(skipped) > 5 else ''}.")
     log.info("imported %s as run %d", archive_path.name, run.id)
-    return ImportResult(run=run, skipped=skipped, notes=notes)
+    labels = model_labels(Path(run.output_dir or "")) if run.task == "text-classification" else []
+    return ImportResult(run=run, skipped=skipped, notes=notes, labels=labels)

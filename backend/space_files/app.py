@@ -7,7 +7,8 @@ API names are stable, so scripts can call it with gradio_client:
     from gradio_client import Client
     client = Client("http://127.0.0.1:7860/")
     client.predict("some text", api_name="/predict")            # classifier: {"label", "confidences"}
-    client.predict("Once upon", 200, 0.8, api_name="/generate")  # language model: the continuation
+    client.predict("Once upon", 200, 0.8, 0, api_name="/generate")  # language model: prompt, tokens,
+                                                                      # temperature, seed (-1 = random)
 """
 
 import json
@@ -55,11 +56,13 @@ def build() -> gr.Blocks:
         else:
             write = text_model.load_generator(MODEL_DIR, SPACE)
 
-            def generate(prompt: str, max_new_tokens: float = 200, temperature: float = 0.8):
-                """The continuation of the prompt, streamed as it is written."""
-                steps = max(1, min(int(max_new_tokens), MAX_NEW_TOKENS))
+            def generate(prompt: str, max_new_tokens: float = 200, temperature: float = 0.8, seed: float = -1):
+                """The continuation of the prompt, streamed as it is written; a seed of 0 or more repeats a text."""
+                steps = max(1, min(int(max_new_tokens or 1), MAX_NEW_TOKENS))
+                temperature = max(0.0, float(temperature or 0.0))
+                fixed = None if seed is None or seed < 0 else int(seed)
                 text = ""
-                for piece in write((prompt or "")[:MAX_TEXT_CHARS], steps, float(temperature)):
+                for piece in write((prompt or "")[:MAX_TEXT_CHARS], steps, temperature, seed=fixed):
                     text += piece
                     yield text
 
@@ -67,9 +70,10 @@ def build() -> gr.Blocks:
             with gr.Row():
                 length = gr.Slider(1, MAX_NEW_TOKENS, value=200, step=1, label="Length (tokens)")
                 temperature = gr.Slider(0, 2, value=0.8, step=0.05, label="Temperature (0 = always the likeliest)")
+                seed = gr.Number(value=-1, precision=0, label="Seed (-1 = a new text each time)")
             button = gr.Button("Generate", variant="primary")
             output = gr.Textbox(label="Continuation", lines=8)
-            button.click(generate, [prompt, length, temperature], output, api_name="generate")
+            button.click(generate, [prompt, length, temperature, seed], output, api_name="generate")
         gr.Markdown(_card())
     return demo
 

@@ -10,6 +10,7 @@ backend/templates/lstm.py, backend/templates/lstm_lm.py and backend/generation.p
 gives the predictions (and, for one seed, the text) the app gave.
 """
 
+import inspect
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -165,6 +166,9 @@ class _TransformerStepper:
         self.model, self.device, self.context_length = model, device, context_length
         self.ids: list[int] = []
         self.cache = None
+        # transformers 5 renamed `past_key_values` to `cache`; the Space may get either version.
+        parameters = inspect.signature(model.forward).parameters
+        self.cache_argument = "cache" if "cache" in parameters else "past_key_values"
 
     def start(self, ids: list[int]) -> torch.Tensor:
         self.ids = list(ids)
@@ -175,17 +179,22 @@ class _TransformerStepper:
         if self.cache is None or len(self.ids) > self.context_length:
             return self._reread()
         with torch.inference_mode():
-            output = self.model(input_ids=torch.tensor([[token]], device=self.device), past_key_values=self.cache,
-                                use_cache=True)
-        self.cache = output.past_key_values
+            output = self.model(input_ids=torch.tensor([[token]], device=self.device), use_cache=True,
+                                **{self.cache_argument: self.cache})
+        self.cache = _cache_of(output)
         return output.logits[0, -1]
 
     def _reread(self) -> torch.Tensor:
         self.ids = self.ids[-self.context_length:]
         with torch.inference_mode():
             output = self.model(input_ids=torch.tensor([self.ids], device=self.device), use_cache=True)
-        self.cache = output.past_key_values
+        self.cache = _cache_of(output)
         return output.logits[0, -1]
+
+
+def _cache_of(output) -> object:
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else getattr(output, "past_key_values", None)
 
 
 def load_generator(folder: Path, space: dict) -> Callable[..., Iterator[str]]:
