@@ -12,7 +12,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -153,8 +153,12 @@ def demo_predict(repo: Repository, token: str | None, text: str | None) -> dict[
 
 
 def demo_stream(repo: Repository, token: str | None, prompt: str | None, *, max_new_tokens: int = 200,
-                temperature: float = 0.8, seed: int | None = None) -> Iterator[str]:
-    """The token's language model continuing `prompt`, in incremental pieces; stops if the link is revoked."""
+                temperature: float = 0.8, seed: int | None = None,
+                should_stop: Callable[[], bool] | None = None) -> Iterator[str]:
+    """The token's language model continuing `prompt`, in incremental pieces.
+
+    Stops when `should_stop()` is true (the page's Stop button) or once the link is revoked.
+    """
     target = open_demo(repo, token)
     if target.run.task != "text-generation":
         raise UserError("This demo classifies text: use its predict endpoint instead of generate.")
@@ -167,7 +171,9 @@ def demo_stream(repo: Repository, token: str | None, prompt: str | None, *, max_
     generator = load_generator(target.model_dir)
     checked = [time.monotonic()]
 
-    def revoked() -> bool:
+    def stopped() -> bool:
+        if should_stop is not None and should_stop():
+            return True
         # Looking the token up costs a query: once a second is enough to stop a revoked stream.
         if time.monotonic() - checked[0] < REVOCATION_CHECK_S:
             return False
@@ -179,4 +185,4 @@ def demo_stream(repo: Repository, token: str | None, prompt: str | None, *, max_
         return False
 
     yield from generator.stream(prompt, max_new_tokens=max_new_tokens, temperature=float(temperature),
-                                seed=seed, should_stop=revoked)
+                                seed=seed, should_stop=stopped)

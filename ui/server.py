@@ -1,0 +1,65 @@
+"""One web server for both apps: the main Modelsmith app at / and the public demo pages at /demo/<token>/.
+
+The demo page is a separate gr.Blocks mounted on the main app's FastAPI server (one port, one
+process, one share link). Mounting at "/demo/{token}" puts the token into every request's path
+parameters, so the demo page, its config and its API calls all carry it, and a gradio_client
+pointed at http://host/demo/<token>/ works unchanged. The main app's login (MODELSMITH_AUTH)
+does not cover /demo: a demo link is meant for people without an account.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+from fastapi import FastAPI
+from starlette.routing import Mount
+
+from backend.demos import DEMO_PATH
+from backend.services import Services
+from backend.settings import Settings
+from ui.app import CSS, THEME, launch_kwargs, private_paths
+from ui.demo_page import build_demo_page
+
+DEMO_MOUNT = f"{DEMO_PATH}/{{token}}"
+DEMO_MAX_UPLOAD_BYTES = 1024 * 1024  # the demo page takes no files; Gradio's upload route still exists
+
+
+def upload_folder() -> Path:
+    """Gradio's upload cache (shared by every Blocks of the process): where the main app's uploads land."""
+    return Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio").resolve()
+
+
+def demo_mount_options(settings: Settings) -> dict:
+    """Options of the demo page: it serves no files at all, and shows errors' details only in debug.
+
+    The demo page has no file inputs or outputs, so it blocks the home dir and Gradio's upload
+    cache too: the main app's uploads must not be fetchable without the main app's login.
+    """
+    return {"server_name": settings.host, "server_port": settings.port, "show_error": settings.debug,
+            "max_file_size": DEMO_MAX_UPLOAD_BYTES, "allowed_paths": [],
+            "blocked_paths": [str(settings.home.resolve()), str(upload_folder()), *private_paths(settings)],
+            "footer_links": [], "run_history": False, "enable_monitoring": False, "mcp_server": False,
+            "ssr_mode": False, "theme": THEME, "css": CSS}
+
+
+def demo_app_kwargs(services: Services) -> dict:
+    """`app_kwargs` for the main app's launch() that serve the demo pages on the same server.
+
+    gr.mount_gradio_app wires a Blocks into a FastAPI app (its routes and the lifespan that
+    starts its queue); we let it do so on a throwaway FastAPI app, then hand that Mount and
+    lifespan to the server launch() builds, so the main app keeps launch()'s options (share
+    link, login) and the demo routes are tried first.
+    """
+    holder = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    gr.mount_gradio_app(holder, build_demo_page(services), path=DEMO_MOUNT,
+                        **demo_mount_options(services.settings))
+    mount = next(route for route in holder.router.routes if isinstance(route, Mount))
+    return {"routes": [mount], "lifespan": holder.router.lifespan_context}
+
+
+def server_kwargs(services: Services) -> dict:
+    """Everything the main Blocks' launch() needs: the safe launch options plus the demo pages."""
+    return launch_kwargs(services.settings) | {"app_kwargs": demo_app_kwargs(services)}
