@@ -4,8 +4,11 @@
     python app.py ingest PATH --json      # store a dataset, print its summary
     python app.py train --dataset 1 --template lstm --set epochs=2 --json
     python app.py predict --run 3 "some text" --json
+    python app.py generate --run 4 "Once upon a time" --seed 1 --json
     python app.py runs --json
     python app.py resume --run 3 --json
+    python app.py export --run 3 --format zip|space|space-zip --out PATH --json
+    python app.py import model.zip --name "spam v2" --json
 
 The CLI goes through the same backend functions as the UI. Exit codes: 0 ok, 1 the run failed,
 2 bad input (the JSON says {"error": ...}).
@@ -56,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--run", type=int, required=True)
     predict.add_argument("texts", nargs="+")
 
+    _add_generate_parser(commands)
+    _add_share_parsers(commands)
     commands.add_parser("runs", help="List all runs.")
     resume = commands.add_parser("resume", help="Resume an interrupted or cancelled run in the foreground.")
     resume.add_argument("--run", type=int, required=True)
@@ -63,6 +68,31 @@ def build_parser() -> argparse.ArgumentParser:
     for sub in commands.choices.values():
         sub.add_argument("--json", action="store_true", help="Print one JSON document on stdout.")
     return parser
+
+
+def _add_generate_parser(commands) -> None:
+    from backend.generation_settings import GenerationSettings  # pydantic only: the CLI still starts fast
+
+    generate = commands.add_parser("generate", help="Continue a prompt with a finished text-generation run.")
+    generate.add_argument("--run", type=int, required=True)
+    generate.add_argument("prompt", help='Text to continue ("" lets the model start a text).')
+    # Numbers are read as text and checked by GenerationSettings, so a bad one gets {"error": ...}
+    # like every other bad input (argparse's own type check would print usage and no JSON).
+    for name, info in GenerationSettings.model_fields.items():
+        default = "random (reported in the output)" if info.default is None else info.default
+        generate.add_argument("--" + name.replace("_", "-"), help=f"{info.description} Default: {default}.")
+
+
+def _add_share_parsers(commands) -> None:
+    # --run and --format are checked by cmd_export, not argparse, so a bad value gets {"error": ...}.
+    export = commands.add_parser("export", help="Write a finished run's model as a zip, or as a Hugging Face Space.")
+    export.add_argument("--run", required=True, help="Id of a succeeded run.")
+    export.add_argument("--format", default="zip", help="zip (model files), space (a Space folder) or space-zip.")
+    export.add_argument("--out", default=".", help="File or folder to write; a folder gets <name>-run<id>.zip.")
+    model_import = commands.add_parser("import", help="Import a model zip (Modelsmith's or a Hugging Face "
+                                                      "model folder's) as a finished run.")
+    model_import.add_argument("path")
+    model_import.add_argument("--name", help="Name of the new run; default: the exported run's name.")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -193,6 +223,9 @@ def cmd_predict(settings, args):
     if run.status != "succeeded" or not run.output_dir:
         raise BadInput(f"Run {run.id} is {run.status}; only succeeded runs can predict. "
                        "Pick a succeeded run from `python app.py runs`.")
+    if run.task == "text-generation":
+        raise BadInput(f"Run {run.id} is a text-generation model: it writes text rather than classify it. "
+                       f'Use `python app.py generate --run {run.id} "a prompt"`, or pick a classification run.')
     return load_predictor(Path(run.output_dir)).predict(list(args.texts)), 0
 
 
@@ -201,8 +234,65 @@ def cmd_runs(settings, args):
     return [run_summary(run) for run in services.repo.list_runs()], 0
 
 
+def cmd_generate(settings, args):
+    """Write a continuation of the prompt; one JSON object with the settings used (seed included)."""
+    from pydantic import ValidationError
+
+    from backend.generation import load_generator
+    from backend.generation_settings import GenerationSettings, check_prompt, language_model_folder
+
+    given = {name: getattr(args, name) for name in GenerationSettings.model_fields}
+    try:
+        options = GenerationSettings.model_validate({k: v for k, v in given.items() if v is not None}).with_seed()
+    except ValidationError as exc:
+        raise BadInput("; ".join(f"--{str(e['loc'][0]).replace('_', '-')} {given.get(e['loc'][0])!r}: {e['msg']}"
+                                 for e in exc.errors())) from None
+    prompt = check_prompt(args.prompt)
+    services = _services(settings)
+    generator = load_generator(language_model_folder(services.repo, args.run))
+    text = generator.generate(prompt, **options.model_dump())
+    return {"run_id": args.run, "prompt": prompt, "text": text, **options.model_dump(),
+            "dropped_characters": generator.dropped_characters(prompt)}, 0
+
+
+EXPORT_FORMATS = ("zip", "space", "space-zip")
+
+
+def cmd_export(settings, args):
+    """Write a run's model as a zip or a Space; JSON with run_id, format, path and files."""
+    from backend.export import export_zip
+    from backend.space_export import export_space
+
+    if args.format not in EXPORT_FORMATS:
+        raise BadInput(f"--format '{args.format}' is unknown; use one of: {', '.join(EXPORT_FORMATS)}.")
+    try:
+        run_id = int(args.run)
+    except ValueError:
+        raise BadInput(f"--run expects a run id (a number), got '{args.run}'. "
+                       "List runs with `python app.py runs`.") from None
+    run = _services(settings).repo.get_run(run_id)
+    out = Path(args.out)
+    if args.format == "zip":
+        result = export_zip(run, out)
+    else:
+        result = export_space(run, out, as_zip=args.format == "space-zip")
+    return {"run_id": run.id, "format": args.format, "path": str(result.path.resolve()), "files": result.files}, 0
+
+
+def cmd_import(settings, args):
+    """Import a model zip as a succeeded run; JSON with run_id, task, labels and notes."""
+    from backend.export import import_limits, import_model
+
+    services = _services(settings)
+    result = import_model(Path(args.path), services.repo, settings.runs_dir, name=args.name,
+                          limits=import_limits(settings))
+    run = result.run
+    return {"run_id": run.id, "name": run.name, "task": run.task, "template": run.template, "labels": result.labels,
+            "output_dir": run.output_dir, "skipped": result.skipped, "notes": result.notes}, 0
+
+
 COMMANDS = {"ingest": cmd_ingest, "train": cmd_train, "predict": cmd_predict, "runs": cmd_runs,
-            "resume": cmd_resume}
+            "resume": cmd_resume, "generate": cmd_generate, "export": cmd_export, "import": cmd_import}
 
 
 def serve(settings) -> int:
@@ -211,13 +301,19 @@ def serve(settings) -> int:
     from backend.services import build_services, lock_home
     # Import the UI (gradio, torch, transformers) before any worker thread starts: a job importing
     # transformers while this thread does fails with a half-initialised module.
-    from ui.app import build_app, launch_kwargs
+    from ui.app import build_app, parse_auth
+    from ui.server import server_kwargs
 
     try:
+        parse_auth(settings.auth)  # a malformed MODELSMITH_AUTH stops here, before any job starts
         home_lock = lock_home(settings)  # held open until we return: one serving app per home dir
-    except UserError as exc:
+    except (UserError, ValueError) as exc:
         log.error("%s", exc)
         return 2
+    if settings.share:
+        log.warning("MODELSMITH_SHARE is on: anyone with the share link gets the WHOLE app (datasets, runs, "
+                    "training)%s. For one model, publish a demo link instead.",
+                    "" if settings.auth else " and there is no login (set MODELSMITH_AUTH)")
     services = build_services(settings)
 
     def on_sigterm(signum, frame):  # container stop: running jobs checkpoint and end `interrupted`
@@ -230,7 +326,7 @@ def serve(settings) -> int:
     services.runner.start()
     demo = build_app(services)
     try:
-        demo.launch(**launch_kwargs(settings))
+        demo.launch(**server_kwargs(services))  # the main app at /, demo links at /demo/<token>/
     finally:
         services.runner.shutdown()
         if home_lock is not None:

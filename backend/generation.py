@@ -212,16 +212,17 @@ class _TransformerStepper:
         if self.cache is None or len(self.ids) > self.context_length:
             return self._reread()
         with torch.inference_mode():
-            output = self.model(input_ids=torch.tensor([[token]], device=self.device), past_key_values=self.cache,
+            # Transformers 5 calls the key/value cache `cache` (`past_key_values` is deprecated).
+            output = self.model(input_ids=torch.tensor([[token]], device=self.device), cache=self.cache,
                                 use_cache=True)
-        self.cache = output.past_key_values
+        self.cache = output.cache
         return output.logits[0, -1]
 
     def _reread(self) -> torch.Tensor:
         self.ids = self.ids[-self.context_length:]
         with torch.inference_mode():
             output = self.model(input_ids=torch.tensor([self.ids], device=self.device), use_cache=True)
-        self.cache = output.past_key_values
+        self.cache = output.cache
         return output.logits[0, -1]
 
 

@@ -12,6 +12,8 @@ from backend.settings import Settings
 from ui.data_tab import build_data_tab, on_page_load
 from ui.playground_tab import build_playground_tab, on_pick_run, on_refresh_runs, predictions_dir
 from ui.runs_tab import build_runs_tab, on_refresh_list
+from ui.share_tab import build_share_tab
+from ui.share_tab import on_refresh_runs as on_refresh_share_runs
 from ui.train_tab import build_train_tab
 
 HEADER_REFRESH_SECONDS = 3.0
@@ -58,6 +60,8 @@ def build_app(services: Services) -> gr.Blocks:
                 status_filter, run_picker, run_list_outputs, list_shown = build_runs_tab(services, train_form, tabs)
             with gr.Tab("4 · Playground", id="playground") as playground_tab:
                 playground_runs, playground_examples = build_playground_tab(services)
+            with gr.Tab("5 · Share", id="share") as share_tab:
+                share_runs, show_links, link_outputs = build_share_tab(services)
         with data_placeholder:
             datasets_table, dataset_picker = build_data_tab(services, train_form.dataset)
         # Components are built once per process; a (re)loaded page must show what was stored since.
@@ -71,6 +75,9 @@ def build_app(services: Services) -> gr.Blocks:
         timer.tick(partial(header_html, services, device), None, header, show_progress="hidden", queue=False,
                    **private)
         playground_tab.select(partial(on_refresh_runs, services), playground_runs, playground_runs, **private)
+        for trigger in (demo.load, share_tab.select):  # runs that finished (or were imported) since
+            trigger(partial(on_refresh_share_runs, services), share_runs, share_runs, **private).then(
+                show_links, share_runs, link_outputs, **private)
     return demo
 
 

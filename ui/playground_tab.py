@@ -1,4 +1,9 @@
-"""Playground tab: try a finished model on your own text, or predict a whole file."""
+"""Playground tab: try a finished model on your own text, or predict a whole file.
+
+One run picker lists every succeeded run; the panel below follows the run's task: a classifier
+gets the text box, its prediction and batch prediction; a language model gets the generation
+panel (ui/generate_panel.py), which streams the continuation.
+"""
 
 from __future__ import annotations
 
@@ -13,29 +18,54 @@ import pandas as pd
 
 from backend.batch import predict_file
 from backend.data import load_split
+from backend.errors import UserError
+from backend.generation_settings import parse_run_id
 from backend.inference import load_predictor
 from backend.services import Services
 from backend.settings import Settings
+from storage.records import RunRecord
 from ui.errors import shows_errors
-from ui.formatting import confusion_html, error_box, run_choices
+from ui.formatting import confusion_html, error_box
+from ui.generate_panel import build_generate_panel
 
 EXAMPLES = 6
 MAX_TEXT_CHARS = 100_000
 KEEP_PREDICTIONS_S = 24 * 3600  # prediction files are downloads, not records: clear them after a day
 BATCH_TYPES = [".csv", ".tsv", ".txt", ".jsonl", ".json", ".parquet"]
+PROMPT_EXAMPLE_CHARS = 40  # a prompt example is the start of a validation line: the model writes the rest
+TASK_NAMES = {"text-classification": "classifier", "text-generation": "text generator"}
 
 
-def _succeeded(services: Services, task: str = "text-classification"):
-    return [r for r in services.repo.list_runs("succeeded") if r.task == task]
+def _succeeded(services: Services) -> list[RunRecord]:
+    return services.repo.list_runs("succeeded")
+
+
+def run_choices(runs: list[RunRecord]) -> list[tuple[str, int]]:
+    """(label, id) pairs that say what each run does, since both kinds share one picker."""
+    return [(f"#{r.id} {r.name} · {TASK_NAMES.get(r.task, r.task)}", r.id) for r in runs]
 
 
 def _run_folder(services: Services, run_id) -> Path:
     if not run_id:
         raise gr.Error("Pick a finished run first (the Runs tab shows which ones succeeded).", print_exception=False)
-    run = services.repo.get_run(int(run_id))
+    try:
+        run = services.repo.get_run(parse_run_id(run_id))
+    except UserError as exc:
+        raise gr.Error(str(exc), print_exception=False) from None
     if run.status != "succeeded" or not run.output_dir:
         raise gr.Error(f"Run #{run.id} is {run.status}; only succeeded runs can predict.", print_exception=False)
+    if run.task != "text-classification":
+        raise gr.Error(f"Run #{run.id} is a {TASK_NAMES.get(run.task, run.task)}: it writes text rather than "
+                       "classify it. Use the Generate panel (or the `generate` API), or pick a classifier.",
+                       print_exception=False)
     return Path(run.output_dir)
+
+
+def _task(services: Services, run_id) -> str | None:
+    try:
+        return services.repo.get_run(parse_run_id(run_id)).task if run_id else None
+    except Exception:  # deleted meanwhile, or typed in: the handlers say so when used
+        return None
 
 
 def predictions_dir(settings: Settings) -> Path:
@@ -50,8 +80,27 @@ def on_refresh_runs(services: Services, selected):
     return gr.update(choices=run_choices(runs), value=selected if selected in ids else (runs[0].id if runs else None))
 
 
+def on_show_panel(services: Services, run_id):
+    """Show the classifier's panel or the generation panel, after the picked run's task."""
+    generates = _task(services, run_id) == "text-generation"
+    return gr.update(visible=not generates), gr.update(visible=generates)
+
+
+def prompt_examples(texts, count: int = EXAMPLES) -> list[str]:
+    """Starts of distinct non-empty lines of the texts: prompts the model can continue."""
+    starts: list[str] = []
+    for text in texts:
+        for line in str(text).splitlines():
+            start = line.strip()[:PROMPT_EXAMPLE_CHARS].rstrip()
+            if start and start not in starts:
+                starts.append(start)
+                if len(starts) == count:
+                    return starts
+    return starts
+
+
 def on_pick_run(services: Services, run_id):
-    """A few validation texts of the run's dataset, a balanced mix of classes, to click and try."""
+    """A few validation texts of the run's dataset to click and try (a classifier: a balanced mix of classes)."""
     if not run_id:
         return gr.update(samples=[])
     try:
@@ -61,6 +110,8 @@ def on_pick_run(services: Services, run_id):
         return gr.update(samples=[])
     if frame.empty:
         return gr.update(samples=[])
+    if run.task == "text-generation":
+        return gr.update(samples=[[start] for start in prompt_examples(frame["text"])])
     per_class = max(1, EXAMPLES // max(frame["label"].nunique(), 1)) if "label" in frame else EXAMPLES
     picks = frame.groupby("label", sort=True).head(per_class) if "label" in frame else frame
     return gr.update(samples=[[str(t)[:500]] for t in picks["text"].head(EXAMPLES)])
@@ -116,33 +167,48 @@ def on_batch(services: Services, run_id, path: str | None):
 def build_playground_tab(services: Services) -> tuple[gr.Dropdown, gr.Dataset]:
     """Lay out the Playground tab; returns the run picker and the examples, which the app refreshes."""
     runs = _succeeded(services)
-    run_picker = gr.Dropdown(run_choices(runs), value=runs[0].id if runs else None, label="Finished run",
-                             info="Runs that trained successfully.", elem_id="playground-run")
-    with gr.Row(equal_height=False):
-        with gr.Column():
-            text = gr.Textbox(label="Text", lines=4, placeholder="Type or paste a text to classify",
-                              elem_id="playground-text")
-            predict_button = gr.Button("Predict", variant="primary", elem_id="predict")
-            examples = gr.Dataset(components=[text], samples=[], label="Examples from the validation set (click one)")
-        with gr.Column():
-            label = gr.Label(num_top_classes=5, label="Prediction", elem_id="prediction")
-    with gr.Accordion("Batch prediction", open=False):
-        gr.Markdown("Upload a CSV, TSV or TXT file (one text per row). If it has a label column with the "
-                    "model's classes, you also get accuracy, macro F1 and a confusion matrix.")
+    first = runs[0] if runs else None
+    generates = first is not None and first.task == "text-generation"
+    run_picker = gr.Dropdown(run_choices(runs), value=first.id if first else None, label="Finished run",
+                             info="Runs that trained successfully: classifiers and text generators.",
+                             elem_id="playground-run",
+                             # The server checks a value against the choices it was built with: API
+                             # callers of `predict`/`generate` could never use a run trained since.
+                             # The handlers check the run themselves, with a message that says why.
+                             allow_custom_value=True)
+    # One examples list above both panels: a click fills the text to classify and the prompt alike.
+    examples_input = gr.Textbox(visible=False)
+    examples = gr.Dataset(components=[examples_input], samples=[], label="Examples from the validation set "
+                          "(click one)", elem_id="playground-examples")
+    with gr.Column(visible=not generates) as classify_panel:
         with gr.Row(equal_height=False):
             with gr.Column():
-                batch_file = gr.File(label="File to predict", type="filepath", file_types=BATCH_TYPES, height=140,
-                                     elem_id="batch-file")
-                batch_button = gr.Button("Predict file", elem_id="predict-file")
+                text = gr.Textbox(label="Text", lines=4, placeholder="Type or paste a text to classify",
+                                  elem_id="playground-text")
+                predict_button = gr.Button("Predict", variant="primary", elem_id="predict")
             with gr.Column():
-                download = gr.File(label="Predictions (CSV)", interactive=False, height=140, elem_id="batch-download")
-                batch_summary = gr.Markdown(elem_id="batch-summary")
-        batch_preview = gr.Dataframe(label="First predictions", interactive=False, max_height=300)
-        batch_confusion = gr.HTML()
+                label = gr.Label(num_top_classes=5, label="Prediction", elem_id="prediction")
+        with gr.Accordion("Batch prediction", open=False):
+            gr.Markdown("Upload a CSV, TSV or TXT file (one text per row). If it has a label column with the "
+                        "model's classes, you also get accuracy, macro F1 and a confusion matrix.")
+            with gr.Row(equal_height=False):
+                with gr.Column():
+                    batch_file = gr.File(label="File to predict", type="filepath", file_types=BATCH_TYPES,
+                                         height=140, elem_id="batch-file")
+                    batch_button = gr.Button("Predict file", elem_id="predict-file")
+                with gr.Column():
+                    download = gr.File(label="Predictions (CSV)", interactive=False, height=140,
+                                       elem_id="batch-download")
+                    batch_summary = gr.Markdown(elem_id="batch-summary")
+            batch_preview = gr.Dataframe(label="First predictions", interactive=False, max_height=300)
+            batch_confusion = gr.HTML()
+    generate_panel, prompt = build_generate_panel(services, run_picker, visible=generates)
 
     private = {"api_visibility": "private"}
     run_picker.change(partial(on_pick_run, services), run_picker, examples, **private)
-    examples.click(lambda sample: sample[0] if sample else "", examples, text, **private)
+    run_picker.change(partial(on_show_panel, services), run_picker, [classify_panel, generate_panel], **private)
+    examples.click(lambda sample: (sample[0], sample[0]) if sample else ("", ""), examples, [text, prompt],
+                   **private)
     predict_button.click(partial(on_predict, services), [run_picker, text], label, api_name="predict",
                          concurrency_limit=4)
     text.submit(partial(on_predict, services), [run_picker, text], label, concurrency_limit=4, **private)

@@ -106,8 +106,9 @@ def on_refresh_run(services: Services, run_id, shown: str | None = None):
 
 
 def _quality_range(task: str):
-    # Scores of a classifier live in [0, 1]; a fixed axis keeps a flat 1.0 line readable.
-    return [0, 1] if task == "text-classification" else None
+    # Scores of a classifier live in [0, 1]; a fixed axis keeps a flat 1.0 line readable. Bits per
+    # char start near 4-10: [0, None] scales to them (None alone would keep the plot's earlier [0, 1]).
+    return [0, 1] if task == "text-classification" else [0, None]
 
 
 def on_hide_plots():
@@ -119,9 +120,13 @@ def _run_header(run: RunRecord) -> str:
     config = run.config
     template = config.template.model_dump()
     settings = ", ".join(f"{k}={v}" for k, v in template.items() if k != "kind")
+    # A language model trains max_steps when set (else epochs) and reads block_size, not max_length.
+    length = (f"max length {config.max_length}" if run.task == "text-classification" else "")
+    duration = (f"{config.max_steps} steps" if run.task == "text-generation" and config.max_steps
+                else f"{config.epochs} epochs")
     return (f"### #{run.id} {run.name}\n{run.task} · **{run.template}** · dataset #{run.dataset_id} · "
-            f"{config.epochs} epochs · batch {config.batch_size} · learning rate {config.learning_rate:g} · "
-            f"max length {config.max_length}\n\n<small>{settings}</small>")
+            f"{duration} · batch {config.batch_size} · learning rate {config.learning_rate:g}"
+            f"{' · ' + length if length else ''}\n\n<small>{settings}</small>")
 
 
 def _error_text(run: RunRecord) -> str:

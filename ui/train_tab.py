@@ -125,6 +125,11 @@ def on_task_change(task: str, kind: str | None):
     return gr.update(choices=[(k, k) for k in kinds], value=first), on_template_picked(first)
 
 
+def on_task_fields(task: str):
+    """Show max length only where it is used: a language model reads `block size` tokens instead."""
+    return gr.update(visible=task != "text-generation")
+
+
 def on_dataset_picked(services: Services, dataset_id):
     """A dataset was prepared for one task: switch the form to it."""
     if not dataset_id:
@@ -259,8 +264,12 @@ def build_train_tab(services: Services) -> TrainForm:
     form = TrainForm(dataset=dataset, task=task, template=template, name=name,
                      inputs=[components[pair] for pair in pairs])
     learning_rate = components[("config", "learning_rate")]
+    # .change, not .input: a dataset pick and Clone set the task too, and the field must follow.
+    task.change(on_task_fields, task, components[("config", "max_length")], api_visibility="private")
     task.input(on_task_change, [task, template], [template, learning_rate], api_visibility="private")
-    dataset.input(partial(on_dataset_picked, services), dataset, task, api_visibility="private").then(
+    # .change: a dataset just ingested in the Data tab is picked here too, and the form must follow
+    # its task. Clone sets dataset, task and template together, so the template then still fits.
+    dataset.change(partial(on_dataset_picked, services), dataset, task, api_visibility="private").then(
         on_task_change, [task, template], [template, learning_rate], api_visibility="private")
     template.change(on_template_change, template, [description, *groups.values()], api_visibility="private")
     template.input(on_template_picked, template, learning_rate, api_visibility="private")
