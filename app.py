@@ -101,9 +101,10 @@ def main(argv: list[str] | None = None) -> int:
                         stream=sys.stderr)
     for noisy in ("accelerate", "httpx", "urllib3"):  # per-file checkpoint chatter drowns the progress lines
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    from backend.settings import Settings
-
-    settings = Settings()
+    settings, problem = load_settings()
+    if problem:
+        emit({"error": problem}, args)
+        return 2
     if args.command in (None, "serve"):
         return serve(settings)
     try:
@@ -120,6 +121,20 @@ def main(argv: list[str] | None = None) -> int:
         return code
     emit(result, args)
     return code
+
+
+def load_settings():
+    """(Settings from the environment, None), or (None, a message naming the bad variable)."""
+    from pydantic import ValidationError
+
+    from backend.settings import Settings
+
+    try:
+        return Settings(), None
+    except ValidationError as exc:  # name the variable, not the pydantic field path
+        problems = "; ".join(f"MODELSMITH_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']} (got {e.get('input')!r})"
+                             for e in exc.errors())
+        return None, f"Invalid setting: {problems}. Fix or unset the environment variable (or .env entry)."
 
 
 def readable_error(exc: Exception) -> str | None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import secrets
 import shutil
@@ -77,25 +76,8 @@ class ImportResult:
 
 
 def import_limits(settings) -> ImportLimits:
-    """Limits from Settings (`max_import_mb`, `max_import_files`), else MODELSMITH_MAX_IMPORT_MB /
-    MODELSMITH_MAX_IMPORT_FILES from the environment, else the defaults (2048 MB, 200 files)."""
-    megabytes = _limit(settings, "max_import_mb", DEFAULT_MAX_IMPORT_MB)
-    files = _limit(settings, "max_import_files", DEFAULT_MAX_IMPORT_FILES)
-    return ImportLimits(max_bytes=int(megabytes * 1024 * 1024), max_files=int(files))
-
-
-def _limit(settings, name: str, default: float) -> float:
-    # Settings may not carry these fields (yet): the environment variable is read directly then.
-    variable = f"MODELSMITH_{name.upper()}"
-    raw = getattr(settings, name, None)
-    raw = os.environ.get(variable, default) if raw is None else raw
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        value = -1.0
-    if not value > 0 or value != value:  # also refuses NaN
-        raise UserError(f"{variable} must be a number above 0 (got '{raw}'); unset it to use {default:g}.")
-    return value
+    """The import limits of these Settings (MODELSMITH_MAX_IMPORT_MB, MODELSMITH_MAX_IMPORT_FILES)."""
+    return ImportLimits(max_bytes=int(settings.max_import_mb * 1024 * 1024), max_files=int(settings.max_import_files))
 
 
 # --- export --------------------------------------------------------------------------------------

@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     port: int = Field(7860, ge=1, le=65535, description="Port the web app listens on.")
     max_upload_mb: float = Field(200, gt=0, description="Largest file accepted for upload, in MB.")
     max_rows: int = Field(2_000_000, ge=1, description="Most rows accepted in one dataset.")
+    max_import_mb: float = Field(2048, gt=0, description="Largest unpacked size of an imported model zip, in MB.")
+    max_import_files: int = Field(200, ge=1, description="Most files in an imported model zip.")
     device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="Where training runs.")
     mixed_precision: Literal["auto", "no", "fp16", "bf16"] = Field(
         "auto", description="auto = bf16 on GPUs that support it, else fp16 on CUDA, none on CPU.")

@@ -83,3 +83,13 @@ def test_cli_subprocess_prints_json_only_on_stdout(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == []
+
+
+@pytest.mark.parametrize("variable, value", [("MODELSMITH_PORT", "0"), ("MODELSMITH_MAX_IMPORT_MB", "lots"),
+                                             ("MODELSMITH_DEVICE", "tpu")])
+def test_an_invalid_setting_names_the_variable_and_exits_2(capsys, home, monkeypatch, variable, value):
+    monkeypatch.setenv(variable, value)
+    code, result = run_cli(capsys, "runs")
+    assert code == 2
+    assert variable in result["error"] and repr(value) in result["error"]
+    assert not (home / "modelsmith.db").exists()  # nothing was created with half-valid settings
