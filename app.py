@@ -179,8 +179,8 @@ def cmd_ingest(settings, args):
 
 def _print_progress(run_id: int, step: int, values: dict) -> None:
     shown = {k: round(v, 4) for k, v in values.items() if k in (
-        "progress", "epoch", "train_loss", "eval_loss", "eval_accuracy", "eval_macro_f1", "samples_per_second",
-        "eta_seconds")}
+        "progress", "epoch", "train_loss", "eval_loss", "eval_accuracy", "eval_macro_f1", "eval_bits_per_char",
+        "samples_per_second", "tokens_per_second", "eta_seconds")}
     sys.stderr.write(f"run {run_id} step {step} {json.dumps(shown)}\n")
 
 

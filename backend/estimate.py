@@ -1,5 +1,8 @@
 """Before launch: parameter count, memory and time per epoch, from two measured training steps.
 
+Classifiers and language models alike: a language model's steps are random windows of
+`block_size` tokens, so its "epoch" is one pass over the training tokens.
+
 The model is built as the trainer would build it (its tokenizer trained on a sample of the
 data), and two optimizer steps on real batches of the dataset are timed on this process's
 device. The first step pays one-off costs (allocations, kernel selection), so the second is the
@@ -25,6 +28,7 @@ from backend.errors import UserError
 from storage.records import DatasetRecord
 
 SAMPLE_ROWS = 2000  # enough text to train a representative vocabulary quickly
+SAMPLE_CHARS = 200_000  # the same for a language model's corpus
 BYTES_PER_VALUE = 4  # fp32
 
 
@@ -42,6 +46,8 @@ class Estimate:
     seconds_per_step: float
     steps_per_epoch: int
     seconds_per_epoch: float
+    total_steps: int            # the whole run: max_steps if set, else epochs x steps_per_epoch
+    seconds_total: float        # training steps only (evaluation and checkpoints come on top)
     device: str
 
     def as_dict(self) -> dict:
@@ -78,9 +84,8 @@ class _ActivationMeter:
 
 def estimate(config: TrainConfig, dataset: DatasetRecord) -> Estimate:
     """Build the run's model, time two optimizer steps on real batches, scale to an epoch."""
-    if config.task != "text-classification":
-        raise UserError("Estimates are available for text classification runs only; launch the run and "
-                        "watch its ETA in the Runs tab.")
+    if config.task == "text-generation":
+        return _estimate_language_model(config, dataset)
     from backend.devices import default_device
     from backend.templates import build_model, logits_of
     from backend.tokenization import encode, pad_batch
@@ -120,16 +125,67 @@ def estimate(config: TrainConfig, dataset: DatasetRecord) -> Estimate:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         timings.append(time.perf_counter() - started)
+    steps_per_epoch = math.ceil(len(texts) / config.batch_size / config.gradient_accumulation_steps)
+    return _summarise(config, device, parameters, trainable, activation_bytes, timings[-1], steps_per_epoch)
+
+
+def _summarise(config: TrainConfig, device: torch.device, parameters: int, trainable: int, activation_bytes: int,
+               seconds_per_batch: float, steps_per_epoch: int) -> Estimate:
     weights = parameters * BYTES_PER_VALUE
     training_state = trainable * BYTES_PER_VALUE * 3
     memory = weights + training_state + activation_bytes
     measured = False
     if device.type == "cuda" and torch.cuda.max_memory_allocated(device) > memory:
         memory, measured = int(torch.cuda.max_memory_allocated(device)), True
-    steps_per_epoch = math.ceil(len(texts) / config.batch_size / config.gradient_accumulation_steps)
-    per_step = timings[-1] * config.gradient_accumulation_steps
+    per_step = seconds_per_batch * config.gradient_accumulation_steps
+    total_steps = config.max_steps or steps_per_epoch * config.epochs
     return Estimate(parameters=parameters, trainable_parameters=trainable, weights_bytes=weights,
                     training_state_bytes=training_state, activation_bytes=int(activation_bytes),
                     memory_bytes=int(memory), measured_peak=measured, seconds_per_step=per_step,
                     steps_per_epoch=steps_per_epoch, seconds_per_epoch=per_step * steps_per_epoch,
-                    device=str(device))
+                    total_steps=total_steps, seconds_total=per_step * total_steps, device=str(device))
+
+
+def _estimate_language_model(config: TrainConfig, dataset: DatasetRecord) -> Estimate:
+    """Build the language model on a sample of the text, time two steps on random windows."""
+    from backend.devices import default_device
+    from backend.lm_tokenization import encode_corpus
+    from backend.lm_trainer import read_text, sample_batch
+    from backend.templates.language_model import build_lm, lm_logits
+
+    text = read_text(dataset, "train")
+    sample = text[:SAMPLE_CHARS]
+    model, tokenizer, block_size = build_lm(config, sample)
+    ids, _ = encode_corpus(tokenizer, sample)
+    if len(ids) < 2:
+        raise UserError(f'Dataset "{dataset.name}" has almost no training text. Upload more text.')
+    block_size = min(block_size, len(ids) - 1)
+    # Tokens of the whole text, scaled from the sample (tokenizing all of it could take minutes).
+    total_tokens = len(ids) * max(1.0, len(text) / max(len(sample), 1))
+    parameters = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    device = default_device()
+    model.to(device).train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    corpus = torch.from_numpy(ids)
+    timings, activation_bytes = [], 0
+    for step in range(2):  # every window has block_size tokens: the first pays one-off costs
+        inputs, targets = (t.to(device) for t in sample_batch(corpus, block_size, config.batch_size, config.seed, step))
+        meter = _ActivationMeter(model) if not timings else None
+        started = time.perf_counter()
+        logits = lm_logits(model, inputs)
+        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1))
+        if meter is not None:
+            activation_bytes = meter.bytes
+            meter.close()
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        timings.append(time.perf_counter() - started)
+    tokens_per_step = config.batch_size * block_size * config.gradient_accumulation_steps
+    steps_per_epoch = max(1, math.ceil(total_tokens / tokens_per_step))
+    return _summarise(config, device, parameters, trainable, activation_bytes, timings[-1], steps_per_epoch)

@@ -169,13 +169,16 @@ def on_estimate(services: Services, dataset_id, task, kind, name, *values):
     memory_note = ("measured peak on the GPU" if result.measured_peak else
                    f"weights {format_bytes(result.weights_bytes)} + gradients and optimizer state "
                    f"{format_bytes(result.training_state_bytes)} + activations {format_bytes(result.activation_bytes)}")
+    whole_run = (f"{result.total_steps:,} steps" if config.max_steps else f"{config.epochs} epochs")
+    budget = config.time_budget_seconds
+    seconds = min(result.seconds_total, budget) if budget else result.seconds_total
     lines = ["#### Estimate (from two measured training steps)",
              f"- **Parameters:** {result.parameters:,} ({result.trainable_parameters:,} trainable)",
              f"- **Memory for training:** about {format_bytes(result.memory_bytes)} ({memory_note})",
              f"- **Time per epoch on {device_name(result.device)}:** about {format_seconds(result.seconds_per_epoch)} "
              f"({result.steps_per_epoch:,} steps × {result.seconds_per_step:.2f} s)",
-             f"- **Whole run ({config.epochs} epochs):** about "
-             f"{format_seconds(result.seconds_per_epoch * config.epochs)}, plus evaluation"]
+             f"- **Whole run ({whole_run}):** about {format_seconds(seconds)}, plus evaluation"
+             + (" (the time budget ends it sooner)" if budget and budget < result.seconds_total else "")]
     warnings = dataset.report.get("warnings", [])
     if warnings:
         lines += ["", f"**Dataset warnings ({dataset.name}):**", *[f"- {w}" for w in warnings]]

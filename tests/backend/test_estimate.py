@@ -35,6 +35,7 @@ def test_estimate_counts_parameters_memory_and_time(dataset):
     assert small.memory_bytes == small.weights_bytes + small.training_state_bytes + small.activation_bytes
     assert small.steps_per_epoch == 8 and small.seconds_per_step > 0
     assert small.seconds_per_epoch == pytest.approx(small.seconds_per_step * 8)
+    assert small.total_steps == 8 * 3 and small.seconds_total == pytest.approx(small.seconds_per_epoch * 3)
     wider = estimate(config(hidden_size=64), dataset)
     assert wider.parameters > small.parameters and wider.activation_bytes > small.activation_bytes
 
@@ -46,3 +47,19 @@ def test_estimate_says_when_it_cannot_help(dataset, tmp_path):
         empty / "train.parquet")
     with pytest.raises(UserError, match="no training rows"):
         estimate(config(), DatasetRecord(**{**dataset.__dict__, "path": str(empty)}))
+
+
+def test_estimate_of_a_language_model_counts_windows_of_its_text(tmp_path):
+    from tests.backend.lm_fixtures import PATTERN, corpus_dataset, lstm_lm_config
+
+    text = PATTERN * 60
+    dataset = corpus_dataset(tmp_path, text)
+    config = lstm_lm_config(batch_size=4, max_steps=0, epochs=2)
+    result = estimate(config, dataset)
+    tokens_per_step = 4 * config.template.block_size
+    train_chars = int(len(text) * 0.9)  # a char tokenizer: one token per character of the training part
+    assert result.steps_per_epoch == pytest.approx(train_chars / tokens_per_step, abs=2)
+    assert result.total_steps == result.steps_per_epoch * 2
+    assert result.parameters > 0 and result.activation_bytes > 0 and result.seconds_per_step > 0
+    fixed = estimate(lstm_lm_config(batch_size=4, max_steps=7), dataset)
+    assert fixed.total_steps == 7 and fixed.seconds_total == pytest.approx(fixed.seconds_per_step * 7)

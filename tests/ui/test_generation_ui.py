@@ -114,13 +114,11 @@ def test_train_tab_refuses_a_bad_language_model_config(services):
     assert services.repo.list_runs() == []
 
 
-def test_estimate_of_a_language_model_says_where_to_look_instead(trained):
-    # backend.estimate measures classifiers only; for a language model it must say so, not fail.
+def test_estimate_of_a_language_model_measures_its_steps(trained):
     services, _, _, dataset_id = trained
-    with pytest.warns(UserWarning, match="text classification runs only"):
-        text = train_tab.on_estimate(services, dataset_id, "text-generation", "lstm-lm", "",
-                                     *form_values("lstm-lm", **TINY_LM_VALUES))
-    assert "ms-error" in text and "Runs tab" in text and "Traceback" not in text
+    text = train_tab.on_estimate(services, dataset_id, "text-generation", "lstm-lm", "",
+                                 *form_values("lstm-lm", **TINY_LM_VALUES))
+    assert "Parameters:" in text and "Time per epoch" in text and "ms-error" not in text
 
 
 def test_finetuning_a_hub_model_offline_fails_with_a_clear_message(services):
