@@ -55,6 +55,7 @@ def save_checkpoint(accelerator: Accelerator, output_dir: Path, state: Any,
     if tokenizer is not None:  # a learned vocabulary must come back identical on resume
         tokenizer.backend_tokenizer.save(str(staging / "tokenizer.json"))
     (staging / CHECKPOINT_STATE).write_text(json.dumps(asdict(state)), encoding="utf-8")
+    sync_tree(staging)  # on disk before the rename publishes it: a power cut must not leave a hollow checkpoint
     if final.exists():  # the same step saved twice (epoch end, then stop): swap, never delete first
         old = root / f".old-{final.name}"
         shutil.rmtree(old, ignore_errors=True)
@@ -67,7 +68,35 @@ def save_checkpoint(accelerator: Accelerator, output_dir: Path, state: Any,
                       key=lambda p: int(CHECKPOINT_NAME.fullmatch(p.name).group(1)))
     for stale in complete[:-KEEP_CHECKPOINTS]:
         shutil.rmtree(stale, ignore_errors=True)
+    _sync_dir(root)  # the rename itself
     return final
+
+
+def sync_tree(folder: Path) -> None:
+    """fsync every file under `folder` and the folders themselves (rename is atomic, not durable)."""
+    for path in sorted(Path(folder).rglob("*")):
+        if path.is_file():
+            with open(path, "rb") as handle:
+                try:
+                    os.fsync(handle.fileno())
+                except OSError:  # a platform that cannot fsync a read handle: best effort
+                    log.debug("could not fsync %s", path, exc_info=True)
+    for path in sorted((p for p in Path(folder).rglob("*") if p.is_dir()), reverse=True):
+        _sync_dir(path)
+    _sync_dir(Path(folder))
+
+
+def _sync_dir(folder: Path) -> None:
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:  # Windows cannot open a folder; its renames are journaled anyway
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        log.debug("could not fsync %s", folder, exc_info=True)
+    finally:
+        os.close(descriptor)
 
 
 def load_checkpoint(accelerator: Accelerator, checkpoint: Path, state_type: Callable[..., State]) -> State:
@@ -90,6 +119,7 @@ def publish(output_dir: Path, write: Callable[[Path], None]) -> None:
     staging = Path(output_dir) / ".best-tmp"
     shutil.rmtree(staging, ignore_errors=True)
     write(staging)
+    sync_tree(staging)
     for path in sorted(staging.iterdir()):
         target = Path(output_dir) / path.name
         if path.is_dir():  # save_pretrained may write sub-folders; replace them whole

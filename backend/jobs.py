@@ -250,6 +250,12 @@ class JobRunner:
             message = explain(exc)
             self._repo.finish(run_id, "failed", error=message)
             self._log_line(output_dir, f"FAILED: {message}")
+        except BaseException:  # Ctrl-C or exit while the CLI trains in this thread: say so now, not after
+            # the heartbeat goes stale; the run resumes from its last completed checkpoint.
+            self._repo.finish(run_id, "interrupted", error="Training was interrupted (Ctrl-C or the process was "
+                                                           "stopped). Resume it to continue from its last checkpoint.")
+            self._log_line(output_dir, "run interrupted by the process stopping")
+            raise
         else:
             self._repo.finish(run_id, "succeeded", metrics=result.metrics)
             self._repo.add_artifact(run_id, "model", str(output_dir))

@@ -10,6 +10,7 @@ import pandas as pd
 
 from backend.data import IngestOptions, delete_dataset, ingest, ingest_summary, load_split, read_table, suggest_columns
 from backend.services import Services
+from backend.uploads import discard_upload
 from ui.errors import shows_errors, unchanged
 from ui.formatting import class_counts, dataset_choices, datasets_table, error_box, histogram, report_markdown
 
@@ -63,6 +64,9 @@ def on_ingest(services: Services, path: str | None, task: str, text_column: str 
     """Validate and store the upload; show the report, class chart and length histogram."""
     if not path:
         raise gr.Error("Upload a file first.", print_exception=False)
+    if not Path(path).is_file():  # stored and removed by an earlier Ingest of this same upload
+        raise gr.Error("This upload was already ingested and removed from the upload cache. "
+                       "Upload the file again to ingest it again.", print_exception=False)
     options = IngestOptions(task=task, text_column=text_column or None,
                             label_column=None if label_column in (None, "", NO_COLUMN) or task != "text-classification"
                             else label_column,
@@ -71,6 +75,9 @@ def on_ingest(services: Services, path: str | None, task: str, text_column: str 
                      settings=services.settings, repo=services.repo)
     summary = ingest_summary(outcome)
     record = outcome.dataset
+    # The stored Parquet is the dataset now: the raw upload must not linger in Gradio's served cache.
+    for uploaded in (path, validation_path):
+        discard_upload(uploaded, gr.utils.get_upload_folder())
     lengths = load_split(record, "train")["text"].astype(str).str.len().tolist()
     gr.Info("Dataset stored." if not outcome.reused else "The same content was already stored: reusing it.")
     # Text generation has no classes: only the length histogram is worth showing.

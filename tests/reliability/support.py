@@ -197,3 +197,17 @@ def gradio_config(url: str) -> dict:
     status, body = http_get(url + "/config")
     assert status == 200, status
     return json.loads(body)
+
+
+FIGURES = PROJECT_ROOT / "tests" / "output" / "reliability" / "figures.json"
+
+
+def record_figures(section: str, values: dict) -> None:
+    """Merge `values` under `section` in tests/output/reliability/figures.json (the README's Reliability numbers)."""
+    FIGURES.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        figures = json.loads(FIGURES.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        figures = {}
+    figures[section] = {**values, "recorded_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    FIGURES.write_text(json.dumps(figures, indent=2, sort_keys=True), encoding="utf-8")
