@@ -106,4 +106,5 @@ def launch_kwargs(settings: Settings) -> dict:
             "show_error": settings.debug, "enable_monitoring": False,
             # Batch predictions are written to <home>/tmp for download; nothing else of the home dir.
             "allowed_paths": [str(predictions_dir(settings).resolve())], "blocked_paths": private_paths(settings),
-            "footer_links": [], "theme": THEME, "css": CSS}
+            # No run-history page: it records calls (people's texts) and offers to sync them to a Hub bucket.
+            "footer_links": [], "run_history": False, "mcp_server": False, "theme": THEME, "css": CSS}

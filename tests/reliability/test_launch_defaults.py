@@ -151,3 +151,10 @@ def test_discard_upload_never_touches_files_outside_the_cache(tmp_path):
     assert discard_upload(str(PROJECT_ROOT / "app.py"), cache) is False and (PROJECT_ROOT / "app.py").is_file()
     assert discard_upload(None, cache) is False and discard_upload(str(cache), cache) is False
     assert cache.is_dir()
+
+
+def test_run_history_page_is_off(served):
+    # Gradio 6's run history records each call (people's texts) and can sync them to a Hub bucket.
+    status, _ = http_get(served.url + "/gradio_api/runs")
+    assert status == 404
+    assert gradio_config(served.url).get("run_history") is False

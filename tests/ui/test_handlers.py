@@ -275,6 +275,7 @@ def test_launch_is_safe_by_default(settings):
     kwargs = launch_kwargs(settings)
     assert kwargs["server_name"] == "127.0.0.1" and kwargs["share"] is False and kwargs["auth"] is None
     assert kwargs["show_error"] is False and kwargs["enable_monitoring"] is False
+    assert kwargs["run_history"] is False and kwargs["mcp_server"] is False
     blocked = kwargs["blocked_paths"]
     assert str(settings.runs_dir.resolve()) in blocked and str(settings.datasets_dir.resolve()) in blocked
     assert any(p.endswith("modelsmith.db") for p in blocked)
