@@ -1,7 +1,11 @@
-"""A (bi)LSTM text classifier trained from scratch, with its own subword tokenizer.
+"""A (bi)LSTM text classifier, with pretrained word vectors or its own subword tokenizer.
 
     input_ids (B, T) -> embedding (B, T, E) -> LSTM (B, T, H * directions)
                      -> masked max/mean pooling (B, H * directions) -> dropout -> linear (B, C)
+
+The embedding starts either from the bundled MiniLM-L6's vocabulary and input word vectors
+(tokenizer "pretrained": E = 384, and words never seen in training still have a meaningful
+vector), or random over a vocabulary learned from the training split ("wordpiece" / "bpe").
 
 Padding never leaks into the result: the LSTM runs over packed sequences (each row stops at its
 own length), and pooling ignores padded positions. Saved files: `model.safetensors`,
@@ -18,12 +22,15 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from tokenizers import Tokenizer
 from transformers import PreTrainedTokenizerFast
 
-from backend.config import LstmTemplate
-from backend.tokenization import load_tokenizer_file, train_tokenizer
+from backend.config import DEFAULT_ENCODER, LstmTemplate
+from backend.templates.transformer import resolve_base_model
+from backend.tokenization import load_tokenizer_file, train_tokenizer, wrap_tokenizer
 
 MODEL_KIND = "modelsmith-lstm"  # marks our config.json apart from a Hugging Face one
+PRETRAINED_EMBEDDINGS = "embeddings.word_embeddings.weight"  # input word vectors inside the bundled encoder
 
 
 class LstmClassifier(nn.Module):
@@ -63,11 +70,37 @@ class LstmClassifier(nn.Module):
 
 def build_lstm(template: LstmTemplate, labels: Sequence[str], train_texts: Sequence[str], max_length: int,
                tokenizer: PreTrainedTokenizerFast | None = None) -> tuple[LstmClassifier, PreTrainedTokenizerFast]:
-    """A freshly initialised classifier and a tokenizer trained on the texts (unless one is given)."""
+    """A freshly initialised classifier and its tokenizer (`tokenizer`, say a checkpoint's, wins if given).
+
+    "pretrained" starts from the bundled MiniLM-L6 vocabulary and word vectors; "wordpiece" / "bpe"
+    train a vocabulary on `train_texts` and start from random embeddings.
+    """
+    if template.tokenizer == "pretrained":
+        vectors, pretrained_tokenizer = pretrained_vocabulary(max_length)
+        tokenizer = tokenizer or pretrained_tokenizer
+        # The vectors fix the vocabulary and width; the saved config.json records the real sizes.
+        template = template.model_copy(update={"embedding_dim": vectors.shape[1], "vocab_size": vectors.shape[0]})
+        model = LstmClassifier(template, len(tokenizer), len(labels), tokenizer.pad_token_id)
+        with torch.no_grad():
+            model.embedding.weight.copy_(vectors)
+        return model, tokenizer
     if tokenizer is None:
         tokenizer = train_tokenizer(train_texts, template.tokenizer, template.vocab_size, max_length)
     model = LstmClassifier(template, len(tokenizer), len(labels), tokenizer.pad_token_id)
     return model, tokenizer
+
+
+def pretrained_vocabulary(max_length: int) -> tuple[torch.Tensor, PreTrainedTokenizerFast]:
+    """The bundled MiniLM-L6's input word vectors (V, 384), rescaled, and its WordPiece tokenizer."""
+    folder = Path(resolve_base_model(DEFAULT_ENCODER))
+    vectors = load_file(str(folder / "model.safetensors"))[PRETRAINED_EMBEDDINGS].float()
+    # BERT-style input vectors are tiny (std ~0.05) next to nn.Embedding's N(0, 1) start, which the
+    # LSTM's initialisation and the default learning rate are made for: bring them to unit scale.
+    vectors = vectors / vectors.std()
+    raw = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    raw.no_padding()  # the file pads every text to 128: we pad each batch to its own longest row
+    raw.no_truncation()
+    return vectors, wrap_tokenizer(raw, max_length)
 
 
 def save_lstm(model: LstmClassifier, tokenizer: PreTrainedTokenizerFast, labels: Sequence[str],
