@@ -43,6 +43,18 @@ def latest_checkpoint(output_dir: Path) -> Path | None:
     return max(complete, key=lambda p: int(CHECKPOINT_NAME.fullmatch(p.name).group(1)), default=None)
 
 
+def begin_run(config_json: str, output_dir: Path, resume: bool) -> Path | None:
+    """Write the run config; the checkpoint to resume from (None: start fresh, old checkpoints cleared)."""
+    (output_dir / "run_config.json").write_text(config_json, encoding="utf-8")
+    if not resume:  # a fresh start: checkpoints of an earlier attempt must never be picked as latest
+        shutil.rmtree(output_dir / CHECKPOINTS_DIR, ignore_errors=True)
+        return None
+    checkpoint = latest_checkpoint(output_dir)
+    if checkpoint is None:
+        log.warning("no checkpoint in %s: starting from the beginning", output_dir)
+    return checkpoint
+
+
 def save_checkpoint(accelerator: Accelerator, output_dir: Path, state: Any,
                     tokenizer: PreTrainedTokenizerBase | None) -> Path:
     """Save model, optimizer, scheduler and RNG state + `state` (a dataclass with global_step) atomically."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -95,27 +96,40 @@ def estimate(config: TrainConfig, dataset: DatasetRecord) -> Estimate:
     if not texts:
         raise UserError(f'Dataset "{dataset.name}" has no training rows. Upload it again with more data.')
     model, tokenizer = build_model(config, list(dataset.labels), texts[:SAMPLE_ROWS])
-    parameters = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     device = default_device()
-    model.to(device).train()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate)
     max_length = int(min(config.max_length, tokenizer.model_max_length))
     # The longest texts make the slowest, largest batch: the memory bound. A median batch is the
     # typical step, and the one whose time we scale to an epoch.
     longest = sorted(texts, key=len, reverse=True)[: config.batch_size]
     middle = len(texts) // 2
     typical = sorted(texts, key=len)[middle: middle + config.batch_size] or longest
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    timings, activation_bytes = [], 0
-    for batch_texts in (longest, typical):
+
+    def loss_of(batch_texts: list[str]) -> torch.Tensor:
         rows = encode(tokenizer, batch_texts, max_length)
         batch = {k: v.to(device) for k, v in pad_batch(rows, tokenizer.pad_token_id or 0).items()}
-        label_ids = torch.zeros(len(rows), dtype=torch.long, device=device)
-        meter = _ActivationMeter(model) if not timings else None
+        return F.cross_entropy(logits_of(model, batch).float(), torch.zeros(len(rows), dtype=torch.long, device=device))
+
+    activation_bytes, seconds = _time_two_steps(model, config, device, lambda step: loss_of((longest, typical)[step]))
+    steps_per_epoch = math.ceil(len(texts) / config.batch_size / config.gradient_accumulation_steps)
+    return _summarise(config, device, model, activation_bytes, seconds, steps_per_epoch)
+
+
+def _time_two_steps(model: nn.Module, config: TrainConfig, device: torch.device,
+                    loss_of: Callable[[int], torch.Tensor]) -> tuple[int, float]:
+    """(activation bytes of step 0, seconds of step 1) of two AdamW steps on `loss_of(step)`.
+
+    The first step pays one-off costs (allocations, kernel selection) and is the one whose layer
+    outputs are measured; the second is the typical step.
+    """
+    model.to(device).train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    activation_bytes, seconds = 0, 0.0
+    for step in range(2):
+        meter = _ActivationMeter(model) if step == 0 else None
         started = time.perf_counter()
-        loss = F.cross_entropy(logits_of(model, batch).float(), label_ids)
+        loss = loss_of(step)
         if meter is not None:
             activation_bytes = meter.bytes
             meter.close()
@@ -124,13 +138,14 @@ def estimate(config: TrainConfig, dataset: DatasetRecord) -> Estimate:
         optimizer.zero_grad()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        timings.append(time.perf_counter() - started)
-    steps_per_epoch = math.ceil(len(texts) / config.batch_size / config.gradient_accumulation_steps)
-    return _summarise(config, device, parameters, trainable, activation_bytes, timings[-1], steps_per_epoch)
+        seconds = time.perf_counter() - started
+    return activation_bytes, seconds
 
 
-def _summarise(config: TrainConfig, device: torch.device, parameters: int, trainable: int, activation_bytes: int,
+def _summarise(config: TrainConfig, device: torch.device, model: nn.Module, activation_bytes: int,
                seconds_per_batch: float, steps_per_epoch: int) -> Estimate:
+    parameters = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     weights = parameters * BYTES_PER_VALUE
     training_state = trainable * BYTES_PER_VALUE * 3
     memory = weights + training_state + activation_bytes
@@ -162,30 +177,15 @@ def _estimate_language_model(config: TrainConfig, dataset: DatasetRecord) -> Est
     block_size = min(block_size, len(ids) - 1)
     # Tokens of the whole text, scaled from the sample (tokenizing all of it could take minutes).
     total_tokens = len(ids) * max(1.0, len(text) / max(len(sample), 1))
-    parameters = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     device = default_device()
-    model.to(device).train()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
     corpus = torch.from_numpy(ids)
-    timings, activation_bytes = [], 0
-    for step in range(2):  # every window has block_size tokens: the first pays one-off costs
+
+    def loss_of(step: int) -> torch.Tensor:  # every window has block_size tokens: any two steps will do
         inputs, targets = (t.to(device) for t in sample_batch(corpus, block_size, config.batch_size, config.seed, step))
-        meter = _ActivationMeter(model) if not timings else None
-        started = time.perf_counter()
         logits = lm_logits(model, inputs)
-        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1))
-        if meter is not None:
-            activation_bytes = meter.bytes
-            meter.close()
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        timings.append(time.perf_counter() - started)
+        return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1))
+
+    activation_bytes, seconds = _time_two_steps(model, config, device, loss_of)
     tokens_per_step = config.batch_size * block_size * config.gradient_accumulation_steps
     steps_per_epoch = max(1, math.ceil(total_tokens / tokens_per_step))
-    return _summarise(config, device, parameters, trainable, activation_bytes, timings[-1], steps_per_epoch)
+    return _summarise(config, device, model, activation_bytes, seconds, steps_per_epoch)

@@ -42,7 +42,7 @@ from tokenizers import Tokenizer
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from backend.checkpoints import CHECKPOINTS_DIR, latest_checkpoint, load_checkpoint, publish, save_checkpoint
+from backend.checkpoints import CHECKPOINTS_DIR, begin_run, load_checkpoint, publish, save_checkpoint
 from backend.config import TrainConfig
 from backend.data import load_split
 from backend.errors import Cancelled, UserError
@@ -180,12 +180,7 @@ def learning_rate_at(config: TrainConfig, progress: float) -> float:
 def train_lm(config: TrainConfig, dataset: DatasetRecord, output_dir: Path, on_progress: ProgressFn,
              should_stop: Callable[[], bool], resume: bool, accelerator: Accelerator) -> TrainResult:
     """Train `config.template` (a language model) on `dataset`; the best model lands in `output_dir`."""
-    (output_dir / "run_config.json").write_text(config.model_dump_json(indent=2), encoding="utf-8")
-    if not resume:  # a fresh start: checkpoints of an earlier attempt must never be picked as latest
-        shutil.rmtree(output_dir / CHECKPOINTS_DIR, ignore_errors=True)
-    checkpoint = latest_checkpoint(output_dir) if resume else None
-    if resume and checkpoint is None:
-        log.warning("no checkpoint in %s: starting from the beginning", output_dir)
+    checkpoint = begin_run(config.model_dump_json(indent=2), output_dir, resume)
     run = _setup(config, dataset, output_dir, accelerator, checkpoint)
     state = load_checkpoint(accelerator, checkpoint, LmState) if checkpoint else LmState()
 

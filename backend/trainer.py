@@ -37,7 +37,7 @@ from transformers import PreTrainedTokenizerBase, get_linear_schedule_with_warmu
 
 from backend.batching import (Collator, EncodedDataset, LengthGroupedSampler, check_ids,  # noqa: F401 (re-exported)
                                eval_loader)
-from backend.checkpoints import (CHECKPOINTS_DIR, latest_checkpoint, load_checkpoint,  # noqa: F401 (re-exported)
+from backend.checkpoints import (CHECKPOINTS_DIR, begin_run, latest_checkpoint, load_checkpoint,  # noqa: F401 (re-exported)
                                  publish, save_checkpoint)
 from backend.config import TrainConfig
 from backend.devices import (default_device, get_accelerator, is_out_of_memory,  # noqa: F401 (re-exported)
@@ -167,12 +167,7 @@ def train(config: TrainConfig, dataset: DatasetRecord, output_dir: Path, *, on_p
 
 def _train(config: TrainConfig, dataset: DatasetRecord, output_dir: Path, on_progress: ProgressFn,
            should_stop: Callable[[], bool], resume: bool, accelerator: Accelerator) -> TrainResult:
-    (output_dir / "run_config.json").write_text(config.model_dump_json(indent=2), encoding="utf-8")
-    if not resume:  # a fresh start: checkpoints of an earlier attempt must never be picked as latest
-        shutil.rmtree(output_dir / CHECKPOINTS_DIR, ignore_errors=True)
-    checkpoint = latest_checkpoint(output_dir) if resume else None
-    if resume and checkpoint is None:
-        log.warning("no checkpoint in %s: starting from the beginning", output_dir)
+    checkpoint = begin_run(config.model_dump_json(indent=2), output_dir, resume)
     run = _setup(config, dataset, output_dir, accelerator, checkpoint)
     state = load_checkpoint(accelerator, checkpoint, TrainState) if checkpoint else TrainState()
 
