@@ -31,6 +31,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from backend.errors import UserError
+from backend.model_cache import cache_key, default_device_name
 from backend.templates.language_model import load_lm
 from backend.templates.lstm_lm import LstmLanguageModel
 
@@ -228,13 +229,9 @@ class _TransformerStepper:
 
 def load_generator(output_dir: Path | str, device: str | None = None) -> Generator:
     """The Generator of a run folder, cached (at most 4) until its model file changes."""
-    folder = Path(output_dir).expanduser().resolve()
-    weights = folder / "model.safetensors"
-    if not weights.is_file():
-        raise UserError(f"No trained model in {folder}: the run has not saved one yet. "
-                        "Pick a run that finished, or wait for this one to evaluate once.")
+    folder, mtime_ns = cache_key(output_dir)
     with _LOAD_LOCK:  # two threads asking for one new model load it once
-        return _load_cached(str(folder), weights.stat().st_mtime_ns, device or _default_device())
+        return _load_cached(folder, mtime_ns, device or default_device_name())
 
 
 @functools.lru_cache(maxsize=CACHE_SIZE)
@@ -247,12 +244,6 @@ def _load_cached(folder: str, mtime_ns: int, device: str) -> Generator:
                         f"({str(exc).splitlines()[0][:200]}). Pick a finished text-generation run.") from exc
     log.info("loaded language model %s on %s", folder, device)
     return Generator(model, tokenizer, context_length, device)
-
-
-def _default_device() -> str:
-    from backend.devices import default_device  # the trainer's device choice
-
-    return str(default_device())
 
 
 def clear_cache() -> None:

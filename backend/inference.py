@@ -20,6 +20,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from backend.errors import UserError
+from backend.model_cache import cache_key, default_device_name
 from backend.templates import load_model, logits_of
 from backend.tokenization import encode, pad_batch
 
@@ -68,13 +69,9 @@ class Predictor:
 
 def load_predictor(output_dir: Path | str, device: str | None = None) -> Predictor:
     """The Predictor of a run folder, cached (at most 4) until its model file changes."""
-    folder = Path(output_dir).expanduser().resolve()
-    weights = folder / "model.safetensors"
-    if not weights.is_file():
-        raise UserError(f"No trained model in {folder}: the run has not saved one yet. "
-                        "Pick a run that finished, or wait for this one to evaluate once.")
+    folder, mtime_ns = cache_key(output_dir)
     with _LOAD_LOCK:  # two threads asking for one new model load it once
-        return _load_cached(str(folder), weights.stat().st_mtime_ns, device or _default_device())
+        return _load_cached(folder, mtime_ns, device or default_device_name())
 
 
 @functools.lru_cache(maxsize=CACHE_SIZE)
@@ -83,12 +80,6 @@ def _load_cached(folder: str, mtime_ns: int, device: str) -> Predictor:
     model, tokenizer, labels, max_length = load_model(Path(folder))
     log.info("loaded %s on %s", folder, device)
     return Predictor(model, tokenizer, labels, max_length, device)
-
-
-def _default_device() -> str:
-    from backend.trainer import default_device  # the trainer owns device selection
-
-    return str(default_device())
 
 
 def clear_cache() -> None:
