@@ -139,8 +139,13 @@ def test_transformer_lm_trains_from_the_cli(capsys, in_home):
                          "--set", "eval_batches=1")
     assert code == 0 and run["status"] == "succeeded", run
     assert {"loss", "perplexity", "bits_per_char"} <= set(run["metrics"])
-    code, result = run_main(capsys, "generate", "--run", str(run["run_id"]), "the", "--max-new-tokens", "7")
-    assert code == 0 and len(result["text"]) == 7
+    code, result = run_main(capsys, "generate", "--run", str(run["run_id"]), "the", "--max-new-tokens", "7",
+                            "--seed", "3")
+    # One character per token, but a sampled special token (end of text) adds none: at most 7.
+    assert code == 0 and 0 < len(result["text"]) <= 7 and result["seed"] == 3
+    code, again = run_main(capsys, "generate", "--run", str(run["run_id"]), "the", "--max-new-tokens", "7",
+                           "--seed", "3")
+    assert again["text"] == result["text"]
 
 
 def test_finetuning_a_hub_model_offline_fails_with_a_clear_message(capsys, in_home):
