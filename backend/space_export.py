@@ -1,7 +1,7 @@
 """Export a run as a Hugging Face Space: a standalone Gradio demo of the model, ready to push.
 
 What a Space folder holds:
-    app.py, text_model.py     the demo (copied from backend/space_files; no Modelsmith imports)
+    app.py, text_model.py     the demo (copied from space_template/; no Modelsmith imports)
     requirements.txt          pinned like Modelsmith's own: torch==2.13.0, gradio 6, transformers 5, ...
     README.md                 Spaces metadata (sdk: gradio, sdk_version, app_file, title, emoji, colours)
     space.json                what the model does and how text_model.py loads it
@@ -26,7 +26,9 @@ from storage.records import RunRecord
 
 log = logging.getLogger(__name__)
 
-SPACE_FILES = Path(__file__).resolve().parent / "space_files"
+# The standalone Space app is a Gradio program of its own: it lives outside backend/ (which keeps
+# clear of the UI library) and is copied, not imported.
+SPACE_FILES = Path(__file__).resolve().parent.parent / "space_template"
 APP_FILES = ("app.py", "text_model.py")
 MODEL_DIR = "model"
 SPACE_COLORS = ("red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray")
@@ -38,7 +40,7 @@ DEFAULT_GRADIO_VERSION = "6.0.0"
 
 
 def gradio_version() -> str:
-    """The installed Gradio version (read from package metadata: the backend never imports gradio)."""
+    """The installed Gradio version (read from package metadata: the backend never loads the UI library)."""
     try:
         return version("gradio")
     except PackageNotFoundError:
@@ -91,9 +93,7 @@ def space_readme(run: RunRecord, title: str, emoji: str, color_from: str, color_
              f"`{run.name}`): it {what}.",
              "The model files are in `model/`; its card is `model/README.md`.", "",
              "Run it locally with `pip install -r requirements.txt && python app.py` (http://127.0.0.1:7860).", "",
-             "Call it from Python:", "", "```python", "from gradio_client import Client", "",
-             'client = Client("http://127.0.0.1:7860/")  # or "<user>/<space name>" once it is on the Hub',
-             call, "```", ""]
+             (SPACE_FILES / "usage.md").read_text(encoding="utf-8").replace("{call}", call)]
     return "\n".join(lines)
 
 
