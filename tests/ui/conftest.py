@@ -26,3 +26,18 @@ def toy_csv(tmp_path):
 
 TINY_LSTM_VALUES = {"epochs": 3, "batch_size": 8, "learning_rate": 0.01, "vocab_size": 100, "embedding_dim": 16,
                     "hidden_size": 16}
+
+
+def form_values(kind="lstm", **overrides):
+    """Train-form values in form order: defaults from the config classes, overrides by field name for `kind`."""
+    from backend.config import TEMPLATE_CLASSES, TrainConfig
+    from ui import train_tab
+
+    values = []
+    for owner, name in train_tab.form_fields():
+        model = TrainConfig if owner == "config" else TEMPLATE_CLASSES[owner]
+        value = model.model_fields[name].default
+        if owner in ("config", kind) and name in overrides:
+            value = overrides[name]
+        values.append(value)
+    return values

@@ -8,8 +8,8 @@ import gradio as gr
 import pytest
 import torch
 
-from backend.config import TEMPLATE_CLASSES, TEMPLATES_BY_TASK, TrainConfig
-from tests.ui.conftest import TINY_LSTM_VALUES
+from backend.config import TEMPLATE_CLASSES, TEMPLATES_BY_TASK
+from tests.ui.conftest import TINY_LSTM_VALUES, form_values
 from ui import data_tab, generate_panel, playground_tab, runs_tab, train_tab
 from ui.app import build_app
 
@@ -17,18 +17,6 @@ PATTERN = "the cat sat on a mat.\nbig dogs run far!\n"
 TINY_LM_VALUES = {"batch_size": 16, "learning_rate": 0.01, "max_steps": 80, "eval_every_steps": 20,
                   "eval_batches": 2, "log_every_steps": 5, "block_size": 32, "hidden_size": 48}
 SETTINGS = dict(max_new_tokens=30, temperature=1.0, top_k=0, top_p=1.0)
-
-
-def form_values(kind, **overrides):
-    """Form values in form order: defaults from the config classes, overrides by field name for `kind`."""
-    values = []
-    for owner, name in train_tab.form_fields():
-        model = TrainConfig if owner == "config" else TEMPLATE_CLASSES[owner]
-        value = model.model_fields[name].default
-        if owner in ("config", kind) and name in overrides:
-            value = overrides[name]
-        values.append(value)
-    return values
 
 
 def only_id(services, before: set) -> int:

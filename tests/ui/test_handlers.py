@@ -7,23 +7,11 @@ import pandas as pd
 import pytest
 
 from backend.config import TEMPLATE_CLASSES, TrainConfig
-from tests.ui.conftest import TINY_LSTM_VALUES
+from tests.ui.conftest import TINY_LSTM_VALUES, form_values
 from ui import data_tab, playground_tab, runs_tab, train_tab
 from ui.app import build_app, launch_kwargs, parse_auth
 
 SKIPPED = {"__type__": "update"}
-
-
-def form_values(kind="lstm", **overrides):
-    """Form values in form order, defaults from the config classes, with overrides by field name."""
-    values = []
-    for owner, name in train_tab.form_fields():
-        model = TrainConfig if owner == "config" else TEMPLATE_CLASSES[owner]
-        value = model.model_fields[name].default
-        if owner in ("config", kind) and name in overrides:
-            value = overrides[name]
-        values.append(value)
-    return values
 
 
 def ingest_toy(services, toy_csv):
