@@ -23,10 +23,8 @@ Transformer models.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -42,16 +40,15 @@ from tokenizers import Tokenizer
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from backend.checkpoints import CHECKPOINTS_DIR, begin_run, load_checkpoint, publish, save_checkpoint
+from backend.checkpoints import begin_run, load_checkpoint, publish, save_checkpoint
 from backend.config import TrainConfig
 from backend.data import load_split
 from backend.errors import Cancelled, UserError
 from backend.generation import Generator
 from backend.lm_tokenization import encode_corpus, wrap_lm_tokenizer
-from backend.model_card import write_model_card
 from backend.templates.language_model import OWN_TOKENIZER_LM_KINDS, build_lm, lm_logits, save_lm
 from backend.templates.lstm_lm import LstmLanguageModel, load_lstm_lm_weights
-from backend.trainer import ProgressFn, TrainResult
+from backend.trainer import ProgressFn, TrainResult, finish_run
 from storage.records import DatasetRecord
 
 log = logging.getLogger(__name__)
@@ -188,12 +185,7 @@ def train_lm(config: TrainConfig, dataset: DatasetRecord, output_dir: Path, on_p
         stop_reason = _fit(run, state, on_progress, should_stop)
         if run.evaluated_at != state.global_step or not state.best_metrics:
             _evaluate(run, state, on_progress)
-    model = accelerator.unwrap_model(run.model, keep_fp32_wrapper=False)
-    _restore_best(model, run)
-    (output_dir / "metrics.json").write_text(json.dumps(state.best_metrics, indent=2), encoding="utf-8")
-    write_model_card(output_dir, config, dataset, state.best_metrics, best_step=state.best_step,
-                     stop_reason=stop_reason)
-    shutil.rmtree(output_dir / CHECKPOINTS_DIR, ignore_errors=True)  # done: nothing left to resume
+    model = finish_run(run, state, config, dataset, stop_reason, _restore_best)
     generator = Generator(model, run.tokenizer, _context_length(model, run.block_size), accelerator.device)
     return TrainResult(metrics=state.best_metrics, best_step=state.best_step, output_dir=output_dir,
                        stop_reason=stop_reason, generator=generator)

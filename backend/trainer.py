@@ -175,15 +175,23 @@ def _train(config: TrainConfig, dataset: DatasetRecord, output_dir: Path, on_pro
 
     if run.evaluated_at != state.global_step or not state.best_metrics:
         _evaluate(run, state, on_progress)
-    model = accelerator.unwrap_model(run.model, keep_fp32_wrapper=False)
-    _restore_best(model, run)
-    (output_dir / "metrics.json").write_text(json.dumps(state.best_metrics, indent=2), encoding="utf-8")
-    write_model_card(output_dir, config, dataset, state.best_metrics, best_step=state.best_step,
-                     stop_reason=stop_reason)
-    shutil.rmtree(output_dir / CHECKPOINTS_DIR, ignore_errors=True)  # done: nothing left to resume
+    model = finish_run(run, state, config, dataset, stop_reason, _restore_best)
     predictor = Predictor(model, run.tokenizer, run.labels, run.max_length, accelerator.device)
     return TrainResult(metrics=state.best_metrics, best_step=state.best_step, output_dir=output_dir,
                        stop_reason=stop_reason, predictor=predictor)
+
+
+def finish_run(run, state, config: TrainConfig, dataset: DatasetRecord, stop_reason: str,
+               restore_best: Callable[[nn.Module, object], None]) -> nn.Module:
+    """The end of every run: the unwrapped model with its best weights back, metrics.json and the
+    model card written, checkpoints removed (nothing is left to resume). `run` is either trainer's set-up."""
+    model = run.accelerator.unwrap_model(run.model, keep_fp32_wrapper=False)
+    restore_best(model, run)
+    (run.output_dir / "metrics.json").write_text(json.dumps(state.best_metrics, indent=2), encoding="utf-8")
+    write_model_card(run.output_dir, config, dataset, state.best_metrics, best_step=state.best_step,
+                     stop_reason=stop_reason)
+    shutil.rmtree(run.output_dir / CHECKPOINTS_DIR, ignore_errors=True)
+    return model
 
 
 def _setup(config: TrainConfig, dataset: DatasetRecord, output_dir: Path, accelerator: Accelerator,
