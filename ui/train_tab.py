@@ -15,7 +15,8 @@ from typing import Literal, get_args, get_origin
 import gradio as gr
 from pydantic import BaseModel
 
-from backend.config import TEMPLATE_CLASSES, TEMPLATES_BY_TASK, TrainConfig, default_config, template_description
+from backend.config import (TEMPLATE_CLASSES, TEMPLATE_TRAINING_FIELDS, TEMPLATES_BY_TASK, TrainConfig, default_config,
+                            template_description)
 from backend.services import Services
 from ui.errors import shows_errors
 from ui.formatting import dataset_choices, error_box, format_bytes, format_seconds
@@ -117,12 +118,12 @@ def config_values(config: TrainConfig) -> list:
 
 
 def on_task_change(task: str, kind: str | None):
-    """Offer the task's templates; keep the chosen one if it fits, else pick the first (and its learning rate)."""
+    """Offer the task's templates; keep the chosen one if it fits, else pick the first (and its training settings)."""
     kinds = TEMPLATES_BY_TASK.get(task, ())
     if kind in kinds:
-        return gr.update(choices=[(k, k) for k in kinds], value=kind), gr.skip()
+        return gr.update(choices=[(k, k) for k in kinds], value=kind), *(gr.skip() for _ in TEMPLATE_TRAINING_FIELDS)
     first = kinds[0] if kinds else None
-    return gr.update(choices=[(k, k) for k in kinds], value=first), on_template_picked(first)
+    return gr.update(choices=[(k, k) for k in kinds], value=first), *on_template_picked(first)
 
 
 def on_task_fields(task: str):
@@ -148,10 +149,17 @@ def on_template_change(kind: str | None):
 
 
 def on_template_picked(kind: str | None):
-    """A person picked a template: switch to its usual learning rate (not on Clone, which keeps its own)."""
+    """A person picked a template: switch to its usual epochs, learning rate and weight decay
+    (not on Clone, which keeps the cloned run's own)."""
     if kind not in TEMPLATE_CLASSES:
-        return gr.update()
-    return gr.update(value=default_config(1, kind, _task_of(kind)).learning_rate)
+        return tuple(gr.update() for _ in TEMPLATE_TRAINING_FIELDS)
+    config = default_config(1, kind, _task_of(kind))
+    return tuple(gr.update(value=getattr(config, field)) for field in TEMPLATE_TRAINING_FIELDS)
+
+
+def _initial_value(field_name: str):
+    """The form opens on the LSTM template: its own training settings, None (the field's default) elsewhere."""
+    return getattr(default_config(1, "lstm"), field_name) if field_name in TEMPLATE_TRAINING_FIELDS else None
 
 
 def _task_of(kind: str) -> str:
@@ -238,8 +246,7 @@ def build_train_tab(services: Services) -> TrainForm:
     components: dict[tuple[str, str], gr.components.Component] = {}
     with gr.Row():
         for owner, field_name in pairs[: len(BASIC_FIELDS)]:
-            value = default_config(1, "lstm").learning_rate if field_name == "learning_rate" else None
-            components[(owner, field_name)] = field_input(TrainConfig, field_name, value)
+            components[(owner, field_name)] = field_input(TrainConfig, field_name, _initial_value(field_name))
     groups = {}
     with gr.Accordion("Advanced settings", open=False):
         with gr.Row(equal_height=False):
@@ -247,7 +254,8 @@ def build_train_tab(services: Services) -> TrainForm:
                 gr.Markdown("**Training**")
                 for owner, field_name in pairs:
                     if owner == "config" and field_name not in BASIC_FIELDS:
-                        components[(owner, field_name)] = field_input(TrainConfig, field_name)
+                        components[(owner, field_name)] = field_input(TrainConfig, field_name,
+                                                                      _initial_value(field_name))
             with gr.Column():
                 gr.Markdown("**Model**")
                 for kind, template_class in TEMPLATE_CLASSES.items():
@@ -266,16 +274,16 @@ def build_train_tab(services: Services) -> TrainForm:
 
     form = TrainForm(dataset=dataset, task=task, template=template, name=name,
                      inputs=[components[pair] for pair in pairs])
-    learning_rate = components[("config", "learning_rate")]
+    training_defaults = [components[("config", field)] for field in TEMPLATE_TRAINING_FIELDS]
     # .change, not .input: a dataset pick and Clone set the task too, and the field must follow.
     task.change(on_task_fields, task, components[("config", "max_length")], api_visibility="private")
-    task.input(on_task_change, [task, template], [template, learning_rate], api_visibility="private")
+    task.input(on_task_change, [task, template], [template, *training_defaults], api_visibility="private")
     # .change: a dataset just ingested in the Data tab is picked here too, and the form must follow
     # its task. Clone sets dataset, task and template together, so the template then still fits.
     dataset.change(partial(on_dataset_picked, services), dataset, task, api_visibility="private").then(
-        on_task_change, [task, template], [template, learning_rate], api_visibility="private")
+        on_task_change, [task, template], [template, *training_defaults], api_visibility="private")
     template.change(on_template_change, template, [description, *groups.values()], api_visibility="private")
-    template.input(on_template_picked, template, learning_rate, api_visibility="private")
+    template.input(on_template_picked, template, training_defaults, api_visibility="private")
     estimate_button.click(partial(on_estimate, services), form.all_inputs, estimate_output, api_visibility="private",
                           concurrency_limit=1)
     launch_button.click(partial(on_launch, services), form.all_inputs, launch_output, api_visibility="private")

@@ -1,6 +1,6 @@
 """A (bi)LSTM text classifier, with pretrained word vectors or its own subword tokenizer.
 
-    input_ids (B, T) -> embedding (B, T, E) -> LSTM (B, T, H * directions)
+    input_ids (B, T) -> embedding (B, T, E) -> dropout -> LSTM (B, T, H * directions)
                      -> masked max/mean pooling (B, H * directions) -> dropout -> linear (B, C)
 
 The embedding starts either from the bundled MiniLM-L6's vocabulary and input word vectors
@@ -44,6 +44,7 @@ class LstmClassifier(nn.Module):
             template.embedding_dim, template.hidden_size, num_layers=template.num_layers,
             bidirectional=template.bidirectional, batch_first=True,
             dropout=template.dropout if template.num_layers > 1 else 0.0)  # torch warns on 1 layer
+        self.embedding_dropout = nn.Dropout(template.embedding_dropout)
         self.dropout = nn.Dropout(template.dropout)
         directions = 2 if template.bidirectional else 1
         self.head = nn.Linear(template.hidden_size * directions, num_labels)
@@ -53,7 +54,7 @@ class LstmClassifier(nn.Module):
         batch_size, seq_len = input_ids.shape
         # Every row has >= 1 token ([CLS] ... [SEP]); clamp anyway so packing never sees a 0.
         lengths = attention_mask.sum(dim=1).clamp(min=1)
-        x = self.embedding(input_ids)                                          # (B, T, E)
+        x = self.embedding_dropout(self.embedding(input_ids))                  # (B, T, E)
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         # The recurrence runs in float32 even under mixed precision: cuDNN's RNN kernels do not
         # take every half type, and the LSTM is a small share of the compute anyway.

@@ -44,6 +44,9 @@ def test_every_template_has_a_description():
         assert len(template_description(kind)) > 20
 
 
-def test_fine_tuned_transformer_defaults_to_a_small_learning_rate():
-    assert default_config(1, "transformer").learning_rate == 5e-5
-    assert default_config(1, "lstm").learning_rate == 1e-3
+def test_each_template_starts_from_its_own_training_settings():
+    assert default_config(1, "transformer").learning_rate == 5e-5  # fine-tuning: small steps
+    transformer, lstm = default_config(1, "transformer"), default_config(1, "lstm")
+    assert (transformer.epochs, transformer.weight_decay) == (3, 0.01)
+    # From scratch on small data the LSTM needs more epochs and stronger regularisation (SST-2 sweep).
+    assert (lstm.epochs, lstm.learning_rate, lstm.weight_decay) == (10, 2e-3, 0.1)

@@ -75,9 +75,10 @@ def generate(services, run_id, prompt="the cat", session="s", switches=None, int
 # --- Train tab ----------------------------------------------------------------------------------
 
 def test_train_tab_offers_the_language_model_templates_with_their_settings():
-    template, learning_rate = train_tab.on_task_change("text-generation", "lstm")
+    template, epochs, learning_rate, weight_decay = train_tab.on_task_change("text-generation", "lstm")
     assert [value for _, value in template["choices"]] == list(TEMPLATES_BY_TASK["text-generation"])
     assert template["value"] == "lstm-lm" and learning_rate["value"] == 4e-3
+    assert epochs["value"] == 3 and weight_decay["value"] == 0.01  # the LSTM classifier's 10 and 0.1 do not carry over
     description, *groups = train_tab.on_template_change("transformer-lm")
     assert "GPT-2-style" in description
     assert [g["visible"] for g in groups] == [kind == "transformer-lm" for kind in TEMPLATE_CLASSES]

@@ -117,12 +117,15 @@ def test_form_round_trips_a_config_for_clone(services, toy_csv):
 
 
 def test_switching_task_and_template_updates_the_form():
-    template, learning_rate = train_tab.on_task_change("text-classification", "lstm")
-    assert template["value"] == "lstm" and learning_rate == SKIPPED  # a fitting template is kept
+    template, *training = train_tab.on_task_change("text-classification", "lstm")
+    assert template["value"] == "lstm" and training == [SKIPPED] * 3  # a fitting template keeps the form's values
     description, *groups = train_tab.on_template_change("transformer")
     assert "pretrained" in description
     assert [g["visible"] for g in groups] == [kind == "transformer" for kind in TEMPLATE_CLASSES]
-    assert train_tab.on_template_picked("transformer")["value"] == 5e-5
+    epochs, learning_rate, weight_decay = train_tab.on_template_picked("transformer")
+    assert (epochs["value"], learning_rate["value"], weight_decay["value"]) == (3, 5e-5, 0.01)
+    epochs, learning_rate, weight_decay = train_tab.on_template_picked("lstm")  # and back: the LSTM's own
+    assert (epochs["value"], learning_rate["value"], weight_decay["value"]) == (10, 2e-3, 0.1)
 
 
 def test_estimate_measures_the_config(services, toy_csv):
