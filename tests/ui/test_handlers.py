@@ -104,7 +104,7 @@ def test_form_reads_defaults_help_and_ranges_from_the_fields():
         pooling = train_tab.field_input(TEMPLATE_CLASSES["lstm"], "pooling")
         bidirectional = train_tab.field_input(TEMPLATE_CLASSES["lstm"], "bidirectional")
     assert isinstance(batch, gr.Number) and batch.value == 32 and "(1 to 4,096)" in batch.info
-    assert isinstance(pooling, gr.Dropdown) and pooling.value == "max"
+    assert isinstance(pooling, gr.Dropdown) and pooling.value == "mean"  # the field default
     assert isinstance(bidirectional, gr.Checkbox) and bidirectional.value is True
 
 
