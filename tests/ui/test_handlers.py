@@ -108,6 +108,15 @@ def test_form_reads_defaults_help_and_ranges_from_the_fields():
     assert isinstance(bidirectional, gr.Checkbox) and bidirectional.value is True
 
 
+def test_the_form_opens_with_the_lstm_training_settings(services):
+    """The form opens on the LSTM template, so its epochs, rate and decay are the LSTM's, not TrainConfig's."""
+    from ui.app import build_app
+
+    values = {block.label: block.value for block in build_app(services).blocks.values()
+              if isinstance(block, gr.Number) and block.label in ("Epochs", "Learning rate", "Weight decay", "Batch size")}
+    assert values == {"Epochs": 10, "Learning rate": 2e-3, "Weight decay": 0.1, "Batch size": 32}
+
+
 def test_form_round_trips_a_config_for_clone(services, toy_csv):
     dataset = ingest_toy(services, toy_csv)
     config = train_tab.build_config(dataset.id, "text-classification", "lstm", "x", form_values(**TINY_LSTM_VALUES))
