@@ -8,8 +8,8 @@ What runs, each measurement in a fresh subprocess (so no run inherits another's 
 Accelerate state):
 - ours-<template>: ../shared/data/sst2/train.csv (validation = dev.csv) ingested with
   backend.data.prepare_dataset + store_dataset into a temporary home, trained by
-  backend.trainer.train with backend.config.default_config(<template>) (only `epochs` may be
-  overridden), the saved run folder reloaded with backend.inference.load_predictor and scored on
+  backend.trainer.train with backend.config.default_config(<template>) (`--epochs` and `--set
+  key=value` override it; the README's figures use neither), the saved run folder reloaded with backend.inference.load_predictor and scored on
   test.csv;
 - plain-hf-transformer: a plain `transformers.Trainer` on the same CSVs with the same base model
   (the bundled MiniLM-L6 folder), batch size, learning rate, max length, epochs, weight decay,
