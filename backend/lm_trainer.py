@@ -46,6 +46,7 @@ from backend.data import load_split
 from backend.errors import Cancelled, UserError
 from backend.generation import Generator
 from backend.lm_tokenization import encode_corpus, wrap_lm_tokenizer
+from backend.run_clock import RunClock
 from backend.templates.language_model import OWN_TOKENIZER_LM_KINDS, build_lm, lm_logits, save_lm
 from backend.templates.lstm_lm import LstmLanguageModel, load_lstm_lm_weights
 from backend.trainer import ProgressFn, TrainResult, finish_run
@@ -270,30 +271,21 @@ class _Meter:
     def __init__(self, run: _LmRun, state: LmState) -> None:
         self.loss_sum = torch.zeros((), device=run.accelerator.device)  # .item() only when reporting
         self.batches, self.blocks, self.window_start = 0, 0, time.monotonic()
-        self.session_start, self.session_first_step = time.monotonic(), state.global_step
-        self.elapsed_before, self.budget = state.elapsed_seconds, run.config.time_budget_seconds
+        self.clock = RunClock(state.global_step, state.elapsed_seconds, run.config.time_budget_seconds)
 
     def add(self, loss: torch.Tensor, blocks: int) -> None:
         self.loss_sum += loss.detach()
         self.batches += 1
         self.blocks += blocks
 
-    def spent(self) -> float:
-        """Seconds of training on this run, sessions before a resume included."""
-        return self.elapsed_before + time.monotonic() - self.session_start
-
     def progress(self, run: _LmRun, step: int) -> float:
         """Share of the run done: steps, or time when a budget runs out first."""
-        done = step / run.total_steps
-        return min(max(done, self.spent() / self.budget) if self.budget else done, 1.0)
+        done, budget = step / run.total_steps, self.clock.budget
+        return min(max(done, self.clock.spent() / budget) if budget else done, 1.0)
 
     def report(self, run: _LmRun, state: LmState) -> dict[str, float]:
         """Progress values for on_progress; starts a new window."""
         now = time.monotonic()
-        per_step = (now - self.session_start) / max(state.global_step - self.session_first_step, 1)
-        eta = per_step * (run.total_steps - state.global_step)
-        if self.budget:
-            eta = min(eta, max(self.budget - self.spent(), 0.0))
         run.last_train_loss = (self.loss_sum / max(self.batches, 1)).item()
         seconds = max(now - self.window_start, 1e-9)
         values = {"train_loss": run.last_train_loss,
@@ -301,7 +293,8 @@ class _Meter:
                   "learning_rate": float(run.optimizer.param_groups[0]["lr"]),
                   "samples_per_second": self.blocks / seconds,
                   "tokens_per_second": self.blocks * run.block_size / seconds,
-                  "eta_seconds": eta, **_position(run, state, self.progress(run, state.global_step))}
+                  "eta_seconds": self.clock.eta(state.global_step, run.total_steps),
+                  **_position(run, state, self.progress(run, state.global_step))}
         self.loss_sum.zero_()
         self.batches, self.blocks, self.window_start = 0, 0, now
         return values
@@ -314,7 +307,7 @@ def _fit(run: _LmRun, state: LmState, on_progress: ProgressFn, should_stop: Call
 
     def checkpoint() -> None:
         """Save a resumable checkpoint of where the loop stands."""
-        state.elapsed_seconds = meter.spent()
+        state.elapsed_seconds = meter.clock.spent()
         save_checkpoint(accelerator, run.output_dir, state, run.tokenizer if run.own_tokenizer else None)
 
     eval_every = config.eval_every_steps or run.steps_per_epoch  # 0 = once per epoch of tokens
@@ -343,7 +336,7 @@ def _fit(run: _LmRun, state: LmState, on_progress: ProgressFn, should_stop: Call
             checkpoint()
             if 0 < config.early_stopping_patience <= state.evals_without_improvement:
                 return "early_stopping"
-        if config.time_budget_seconds and meter.spent() >= config.time_budget_seconds:
+        if meter.clock.budget_spent():
             log.info("time budget of %.0f s spent at step %d", config.time_budget_seconds, state.global_step)
             return "time_budget"
         if should_stop():

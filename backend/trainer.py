@@ -47,6 +47,7 @@ from backend.errors import Cancelled, UserError
 from backend.inference import Predictor
 from backend.metrics import classification_metrics
 from backend.model_card import write_model_card
+from backend.run_clock import RunClock
 from backend.settings import Settings
 from backend.templates import OWN_TOKENIZER_KINDS, build_model, logits_of, num_labels_of, save_model, vocab_size_of
 from backend.tokenization import encode, load_tokenizer_file
@@ -248,33 +249,24 @@ def _setup(config: TrainConfig, dataset: DatasetRecord, output_dir: Path, accele
 
 
 class _Meter:
-    """Training loss and throughput between two progress reports, and time spent on the run."""
+    """Training loss and throughput between two progress reports, and the run's clock."""
 
     def __init__(self, device: torch.device, state: TrainState, time_budget_seconds: float) -> None:
         self.loss_sum = torch.zeros((), device=device)  # summed on the device: .item() only to report
         self.samples, self.window_start = 0, time.monotonic()
-        self.session_start, self.session_first_step = time.monotonic(), state.global_step
-        self.elapsed_before, self.time_budget_seconds = state.elapsed_seconds, time_budget_seconds
+        self.clock = RunClock(state.global_step, state.elapsed_seconds, time_budget_seconds)
 
     def add(self, loss: torch.Tensor, samples: int) -> None:
         self.loss_sum += loss.detach() * samples
         self.samples += samples
 
-    def spent(self) -> float:
-        """Seconds of training on this run, sessions before a resume included."""
-        return self.elapsed_before + time.monotonic() - self.session_start
-
     def report(self, run: _Setup, state: TrainState) -> dict[str, float]:
         """Progress values for on_progress; starts a new window."""
         now = time.monotonic()
-        per_step = (now - self.session_start) / max(state.global_step - self.session_first_step, 1)
-        eta = per_step * (run.total_steps - state.global_step)
-        if self.time_budget_seconds:
-            eta = min(eta, max(self.time_budget_seconds - self.spent(), 0.0))
         values = {"train_loss": (self.loss_sum / max(self.samples, 1)).item(),
                   "learning_rate": float(run.scheduler.get_last_lr()[0]),
                   "samples_per_second": self.samples / max(now - self.window_start, 1e-9),
-                  "eta_seconds": eta, **_position(run, state)}
+                  "eta_seconds": self.clock.eta(state.global_step, run.total_steps), **_position(run, state)}
         self.loss_sum.zero_()
         self.samples, self.window_start = 0, now
         return values
@@ -288,7 +280,7 @@ def _fit(run: _Setup, state: TrainState, on_progress: ProgressFn, should_stop: C
 
     def checkpoint() -> None:
         """Save a resumable checkpoint of where the loop stands."""
-        state.elapsed_seconds = meter.spent()
+        state.elapsed_seconds = meter.clock.spent()
         save_checkpoint(accelerator, run.output_dir, state, tokenizer_to_save)
 
     model.train()
@@ -319,7 +311,7 @@ def _fit(run: _Setup, state: TrainState, on_progress: ProgressFn, should_stop: C
                     _evaluate(run, state, on_progress)
                     if _patience_spent(config, state):
                         return "early_stopping"
-                if config.time_budget_seconds and meter.spent() >= config.time_budget_seconds:
+                if meter.clock.budget_spent():
                     log.info("time budget of %.0f s spent at step %d", config.time_budget_seconds, state.global_step)
                     return "time_budget"
                 if should_stop():
