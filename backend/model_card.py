@@ -17,6 +17,12 @@ TEMPLATE_NAMES = {
 }
 
 
+def _front_matter(hugging_face: bool, pipeline_tag: str, kind: str) -> list[str]:
+    """The card's YAML front matter (the Hub reads library, pipeline and tags from it), as lines."""
+    return ["---", f"library_name: {'transformers' if hugging_face else 'pytorch'}",
+            f"pipeline_tag: {pipeline_tag}", "tags:", "- modelsmith", f"- {kind}", "---", ""]
+
+
 def render_model_card(config: TrainConfig, dataset: DatasetRecord, metrics: dict, *, best_step: int = 0,
                       stop_reason: str = "completed") -> str:
     """Markdown model card with front matter, settings, metrics and usage."""
@@ -24,8 +30,7 @@ def render_model_card(config: TrainConfig, dataset: DatasetRecord, metrics: dict
         return render_generation_card(config, dataset, metrics, best_step=best_step, stop_reason=stop_reason)
     kind = config.template.kind
     hugging_face = kind != "lstm"
-    front = ["---", f"library_name: {'transformers' if hugging_face else 'pytorch'}",
-             "pipeline_tag: text-classification", "tags:", "- modelsmith", f"- {kind}", "---", ""]
+    front = _front_matter(hugging_face, "text-classification", kind)
     lines = [*front, f"# {config.name or dataset.name + ' classifier'}", "",
              f"A {TEMPLATE_NAMES.get(kind, kind)} that sorts texts into {len(dataset.labels)} classes: "
              f"{', '.join(f'`{label}`' for label in dataset.labels)}.", "",
@@ -73,8 +78,7 @@ def render_generation_card(config: TrainConfig, dataset: DatasetRecord, metrics:
     tokenizer = getattr(config.template, "tokenizer", None)
     tokenization = {"char": "one token per character", "bpe": "a byte-level BPE vocabulary trained on the text",
                     None: "the base model's tokenizer"}[tokenizer]
-    front = ["---", f"library_name: {'transformers' if hugging_face else 'pytorch'}",
-             "pipeline_tag: text-generation", "tags:", "- modelsmith", f"- {kind}", "---", ""]
+    front = _front_matter(hugging_face, "text-generation", kind)
     lines = [*front, f"# {config.name or dataset.name + ' language model'}", "",
              f"A {TEMPLATE_NAMES.get(kind, kind)} that writes text like **{dataset.name}**, "
              f"with {tokenization}.", "",
