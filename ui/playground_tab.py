@@ -30,7 +30,7 @@ from ui.generate_panel import build_generate_panel
 
 EXAMPLES = 6
 MAX_TEXT_CHARS = 100_000
-KEEP_PREDICTIONS_S = 24 * 3600  # prediction files are downloads, not records: clear them after a day
+KEEP_DOWNLOADS_S = 24 * 3600  # prediction files and exports are downloads, not records: cleared after a day
 BATCH_TYPES = [".csv", ".tsv", ".txt", ".jsonl", ".json", ".parquet"]
 PROMPT_EXAMPLE_CHARS = 40  # a prompt example is the start of a validation line: the model writes the rest
 TASK_NAMES = {"text-classification": "classifier", "text-generation": "text generator"}
@@ -71,6 +71,23 @@ def _task(services: Services, run_id) -> str | None:
 def predictions_dir(settings: Settings) -> Path:
     """Where batch predictions are written for download: a temp folder in the home dir (never next to the DB)."""
     return settings.home / "tmp"
+
+
+def fresh_download_folder(settings: Settings, family: str, label: str = "") -> Path:
+    """A new folder `<family>-[<label>-]*` for one download; folders of the same family older than a day go.
+
+    Downloads live under <home>/tmp, the only part of the home dir the server may hand out.
+    """
+    base = predictions_dir(settings)
+    base.mkdir(parents=True, exist_ok=True)
+    cutoff = time.time() - KEEP_DOWNLOADS_S
+    for old in base.glob(f"{family}-*"):
+        try:
+            if old.stat().st_mtime < cutoff:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:  # removed meanwhile by another request
+            pass
+    return Path(tempfile.mkdtemp(prefix=f"{family}-{label}-" if label else f"{family}-", dir=base))
 
 
 def on_refresh_runs(services: Services, selected):
@@ -130,16 +147,6 @@ def on_predict(services: Services, run_id, text: str) -> dict[str, float]:
     return predictor.predict([text])[0]["scores"]
 
 
-def _clear_old(folder: Path) -> None:
-    cutoff = time.time() - KEEP_PREDICTIONS_S
-    for old in folder.glob("predictions-*"):
-        try:
-            if old.stat().st_mtime < cutoff:
-                shutil.rmtree(old, ignore_errors=True)
-        except OSError:  # removed meanwhile by another request
-            pass
-
-
 def _batch_failed(message: str):
     return None, error_box(message), pd.DataFrame(), ""
 
@@ -150,10 +157,7 @@ def on_batch(services: Services, run_id, path: str | None):
     if not path:
         raise gr.Error("Upload a CSV, TSV or TXT file with one text per row.", print_exception=False)
     folder = _run_folder(services, run_id)
-    base = predictions_dir(services.settings)
-    base.mkdir(parents=True, exist_ok=True)
-    _clear_old(base)
-    out_dir = Path(tempfile.mkdtemp(prefix="predictions-", dir=base))
+    out_dir = fresh_download_folder(services.settings, "predictions")
     result = predict_file(Path(path), folder, out_dir, settings=services.settings)
     summary = f"Predicted **{result.rows:,}** rows from the `{result.text_column}` column."
     confusion = ""

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-import time
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -22,10 +19,9 @@ from storage.models import utcnow
 from storage.records import DemoRecord
 from ui.errors import shows_errors, unchanged
 from ui.formatting import run_choices
-from ui.playground_tab import predictions_dir
+from ui.playground_tab import fresh_download_folder
 
 LINK_COLUMNS = ["link", "URL", "created", "expires", "status"]
-KEEP_EXPORTS_S = 24 * 3600  # downloads, not records: cleared after a day
 SHARE_WARNING = ("**MODELSMITH_SHARE is on:** this whole app has a public Gradio share link. Anyone who has it "
                  "can see every dataset and run, train and delete. Turn it off, or set MODELSMITH_AUTH.")
 
@@ -127,32 +123,18 @@ def on_revoke(services: Services, run_id, demo_id, request: gr.Request | None = 
     return (message, *_links_view(services, run.id, request))
 
 
-def _fresh_folder(settings: Settings, prefix: str) -> Path:
-    # Downloads go under <home>/tmp, the only part of the home dir the server may hand out.
-    base = predictions_dir(settings)
-    base.mkdir(parents=True, exist_ok=True)
-    cutoff = time.time() - KEEP_EXPORTS_S
-    for old in base.glob("export-*"):
-        try:
-            if old.stat().st_mtime < cutoff:
-                shutil.rmtree(old, ignore_errors=True)
-        except OSError:  # removed meanwhile by another request
-            pass
-    return Path(tempfile.mkdtemp(prefix=f"export-{prefix}-", dir=base))
-
-
 @shows_errors
 def on_download(services: Services, run_id) -> str:
     """Write the run's model as a zip and hand it to the browser."""
     run = _run(services, run_id)
-    return str(export_zip(run, _fresh_folder(services.settings, "zip")).path)
+    return str(export_zip(run, fresh_download_folder(services.settings, "export", "zip")).path)
 
 
 @shows_errors
 def on_export_space(services: Services, run_id) -> str:
     """Write the run as a Hugging Face Space (a zip of app.py, requirements, model) to download."""
     run = _run(services, run_id)
-    return str(export_space(run, _fresh_folder(services.settings, "space"), as_zip=True).path)
+    return str(export_space(run, fresh_download_folder(services.settings, "export", "space"), as_zip=True).path)
 
 
 @shows_errors

@@ -172,3 +172,22 @@ def test_share_warning_shows_only_when_the_whole_app_is_shared(services):
     assert any(isinstance(t, str) and "MODELSMITH_SHARE is on" in t for t in texts)
     plain = [c.get("props", {}).get("value") for c in build_app(services).get_config_file()["components"]]
     assert not any(isinstance(t, str) and "MODELSMITH_SHARE is on" in t for t in plain)
+
+
+def test_download_folders_of_the_same_family_older_than_a_day_are_cleared(tmp_path):
+    import os
+    import time
+
+    from backend.settings import Settings
+    from ui.playground_tab import fresh_download_folder
+
+    settings = Settings(home=tmp_path, _env_file=None)
+    stale, recent = fresh_download_folder(settings, "export", "zip"), fresh_download_folder(settings, "export", "space")
+    other_family = fresh_download_folder(settings, "predictions")
+    day_and_a_bit = time.time() - 25 * 3600
+    for folder in (stale, other_family):
+        os.utime(folder, (day_and_a_bit, day_and_a_bit))
+    new = fresh_download_folder(settings, "export", "zip")
+    assert new.name.startswith("export-zip-") and new.parent == tmp_path / "tmp"
+    assert not stale.exists() and recent.exists() and new.exists()
+    assert other_family.exists()  # only its own family is cleared by an export
