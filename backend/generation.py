@@ -20,7 +20,6 @@ tokens (nanoGPT's crop) and is re-read. An LSTM carries its state forward, one s
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -31,14 +30,12 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from backend.errors import UserError
-from backend.model_cache import cache_key, default_device_name
+from backend.model_cache import RunFolderCache
 from backend.templates.language_model import load_lm
 from backend.templates.lstm_lm import LstmLanguageModel
 
 log = logging.getLogger(__name__)
 
-CACHE_SIZE = 4  # finished models kept in memory at once
-_LOAD_LOCK = threading.Lock()
 REPLACEMENT = "\ufffd"  # what decoding shows for an incomplete UTF-8 character (byte-level tokens)
 
 
@@ -227,18 +224,9 @@ class _TransformerStepper:
         return output.logits[0, -1]
 
 
-def load_generator(output_dir: Path | str, device: str | None = None) -> Generator:
-    """The Generator of a run folder, cached (at most 4) until its model file changes."""
-    folder, mtime_ns = cache_key(output_dir)
-    with _LOAD_LOCK:  # two threads asking for one new model load it once
-        return _load_cached(folder, mtime_ns, device or default_device_name())
-
-
-@functools.lru_cache(maxsize=CACHE_SIZE)
-def _load_cached(folder: str, mtime_ns: int, device: str) -> Generator:
-    # mtime_ns is part of the key only: a re-saved best model gets a fresh entry.
+def _load_generator(folder: Path, device: str) -> Generator:
     try:
-        model, tokenizer, context_length = load_lm(Path(folder))
+        model, tokenizer, context_length = load_lm(folder)
     except (OSError, ValueError, KeyError) as exc:
         raise UserError(f"The model in {folder} could not be loaded as a language model "
                         f"({str(exc).splitlines()[0][:200]}). Pick a finished text-generation run.") from exc
@@ -246,6 +234,14 @@ def _load_cached(folder: str, mtime_ns: int, device: str) -> Generator:
     return Generator(model, tokenizer, context_length, device)
 
 
+_GENERATORS: RunFolderCache[Generator] = RunFolderCache(_load_generator)
+
+
+def load_generator(output_dir: Path | str, device: str | None = None) -> Generator:
+    """The Generator of a run folder, cached (a few at a time) until its model file changes."""
+    return _GENERATORS.get(output_dir, device)
+
+
 def clear_cache() -> None:
     """Forget all cached generators (frees their memory)."""
-    _load_cached.cache_clear()
+    _GENERATORS.clear()

@@ -8,7 +8,6 @@ truncation settings are mutable state), hence the lock around tokenization.
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
 import threading
@@ -20,15 +19,13 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from backend.errors import UserError
-from backend.model_cache import cache_key, default_device_name
+from backend.model_cache import RunFolderCache
 from backend.templates import load_model, logits_of
 from backend.tokenization import encode, pad_batch
 
 log = logging.getLogger(__name__)
 
-CACHE_SIZE = 4  # finished models kept in memory at once
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-_LOAD_LOCK = threading.Lock()
 
 
 class Predictor:
@@ -67,21 +64,20 @@ class Predictor:
         return results  # type: ignore[return-value]
 
 
-def load_predictor(output_dir: Path | str, device: str | None = None) -> Predictor:
-    """The Predictor of a run folder, cached (at most 4) until its model file changes."""
-    folder, mtime_ns = cache_key(output_dir)
-    with _LOAD_LOCK:  # two threads asking for one new model load it once
-        return _load_cached(folder, mtime_ns, device or default_device_name())
-
-
-@functools.lru_cache(maxsize=CACHE_SIZE)
-def _load_cached(folder: str, mtime_ns: int, device: str) -> Predictor:
-    # mtime_ns is part of the key only: a re-saved best model gets a fresh entry.
-    model, tokenizer, labels, max_length = load_model(Path(folder))
+def _load_predictor(folder: Path, device: str) -> Predictor:
+    model, tokenizer, labels, max_length = load_model(folder)
     log.info("loaded %s on %s", folder, device)
     return Predictor(model, tokenizer, labels, max_length, device)
 
 
+_PREDICTORS: RunFolderCache[Predictor] = RunFolderCache(_load_predictor)
+
+
+def load_predictor(output_dir: Path | str, device: str | None = None) -> Predictor:
+    """The Predictor of a run folder, cached (a few at a time) until its model file changes."""
+    return _PREDICTORS.get(output_dir, device)
+
+
 def clear_cache() -> None:
     """Forget all cached predictors (frees their memory)."""
-    _load_cached.cache_clear()
+    _PREDICTORS.clear()
