@@ -49,7 +49,7 @@ from backend.lm_tokenization import encode_corpus, wrap_lm_tokenizer
 from backend.run_clock import RunClock
 from backend.templates.language_model import OWN_TOKENIZER_LM_KINDS, build_lm, lm_logits, save_lm
 from backend.templates.lstm_lm import LstmLanguageModel, load_lstm_lm_weights
-from backend.trainer import ProgressFn, TrainResult, finish_run
+from backend.trainer import ProgressFn, TrainResult, finish_run, patience_spent
 from storage.records import DatasetRecord
 
 log = logging.getLogger(__name__)
@@ -334,7 +334,7 @@ def _fit(run: _LmRun, state: LmState, on_progress: ProgressFn, should_stop: Call
         if state.global_step % eval_every == 0 and state.global_step < run.total_steps:
             _evaluate(run, state, on_progress, meter.progress(run, state.global_step))
             checkpoint()
-            if 0 < config.early_stopping_patience <= state.evals_without_improvement:
+            if patience_spent(config, state.evals_without_improvement):
                 return "early_stopping"
         if meter.clock.budget_spent():
             log.info("time budget of %.0f s spent at step %d", config.time_budget_seconds, state.global_step)

@@ -309,7 +309,7 @@ def _fit(run: _Setup, state: TrainState, on_progress: ProgressFn, should_stop: C
                     on_progress(state.global_step, meter.report(run, state))
                 if config.eval_every_steps and state.global_step % config.eval_every_steps == 0:
                     _evaluate(run, state, on_progress)
-                    if _patience_spent(config, state):
+                    if patience_spent(config, state.evals_without_improvement):
                         return "early_stopping"
                 if meter.clock.budget_spent():
                     log.info("time budget of %.0f s spent at step %d", config.time_budget_seconds, state.global_step)
@@ -324,7 +324,7 @@ def _fit(run: _Setup, state: TrainState, on_progress: ProgressFn, should_stop: C
         if run.evaluated_at != state.global_step:
             _evaluate(run, state, on_progress)
         checkpoint()
-        if _patience_spent(config, state):
+        if patience_spent(config, state.evals_without_improvement):
             return "early_stopping"
     return "completed"
 
@@ -334,8 +334,9 @@ def _position(run: _Setup, state: TrainState) -> dict[str, float]:
             "total_steps": float(run.total_steps)}
 
 
-def _patience_spent(config: TrainConfig, state: TrainState) -> bool:
-    return 0 < config.early_stopping_patience <= state.evals_without_improvement
+def patience_spent(config: TrainConfig, evals_without_improvement: int) -> bool:
+    """Early stopping: patience is set and that many evaluations in a row did not improve (both trainers)."""
+    return 0 < config.early_stopping_patience <= evals_without_improvement
 
 
 def evaluate(model: nn.Module, loader: DataLoader, labels: Sequence[str], device: torch.device) -> dict:
