@@ -157,9 +157,9 @@ def on_template_picked(kind: str | None):
     return tuple(gr.update(value=getattr(config, field)) for field in TEMPLATE_TRAINING_FIELDS)
 
 
-def _initial_value(field_name: str):
-    """The form opens on the LSTM template: its own training settings, None (the field's default) elsewhere."""
-    return getattr(default_config(1, "lstm"), field_name) if field_name in TEMPLATE_TRAINING_FIELDS else None
+def _opening_value(opening: TrainConfig, field_name: str):
+    """The form opens on one template: its own training settings, None (the field's default) elsewhere."""
+    return getattr(opening, field_name) if field_name in TEMPLATE_TRAINING_FIELDS else None
 
 
 def _task_of(kind: str) -> str:
@@ -244,9 +244,10 @@ def build_train_tab(services: Services) -> TrainForm:
     name = gr.Textbox(label="Run name", placeholder="optional: a name to find the run again")
     pairs = form_fields()
     components: dict[tuple[str, str], gr.components.Component] = {}
+    opening = default_config(1, "lstm")  # the template the form opens on
     with gr.Row():
         for owner, field_name in pairs[: len(BASIC_FIELDS)]:
-            components[(owner, field_name)] = field_input(TrainConfig, field_name, _initial_value(field_name))
+            components[(owner, field_name)] = field_input(TrainConfig, field_name, _opening_value(opening, field_name))
     groups = {}
     with gr.Accordion("Advanced settings", open=False):
         with gr.Row(equal_height=False):
@@ -255,7 +256,7 @@ def build_train_tab(services: Services) -> TrainForm:
                 for owner, field_name in pairs:
                     if owner == "config" and field_name not in BASIC_FIELDS:
                         components[(owner, field_name)] = field_input(TrainConfig, field_name,
-                                                                      _initial_value(field_name))
+                                                                      _opening_value(opening, field_name))
             with gr.Column():
                 gr.Markdown("**Model**")
                 for kind, template_class in TEMPLATE_CLASSES.items():
