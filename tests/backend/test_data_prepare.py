@@ -103,6 +103,16 @@ def test_nan_labels_and_empty_texts_are_dropped_and_counted(tmp_path):
     assert any("empty text" in w for w in prepared.warnings)
 
 
+def test_texts_of_only_whitespace_count_as_empty(tmp_path):
+    blanks = ["\t", "\u00a0\u00a0", " \u3000 ", "\x0b"]  # tab, no-break spaces, ideographic space, vertical tab
+    kept = ["a", "\u00a0b", "c ", "d", "e", "f"]
+    rows = [(text, "xy"[i % 2]) for i, text in enumerate(blanks + kept)]
+    prepared = prepare(table_csv(tmp_path, rows))
+    assert prepared.report["empty_rows_dropped"] == len(blanks)
+    stored = pd.concat([prepared.train, prepared.validation])["text"].tolist()
+    assert sorted(stored) == sorted(kept)
+
+
 def test_duplicates_conflicts_and_overlap_with_a_validation_file(tmp_path):
     train = table_csv(tmp_path, [("same", "a"), ("same", "a"), ("clash", "a"), ("clash", "b"),
                                  ("u1", "a"), ("u2", "b"), ("u3", "b")], name="train.csv")

@@ -4,12 +4,14 @@ import hashlib
 import json
 import random
 from collections import Counter
+from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+import backend.data as data_module
 from backend.data import IngestOptions, ingest, ingest_summary, load_split, prepare_dataset, store_dataset
 from backend.errors import UserError
 
@@ -209,3 +211,43 @@ def test_leftover_folder_from_a_crash_is_replaced(tmp_path, settings, repo):
     (leftover / "train.parquet").write_bytes(b"half-written")
     record = store_dataset(prepared, repo, settings.datasets_dir)
     assert len(load_split(record, "train")) == len(prepared.train)
+
+
+def test_big_split_is_written_as_parts_and_loads_in_order(tmp_path, settings, repo, monkeypatch):
+    # Parts start at 16 MB; a small PART_BYTES makes a 600-row file big enough to be split.
+    monkeypatch.setattr(data_module, "PART_BYTES", 2_000)
+    monkeypatch.setattr(data_module, "MAX_WRITERS", 3)
+    monkeypatch.setattr(data_module, "_cores", lambda: 8)  # parts: min(cores, MAX_WRITERS, bytes / PART_BYTES)
+    rows = [(f"row {i} " + "x" * (i % 17), "abc"[i % 3]) for i in range(600)]
+    path = write(tmp_path, "d.csv", "text,label\n" + "".join(f"{t},{c}\n" for t, c in rows))
+    record = ingest(path, IngestOptions(), validation_path=None, settings=settings, repo=repo).dataset
+    names = sorted(p.name for p in Path(record.path).iterdir())
+    # train (~12 kB) in one part per core; validation (~1.4 kB, under PART_BYTES) stays one file
+    assert names == ["train.1.parquet", "train.2.parquet", "train.parquet", "validation.parquet"]
+    train, validation = load_split(record, "train"), load_split(record, "validation")
+    assert len(train) == record.train_rows and len(validation) == record.validation_rows
+    stored = pd.concat([train, validation])
+    assert Counter(zip(stored["text"], stored["label"])) == Counter(rows)
+    numbers = [int(text.split()[1]) for text in train["text"]]
+    assert numbers == sorted(numbers)  # parts read back in order: each split keeps the source order
+    (Path(record.path) / "train.2.parquet").unlink()  # a lost part is an error, not a smaller dataset
+    with pytest.raises(UserError, match="incomplete"):
+        load_split(record, "train")
+
+
+def test_failed_part_write_stores_nothing(tmp_path, settings, repo, stored_before, monkeypatch):
+    monkeypatch.setattr(data_module, "PART_BYTES", 2_000)
+    monkeypatch.setattr(data_module, "_cores", lambda: 2)
+    real_write = pq.write_table
+
+    def failing_write(table, where, **kwargs):
+        if str(where).endswith("train.1.parquet"):
+            raise OSError("No space left on device")
+        return real_write(table, where, **kwargs)
+
+    monkeypatch.setattr(data_module.pq, "write_table", failing_write)
+    rows = "".join(f"row {i} {'y' * (i % 13)},{'ab'[i % 2]}\n" for i in range(600))
+    with pytest.raises(OSError, match="No space left"):
+        ingest(write(tmp_path, "d.csv", "text,label\n" + rows), IngestOptions(), settings=settings, repo=repo)
+    assert stored_state(repo, settings) == stored_before
+    assert not [p for p in settings.datasets_dir.iterdir() if p.name.startswith(".ingest-")]

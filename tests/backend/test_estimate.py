@@ -46,7 +46,7 @@ def test_estimate_says_when_it_cannot_help(dataset, tmp_path):
     pd.DataFrame({"text": pd.Series([], dtype=str), "label": pd.Series([], dtype=str)}).to_parquet(
         empty / "train.parquet")
     with pytest.raises(UserError, match="no training rows"):
-        estimate(config(), DatasetRecord(**{**dataset.__dict__, "path": str(empty)}))
+        estimate(config(), DatasetRecord(**{**dataset.__dict__, "path": str(empty), "train_rows": 0}))
 
 
 def test_estimate_of_a_language_model_counts_windows_of_its_text(tmp_path):
