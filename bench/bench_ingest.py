@@ -9,6 +9,10 @@ Measured, each in a fresh subprocess:
 - read_arrow: our reader alone (encoding, delimiter and quoting detection, then pyarrow's parser).
 - prepare_dataset: read + pick columns + clean + validate + dedupe + split + report + hash.
 - ingest: prepare_dataset + write train/validation Parquet + the DB row (a temporary home).
+- floor: the least work any ingest must do (read, sha256, fastest parse, duplicate fingerprints,
+  uncompressed Parquet), each step at its cheapest. Its CPU seconds divided by the cores is the
+  shortest wall time any ingest could reach on this machine, even if every step ran perfectly in
+  parallel; the bench reports that bound against pandas' wall time.
 
 Each measurement runs in a fresh subprocess, so that peak memory is that process's own peak RSS
 (VmHWM from /proc, which counts pyarrow's allocations that tracemalloc cannot see). The reported
@@ -72,6 +76,23 @@ elif kind == "read_arrow":
     rows = read_arrow(Path(path), max_bytes=1 << 40, max_rows=1 << 40).table.num_rows
 elif kind == "prepare_dataset":
     rows = prepare_dataset(path, IngestOptions(), max_bytes=1 << 40, max_rows=1 << 40).rows
+elif kind == "floor":
+    # The least any ingest must do, each step in its cheapest form, one after the other: read the
+    # bytes, sha256 them (the content hash), parse with pyarrow's fastest settings (unsafe for
+    # quoted line breaks, so a lower bound), fingerprint the texts for exact duplicates, write
+    # uncompressed Parquet without dictionaries or statistics. No cleaning, split or report.
+    import hashlib, pyarrow as pa, pyarrow.csv as pa_csv, pyarrow.parquet as pq
+    from backend.report import text_codes
+    data = Path(path).read_bytes()
+    hashlib.sha256(data).hexdigest()
+    table = pa_csv.read_csv(pa.BufferReader(data), parse_options=pa_csv.ParseOptions(newlines_in_values=False),
+                            convert_options=pa_csv.ConvertOptions(column_types={"text": pa.string(), "label": pa.string()}))
+    del data
+    text_codes(table["text"])
+    with tempfile.TemporaryDirectory() as folder:
+        pq.write_table(table, Path(folder) / "floor.parquet", compression="none", use_dictionary=False,
+                       write_statistics=False)
+    rows = table.num_rows
 else:
     rows = ingest(path, IngestOptions(), settings=settings, repo=repo).dataset.rows
 seconds = time.perf_counter() - start
@@ -83,19 +104,42 @@ if kind == "ingest":
     shutil.rmtree(settings.home, ignore_errors=True)
 """
 
-KINDS = ("pandas.read_csv", "pandas.read_csv(engine=pyarrow)", "read_arrow", "prepare_dataset", "ingest")
+KINDS = ("pandas.read_csv", "pandas.read_csv(engine=pyarrow)", "read_arrow", "prepare_dataset", "ingest", "floor")
 
 
-def make_csv(path: Path, rows: int, seed: int = 0) -> None:
-    """Write a text,label CSV: ~95-character sentences, some with commas and quotes, 4 classes."""
+SHAPES = ("plain", "duplicates", "templated")
+
+
+def make_csv(path: Path, rows: int, seed: int = 0, shape: str = "plain") -> None:
+    """Write a text,label CSV with 4 classes.
+
+    plain: ~95-character sentences, some with commas and quotes. duplicates: the same, but every
+    second row repeats the text of the row before (with a label of its own, so most are
+    conflicting duplicates). templated: 95-character texts identical except for digits in
+    the bytes that duplicate fingerprints do not sample (spam that differs in a phone number), the
+    worst case for duplicate detection (every text is compared, then ranked)."""
     rng = np.random.default_rng(seed)
     vocabulary = np.array([f"w{i}" for i in range(5000)] + ["good", "bad,", "\"quoted\"", "it's", "ok."])
+    # Sampled at 95 characters: bytes 0-15, 21-28, 43-50, 65-72, 87-94 (see text_bytes.fingerprints).
+    template = list("Congratulations!##### You won## a prize: call now to claim it before the offer ends today")
+    template += ["."] * (95 - len(template))
+    holes = [i for i, char in enumerate(template) if char == "#"]
     chunk = 100_000
     with path.open("w", encoding="utf-8", newline="") as handle:
         for start in range(0, rows, chunk):
             n = min(chunk, rows - start)
-            words = vocabulary[rng.integers(0, len(vocabulary), size=(n, 16))]
-            texts = [" ".join(row) for row in words.tolist()]
+            if shape == "templated":
+                texts = []
+                for number in range(start, start + n):
+                    digits = f"{number:0{len(holes)}d}"
+                    for hole, digit in zip(holes, digits):
+                        template[hole] = digit
+                    texts.append("".join(template))
+            else:
+                words = vocabulary[rng.integers(0, len(vocabulary), size=(n, 16))]
+                texts = [" ".join(row) for row in words.tolist()]
+                if shape == "duplicates":
+                    texts[1::2] = texts[0::2][: n // 2]
             labels = rng.choice(["sports", "politics", "science", "arts"], size=n)
             pd.DataFrame({"text": texts, "label": labels}).to_csv(handle, index=False, header=start == 0)
 
@@ -124,15 +168,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--shape", choices=SHAPES, default="plain", help=make_csv.__doc__.splitlines()[0])
+    parser.add_argument("--kinds", default=",".join(KINDS),
+                        help="comma-separated subset of: " + ", ".join(KINDS) + " (pandas.read_csv always runs)")
     args = parser.parse_args()
+    kinds = ["pandas.read_csv"] + [k for k in KINDS if k in args.kinds.split(",") and k != "pandas.read_csv"]
     loads = [load_average()]
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "bench.csv"
-        make_csv(path, args.rows)
+        make_csv(path, args.rows, shape=args.shape)
         size_mb = path.stat().st_size / 2**20
         results = {}
         for _ in range(args.repeat):  # interleaved, so drift in machine load hits every kind alike
-            for kind in KINDS:
+            for kind in kinds:
                 results.setdefault(kind, []).append(measure(kind, path))
             loads.append(load_average())
     table = {}
@@ -154,9 +202,9 @@ def main() -> None:
                 "net_memory_vs_file": round(row["net_peak_mb"] / size_mb, 2)}
 
     summary = {
-        "file_mb": round(size_mb, 1), "rows": args.rows, "repeat": args.repeat, "cpus": os.cpu_count(),
+        "file_mb": round(size_mb, 1), "rows": args.rows, "shape": args.shape, "repeat": args.repeat, "cpus": os.cpu_count(),
         "cpu_model": cpu_model(), "load_average_1_5_15min": loads, "results": table,
-        "ratios": {kind: ratios(kind) for kind in KINDS},
+        "ratios": {kind: ratios(kind) for kind in kinds},
         "targets": {"time_vs_pandas": "<= 1.0", "net_memory_vs_file": "< 3.0"},
     }
     print(f"{'measurement':32} {'median s':>9} {'min s':>7} {'CPU s':>7} {'net peak MB':>12} {'peak RSS MB':>12}"
@@ -166,6 +214,14 @@ def main() -> None:
         print(f"{kind:32} {row['seconds_median']:>9} {row['seconds_min']:>7} {row['cpu_seconds_median']:>7} "
               f"{row['net_peak_mb']:>12} {row['peak_rss_mb']:>12} {ratio['time_vs_pandas']:>12} "
               f"{ratio['net_memory_vs_file']:>14}")
+    if "floor" in table:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        bound = table["floor"]["cpu_seconds_median"] / cores
+        summary["floor"] = {"cpu_seconds": table["floor"]["cpu_seconds_median"], "cores": cores,
+                            "shortest_possible_wall_s": round(bound, 3),
+                            "shortest_possible_vs_pandas": round(bound / pandas_row["seconds_median"], 2)}
+        print(f"floor: {table['floor']['cpu_seconds_median']} CPU s of unavoidable work / {cores} cores = at least "
+              f"{bound:.3f} s wall for any ingest, {summary['floor']['shortest_possible_vs_pandas']}x pandas' wall time")
     print(json.dumps(summary, indent=2))
 
 
