@@ -537,7 +537,7 @@ def _write_splits(frames: dict[str, pd.DataFrame], folder: Path) -> None:
     jobs = []
     for split, frame in frames.items():
         table = pa.Table.from_pandas(frame, preserve_index=False)
-        parts = max(1, min(writers, table.nbytes // PART_BYTES))
+        parts = max(1, min(writers, table.nbytes // PART_BYTES, table.num_rows))  # a corpus is one row
         rows = -(-table.num_rows // parts)  # rows per part, rounded up
         jobs += [(table.slice(index * rows, rows), _part_path(folder, split, index)) for index in range(parts)]
     if writers == 1:

@@ -251,3 +251,13 @@ def test_failed_part_write_stores_nothing(tmp_path, settings, repo, stored_befor
         ingest(write(tmp_path, "d.csv", "text,label\n" + rows), IngestOptions(), settings=settings, repo=repo)
     assert stored_state(repo, settings) == stored_before
     assert not [p for p in settings.datasets_dir.iterdir() if p.name.startswith(".ingest-")]
+
+
+def test_a_big_corpus_stays_one_file_per_split(tmp_path, settings, repo, monkeypatch):
+    monkeypatch.setattr(data_module, "PART_BYTES", 100)
+    monkeypatch.setattr(data_module, "_cores", lambda: 2)
+    text = "".join(f"line {i} of the corpus\n" for i in range(200))
+    path = write(tmp_path, "corpus.txt", text)
+    record = ingest(path, IngestOptions(task="text-generation"), settings=settings, repo=repo).dataset
+    assert sorted(p.name for p in Path(record.path).iterdir()) == ["train.parquet", "validation.parquet"]
+    assert load_split(record, "train")["text"][0] + load_split(record, "validation")["text"][0] == text
