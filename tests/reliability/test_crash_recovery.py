@@ -42,6 +42,12 @@ def _app(services, tmp_path: Path) -> AppProcess:
     return AppProcess(services.settings.home, free_port(), tmp_path / "work").start()
 
 
+def _run_in_app(services, dataset, tmp_path: Path, name: str) -> tuple[int, Path, AppProcess]:
+    """Queue a 3-epoch tiny LSTM run and start an app process that will train it."""
+    run_id = services.runner.submit(tiny_lstm(dataset.id, epochs=3, name=name))
+    return run_id, services.settings.runs_dir / str(run_id), _app(services, tmp_path)
+
+
 def _no_row_points_at_a_missing_folder(services) -> None:
     for run in services.repo.list_runs():
         if run.status != "queued":
@@ -50,9 +56,7 @@ def _no_row_points_at_a_missing_folder(services) -> None:
 
 def test_sigkill_mid_training_then_restart_and_resume(home, tmp_path):
     services, dataset = home
-    run_id = services.runner.submit(tiny_lstm(dataset.id, epochs=3, name="killed"))
-    output_dir = services.settings.runs_dir / str(run_id)
-    app = _app(services, tmp_path)
+    run_id, output_dir, app = _run_in_app(services, dataset, tmp_path, "killed")
     try:
         # Kill right after the first complete checkpoint, while the next epoch trains.
         steps = wait_until(lambda: complete_checkpoints(output_dir), 300, "the first checkpoint", interval=0.05)
@@ -89,9 +93,7 @@ def test_sigkill_mid_training_then_restart_and_resume(home, tmp_path):
 
 def test_sigterm_checkpoints_the_running_job_and_ends_it_interrupted(home, tmp_path):
     services, dataset = home
-    run_id = services.runner.submit(tiny_lstm(dataset.id, epochs=3, name="terminated"))
-    output_dir = services.settings.runs_dir / str(run_id)
-    app = _app(services, tmp_path)
+    run_id, output_dir, app = _run_in_app(services, dataset, tmp_path, "terminated")
     try:
         # Mid first epoch: no checkpoint yet, so the one found afterwards is SIGTERM's.
         wait_until(lambda: services.repo.get_metrics(run_id, ["train_loss"]), 300, "training progress",
