@@ -329,7 +329,11 @@ def serve(settings) -> int:
         log.warning("MODELSMITH_SHARE is on: anyone with the share link gets the WHOLE app (datasets, runs, "
                     "training)%s. For one model, publish a demo link instead.",
                     "" if settings.auth else " and there is no login (set MODELSMITH_AUTH)")
-    services = build_services(settings)
+    try:
+        services = build_services(settings)
+    except UserError as exc:  # e.g. MODELSMITH_DATABASE_URL names a server that is down
+        log.error("%s", exc)
+        return 2
 
     def on_sigterm(signum, frame):  # container stop: running jobs checkpoint and end `interrupted`
         log.info("signal %s: stopping jobs", signum)

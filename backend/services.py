@@ -10,7 +10,7 @@ from typing import IO
 from backend.errors import UserError
 from backend.jobs import JobRunner
 from backend.settings import Settings
-from storage.database import make_engine, make_sessions, migrate
+from storage.database import DatabaseUnavailable, make_engine, make_sessions, migrate
 from storage.repository import Repository
 
 log = logging.getLogger(__name__)
@@ -34,8 +34,11 @@ class Services:
 def build_services(settings: Settings, *, train_fn=None) -> Services:
     """Create the home dir, migrate the DB to head and build the repository and job runner."""
     settings.ensure_dirs()
-    engine = make_engine(settings.resolved_database_url)
-    migrate(engine)
+    try:
+        engine = make_engine(settings.resolved_database_url)
+        migrate(engine)
+    except DatabaseUnavailable as exc:  # a wrong URL or a server that is down: say which and what to check
+        raise UserError(str(exc)) from None
     repo = Repository(make_sessions(engine))
     return Services(settings=settings, repo=repo, runner=JobRunner(repo, settings, train_fn=train_fn), engine=engine)
 

@@ -12,9 +12,10 @@ from storage.repository import NotFound
 
 
 def _age_heartbeat(repo, run_id, seconds):
+    # Date arithmetic in Python: SQLite's datetime() and PostgreSQL's interval arithmetic differ.
+    aged = repo.get_run(run_id).heartbeat_at - timedelta(seconds=seconds)
     with repo._sessions.begin() as session:
-        session.execute(text("UPDATE runs SET heartbeat_at = datetime(heartbeat_at, :shift) WHERE id = :id"),
-                        {"shift": f"-{seconds} seconds", "id": run_id})
+        session.execute(text("UPDATE runs SET heartbeat_at = :aged WHERE id = :id"), {"aged": aged, "id": run_id})
 
 
 def test_create_run_derives_columns_from_the_config(repo, add_dataset, make_config):
