@@ -1,4 +1,7 @@
-"""JobRunner with a fake, fast train function: queue order, stop, failure, recovery, shutdown."""
+"""JobRunner with a fake, fast train function: queue order, stop, failure, recovery, shutdown.
+
+Every test that touches the database runs on the SQLite file and on PostgreSQL.
+"""
 
 import threading
 import time
@@ -47,6 +50,12 @@ class FakeTrainer:
         finally:
             with self._lock:
                 self.active -= 1
+
+
+@pytest.fixture
+def database_url(each_database_url):
+    """The runner's queue, progress and recovery on the SQLite file, then on a fresh PostgreSQL database."""
+    return each_database_url
 
 
 @pytest.fixture
