@@ -341,7 +341,7 @@ def serve(settings) -> int:
         sys.exit(0)
 
     signal.signal(signal.SIGTERM, on_sigterm)  # before any job starts, so none is cut off unsaved
-    services.runner.recover(all_running=True)
+    services.recover_at_start()
     services.runner.start()
     demo = build_app(services)
     try:

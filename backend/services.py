@@ -30,6 +30,20 @@ class Services:
         self.runner.shutdown()
         self.engine.dispose()
 
+    @property
+    def shares_database(self) -> bool:
+        """True for a database server (PostgreSQL) that apps and workers on other machines may use too."""
+        return self.engine.dialect.name != "sqlite"
+
+    def recover_at_start(self) -> list[int]:
+        """Mark the runs a dead process left `running` as `interrupted` when the app starts; returns their ids.
+
+        A SQLite file belongs to this app (one serving app per home), so every `running` row is an
+        orphan. A shared server may hold runs that live processes elsewhere are training: only
+        those whose heartbeat is stale are dead, and the workers' periodic sweep takes the rest.
+        """
+        return self.runner.recover(all_running=not self.shares_database)
+
 
 def build_services(settings: Settings, *, train_fn=None) -> Services:
     """Create the home dir, migrate the DB to head and build the repository and job runner."""

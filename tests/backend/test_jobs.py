@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from sqlalchemy import text
 
 from backend.config import LstmTemplate, TrainConfig
 from backend.errors import Cancelled, UserError
@@ -160,6 +161,29 @@ def test_recovery_marks_orphaned_running_runs_interrupted(repo, settings, datase
     assert runner.recover(all_running=True) == [orphan]
     assert repo.get_run(orphan).status == "interrupted"
     assert repo.get_run(waiting).status == "queued"
+
+
+def test_app_start_sweeps_only_dead_runs_of_a_shared_database(repo, settings, dataset_id, database_url):
+    from backend.services import build_services
+
+    services = build_services(settings, train_fn=FakeTrainer())
+    try:
+        live, dead = (services.runner.submit(config(dataset_id, name)) for name in ("live", "dead"))
+        for run_id in (live, dead):
+            repo.mark_running(run_id, str(settings.runs_dir / str(run_id)))
+        aged = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(seconds=settings.heartbeat_timeout_s + 5)
+        with repo._sessions.begin() as session:  # `dead` stopped beating; `live` beat just now
+            session.execute(text("UPDATE runs SET heartbeat_at = :aged WHERE id = :id"), {"aged": aged, "id": dead})
+        swept = services.recover_at_start()
+    finally:
+        services.close()
+    if database_url:  # PostgreSQL: `live` may be training on another machine
+        assert services.shares_database and swept == [dead]
+        assert repo.get_run(live).status == "running"
+    else:  # the app owns its SQLite file: nothing else can be training
+        assert not services.shares_database and swept == [live, dead]
+        assert repo.get_run(live).status == "interrupted"
+    assert repo.get_run(dead).status == "interrupted"
 
 
 def test_shutdown_interrupts_running_job(repo, settings, dataset_id):
