@@ -195,6 +195,21 @@ class Repository:
             run.started_at = run.started_at or now
             run.error = None
 
+    def claim(self, run_id: int, output_dir: str) -> bool:
+        """Take a queued run for this process (as mark_running); False if another process or thread took it first.
+
+        One conditional UPDATE: on PostgreSQL a second claimant waits for the first one's row lock,
+        then finds the status changed; on SQLite BEGIN IMMEDIATE queues writers. Either way exactly
+        one of several apps or workers sharing the database wins.
+        """
+        now = utcnow()
+        with self._sessions.begin() as session:
+            claimed = session.execute(
+                update(Run).where(Run.id == run_id, Run.status == "queued")
+                .values(status="running", output_dir=output_dir, heartbeat_at=now, error=None,
+                        started_at=func.coalesce(Run.started_at, now)))
+            return claimed.rowcount == 1
+
     def heartbeat(self, run_id: int, progress: float | None = None) -> None:
         """The run is alive (and, optionally, this far along: 0..1)."""
         values: dict = {"heartbeat_at": utcnow()}

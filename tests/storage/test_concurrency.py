@@ -3,6 +3,7 @@
 Each test runs on the SQLite file and on PostgreSQL (tests/storage/conftest.py).
 """
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -101,3 +102,27 @@ def test_several_processes_write_progress_to_one_database(repo, settings, run_id
     run = repo.get_run(run_id)
     assert run.status == "running"  # the heartbeats were fresh: no process swept a live run
     assert run.progress == pytest.approx((PROCESS_WRITES - 1) / PROCESS_WRITES)
+
+
+CLAIMER = """
+import json, sys
+from storage.database import make_engine, make_sessions
+from storage.repository import Repository
+index, url, run_ids = int(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
+repo = Repository(make_sessions(make_engine(url)))
+print(json.dumps([run_id for run_id in run_ids if repo.claim(run_id, f"/tmp/runs/{run_id}")]))
+"""
+
+
+def test_processes_sharing_the_queue_claim_each_run_exactly_once(repo, settings, add_dataset, make_config):
+    dataset = add_dataset()
+    run_ids = [repo.create_run(make_config(dataset.id)) for _ in range(20)]
+    arguments = [settings.resolved_database_url, json.dumps(run_ids)]
+    children = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(CLAIMER), str(index), *arguments],
+                                 cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for index in range(PROCESSES)]
+    results = [child.communicate(timeout=120) for child in children]
+    assert [(child.returncode, err[-1500:]) for child, (_, err) in zip(children, results)] == [(0, "")] * PROCESSES
+    claimed = [run_id for out, _ in results for run_id in json.loads(out)]
+    assert sorted(claimed) == run_ids  # every run taken once: none twice, none left behind
+    assert {run.status for run in repo.list_runs()} == {"running"}

@@ -164,3 +164,17 @@ def test_delete_run_removes_its_metrics_and_artifacts(repo, add_dataset, make_co
         assert session.execute(text("SELECT count(*) FROM metrics WHERE run_id = :i"), {"i": run_id}).scalar() == 0
         assert session.execute(text("SELECT count(*) FROM artifacts WHERE run_id = :i"), {"i": run_id}).scalar() == 0
     assert len(repo.get_metrics(keep)) == 2 and len(repo.list_artifacts(keep)) == 1
+
+
+def test_claim_takes_a_queued_run_once(repo, run_id):
+    assert repo.claim(run_id, "/tmp/runs/claimed") is True
+    run = repo.get_run(run_id)
+    assert (run.status, run.output_dir, run.error) == ("running", "/tmp/runs/claimed", None)
+    assert run.started_at is not None and run.heartbeat_at == run.started_at
+    assert repo.claim(run_id, "/tmp/runs/second") is False  # a second claimant (another process) gets nothing
+    assert repo.get_run(run_id).output_dir == "/tmp/runs/claimed"
+    repo.finish(run_id, "cancelled")
+    repo.requeue(run_id)
+    assert repo.claim(run_id, "/tmp/runs/claimed") is True  # resumed: queued again, claimable again
+    assert repo.get_run(run_id).started_at == run.started_at  # the first start time is kept
+    assert repo.claim(999, "/tmp/runs/none") is False
