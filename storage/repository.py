@@ -36,6 +36,21 @@ def _plain(value: object) -> object:
     return str(value)
 
 
+def _text(value: str | None, limit: int | None = None) -> str | None:
+    """A string as every database stores it: no NUL characters, at most `limit` characters.
+
+    SQLite keeps both; PostgreSQL refuses a NUL in text and a value longer than its VARCHAR, so
+    a column header or an error message taken from user data would make the write itself fail.
+    """
+    if value is None:
+        return None
+    value = value.replace("\x00", "")
+    return value[:limit] if limit else value
+
+
+NAME_LENGTH = 200  # the VARCHAR(200) of names and column names
+
+
 def _dataset_record(row: Dataset) -> DatasetRecord:
     return DatasetRecord(
         id=row.id, name=row.name, task=row.task, content_hash=row.content_hash, path=row.path,
@@ -98,8 +113,9 @@ class Repository:
                     labels: list[str], classes: dict[str, int], report: dict) -> DatasetRecord:
         """Store a dataset's metadata (its files are already on disk)."""
         with self._sessions.begin() as session:
-            row = Dataset(name=name, task=task, content_hash=content_hash, path=path, text_column=text_column,
-                          label_column=label_column, rows=rows, train_rows=train_rows,
+            row = Dataset(name=_text(name, NAME_LENGTH), task=task, content_hash=content_hash, path=_text(path),
+                          text_column=_text(text_column, NAME_LENGTH),
+                          label_column=_text(label_column, NAME_LENGTH), rows=rows, train_rows=train_rows,
                           validation_rows=validation_rows, labels_json=_to_json(list(labels)),
                           classes_json=_to_json(dict(classes)), report_json=_to_json(report))
             session.add(row)
@@ -124,11 +140,11 @@ class Repository:
 
     def rename_dataset(self, dataset_id: int, name: str) -> None:
         """Give a dataset a new display name."""
-        name = name.strip()
+        name = _text(name).strip()
         if not name:
             raise ValueError("A dataset name cannot be empty. Type a name with at least one letter.")
         with self._sessions.begin() as session:
-            self._dataset_row(session, dataset_id).name = name[:200]
+            self._dataset_row(session, dataset_id).name = name[:NAME_LENGTH]
 
     def delete_dataset(self, dataset_id: int) -> None:
         """Delete a dataset's row; InUse while runs reference it."""
@@ -152,9 +168,9 @@ class Repository:
         """Queue a new run for `config`; returns its id."""
         with self._sessions.begin() as session:
             self._dataset_row(session, config.dataset_id)
-            run = Run(name=(name or config.name).strip()[:200], dataset_id=config.dataset_id, task=config.task,
-                      template=config.template.kind, status="queued", config_json=config.model_dump_json(),
-                      metrics_json="{}", progress=0.0)
+            run = Run(name=_text(name or config.name).strip()[:NAME_LENGTH], dataset_id=config.dataset_id,
+                      task=config.task, template=config.template.kind, status="queued",
+                      config_json=config.model_dump_json(), metrics_json="{}", progress=0.0)
             session.add(run)
             session.flush()
             if not run.name:
@@ -223,7 +239,7 @@ class Repository:
         _check_status(status, FINISHED_STATUSES)
         with self._sessions.begin() as session:
             run = self._run_row(session, run_id)
-            run.status, run.finished_at, run.error = status, utcnow(), error
+            run.status, run.finished_at, run.error = status, utcnow(), _text(error)
             if metrics is not None:
                 run.metrics_json = _to_json(metrics)
             if status == "succeeded":
@@ -265,9 +281,9 @@ class Repository:
         """
         now = utcnow()
         with self._sessions.begin() as session:
-            run = Run(name=name.strip()[:200], dataset_id=None, task=task, template=template, status="succeeded",
-                      config_json=config_json, metrics_json=_to_json(metrics), progress=1.0, started_at=now,
-                      finished_at=now)
+            run = Run(name=_text(name).strip()[:NAME_LENGTH], dataset_id=None, task=task, template=template,
+                      status="succeeded", config_json=config_json, metrics_json=_to_json(metrics), progress=1.0,
+                      started_at=now, finished_at=now)
             session.add(run)
             session.flush()
             if not run.name:

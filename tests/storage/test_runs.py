@@ -178,3 +178,12 @@ def test_claim_takes_a_queued_run_once(repo, run_id):
     assert repo.claim(run_id, "/tmp/runs/claimed") is True  # resumed: queued again, claimable again
     assert repo.get_run(run_id).started_at == run.started_at  # the first start time is kept
     assert repo.claim(999, "/tmp/runs/none") is False
+
+
+def test_an_error_or_name_with_a_nul_character_is_stored(repo, add_dataset, make_config):
+    # An error message quoting user data must not make the write of the failure fail (PostgreSQL
+    # refuses NUL in text), or the run would stay `running` until the heartbeat sweep.
+    run_id = repo.create_run(make_config(add_dataset().id, name="nul\x00name"))
+    repo.finish(run_id, "failed", error="Column 'a\x00b' is missing.")
+    run = repo.get_run(run_id)
+    assert (run.name, run.status, run.error) == ("nulname", "failed", "Column 'ab' is missing.")
