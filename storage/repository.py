@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -15,6 +17,8 @@ from backend.config import FINISHED_STATUSES, RUN_STATUSES, TrainConfig
 from storage.database import READ_ONLY
 from storage.models import Artifact, Dataset, Demo, Metric, Run, utcnow
 from storage.records import ArtifactRecord, DatasetRecord, DemoRecord, MetricRecord, RunRecord
+
+log = logging.getLogger(__name__)
 
 
 class NotFound(Exception):
@@ -305,7 +309,16 @@ class Repository:
 
     # ---- metrics ---------------------------------------------------------------------------
     def add_metrics(self, run_id: int, step: int, values: dict[str, float]) -> None:
-        """Append one value per key at `step`, in one transaction; NotFound if the run is gone."""
+        """Append one value per key at `step`, in one transaction; NotFound if the run is gone.
+
+        NaN and infinite values (a diverging loss) are left out: SQLite would store NaN as NULL and
+        refuse the row, PostgreSQL would keep a value no JSON reader accepts.
+        """
+        finite = {key: float(value) for key, value in values.items() if math.isfinite(float(value))}
+        if len(finite) < len(values):
+            log.warning("run %d step %s: not storing non-finite %s", run_id, step,
+                        sorted(set(values) - set(finite)))
+        values = finite
         if not values:
             return
         now = utcnow()
