@@ -15,7 +15,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, ProgrammingError
 from sqlalchemy.orm import sessionmaker
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,7 @@ POOL_SIZE = 5
 POOL_OVERFLOW = 5
 POOL_RECYCLE_S = 1800  # older connections are replaced: firewalls and proxies drop idle TCP sessions
 CONNECT_TIMEOUT_S = 10
+INSUFFICIENT_PRIVILEGE = "42501"  # PostgreSQL's SQLSTATE for "permission denied"
 # Any constant shared by every Modelsmith process: the key of the advisory lock that serialises migrations.
 MIGRATION_LOCK_KEY = 0x4D6F64656C  # "Model"
 
@@ -122,18 +123,28 @@ def alembic_config(connection: Connection) -> Config:
 def migrate(engine: Engine, revision: str = "head") -> None:
     """Apply the Alembic migrations up to `revision` (head by default); a no-op when already there.
 
-    Raises DatabaseUnavailable, naming the URL (password hidden), when the server cannot be reached.
+    Raises DatabaseUnavailable, naming the URL (password hidden), when the server cannot be reached
+    or its user may not create the tables.
     """
+    where = engine.url.render_as_string(hide_password=True)
     try:
         connection = engine.connect()
     except OperationalError as exc:
-        where = engine.url.render_as_string(hide_password=True)
         reason = (str(exc.orig or exc).strip().splitlines() or [type(exc).__name__])[0]
         raise DatabaseUnavailable(
             f"Cannot connect to the database {where}: {reason}. Check MODELSMITH_DATABASE_URL "
             "(host, port, user, password, database name) and that the server is running.") from None
     with connection:
-        _migrate(connection, revision)
+        try:
+            _migrate(connection, revision)
+        except ProgrammingError as exc:
+            if getattr(exc.orig, "sqlstate", None) != INSUFFICIENT_PRIVILEGE:
+                raise
+            user = engine.url.username or "the database user"
+            raise DatabaseUnavailable(
+                f"{user} may not create Modelsmith's tables in {where}: {str(exc.orig).splitlines()[0]}. "
+                f"Make {user} the database's owner (createdb --owner {user} ...) or run "
+                f"GRANT CREATE ON SCHEMA public TO {user}.") from None
     log.debug("database migrated to %s", revision)
 
 

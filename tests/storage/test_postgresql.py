@@ -7,6 +7,7 @@ MODELSMITH_TEST_POSTGRES_URL on a developer's machine, failed without it on CI.
 import subprocess
 import sys
 import textwrap
+import uuid
 
 import pytest
 from sqlalchemy import text
@@ -60,6 +61,25 @@ def test_an_unreachable_server_is_named_without_its_password(tmp_path):
     assert message.startswith("Cannot connect to the database postgresql+psycopg://modelsmith:***@/modelsmith")
     assert "Check MODELSMITH_DATABASE_URL" in message and "s3cret" not in message
     engine.dispose()
+
+
+def test_a_user_who_may_not_create_tables_is_told_how_to_fix_it(postgres_database_url, postgres_admin):
+    # Since PostgreSQL 15 only the database's owner may create tables in `public` by default.
+    role = f"modelsmith_guest_{uuid.uuid4().hex[:8]}"
+    with postgres_admin.connect() as admin:
+        admin.exec_driver_sql(f"CREATE ROLE {role} LOGIN")
+    engine = make_engine(database_url(postgres_database_url).set(username=role).render_as_string(hide_password=False))
+    try:
+        with pytest.raises(DatabaseUnavailable) as caught:
+            migrate(engine)
+    finally:
+        engine.dispose()
+        with postgres_admin.connect() as admin:
+            admin.exec_driver_sql(f"DROP ROLE {role}")
+    message = str(caught.value)
+    assert message.startswith(f"{role} may not create Modelsmith's tables in postgresql+psycopg://{role}@")
+    assert "permission denied for schema public" in message
+    assert f"GRANT CREATE ON SCHEMA public TO {role}" in message
 
 
 def test_the_engine_has_a_bounded_pool_that_tests_connections(postgres_database_url):
