@@ -89,6 +89,15 @@ def test_the_engine_has_a_bounded_pool_that_tests_connections(postgres_database_
     assert (engine.pool.size(), engine.pool._max_overflow) == (POOL_SIZE, POOL_OVERFLOW)
     with engine.connect() as connection:
         assert connection.execute(text("SHOW application_name")).scalar() == "modelsmith"
+        assert connection.connection.driver_connection.info.get_parameters()["keepalives_idle"] == "30"
+    engine.dispose()
+    # The URL's own parameters win: e.g. one application_name per machine, to tell them apart.
+    url = database_url(postgres_database_url).update_query_dict(
+        {"application_name": "modelsmith-node-2", "keepalives_idle": "5"})
+    engine = make_engine(url.render_as_string(hide_password=False))
+    with engine.connect() as connection:
+        assert connection.execute(text("SHOW application_name")).scalar() == "modelsmith-node-2"
+        assert connection.connection.driver_connection.info.get_parameters()["keepalives_idle"] == "5"
     engine.dispose()
 
 
