@@ -135,9 +135,9 @@ def migrate(engine: Engine, revision: str = "head") -> None:
         connection = engine.connect()
     except OperationalError as exc:
         reason = (str(exc.orig or exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise DatabaseUnavailable(
-            f"Cannot connect to the database {where}: {reason}. Check MODELSMITH_DATABASE_URL "
-            "(host, port, user, password, database name) and that the server is running.") from None
+        check = ("that its folder exists and is writable (MODELSMITH_HOME)" if engine.dialect.name == "sqlite" else
+                 "MODELSMITH_DATABASE_URL (host, port, user, password, database name) and that the server is running")
+        raise DatabaseUnavailable(f"Cannot connect to the database {where}: {reason}. Check {check}.") from None
     with connection:
         try:
             _migrate(connection, revision)

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
-from storage.database import READ_ONLY, make_engine, make_sessions, migrate
+from storage.database import READ_ONLY, DatabaseUnavailable, make_engine, make_sessions, migrate
 from storage.repository import Repository
 
 
@@ -92,3 +92,12 @@ def test_reads_do_not_wait_for_an_open_write_transaction(repo, settings, add_dat
         assert not reader.is_alive()
     assert result["datasets"] == [dataset]  # a consistent snapshot without the uncommitted change
     writer_engine.dispose()
+
+
+def test_a_sqlite_file_that_cannot_be_opened_says_what_to_check(tmp_path):
+    path = tmp_path / "modelsmith.db"
+    path.mkdir()  # a folder where the database file should be (root ignores permission bits, so not chmod)
+    engine = make_engine(f"sqlite:///{path}")
+    with pytest.raises(DatabaseUnavailable, match="unable to open database file. Check that its folder exists"):
+        migrate(engine)
+    engine.dispose()

@@ -129,3 +129,4 @@ def test_processes_starting_together_migrate_one_after_the_other(postgres_databa
     with engine.connect() as connection:
         assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [HEAD]
     engine.dispose()
+
