@@ -123,8 +123,7 @@ class JobRunner:
         run = self._repo.get_run(run_id)
         if run.status == "queued":
             with self._claim_lock:
-                if self._repo.get_run(run_id).status == "queued":
-                    self._repo.finish(run_id, "cancelled")
+                if self._repo.cancel_queued(run_id):  # one UPDATE: a claim by another process wins or loses whole
                     return "cancelled"
         event = self._stops.get(run_id)
         if event is not None:

@@ -230,6 +230,13 @@ class Repository:
                         started_at=func.coalesce(Run.started_at, now)))
             return claimed.rowcount == 1
 
+    def cancel_queued(self, run_id: int) -> bool:
+        """Cancel a run that is still queued; False if a worker (in any process) has taken it meanwhile."""
+        with self._sessions.begin() as session:
+            cancelled = session.execute(update(Run).where(Run.id == run_id, Run.status == "queued")
+                                        .values(status="cancelled", finished_at=utcnow()))
+            return cancelled.rowcount == 1
+
     def heartbeat(self, run_id: int, progress: float | None = None) -> None:
         """The run is alive (and, optionally, this far along: 0..1)."""
         values: dict = {"heartbeat_at": utcnow()}

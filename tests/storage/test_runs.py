@@ -187,3 +187,15 @@ def test_an_error_or_name_with_a_nul_character_is_stored(repo, add_dataset, make
     repo.finish(run_id, "failed", error="Column 'a\x00b' is missing.")
     run = repo.get_run(run_id)
     assert (run.name, run.status, run.error) == ("nulname", "failed", "Column 'ab' is missing.")
+
+
+def test_cancel_queued_loses_to_a_claim_and_a_claim_loses_to_it(repo, add_dataset, make_config):
+    dataset = add_dataset()
+    first, second = (repo.create_run(make_config(dataset.id)) for _ in range(2))
+    assert repo.claim(first, "/tmp/runs/first")  # a worker in another process took it
+    assert repo.cancel_queued(first) is False
+    assert repo.get_run(first).status == "running"  # not overwritten while it trains
+    assert repo.cancel_queued(second) is True
+    run = repo.get_run(second)
+    assert run.status == "cancelled" and run.finished_at is not None
+    assert repo.claim(second, "/tmp/runs/second") is False  # a cancelled run is not trained
