@@ -24,7 +24,8 @@ import pyarrow.parquet as pq
 from sklearn.model_selection import train_test_split
 
 from backend.errors import UserError
-from backend.tasks.image_classification.reading import COLUMNS, ImageRead
+from backend.tasks.image_classification.archive import ArchiveLimits
+from backend.tasks.image_classification.reading import COLUMNS, ImageRead, read_image_zip
 from backend.tasks.image_classification.report import ImageReport, blocking_errors, build_report
 
 log = logging.getLogger(__name__)
@@ -143,3 +144,12 @@ def store_images(prepared: PreparedImages, datasets_dir: Path) -> Path:
 def load_split(folder: Path, split: str) -> pd.DataFrame:
     """One stored split as a DataFrame with reading.COLUMNS."""
     return pq.read_table(Path(folder) / f"{split}.parquet").to_pandas()
+
+
+def ingest_image_zip(train_zip, datasets_dir: Path, validation_zip=None, options: SplitOptions = SplitOptions(),
+                     limits: ArchiveLimits = ArchiveLimits()) -> tuple[Path, PreparedImages]:
+    """Read, prepare and store a zip of class folders (and an optional validation zip); the stored folder."""
+    train = read_image_zip(train_zip, limits, "The training zip")
+    validation = read_image_zip(validation_zip, limits, "The validation zip") if validation_zip else None
+    prepared = prepare_images(train, validation, options)
+    return store_images(prepared, datasets_dir), prepared
