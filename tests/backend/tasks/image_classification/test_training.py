@@ -140,3 +140,15 @@ def test_dataset_statistics_are_the_pixels_mean_and_std():
     expected = (red + green + blue) / 3
     assert torch.allclose(torch.tensor(mean), expected, atol=0.02)
     assert all(s > 0.1 for s in std)
+
+
+def test_dataloader_workers_decode_the_same_batches(colour_data):
+    from backend.tasks.image_classification.batches import make_loader
+
+    train = colour_data[0]
+    in_process = [(images, targets) for images, targets in make_loader(train, 8, shuffle=False)]
+    in_worker = [(images, targets) for images, targets in make_loader(train, 8, shuffle=False, num_workers=1)]
+    assert len(in_process) == len(in_worker) == 5
+    for (a, y_a), (b, y_b) in zip(in_process, in_worker):
+        assert a.dtype == torch.uint8 and a.shape[1:] == (3, 16, 16)
+        assert torch.equal(a, b) and torch.equal(y_a, y_b)
