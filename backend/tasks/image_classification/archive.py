@@ -30,6 +30,7 @@ ARCHIVE_SUFFIXES = (".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar",
 IGNORED_NAMES = {".ds_store", "thumbs.db", "desktop.ini"}
 MAC_METADATA = "__MACOSX"
 UTF8_FLAG = 0x800  # general purpose bit 11: the name is UTF-8
+ENCRYPTED_FLAG = 0x1  # general purpose bit 0: the member is encrypted
 DEFAULT_MAX_UNPACKED_MB = 4096  # CIFAR-10's 50,000 JPEGs unpack to about 45 MB
 DEFAULT_MAX_FILES = 500_000
 DEFAULT_MAX_IMAGE_MB = 64
@@ -127,9 +128,11 @@ def _refuse_unsafe(info: zipfile.ZipInfo) -> None:
         reason = "a NUL byte in its name"
     elif _is_symlink(info):
         reason = "a symbolic link"
+    elif info.flag_bits & ENCRYPTED_FLAG:
+        reason = "password-protected"
     if reason:
-        raise UserError(f"The zip is refused: member '{info.filename[:200]}' is {reason}. "
-                        "Zip the class folders themselves (plain files and folders only) and upload again.")
+        raise UserError(f"The zip is refused: member '{info.filename[:200]}' is {reason}. Zip the class folders "
+                        "themselves (plain files and folders, no password) and upload again.")
 
 
 def _check_size(files: list[zipfile.ZipInfo], limits: ArchiveLimits) -> None:

@@ -56,6 +56,18 @@ def test_a_symlink_refuses_the_whole_zip(tmp_path):
     refused(tmp_path, zip_with(tmp_path, link, b"/etc/passwd"), "symbolic link")
 
 
+def test_a_password_protected_member_refuses_the_zip(tmp_path):
+    path = zip_with(tmp_path, zipfile.ZipInfo("red/locked.png"), image_bytes())
+    data = bytearray(path.read_bytes())
+    # zipfile cannot write encrypted members: set the encryption bit in the central directory entry.
+    entry = data.index(b"PK\x01\x02")  # the first central directory entry
+    while data[entry + 46:entry + 46 + 14] != b"red/locked.png":
+        entry = data.index(b"PK\x01\x02", entry + 4)
+    data[entry + 8] |= 0x1
+    path.write_bytes(bytes(data))
+    refused(tmp_path, path, "password-protected")
+
+
 def test_too_many_files_or_bytes_refuse_the_zip(tmp_path, colour_zip):
     refused(tmp_path, colour_zip, "holds 18 files; at most 10", ArchiveLimits(max_files=10))
     refused(tmp_path, colour_zip, "unpacks to .* MB; the limit", ArchiveLimits(max_bytes=1000))
