@@ -9,7 +9,8 @@ follow backend/export.py's model-import limits in shape. macOS's `__MACOSX/` res
 File names: a zip that does not flag its names as UTF-8 is read by Python as cp437. Most tools
 write UTF-8 without the flag and Windows tools write the local code page (GBK, Shift-JIS, ...), so
 the raw bytes are decoded as UTF-8 when they are valid UTF-8, else by charset detection over all
-such names at once (one name alone is too short to tell), with a warning.
+such names at once (one name alone is too short to tell), with a warning. Names are put in
+Unicode NFC form, so a class typed on macOS and on Windows is one label.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import logging
 import re
 import stat
+import unicodedata
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -176,7 +178,8 @@ def _decode_names(members: list[zipfile.ZipInfo]) -> _Names:
                         "If class names look wrong, zip the folders again with a tool that writes UTF-8 "
                         "names (7-Zip, or macOS/Linux zip).")
     for name, path in paths.items():
-        paths[name] = path.replace("\\", "/").strip("/")
+        # NFC: macOS writes "é" as e + combining accent; the same class name must be one label.
+        paths[name] = unicodedata.normalize("NFC", path.replace("\\", "/").strip("/"))
     return _Names(paths=paths, warnings=warnings)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import unicodedata
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -153,7 +154,7 @@ def _member_index(members: list[Member]) -> dict[str, Member]:
 
 
 def _normalise_path(value) -> str:
-    text = "" if value is None else str(value).strip().replace("\\", "/")
+    text = "" if value is None else unicodedata.normalize("NFC", str(value).strip().replace("\\", "/"))
     while text.startswith("./"):
         text = text[2:]
     return text.strip("/") if not text.startswith("/") else text
