@@ -152,3 +152,24 @@ def test_dataloader_workers_decode_the_same_batches(colour_data):
     for (a, y_a), (b, y_b) in zip(in_process, in_worker):
         assert a.dtype == torch.uint8 and a.shape[1:] == (3, 16, 16)
         assert torch.equal(a, b) and torch.equal(y_a, y_b)
+
+
+def test_predict_zip_lists_every_image_and_scores_class_folders(tmp_path, colour_data):
+    from backend.tasks.image_classification.predict import predict_zip
+    from tests.backend.tasks.image_classification.conftest import image_bytes, write_zip
+
+    model = build_classifier(TINY_CNN, LABELS, colour_data[2])
+    entries = {**colour_entries(2, prefix="check/"), "check/red/broken.png": b"", "check/notes.txt": b"x",
+               "check/purple/0.png": image_bytes((120, 0, 120))}
+    result = predict_zip(model, write_zip(tmp_path / "predict.zip", entries))
+    assert [row["file"] for row in result.rows] == [name for name in entries
+                                                    if name.endswith(".png") and "broken" not in name]
+    assert {path for path, _ in result.skipped} == {"check/red/broken.png", "check/notes.txt"}
+    assert all(row["predicted_label"] in LABELS and 0 < row["score"] <= 1 for row in result.rows)
+    scored = [row for row in result.rows if row["true_label"] in LABELS]  # purple is not a class of the model
+    assert len(scored) == 6 and sum(map(sum, result.metrics["confusion_matrix"])) == 6
+    assert result.metrics["accuracy"] == sum(r["predicted_label"] == r["true_label"] for r in scored) / 6
+    flat = predict_zip(model, write_zip(tmp_path / "flat.zip", {"a.png": image_bytes(), "b.png": image_bytes()}))
+    assert flat.metrics is None and [row["true_label"] for row in flat.rows] == [None, None]
+    with pytest.raises(UserError, match="no readable image"):
+        predict_zip(model, write_zip(tmp_path / "none.zip", {"a/x.png": b""}))
