@@ -14,7 +14,7 @@ What runs, one after the other in this process, on the same data:
   images decoded from their JPEG bytes by the task's Dataset each epoch, augmented by Kornia;
 - plain: the same network written out in plain PyTorch (nn.Sequential), the images decoded once
   into one uint8 tensor up front (as torchvision's CIFAR10 keeps them), the same Kornia
-  augmentation, normalisation, AdamW groups, warmup/decay schedule, clipping, batch size, seed
+  augmentation, normalisation, AdamW groups, learning-rate schedule (fit.learning_rate_factor), clipping, batch size, seed
   and time budget, evaluated once per epoch.
 Both stop at the same time budget (or epochs). Samples/s = training images seen / time in the
 training loop (evaluation excluded). Validation accuracy: ours = the best epoch by macro F1 (what
@@ -97,7 +97,8 @@ def run_plain(prepared, train, settings, mean, std) -> dict:
     import torch.nn.functional as F
     from PIL import Image
     from torch import nn
-    from transformers import get_linear_schedule_with_warmup
+
+    from backend.tasks.image_classification.fit import learning_rate_factor
 
     torch.manual_seed(settings.seed)
     ids = {label: i for i, label in enumerate(prepared.labels)}
@@ -123,8 +124,10 @@ def run_plain(prepared, train, settings, mean, std) -> dict:
                                    {"params": no_decay, "weight_decay": 0.0}], lr=settings.learning_rate)
     steps_per_epoch = len(x_train) // settings.batch_size
     total = steps_per_epoch * settings.epochs
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(settings.warmup_ratio * total), total)
-    start, train_seconds, seen, best, curve, step = time.monotonic(), 0.0, 0, 0.0, [], 0
+    start = time.monotonic()  # the same schedule as ours: warmup, then linear decay to the budget or last step
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: learning_rate_factor(
+        s, total, time.monotonic() - start, settings))
+    train_seconds, seen, best, curve, step = 0.0, 0, 0.0, [], 0
     for _ in range(settings.epochs):
         net.train()
         epoch_start = time.monotonic()

@@ -3,7 +3,8 @@
     build_classifier(template, labels, train_images)  -> ImageClassifier (CNN: the data's own mean/std)
     fit(model, train, validation, settings, on_progress=..., should_stop=...) -> FitResult
 
-The loop is accelerate's nlp_example in shape: prepare model, optimizer, loaders and schedule;
+The loop is accelerate's nlp_example in shape: prepare model, optimizer and schedule (linear warmup,
+then linear decay that ends at the last step or at the time budget, whichever comes first);
 per batch: uint8 to the device, to [0, 1], augment (Kornia, training only), forward, cross
 entropy, backward, clip, step. It reports through `on_progress(step, values)` with the text
 trainer's keys (train_loss, learning_rate, samples_per_second, eval_accuracy, eval_macro_f1, ...),
@@ -24,7 +25,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
-from transformers import get_linear_schedule_with_warmup
 
 from backend.errors import Cancelled
 from backend.tasks.image_classification.batches import (ImageDataset, build_augmentation, dataset_statistics,
@@ -77,6 +77,22 @@ def _optimizer(model: torch.nn.Module, settings: FitSettings) -> torch.optim.Opt
                               {"params": no_decay, "weight_decay": 0.0}], lr=settings.learning_rate)
 
 
+def learning_rate_factor(step: int, total_steps: int, elapsed_seconds: float, settings: FitSettings) -> float:
+    """Share of the peak learning rate: linear warmup, then linear decay to 0 at the end of training.
+
+    With a time budget the end is whichever comes first, the last step or the budget, so a run cut
+    short by the clock still ends at a low learning rate instead of stopping halfway down the slope.
+    """
+    progress = step / max(total_steps, 1)
+    if settings.time_budget_seconds:
+        progress = max(progress, elapsed_seconds / settings.time_budget_seconds)
+    progress = min(progress, 1.0)
+    warmup = settings.warmup_ratio
+    if progress < warmup:
+        return progress / warmup
+    return (1.0 - progress) / (1.0 - warmup)
+
+
 def fit(model: ImageClassifier, train: ImageDataset, validation: ImageDataset, settings: FitSettings, *,
         on_progress: ProgressFn = lambda step, values: None, should_stop: Callable[[], bool] = lambda: False,
         output_dir: Path | None = None, accelerator: Accelerator | None = None, num_workers: int = 0) -> FitResult:
@@ -89,7 +105,9 @@ def fit(model: ImageClassifier, train: ImageDataset, validation: ImageDataset, s
     steps_per_epoch = len(train_loader)
     total_steps = steps_per_epoch * settings.epochs
     optimizer = _optimizer(model, settings)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(settings.warmup_ratio * total_steps), total_steps)
+    clock_start = time.monotonic()
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: learning_rate_factor(
+        step, total_steps, time.monotonic() - clock_start, settings))
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     device = accelerator.device
     augment = build_augmentation(model_template(model).augmentation, model_input_size(model)).to(device)

@@ -173,3 +173,17 @@ def test_predict_zip_lists_every_image_and_scores_class_folders(tmp_path, colour
     assert flat.metrics is None and [row["true_label"] for row in flat.rows] == [None, None]
     with pytest.raises(UserError, match="no readable image"):
         predict_zip(model, write_zip(tmp_path / "none.zip", {"a/x.png": b""}))
+
+
+def test_learning_rate_warms_up_then_decays_to_zero_by_steps_or_by_the_time_budget():
+    from backend.tasks.image_classification.fit import learning_rate_factor
+
+    by_steps = FitSettings(warmup_ratio=0.1)
+    assert learning_rate_factor(0, 100, 0.0, by_steps) == 0.0
+    assert learning_rate_factor(5, 100, 0.0, by_steps) == pytest.approx(0.5)
+    assert learning_rate_factor(10, 100, 0.0, by_steps) == pytest.approx(1.0)
+    assert learning_rate_factor(55, 100, 0.0, by_steps) == pytest.approx(0.5)
+    assert learning_rate_factor(100, 100, 1e9, by_steps) == 0.0  # no budget: the clock does not matter
+    budget = FitSettings(warmup_ratio=0.1, time_budget_seconds=100)
+    assert learning_rate_factor(10, 1000, 55.0, budget) == pytest.approx(0.5)  # the clock is further along
+    assert learning_rate_factor(10, 1000, 150.0, budget) == 0.0
