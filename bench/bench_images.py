@@ -101,11 +101,13 @@ def run_plain(prepared, train, settings, mean, std) -> dict:
     from backend.tasks.image_classification.fit import learning_rate_factor
 
     torch.manual_seed(settings.seed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # where Accelerator() puts ours
     ids = {label: i for i, label in enumerate(prepared.labels)}
 
     def decode(frame):
         pixels = np.stack([np.asarray(Image.open(io.BytesIO(b)).convert("RGB")) for b in frame["image"]])
-        return torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous(), torch.tensor(frame["label"].map(ids).values)
+        images = torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()
+        return images.to(device), torch.tensor(frame["label"].map(ids).values).to(device)
 
     x_train, y_train = decode(train)
     x_val, y_val = decode(prepared.validation)
@@ -115,9 +117,10 @@ def run_plain(prepared, train, settings, mean, std) -> dict:
 
     layers = block(3, 32) + block(32, 32) + [nn.MaxPool2d(2)] + block(32, 64) + block(64, 64) + [nn.MaxPool2d(2)] \
         + block(64, 128) + block(128, 128) + [nn.MaxPool2d(2)]
-    net = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2), nn.Linear(128, 10))
-    mean_t, std_t = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
-    augment = K.AugmentationSequential(K.RandomResizedCrop((32, 32), scale=(0.35, 1.0)), K.RandomHorizontalFlip())
+    net = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2), nn.Linear(128, 10)).to(device)
+    mean_t, std_t = torch.tensor(mean, device=device).view(1, 3, 1, 1), torch.tensor(std, device=device).view(1, 3, 1, 1)
+    augment = K.AugmentationSequential(K.RandomResizedCrop((32, 32), scale=(0.35, 1.0)),
+                                       K.RandomHorizontalFlip()).to(device)
     decay = [p for p in net.parameters() if p.ndim > 1]
     no_decay = [p for p in net.parameters() if p.ndim <= 1]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": settings.weight_decay},
@@ -131,7 +134,7 @@ def run_plain(prepared, train, settings, mean, std) -> dict:
     for _ in range(settings.epochs):
         net.train()
         epoch_start = time.monotonic()
-        order = torch.randperm(len(x_train))
+        order = torch.randperm(len(x_train), device=device)
         out_of_time = False
         for i in range(steps_per_epoch):
             index = order[i * settings.batch_size:(i + 1) * settings.batch_size]
@@ -182,7 +185,8 @@ def main() -> None:
              len(prepared.validation))
     report = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
               "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-                         f"torch {torch.__version__}, {torch.get_num_threads()} threads",
+                         f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+                         f"{torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU'}",
               "load_average_at_start": os.getloadavg(), "args": vars(args), "settings": settings.model_dump(),
               "ingest": {"images": total_images, "seconds": read_seconds,
                          "images_per_second": total_images / read_seconds},
