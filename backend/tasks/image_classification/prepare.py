@@ -133,7 +133,11 @@ def store_images(prepared: PreparedImages, datasets_dir: Path) -> Path:
             table = pa.Table.from_pandas(frame[list(COLUMNS)], schema=SCHEMA, preserve_index=False)
             pq.write_table(table, staging / f"{split}.parquet", compression="none")  # images are compressed
         (staging / "labels.json").write_text(json.dumps(prepared.labels, ensure_ascii=False), encoding="utf-8")
-        staging.rename(final)
+        try:
+            staging.rename(final)
+        except OSError:  # another upload of the same content got there first: reuse it
+            if not (final / "train.parquet").is_file():
+                raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     log.info("stored image dataset %s: %d train, %d validation", final.name, len(prepared.train),

@@ -119,6 +119,14 @@ def test_a_class_left_with_one_image_blocks_and_reports(tmp_path):
     assert not datasets.exists()
 
 
+def test_a_zip_whose_images_are_all_broken_blocks_with_no_image_found(tmp_path):
+    entries = {"cats/a.jpg": b"", "cats/b.jpg": b"\xff\xd8", "dogs/c.png": b"\x89PNG"}
+    with pytest.raises(BlockingErrors, match="No image was found") as caught:
+        ingest_image_zip(write_zip(tmp_path / "broken.zip", entries), tmp_path / "datasets")
+    assert caught.value.report.corrupt_count == 3
+    assert not (tmp_path / "datasets").exists()
+
+
 def test_macos_metadata_and_hidden_files_are_ignored(tmp_path):
     entries = {**colour_entries(2), "__MACOSX/red/._000.png": b"\x00\x05\x16\x07", ".DS_Store": b"\x00",
                "red/.DS_Store": b"\x00", "green/._001.png": b"x", "Thumbs.db": b"x"}
