@@ -187,3 +187,24 @@ def test_learning_rate_warms_up_then_decays_to_zero_by_steps_or_by_the_time_budg
     budget = FitSettings(warmup_ratio=0.1, time_budget_seconds=100)
     assert learning_rate_factor(10, 1000, 55.0, budget) == pytest.approx(0.5)  # the clock is further along
     assert learning_rate_factor(10, 1000, 150.0, budget) == 0.0
+
+
+def test_end_to_end_zip_to_stored_parquet_to_trained_model_to_reloaded_predictions(tmp_path):
+    from backend.tasks.image_classification.prepare import SplitOptions, ingest_image_zip, load_split
+    from tests.backend.tasks.image_classification.conftest import write_zip
+
+    zip_path = write_zip(tmp_path / "colours.zip", colour_entries(12, prefix="photos/"))
+    folder, prepared = ingest_image_zip(zip_path, tmp_path / "datasets", options=SplitOptions(0.25, seed=3))
+    train, validation = load_split(folder, "train"), load_split(folder, "validation")
+    ids = {label: i for i, label in enumerate(prepared.labels)}
+    train_set = ImageDataset(train["image"], train["label"].map(ids), 16)
+    val_set = ImageDataset(validation["image"], validation["label"].map(ids), 16)
+    model = build_classifier(TINY_CNN, prepared.labels, list(train["image"]))
+    result = fit(model, train_set, val_set, FitSettings(epochs=6, batch_size=9, learning_rate=1e-2),
+                 output_dir=tmp_path / "run")
+    assert len(val_set) == 9 and result.best_metrics["accuracy"] >= 0.8
+    reloaded = load_classifier(tmp_path / "run")
+    images = list(validation["image"])
+    assert (predict_probabilities(reloaded, images).argmax(1) == predict_probabilities(model, images).argmax(1)).all()
+    predicted = [reloaded.labels[i] for i in predict_probabilities(reloaded, images).argmax(1)]
+    assert sum(p == t for p, t in zip(predicted, validation["label"])) / 9 == result.best_metrics["accuracy"]
