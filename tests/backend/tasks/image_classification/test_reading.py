@@ -82,15 +82,16 @@ def test_a_table_of_paths_beside_a_zip(tmp_path, fmt):
     images = {f"pics/{i}.png": image_bytes(colour, noise_seed=i) for i, colour in
               enumerate([(200, 0, 0)] * 3 + [(0, 0, 200)] * 3)}
     images_zip = write_zip(tmp_path / "images.zip", images)
-    table = pd.DataFrame({"File Name": [f"{i}.png" for i in range(6)] + ["missing.png"],
-                          "Category": ["red"] * 3 + ["blue"] * 3 + ["red"]})
+    table = pd.DataFrame({"File Name": [f"{i}.png" for i in range(6)] + ["missing.png", "../../etc/passwd"],
+                          "Category": ["red"] * 3 + ["blue"] * 3 + ["red", "red"]})
     path = tmp_path / f"labels.{fmt}"
     {"csv": lambda: table.to_csv(path, index=False), "parquet": lambda: table.to_parquet(path),
      "jsonl": lambda: table.to_json(path, orient="records", lines=True)}[fmt]()
     read = read_image_table(path, images_zip, image_column="File Name", label_column="Category")
     assert read.frame["label"].tolist() == ["red"] * 3 + ["blue"] * 3
     assert read.frame["path"].tolist()[0] == "pics/0.png"  # found below the zip's single top folder
-    assert read.skipped == [("missing.png", "not found in the images zip (row 8)")]
+    assert read.skipped == [("missing.png", "not found in the images zip (row 8)"),
+                            ("../../etc/passwd", "not found in the images zip (row 9)")]  # only zip members are read
 
 
 def test_table_columns_are_guessed_or_named_clearly(tmp_path):
