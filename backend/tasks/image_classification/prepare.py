@@ -80,6 +80,10 @@ def prepare_images(train: ImageRead, validation: ImageRead | None = None,
         train_frame, validation_frame = stratified_split(train.frame, options)
     else:
         train_frame, validation_frame = train.frame, _known_labels(validation.frame, set(per_class), warnings)
+        if validation_frame.empty:
+            raise UserError("The validation zip has no readable image of the training classes "
+                            f"({', '.join(sorted(per_class)[:20])}). Use the same class folder names in both "
+                            "zips, or leave the validation zip out to split the training images.")
     labels = sorted(per_class)
     report = build_report(train_frame, validation_frame, corrupt=corrupt, skipped=skipped, ignored=ignored,
                           warnings=warnings)

@@ -65,6 +65,13 @@ def test_separate_validation_zip_is_used_and_unknown_classes_left_out(tmp_path, 
     assert any("purple" in warning for warning in prepared.report.warnings)
 
 
+def test_a_validation_zip_without_the_training_classes_is_refused(tmp_path, colour_zip):
+    other = read_image_zip(write_zip(tmp_path / "val.zip", {f"cats/{i}.png": image_bytes(noise_seed=i)
+                                                            for i in range(3)}))
+    with pytest.raises(UserError, match=r"no readable image of the training classes \(blue, green, red\)"):
+        prepare_images(read_image_zip(colour_zip), other)
+
+
 def test_store_writes_parquet_and_the_same_zip_reuses_it(tmp_path, colour_zip):
     datasets = tmp_path / "datasets"
     folder, prepared = ingest_image_zip(colour_zip, datasets)
