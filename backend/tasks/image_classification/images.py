@@ -12,10 +12,13 @@ warns above MAX_IMAGE_PIXELS; both are refused here before a pixel is decoded.
 from __future__ import annotations
 
 import io
+import logging
 import warnings
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+log = logging.getLogger(__name__)
 
 THUMBNAIL_SIZE = 64
 
@@ -46,11 +49,15 @@ def load_rgb(data: bytes) -> Image.Image:
         raise ImageTooLarge(str(exc)) from exc
     except UnidentifiedImageError as exc:
         raise ImageProblem("not an image Pillow can read") from exc
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+    except Exception as exc:  # a damaged file trips many kinds of error inside Pillow's decoders
         raise ImageProblem(f"unreadable or truncated ({str(exc)[:120]})") from exc
     try:
-        return _to_rgb(ImageOps.exif_transpose(image))
-    except (OSError, ValueError) as exc:
+        image = ImageOps.exif_transpose(image)
+    except Exception:  # damaged EXIF: the pixels are fine, keep them as stored
+        log.warning("ignoring unreadable EXIF orientation", exc_info=True)
+    try:
+        return _to_rgb(image)
+    except Exception as exc:
         raise ImageProblem(f"could not be converted to RGB ({str(exc)[:120]})") from exc
 
 

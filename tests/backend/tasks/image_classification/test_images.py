@@ -83,3 +83,22 @@ def test_broken_files_raise_image_problem(data, why):
 def test_thumbnails_are_small_pngs():
     thumb = Image.open(io.BytesIO(thumbnail_png(image_bytes(size=(200, 100)))))
     assert thumb.format == "PNG" and thumb.size == (64, 32)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "TIFF", "WEBP", "BMP"])
+def test_damaged_files_give_an_image_or_image_problem_never_another_error(fmt):
+    from backend.tasks.image_classification.images import ImageTooLarge
+
+    original = bytearray(image_bytes(RED, size=(24, 16), fmt=fmt, noise_seed=2))
+    rng = np.random.default_rng(0)
+    for _ in range(150):
+        data = bytearray(original)
+        for position in rng.integers(0, len(data), size=int(rng.integers(1, 6))):
+            data[position] = int(rng.integers(0, 256))
+        if rng.random() < 0.3:
+            data = data[: int(rng.integers(1, len(data)))]
+        try:
+            image = load_rgb(bytes(data))
+        except (ImageProblem, ImageTooLarge):  # skipped and listed (or refused); any other error fails here
+            continue
+        assert image.mode == "RGB" and min(image.size) > 0
