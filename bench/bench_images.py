@@ -14,7 +14,8 @@ What runs, one after the other in this process, on the same data:
   images decoded from their JPEG bytes by the task's Dataset each epoch, augmented by Kornia;
 - plain: the same network written out in plain PyTorch (nn.Sequential), the images decoded once
   into one uint8 tensor up front (as torchvision's CIFAR10 keeps them), the same Kornia
-  augmentation, normalisation, AdamW groups, learning-rate schedule (fit.learning_rate_factor), clipping, batch size, seed
+  augmentation, normalisation, AdamW groups, learning-rate schedule (fit.learning_rate_factor),
+  clipping, batch size, seed
   and time budget, evaluated once per epoch.
 Both stop at the same time budget (or epochs). Samples/s = training images seen / time in the
 training loop (evaluation excluded). Validation accuracy: ours = the best epoch by macro F1 (what
@@ -118,7 +119,8 @@ def run_plain(prepared, train, settings, mean, std) -> dict:
     layers = block(3, 32) + block(32, 32) + [nn.MaxPool2d(2)] + block(32, 64) + block(64, 64) + [nn.MaxPool2d(2)] \
         + block(64, 128) + block(128, 128) + [nn.MaxPool2d(2)]
     net = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2), nn.Linear(128, 10)).to(device)
-    mean_t, std_t = torch.tensor(mean, device=device).view(1, 3, 1, 1), torch.tensor(std, device=device).view(1, 3, 1, 1)
+    mean_t = torch.tensor(mean, device=device).view(1, 3, 1, 1)
+    std_t = torch.tensor(std, device=device).view(1, 3, 1, 1)
     augment = K.AugmentationSequential(K.RandomResizedCrop((32, 32), scale=(0.35, 1.0)),
                                        K.RandomHorizontalFlip()).to(device)
     decay = [p for p in net.parameters() if p.ndim > 1]

@@ -128,7 +128,8 @@ def fit(model: ImageClassifier, train: ImageDataset, validation: ImageDataset, s
         else:
             state.stale += 1
         on_progress(state.step, {"eval_loss": metrics["loss"], "eval_accuracy": metrics["accuracy"],
-                                 "eval_macro_f1": metrics["macro_f1"], "eval_macro_precision": metrics["macro_precision"],
+                                 "eval_macro_f1": metrics["macro_f1"],
+                                 "eval_macro_precision": metrics["macro_precision"],
                                  "eval_macro_recall": metrics["macro_recall"], "epoch": state.step / steps_per_epoch})
         return evaluation
 

@@ -37,6 +37,7 @@ class Evaluation:
     misclassified: list[Misclassified]
 
     def misclassified_dicts(self) -> list[dict]:
+        """The misclassified images as plain dicts (for JSON with the run's metrics)."""
         return [asdict(item) for item in self.misclassified]
 
 

@@ -88,7 +88,8 @@ def read_image_table(table_path, images_zip, image_column: str | None = None, la
     label_column = label_column or _guess_column(table, LABEL_COLUMN_HINTS, "label")
     for column in (image_column, label_column):
         if column not in table.columns:
-            raise UserError(f"The table has no column '{column}'. Its columns are: {', '.join(map(str, table.columns))}.")
+            raise UserError(f"The table has no column '{column}'. "
+                            f"Its columns are: {', '.join(map(str, table.columns))}.")
     with open_archive(images_zip, "The images zip") as archive:
         listing = list_images(archive, limits)
         _require_images(listing, "The images zip")
