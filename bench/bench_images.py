@@ -15,8 +15,7 @@ What runs, one after the other in this process, on the same data:
 - plain: the same network written out in plain PyTorch (nn.Sequential), the images decoded once
   into one uint8 tensor up front (as torchvision's CIFAR10 keeps them), the same Kornia
   augmentation, normalisation, AdamW groups, learning-rate schedule (fit.learning_rate_factor),
-  clipping, batch size, seed
-  and time budget, evaluated once per epoch.
+  clipping, batch size, seed and time budget, evaluated once per epoch.
 Both stop at the same time budget (or epochs). Samples/s = training images seen / time in the
 training loop (evaluation excluded). Validation accuracy: ours = the best epoch by macro F1 (what
 it keeps), plain = the best epoch by accuracy. JSON: stdout and bench/results/images-<time>.json.
