@@ -1,0 +1,1 @@
+"""Tasks as plug-ins: one package per task (see ../shared/STYLE.md)."""
