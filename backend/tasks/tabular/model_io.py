@@ -1,0 +1,87 @@
+"""A trained tabular model as one object: template config + fitted preprocessing + network or booster.
+
+Saved to a folder without pickle: `template.json` (the config), `preprocessing.json`, and either
+`model.safetensors` (mlp, ft-transformer) or `model.txt` (gbdt, LightGBM's text format). Loading
+rebuilds exactly the transform and weights, so predictions on new rows equal the in-memory ones.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pydantic import TypeAdapter
+from safetensors.torch import load_model, save_model
+
+from backend.errors import UserError
+from backend.tasks.tabular.config import AnyTabularTemplate
+from backend.tasks.tabular.gbdt import load_booster, predict_booster, save_booster
+from backend.tasks.tabular.neural_fit import build_network, predict_network
+from backend.tasks.tabular.preprocessing import Preprocessor
+
+log = logging.getLogger(__name__)
+
+TEMPLATE_FILE, PREPROCESSING_FILE = "template.json", "preprocessing.json"
+WEIGHTS_FILE, BOOSTER_FILE = "model.safetensors", "model.txt"
+_TEMPLATE_ADAPTER = TypeAdapter(AnyTabularTemplate)
+
+
+@dataclass
+class TabularModel:
+    """Predicts from raw table rows: missing values, unknown categories and absent columns never raise."""
+
+    template: AnyTabularTemplate
+    preprocessor: Preprocessor
+    model: object   # nn.Module (mlp, ft-transformer) or lightgbm.Booster (gbdt)
+
+    @property
+    def task(self) -> str:
+        return self.preprocessor.spec.task
+
+    def predict_output(self, frame: pd.DataFrame) -> np.ndarray:
+        """Class probabilities [n, k] (columns in `classes` order) or predicted values [n]."""
+        rows = self.preprocessor.transform(frame)
+        if self.template.kind == "gbdt":
+            return predict_booster(self.model, rows, self.task, len(self.preprocessor.classes))
+        output = predict_network(self.model, rows, self.task)
+        return output if self.task == "classification" else self.preprocessor.decode_regression(output)
+
+    def predict(self, frame: pd.DataFrame) -> list:
+        """Class names or numbers, one per row."""
+        output = self.predict_output(frame)
+        if self.task == "classification":
+            return [self.preprocessor.classes[i] for i in output.argmax(axis=1)]
+        return [float(v) for v in output]
+
+    def save(self, folder: str | Path) -> None:
+        """Write the model folder (JSON + safetensors or LightGBM text; no pickle)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / TEMPLATE_FILE).write_text(self.template.model_dump_json(indent=1), encoding="utf-8")
+        self.preprocessor.save(folder / PREPROCESSING_FILE)
+        if self.template.kind == "gbdt":
+            save_booster(self.model, folder / BOOSTER_FILE)
+        else:
+            save_model(self.model, str(folder / WEIGHTS_FILE))
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "TabularModel":
+        """Read a folder written by save()."""
+        folder = Path(folder)
+        try:
+            template = _TEMPLATE_ADAPTER.validate_json((folder / TEMPLATE_FILE).read_text(encoding="utf-8"))
+            preprocessor = Preprocessor.load(folder / PREPROCESSING_FILE)
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{folder} does not hold a saved tabular model ({exc}); "
+                            "pick the folder of a finished run.") from exc
+        if template.kind == "gbdt":
+            model = load_booster(folder / BOOSTER_FILE)
+        else:
+            model = build_network(template, preprocessor)
+            load_model(model, str(folder / WEIGHTS_FILE))
+            model.eval()
+        return cls(template=template, preprocessor=preprocessor, model=model)
