@@ -180,7 +180,10 @@ def _perfect_predictor(values: pd.Series, goal: pd.Series, goal_keys: pd.Series,
     if kind == "numeric":
         numbers = to_numbers(values)
         if task == "regression":
-            corr = np.corrcoef(numbers.fillna(numbers.mean()), to_numbers(goal).fillna(0))[0, 1]
+            goal_numbers = to_numbers(goal)
+            if goal_numbers.isna().any() or numbers.std() == 0 or goal_numbers.std() == 0:
+                return ""   # a non-numeric or constant target is a blocking error reported elsewhere
+            corr = np.corrcoef(numbers.fillna(numbers.mean()), goal_numbers)[0, 1]
             return f"has correlation {corr:.4f} with the target" if abs(corr) >= LEAK_CORRELATION else ""
         # Classes that occupy contiguous ranges of this column: one threshold per class boundary.
         order = np.argsort(numbers.to_numpy(), kind="stable")
