@@ -87,3 +87,6 @@ class TabularFitSettings(_Frozen):
                                                             "model so far; 0 = no limit.")
     log_every_steps: int = Field(20, ge=1, le=100_000, description="Report training loss every N steps.")
     seed: int = Field(42, ge=0, le=2**31 - 1, description="Seed for weights, shuffling, dropout and trees.")
+    num_threads: int = Field(0, ge=0, le=1024, description="CPU threads LightGBM uses (gbdt); 0 = its default "
+                                                            "(OpenMP's, usually every core). On a busy machine 1 "
+                                                            "can be much faster.")

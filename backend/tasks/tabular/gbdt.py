@@ -44,7 +44,7 @@ def _params(template: GbdtTemplate, preprocessor: Preprocessor, settings: Tabula
     return {**objective, "learning_rate": template.learning_rate, "num_leaves": template.num_leaves,
             "min_data_in_leaf": template.min_rows_per_leaf, "feature_fraction": template.feature_fraction,
             "lambda_l2": template.l2_regularization, "seed": settings.seed, "deterministic": True,
-            "verbosity": -1}
+            "verbosity": -1, **({"num_threads": settings.num_threads} if settings.num_threads else {})}
 
 
 def predict_booster(booster: lgb.Booster, rows: EncodedRows, task: str, n_classes: int) -> np.ndarray:

@@ -157,16 +157,18 @@ class Preprocessor:
 
     def _codes(self, series: pd.Series, feature: CategoricalFeature) -> np.ndarray:
         lookup = {value: code for code, value in enumerate(feature.values, start=2)}
-        keys = category_keys(series, feature.kind)
-        return np.array([MISSING_CODE if key is None or key is pd.NA or (isinstance(key, float) and math.isnan(key))
-                         else lookup.get(key, UNKNOWN_CODE) for key in keys], dtype=np.int64)
+        # Work on the distinct values only (a column has few), then index: fast on big tables.
+        positions, uniques = pd.factorize(series, use_na_sentinel=True)
+        unique_codes = np.array([MISSING_CODE if key is None else lookup.get(key, UNKNOWN_CODE)
+                                 for key in (_category_key(v, feature.kind) for v in uniques)] + [MISSING_CODE],
+                                dtype=np.int64)
+        return unique_codes[positions]   # position -1 (missing) picks the MISSING_CODE appended last
 
     def encode_target(self, series: pd.Series) -> np.ndarray:
         """Class indices (int64; -1 for a class not seen in training or a missing value) or standardised floats."""
         if self.spec.task == "classification":
             lookup = {name: index for index, name in enumerate(self.classes)}
-            return np.array([lookup.get(key, -1) if isinstance(key, str) else -1
-                             for key in category_keys(series, "categorical")], dtype=np.int64)
+            return category_keys(series, "categorical").map(lookup).fillna(-1).to_numpy(dtype=np.int64)
         return ((to_numbers(series).to_numpy(dtype=np.float64, na_value=np.nan) - self.target_mean)
                 / self.target_std).astype(np.float32)
 
@@ -229,21 +231,25 @@ def _date_part(dates: pd.Series, part: str) -> pd.Series:
 
 
 def category_keys(series: pd.Series, kind: str) -> pd.Series:
-    """One spelling per category: 3, 3.0 and "3" are the same; booleans become "true"/"false"."""
-    def key(value):
-        if value is None or value is pd.NA or value is pd.NaT:
+    """One spelling per category: 3, 3.0 and "3" are the same; booleans become "true"/"false"; None if missing."""
+    positions, uniques = pd.factorize(series, use_na_sentinel=True)
+    keys = np.array([_category_key(v, kind) for v in uniques] + [None], dtype=object)
+    return pd.Series(keys[positions], index=series.index, dtype=object)
+
+
+def _category_key(value, kind: str) -> str | None:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, (float, np.floating)):
+        if math.isnan(value):
             return None
-        if isinstance(value, (float, np.floating)):
-            if math.isnan(value):
-                return None
-            if value == int(value):
-                value = int(value)
-        if isinstance(value, (bool, np.bool_)):
-            text = "true" if value else "false"
-        else:
-            text = str(value).strip()
-        if kind == "boolean":
-            lowered = text.lower()
-            return "true" if lowered in _TRUE else "false" if lowered in _FALSE else text
-        return text if text else None
-    return pd.Series([key(v) for v in series.tolist()], index=series.index, dtype=object)
+        if value == int(value):
+            value = int(value)
+    if isinstance(value, (bool, np.bool_)):
+        text = "true" if value else "false"
+    else:
+        text = str(value).strip()
+    if kind == "boolean":
+        lowered = text.lower()
+        return "true" if lowered in _TRUE else "false" if lowered in _FALSE else text
+    return text if text else None

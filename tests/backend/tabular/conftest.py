@@ -44,3 +44,13 @@ def breast_cancer():
 def diabetes():
     from sklearn.datasets import load_diabetes
     return load_diabetes(as_frame=True).frame
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One thread: on the shared 2-core machine, more threads wait on each other (tiny models gain nothing)."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
