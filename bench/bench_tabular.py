@@ -150,6 +150,8 @@ def main() -> None:
         print(f"{run:22} {r['accuracy']:9.4f} {r['roc_auc']:8.4f} {r['fit_seconds']:7.1f}")
     report = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
               "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
+              # The tabular fits do not move to a GPU yet (the shared training core will): CPU always.
+              "device_used": "cpu", "torch": torch.__version__,
               "load_average_at_end": os.getloadavg(), "threads": args.threads, "split_seed": args.seed,
               "train_rows": len(train), "validation_rows": len(validation), "targets": TARGETS, "results": results}
     RESULTS.mkdir(parents=True, exist_ok=True)
