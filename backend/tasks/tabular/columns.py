@@ -139,9 +139,17 @@ def detect_kind(series: pd.Series) -> ColumnKind:
         return "categorical"
     if frozenset(strings.str.lower().unique()) in _TRUE_FALSE:
         return "boolean"
-    if pd.to_numeric(strings, errors="coerce").notna().mean() >= PARSE_SHARE:
+    # Parse each distinct value once, weighted by how often it occurs: columns repeat a lot.
+    counts = strings.value_counts()
+    distinct = pd.Series(counts.index, dtype=object)
+    weights = counts.to_numpy() / counts.sum()
+
+    def share(parsed_ok: pd.Series) -> float:
+        return float(weights[parsed_ok.to_numpy(dtype=bool)].sum())
+
+    if share(pd.to_numeric(distinct, errors="coerce").notna()) >= PARSE_SHARE:
         return "numeric"
-    if strings.str.contains(_HAS_DIGIT).mean() >= PARSE_SHARE and parse_datetimes(strings).notna().mean() >= PARSE_SHARE:
+    if share(distinct.str.contains(_HAS_DIGIT)) >= PARSE_SHARE and share(parse_datetimes(distinct).notna()) >= PARSE_SHARE:
         return "datetime"
     if strings.str.len().mean() >= TEXT_MIN_MEAN_LENGTH and strings.nunique() >= TEXT_MIN_UNIQUE_SHARE * len(strings):
         return "text"

@@ -6,6 +6,7 @@ from typing import Callable
 
 import pandas as pd
 
+from backend.errors import UserError
 from backend.tasks.tabular.columns import TableSpec
 from backend.tasks.tabular.config import AnyTabularTemplate, TabularFitSettings
 from backend.tasks.tabular.gbdt import fit_gbdt
@@ -19,6 +20,13 @@ def fit_template(template: AnyTabularTemplate, spec: TableSpec, train: pd.DataFr
                  should_stop: Callable[[], bool] = lambda: False) -> tuple[TabularModel, FitResult]:
     """Train `template` on `train` (preprocessing fitted on it alone), pick the best model on `validation`."""
     settings = settings or TabularFitSettings()
+    for name, rows in (("training", train), ("validation", validation)):
+        absent = [c for c in [spec.target, *spec.inputs] if c not in rows.columns]
+        if absent:
+            raise UserError(f"The {name} rows lack the columns {', '.join(absent)}; "
+                            "pick the target and inputs among the table's columns.")
+        if rows[spec.target].notna().sum() == 0:
+            raise UserError(f"No {name} row has a {spec.target!r} value; fill in the target column.")
     preprocessor = Preprocessor.fit(train, spec)
     arguments = (template, preprocessor, preprocessor.transform(train), preprocessor.encode_target(train[spec.target]),
                  preprocessor.transform(validation), preprocessor.encode_target(validation[spec.target]), settings)

@@ -9,13 +9,15 @@ import numpy as np
 import pandas as pd
 from sklearn.inspection import permutation_importance
 from sklearn.metrics import (accuracy_score, confusion_matrix, mean_absolute_error, mean_squared_error,
-                             precision_recall_fscore_support, r2_score, roc_auc_score)
+                             precision_recall_curve, precision_recall_fscore_support, r2_score, roc_auc_score)
 
 log = logging.getLogger(__name__)
 
+CURVE_POINTS = 101   # enough for a smooth plot, small enough to store with every run
+
 
 def classification_metrics(y_true: np.ndarray, probabilities: np.ndarray) -> dict:
-    """accuracy, macro precision/recall/F1, ROC-AUC (two classes) and the confusion matrix.
+    """accuracy, macro precision/recall/F1, confusion matrix; for two classes ROC-AUC and the PR curve.
 
     Args:
         y_true: class indices [n]; rows with -1 (a class unseen in training) are left out.
@@ -32,6 +34,9 @@ def classification_metrics(y_true: np.ndarray, probabilities: np.ndarray) -> dic
               "confusion_matrix": confusion_matrix(y_true, predicted, labels=range(n_classes)).tolist()}
     if n_classes == 2 and len(np.unique(y_true)) == 2:
         scores["roc_auc"] = float(roc_auc_score(y_true, probabilities[:, 1]))
+        precision, recall, _ = precision_recall_curve(y_true, probabilities[:, 1])
+        keep = np.unique(np.linspace(0, len(precision) - 1, CURVE_POINTS).round().astype(int))
+        scores["pr_curve"] = {"precision": precision[keep].tolist(), "recall": recall[keep].tolist()}
     return scores
 
 

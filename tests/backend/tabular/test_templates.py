@@ -125,3 +125,28 @@ def test_permutation_importance_for_regression_and_a_neural_model(mixed):
                                           "regression", list(spec.inputs), n_repeats=3)
     assert list(importances)[0] == "x"
     assert importances["color"]["mean"] > importances["noise"]["mean"]
+
+
+def test_gbdt_time_budget_stops_after_the_first_round(mixed):
+    spec = TableSpec(target="label", task="classification", inputs=MIXED_INPUTS)
+    model, result, *_ = _fit("gbdt", mixed, spec, time_budget_seconds=1e-9)
+    assert result.stop_reason == "time_budget" and result.steps == 1 and result.best_step == 1
+    assert model.model.num_trees() == 1
+
+
+def test_binary_metrics_include_a_precision_recall_curve(breast_cancer):
+    spec = default_spec(infer_schema(breast_cancer))
+    _, result, *_ = _fit("gbdt", breast_cancer, spec)
+    curve = result.metrics["pr_curve"]
+    assert 2 <= len(curve["precision"]) == len(curve["recall"]) <= 101
+    assert curve["recall"][0] == 1.0 and curve["recall"][-1] == 0.0     # sklearn's order: recall falls
+
+
+def test_fit_refuses_absent_columns_and_an_empty_target_clearly(mixed):
+    from backend.errors import UserError
+    spec = TableSpec(target="label", task="classification", inputs={**MIXED_INPUTS, "height": "numeric"})
+    with pytest.raises(UserError, match="lack the columns height"):
+        fit_template(TINY["gbdt"], spec, mixed, mixed)
+    spec = TableSpec(target="label", task="classification", inputs=MIXED_INPUTS)
+    with pytest.raises(UserError, match="No validation row has a 'label' value"):
+        fit_template(TINY["gbdt"], spec, mixed, mixed.assign(label=None))

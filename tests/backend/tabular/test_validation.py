@@ -74,3 +74,18 @@ def test_blocking_errors_say_what_to_do(mixed, change, spec, message):
     report = validate_table(change(mixed), spec)
     assert not report.ok
     assert any(pd.Series([e]).str.contains(message).iloc[0] for e in report.errors), report.errors
+
+
+def test_adult_report_has_no_blocking_error_and_finds_its_duplicates():
+    from backend.tasks.tabular.columns import default_spec, infer_schema
+    from backend.tasks.tabular.reading import read_table
+    from tests.backend.tabular.conftest import ADULT
+    if not ADULT.exists():
+        pytest.skip("needs ../shared/data/adult/adult.csv")
+    frame = read_table(ADULT)
+    spec = default_spec(infer_schema(frame))
+    report = validate_table(frame, spec)
+    assert report.ok and not report.leaks
+    assert report.class_counts == {"<=50K": 24720, ">50K": 7841}
+    assert report.duplicate_rows == 24          # known exact repeats in adult.data
+    assert report.missing_share["occupation"] == pytest.approx(1843 / 32561)
