@@ -7,7 +7,6 @@ rebuilds exactly the transform and weights, so predictions on new rows equal the
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
