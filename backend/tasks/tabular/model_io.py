@@ -56,6 +56,22 @@ class TabularModel:
             return [self.preprocessor.classes[i] for i in output.argmax(axis=1)]
         return [float(v) for v in output]
 
+    def predict_records(self, records: list[dict]) -> list[dict]:
+        """Predictions for rows given as dicts (a form, or JSON rows); absent keys count as missing.
+
+        Each answer is {"prediction": class, "probabilities": {class: p}} or {"prediction": number}.
+        """
+        if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+            raise UserError('Rows must be a list of objects, e.g. [{"age": 39, "workclass": "State-gov"}].')
+        frame = pd.DataFrame.from_records(records) if records else pd.DataFrame(index=[])
+        frame = frame.reindex(columns=list(self.preprocessor.spec.inputs))   # absent keys -> missing
+        output = self.predict_output(frame)
+        if self.task == "regression":
+            return [{"prediction": float(v)} for v in output]
+        classes = self.preprocessor.classes
+        return [{"prediction": classes[int(row.argmax())],
+                 "probabilities": {name: float(p) for name, p in zip(classes, row)}} for row in output]
+
     def save(self, folder: str | Path) -> None:
         """Write the model folder (JSON + safetensors or LightGBM text; no pickle)."""
         folder = Path(folder)

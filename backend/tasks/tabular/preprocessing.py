@@ -45,6 +45,8 @@ class NumericFeature:
     mean: float
     std: float
     missing_indicator: bool
+    minimum: float = 0.0   # observed range in training, for a form's number box (not used to clip)
+    maximum: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -212,7 +214,9 @@ def _fit_numeric(values: pd.Series, name: str, column: str, part: str | None) ->
     mean = float(present.mean()) if len(present) else 0.0
     std = float(present.std(ddof=0)) if len(present) > 1 else 0.0
     return NumericFeature(name=name, column=column, part=part, mean=mean, std=std if std > 0 else 1.0,
-                          missing_indicator=bool(values.isna().any()))
+                          missing_indicator=bool(values.isna().any()),
+                          minimum=float(present.min()) if len(present) else 0.0,
+                          maximum=float(present.max()) if len(present) else 0.0)
 
 
 def to_numbers(series: pd.Series) -> pd.Series:

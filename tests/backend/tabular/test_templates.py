@@ -150,3 +150,18 @@ def test_fit_refuses_absent_columns_and_an_empty_target_clearly(mixed):
     spec = TableSpec(target="label", task="classification", inputs=MIXED_INPUTS)
     with pytest.raises(UserError, match="No validation row has a 'label' value"):
         fit_template(TINY["gbdt"], spec, mixed, mixed.assign(label=None))
+
+
+def test_predict_records_from_json_rows(mixed):
+    spec = TableSpec(target="label", task="classification", inputs=MIXED_INPUTS)
+    model, *_ = _fit("gbdt", mixed, spec)
+    answers = model.predict_records([{"x": 0.95, "color": "blue", "flag": True, "when": "2024-03-01 10:00"},
+                                     {"x": "0.05", "color": "red"},          # a number as text, keys absent
+                                     {"x": 0.05, "color": "green", "unexpected": 1}])
+    assert [a["prediction"] for a in answers] == ["yes", "yes", "no"]
+    assert all(sum(a["probabilities"].values()) == pytest.approx(1) for a in answers)
+    x = next(f for f in model.preprocessor.numeric if f.name == "x")
+    assert 0 <= x.minimum < 0.05 and 0.95 < x.maximum <= 1      # the observed range, for a form
+    from backend.errors import UserError
+    with pytest.raises(UserError, match="list of objects"):
+        model.predict_records({"x": 1})
