@@ -22,7 +22,7 @@ Every model runs with the same CPU thread count (--threads, set through OMP_NUM_
 torch.set_num_threads before anything is imported): on a shared machine more threads than free
 cores make OpenMP programs wait on each other, which would measure the load, not the method.
 The tree runs (ours-gbdt and the plain ones) take seconds, so each is repeated (--repeats, default
-5) and its median time reported. Results: a table on stdout, JSON in bench/results/tabular-<date>.json.
+5), interleaved so they share the machine's load, and its median time reported. Results: a table on stdout, JSON in bench/results/tabular-<date>.json.
 """
 
 from __future__ import annotations
@@ -133,17 +133,22 @@ def main() -> None:
     runs = ["plain-lightgbm", "plain-sklearn-hgb", "ours-gbdt", "ours-mlp", "ours-ft-transformer"]
     if args.only:
         runs = [r for r in runs if r in args.only.split(",")]
+    # The tree runs take seconds: repeat them, interleaved (plain, ours, plain, ours, ...) so that
+    # each sees the same load on the shared machine, and keep the median time (all are seeded, so
+    # the scores repeat exactly, except HistGradientBoosting's unseeded early-stopping hold-out).
+    # The neural runs fill their time budget once.
+    budgets = {"ours-mlp": args.mlp_seconds, "ours-ft-transformer": args.ft_seconds}
+    measured: dict[str, list[dict]] = {run: [] for run in runs}
+    for _ in range(args.repeats):
+        for run in (r for r in runs if r not in budgets):
+            measured[run].append(_plain(run, spec, train, validation) if run.startswith("plain")
+                                 else _ours(run.removeprefix("ours-"), spec, train, validation, 0.0))
+    for run in (r for r in runs if r in budgets):
+        measured[run].append(_ours(run.removeprefix("ours-"), spec, train, validation, budgets[run]))
     results = {}
     for run in runs:
-        kind = run.removeprefix("ours-")
-        budget = {"mlp": args.mlp_seconds, "ft-transformer": args.ft_seconds}.get(kind, 0.0)
-        # The tree runs take seconds: repeat them and keep the median time (all runs are seeded,
-        # so the scores repeat exactly); the neural runs fill their time budget once.
-        repeats = 1 if budget else args.repeats
-        measured = [_plain(run, spec, train, validation) if run.startswith("plain")
-                    else _ours(kind, spec, train, validation, budget) for _ in range(repeats)]
-        results[run] = {**measured[-1], "fit_seconds": float(np.median([m["fit_seconds"] for m in measured])),
-                        "fit_seconds_each": [m["fit_seconds"] for m in measured]}
+        times = [m["fit_seconds"] for m in measured[run]]
+        results[run] = {**measured[run][-1], "fit_seconds": float(np.median(times)), "fit_seconds_each": times}
         log.info("%s: %s", run, results[run])
     print(f"{'run':22} {'accuracy':>9} {'roc_auc':>8} {'fit s':>7}")
     for run, r in results.items():
