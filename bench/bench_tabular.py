@@ -22,7 +22,8 @@ Every model runs with the same CPU thread count (--threads, set through OMP_NUM_
 torch.set_num_threads before anything is imported): on a shared machine more threads than free
 cores make OpenMP programs wait on each other, which would measure the load, not the method.
 The tree runs (ours-gbdt and the plain ones) take seconds, so each is repeated (--repeats, default
-5), interleaved so they share the machine's load, and its median time reported. Results: a table on stdout, JSON in bench/results/tabular-<date>.json.
+5), interleaved so they share the machine's load, and its median time reported.
+Results: a table on stdout, JSON in bench/results/tabular-<date>.json.
 """
 
 from __future__ import annotations

@@ -149,7 +149,8 @@ def detect_kind(series: pd.Series) -> ColumnKind:
 
     if share(pd.to_numeric(distinct, errors="coerce").notna()) >= PARSE_SHARE:
         return "numeric"
-    if share(distinct.str.contains(_HAS_DIGIT)) >= PARSE_SHARE and share(parse_datetimes(distinct).notna()) >= PARSE_SHARE:
+    if (share(distinct.str.contains(_HAS_DIGIT)) >= PARSE_SHARE
+            and share(parse_datetimes(distinct).notna()) >= PARSE_SHARE):
         return "datetime"
     if strings.str.len().mean() >= TEXT_MIN_MEAN_LENGTH and strings.nunique() >= TEXT_MIN_UNIQUE_SHARE * len(strings):
         return "text"

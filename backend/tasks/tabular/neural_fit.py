@@ -115,7 +115,8 @@ def fit_network(template: MlpTemplate | FtTransformerTemplate, preprocessor: Pre
         on_progress(step, {"epoch": epoch, **{f"val_{k}": v for k, v in metrics.items() if isinstance(v, float)}})
         history.append({"epoch": epoch, "step": step, **metrics})
         if best is None or score > best:
-            best, best_state, best_epoch, best_metrics, stale = score, copy.deepcopy(model.state_dict()), epoch, metrics, 0
+            best, best_epoch, best_metrics, stale = score, epoch, metrics, 0
+            best_state = copy.deepcopy(model.state_dict())
         else:
             stale += 1
         if settings.early_stopping_patience and stale >= settings.early_stopping_patience:

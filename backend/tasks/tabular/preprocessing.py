@@ -110,7 +110,8 @@ class Preprocessor:
                 categorical.append(CategoricalFeature(column, kind, values))
         target = train[spec.target]
         if spec.task == "classification":
-            return cls(spec, numeric, categorical, classes=sorted(category_keys(target, "categorical").dropna().unique()))
+            classes = sorted(category_keys(target, "categorical").dropna().unique())
+            return cls(spec, numeric, categorical, classes=classes)
         values = to_numbers(target).dropna()
         return cls(spec, numeric, categorical, target_mean=float(values.mean()),
                    target_std=float(values.std(ddof=0)) or 1.0)

@@ -193,7 +193,8 @@ def _perfect_predictor(values: pd.Series, goal: pd.Series, goal_keys: pd.Series,
     # A categorical input with few values per row, each of which always comes with one target value.
     if distinct > len(values) / 2:
         return ""   # nearly unique per row: an identifier, reported as such, not a leak
-    groups = pd.DataFrame({"value": category_keys(values, "categorical"), "goal": goal_keys}).groupby("value")["goal"].nunique()
+    pairs = pd.DataFrame({"value": category_keys(values, "categorical"), "goal": goal_keys})
+    groups = pairs.groupby("value")["goal"].nunique()
     return "determines the target on its own (each of its values comes with one target value)" \
         if bool((groups == 1).all()) and task == "classification" else ""
 
