@@ -6,7 +6,7 @@ import pytest
 from backend.errors import UserError
 from backend.tasks.tabular.columns import infer_schema
 from backend.tasks.tabular.reading import list_sheets, read_table
-from tests.backend.tabular.conftest import ADULT
+from tests.backend.tasks.tabular.conftest import ADULT
 
 
 @pytest.mark.skipif(not ADULT.exists(), reason="needs ../shared/data/adult/adult.csv")

@@ -79,7 +79,7 @@ def test_blocking_errors_say_what_to_do(mixed, change, spec, message):
 def test_adult_report_has_no_blocking_error_and_finds_its_duplicates():
     from backend.tasks.tabular.columns import default_spec, infer_schema
     from backend.tasks.tabular.reading import read_table
-    from tests.backend.tabular.conftest import ADULT
+    from tests.backend.tasks.tabular.conftest import ADULT
     if not ADULT.exists():
         pytest.skip("needs ../shared/data/adult/adult.csv")
     frame = read_table(ADULT)
