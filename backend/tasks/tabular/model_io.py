@@ -19,8 +19,9 @@ from safetensors.torch import load_model, save_model
 from backend.errors import UserError
 from backend.tasks.tabular.config import AnyTabularTemplate
 from backend.tasks.tabular.gbdt import load_booster, predict_booster, save_booster
+from backend.tasks.tabular.metrics import permutation_importances
 from backend.tasks.tabular.neural_fit import build_network, predict_network
-from backend.tasks.tabular.preprocessing import Preprocessor
+from backend.tasks.tabular.preprocessing import Preprocessor, to_numbers
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,14 @@ class TabularModel:
         classes = self.preprocessor.classes
         return [{"prediction": classes[int(row.argmax())],
                  "probabilities": {name: float(p) for name, p in zip(classes, row)}} for row in output]
+
+    def importances(self, validation: pd.DataFrame, n_repeats: int = 5, seed: int = 42) -> dict[str, dict[str, float]]:
+        """Permutation importance of each input column on labelled rows (the validation split)."""
+        target = validation[self.preprocessor.spec.target]
+        y_true = (self.preprocessor.encode_target(target) if self.task == "classification"
+                  else to_numbers(target).to_numpy(dtype=np.float64, na_value=np.nan))
+        return permutation_importances(self.predict_output, validation, y_true, self.task,
+                                       list(self.preprocessor.spec.inputs), n_repeats=n_repeats, seed=seed)
 
     def save(self, folder: str | Path) -> None:
         """Write the model folder (JSON + safetensors or LightGBM text; no pickle)."""

@@ -108,12 +108,11 @@ def test_time_budget_keeps_the_best_model_so_far(mixed):
     assert result.stop_reason == "time_budget" and result.best_step == 1 and len(result.history) == 1
 
 
-def test_permutation_importance_ranks_the_columns_of_the_rule(mixed):
+@pytest.mark.parametrize("kind", TINY)
+def test_permutation_importance_ranks_the_columns_of_the_rule(kind, mixed):
     spec = TableSpec(target="label", task="classification", inputs=MIXED_INPUTS)
-    model, result, train, validation = _fit("gbdt", mixed, spec)
-    importances = permutation_importances(model.predict_output, validation,
-                                          model.preprocessor.encode_target(validation["label"]), "classification",
-                                          list(spec.inputs), n_repeats=3)
+    model, result, train, validation = _fit(kind, mixed, spec)
+    importances = model.importances(validation, n_repeats=3)
     assert set(list(importances)[:2]) == {"x", "color"}
     assert importances["x"]["mean"] > 0.1 and abs(importances["noise"]["mean"]) < 0.05
 
