@@ -164,7 +164,8 @@ def parse_datetimes(series: pd.Series) -> pd.Series:
     with warnings.catch_warnings():
         # "Could not infer format" is expected for mixed formats; each value is parsed on its own.
         warnings.simplefilter("ignore", UserWarning)
-        return pd.to_datetime(series.astype("string"), errors="coerce", format="mixed")
+        # utc=True: values with different UTC offsets would otherwise raise; naive values keep their clock time.
+        return pd.to_datetime(series.astype("string"), errors="coerce", format="mixed", utc=True)
 
 
 def suggest_target(frame: pd.DataFrame) -> str:

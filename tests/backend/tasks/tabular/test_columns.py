@@ -55,3 +55,11 @@ def test_task_suggestion_on_bundled_sets():
     assert suggest_task(load_diabetes(as_frame=True).frame["target"]) == "regression"
     assert suggest_task(pd.Series([True, False, True])) == "classification"
     assert suggest_task(pd.Series([0.5, 1.25, 3.0, 4.5])) == "regression"
+
+
+def test_dates_with_mixed_utc_offsets_parse_instead_of_raising():
+    from backend.tasks.tabular.columns import parse_datetimes
+    values = pd.Series(["2024-01-01 10:00+01:00", "2024-01-02 11:00+05:00", "2024-03-01 08:30", None, "x"] * 4)
+    parsed = parse_datetimes(values)
+    assert parsed.notna().tolist()[:5] == [True, True, True, False, False]
+    assert parsed.dt.hour.tolist()[:3] == [9, 6, 8]     # offsets converted to UTC; naive values keep their hour
