@@ -77,6 +77,7 @@ def test_parquet_json_and_jsonl(tmp_path, mixed):
     ("t.csv", b"", "Could not read|holds no rows"),
     ("t.xlsx", b"not a workbook", "not a readable .xlsx"),
     ("t.json", b"{not json", "Could not read t.json as JSON"),
+    ("t.csv", b"a,b\n1,2\n3,4,5,6\n", "Could not read t.csv as delimited text"),   # ragged rows
 ])
 def test_bad_files_get_clear_messages(tmp_path, name, content, message):
     path = tmp_path / name

@@ -89,3 +89,9 @@ def test_adult_report_has_no_blocking_error_and_finds_its_duplicates():
     assert report.class_counts == {"<=50K": 24720, ">50K": 7841}
     assert report.duplicate_rows == 24          # known exact repeats in adult.data
     assert report.missing_share["occupation"] == pytest.approx(1843 / 32561)
+
+
+def test_a_table_too_small_to_split_gets_a_clear_message(mixed):
+    from backend.errors import UserError
+    with pytest.raises(UserError, match="Cannot carve a 20% validation split from 4 rows"):
+        split_table(mixed.head(4), _spec())
