@@ -44,6 +44,8 @@ class TabularModel:
 
     def predict_output(self, frame: pd.DataFrame) -> np.ndarray:
         """Class probabilities [n, k] (columns in `classes` order) or predicted values [n]."""
+        if len(frame) == 0:   # an empty upload: an empty answer of the right shape
+            return np.zeros((0, len(self.preprocessor.classes))) if self.task == "classification" else np.zeros(0)
         rows = self.preprocessor.transform(frame)
         if self.template.kind == "gbdt":
             return predict_booster(self.model, rows, self.task, len(self.preprocessor.classes))

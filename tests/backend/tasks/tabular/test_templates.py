@@ -64,6 +64,7 @@ def test_classification_with_categories_and_dates(kind, mixed, tmp_path):
                         "when": ["yesterday", None, "2024-02-03"]})
     assert set(loaded.predict(odd)) <= {"yes", "no"}
     assert len(loaded.predict(pd.DataFrame({"x": [0.1, 0.95]}))) == 2
+    assert loaded.predict(validation.head(0)) == [] and loaded.predict_records([]) == []
 
 
 @pytest.mark.parametrize("kind", TINY)
