@@ -1,1 +1,0 @@
-"""Tasks as plug-ins: one package per task (see ../shared/STYLE.md)."""
