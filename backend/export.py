@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import secrets
 import shutil
@@ -113,13 +114,16 @@ def export_name(run: RunRecord, suffix: str = "") -> str:
     return f"{slug}-run{run.id}{suffix}"
 
 
-def resolve_out(out: Path, default_name: str) -> Path:
-    """`out` itself, or `out/default_name` when `out` is an existing folder."""
+def resolve_out(out: Path | str, default_name: str) -> Path:
+    """`out` itself, or `out/default_name` when `out` is a folder: an existing one, or a path
+    written with a trailing slash (`downloads/`), which is created if needed."""
+    # Check the text before Path() drops the trailing separator that says "a folder".
+    is_folder = str(out).endswith(("/", os.sep))
     out = Path(out).expanduser()
-    return out / default_name if out.is_dir() else out
+    return out / default_name if is_folder or out.is_dir() else out
 
 
-def export_zip(run: RunRecord, out: Path) -> ExportResult:
+def export_zip(run: RunRecord, out: Path | str) -> ExportResult:
     """Write the run's model as a zip at `out` (a file, or a folder to put <name>-run<id>.zip in)."""
     folder = model_folder(run)
     target = resolve_out(out, export_name(run, ".zip"))

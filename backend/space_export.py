@@ -124,7 +124,7 @@ def write_space(run: RunRecord, target: Path, *, title: str | None = None, emoji
                    *(f"{MODEL_DIR}/{name}" for name in model_names)])
 
 
-def export_space(run: RunRecord, out: Path, *, as_zip: bool = False, title: str | None = None,
+def export_space(run: RunRecord, out: Path | str, *, as_zip: bool = False, title: str | None = None,
                  emoji: str = "🛠️", color_from: str = "indigo", color_to: str = "blue") -> ExportResult:
     """Write a Space for `run` at `out`: a folder, or a zip when as_zip (an existing folder gets <name>-run<id>-space).
 
