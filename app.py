@@ -146,8 +146,6 @@ def readable_error(exc: Exception) -> str | None:
 
     if isinstance(exc, (UserError, NotFound, InUse, BadInput)):
         return str(exc)
-    if isinstance(exc, KeyError):
-        return str(exc.args[0]) if exc.args else "unknown setting"
     if isinstance(exc, ValidationError):
         return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
     return None

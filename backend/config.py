@@ -12,6 +12,8 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, Field, model_validator
 
+from backend.errors import UnknownSetting
+
 Task = Literal["text-classification", "text-generation"]
 RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]
 RUN_STATUSES: tuple[str, ...] = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
@@ -249,9 +251,9 @@ def apply_overrides(config: TrainConfig, overrides: dict[str, str]) -> TrainConf
             parts = ["template", *parts]  # let users write `hidden_size=64` for template fields
         for part in parts[:-1]:
             if not isinstance(target.get(part), dict):
-                raise KeyError(_unknown_setting(key, known))
+                raise UnknownSetting(_unknown_setting(key, known))
             target = target[part]
         if parts[-1] not in target:
-            raise KeyError(_unknown_setting(key, known))
+            raise UnknownSetting(_unknown_setting(key, known))
         target[parts[-1]] = None if value.lower() in ("none", "null") else value
     return TrainConfig.model_validate(data)
