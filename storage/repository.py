@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -274,16 +274,27 @@ class Repository:
 
     # ---- metrics ---------------------------------------------------------------------------
     def add_metrics(self, run_id: int, step: int, values: dict[str, float]) -> None:
-        """Append one value per key at `step`, in one transaction; NotFound if the run is gone."""
+        """Record one value per key at `step`, in one transaction; NotFound if the run is gone.
+
+        A value already stored for the same (step, key) is replaced: a resumed run reports again
+        the steps between its checkpoint and the interruption, and a curve has one point per step.
+        """
         if not values:
             return
         now = utcnow()
         try:
             with self._sessions.begin() as session:
+                session.execute(delete(Metric).where(Metric.run_id == run_id, Metric.step == int(step),
+                                                     Metric.key.in_(list(values))))
                 session.add_all([Metric(run_id=run_id, key=key, step=int(step), value=float(value), time=now)
                                  for key, value in values.items()])
         except IntegrityError as exc:  # the foreign key: the run was deleted (or never existed)
             raise _run_missing(run_id) from exc
+
+    def delete_metrics_after(self, run_id: int, step: int) -> int:
+        """Drop a run's metric rows past `step` (a resume goes back to its checkpoint); returns how many."""
+        with self._sessions.begin() as session:
+            return session.execute(delete(Metric).where(Metric.run_id == run_id, Metric.step > int(step))).rowcount
 
     def get_metrics(self, run_id: int, keys: list[str] | None = None) -> list[MetricRecord]:
         """A run's metric values ordered by step (then insertion), optionally only `keys`."""
