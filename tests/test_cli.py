@@ -86,7 +86,7 @@ def test_cli_subprocess_prints_json_only_on_stdout(tmp_path):
 
 
 @pytest.mark.parametrize("variable, value", [("MODELSMITH_PORT", "0"), ("MODELSMITH_MAX_IMPORT_MB", "lots"),
-                                             ("MODELSMITH_DEVICE", "tpu")])
+                                             ("MODELSMITH_DEVICE", "tpu"), ("MODELSMITH_MAX_CONCURRENT_JOBS", "4")])
 def test_an_invalid_setting_names_the_variable_and_exits_2(capsys, home, monkeypatch, variable, value):
     monkeypatch.setenv(variable, value)
     code, result = run_cli(capsys, "runs")

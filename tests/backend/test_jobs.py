@@ -218,3 +218,19 @@ def test_a_step_reported_again_replaces_its_value(repo, settings, dataset_id):
     repo.add_metrics(run_id, 7, {"loss": 0.8})
     assert {(m.key, m.value) for m in repo.get_metrics(run_id)} == {("loss", 0.8), ("accuracy", 0.5)}
     assert repo.delete_metrics_after(run_id, 6) == 2 and repo.get_metrics(run_id) == []
+
+
+def test_a_run_waiting_for_the_trainer_shows_queued_until_it_starts(repo, settings, dataset_id):
+    fake = FakeTrainer(steps=40, step_seconds=0.02)
+    runner = JobRunner(repo, settings, train_fn=fake)
+    first, second = runner.submit(config(dataset_id, "a")), runner.submit(config(dataset_id, "b"))
+    runner.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not repo.get_metrics(first) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert (repo.get_run(first).status, repo.get_run(second).status) == ("running", "queued")
+        assert runner.wait(second, timeout=20).status == "succeeded"
+    finally:
+        runner.shutdown()
+    assert fake.max_active == 1 and fake.started == [first, second]
