@@ -192,8 +192,8 @@ def _run_in_foreground(services, run_id: int):
 def run_summary(run) -> dict:
     """The JSON view of a run shared by `train`, `resume` and `runs`."""
     return {"run_id": run.id, "name": run.name, "status": run.status, "task": run.task, "template": run.template,
-            "dataset_id": run.dataset_id, "metrics": _headline(run.metrics), "output_dir": run.output_dir,
-            "error": run.error, "progress": run.progress,
+            "dataset_id": run.dataset_id, "imported_from": run.imported_from, "metrics": _headline(run.metrics),
+            "output_dir": run.output_dir, "error": run.error, "progress": run.progress,
             "created_at": run.created_at, "started_at": run.started_at, "finished_at": run.finished_at}
 
 

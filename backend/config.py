@@ -170,7 +170,8 @@ class TrainConfig(_Frozen):
     """Everything needed to reproduce one run; stored verbatim with the run."""
 
     name: str = Field("", max_length=200, description="A name to find the run again; empty picks one.")
-    dataset_id: int = Field(..., ge=1, description="Stored dataset to train on.")
+    dataset_id: int | None = Field(..., ge=1, description="Stored dataset to train on (None: an imported model, "
+                                                         "which has none here).")
     task: Task = Field("text-classification", description="What the model learns to do.")
     template: AnyTemplate = Field(default_factory=LstmTemplate)
     epochs: int = Field(3, ge=1, le=100, description="Passes over the training data.")

@@ -254,16 +254,17 @@ def _read_json(path: Path) -> dict | None:
 def describe_model(folder: Path, name: str) -> tuple[TrainConfig, str, list[str]]:
     """(config, config JSON to store, notes) of an unpacked model folder.
 
-    A Modelsmith export carries run_config.json, stored as is. A bare folder gets a minimal
-    config inferred from config.json; its dataset_id is a placeholder (1), since the run has
-    no dataset here: the run row's dataset_id stays empty.
+    A Modelsmith export carries run_config.json; a bare folder gets a minimal config inferred
+    from config.json. Either way its dataset_id is None: the dataset the model was trained on
+    (an id in another database, if any) is not here, and Clone must not pick an unrelated one.
     """
     notes: list[str] = []
     run_config = folder / "run_config.json"
     if run_config.is_file():
         text = run_config.read_text(encoding="utf-8")
         try:
-            return TrainConfig.model_validate_json(text), text, notes
+            config = TrainConfig.model_validate_json(text).model_copy(update={"dataset_id": None})
+            return config, config.model_dump_json(), notes
         except ValidationError as exc:
             notes.append(f"run_config.json does not fit this version of Modelsmith ({exc.error_count()} "
                          "problem(s)); the settings were inferred from config.json instead.")
@@ -277,7 +278,7 @@ def describe_model(folder: Path, name: str) -> tuple[TrainConfig, str, list[str]
 
 def _infer_config(model_config: dict, name: str) -> TrainConfig:
     kind = model_config.get("model_kind")
-    base = dict(name=name[:200], dataset_id=1)
+    base = dict(name=name[:200], dataset_id=None)
     try:
         if kind == "modelsmith-lstm":
             return TrainConfig(**base, task="text-classification",
@@ -373,7 +374,8 @@ def import_model(archive_path: Path, repo: Repository, runs_dir: Path, *, name: 
         _ensure_card(staging, run_name, archive_path.name)
         metrics = _read_json(staging / "metrics.json") or {}
         run = repo.add_imported_run(name=run_name, task=config.task, template=config.template.kind,
-                                    config_json=config_json, metrics=metrics, place=_placer(staging, runs_dir))
+                                    config_json=config_json, metrics=metrics, place=_placer(staging, runs_dir),
+                                    imported_from=archive_path.name)
     except zipfile.BadZipFile as exc:
         raise UserError(f"'{archive_path.name}' is a damaged zip archive ({exc}). Download or zip it again.") from exc
     except (RuntimeError, NotImplementedError) as exc:  # zipfile's words for encrypted / unknown compression

@@ -110,6 +110,8 @@ class JobRunner:
     # ---- public actions ---------------------------------------------------------------------
     def submit(self, config: TrainConfig) -> int:
         """Validate the dataset reference, queue a run and wake a worker; returns the run id."""
+        if config.dataset_id is None:  # e.g. the config of an imported model
+            raise UserError("Pick a dataset to train on: this configuration has none.")
         dataset = self._repo.get_dataset(config.dataset_id)
         if dataset.task != config.task:
             raise UserError(f"Dataset {dataset.id} was prepared for {dataset.task}, not {config.task}. "

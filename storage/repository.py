@@ -150,7 +150,9 @@ class Repository:
             session.delete(row)
 
     @staticmethod
-    def _dataset_row(session: Session, dataset_id: int) -> Dataset:
+    def _dataset_row(session: Session, dataset_id: int | None) -> Dataset:
+        if dataset_id is None:  # the config of an imported model names no dataset
+            raise NotFound("No dataset was given (an imported model has none here). Pick a stored dataset.")
         row = session.get(Dataset, dataset_id)
         if row is None:
             raise NotFound(f"Dataset {dataset_id} does not exist. Pick one from the list of stored datasets.")
