@@ -131,6 +131,7 @@ def test_wrong_runs_exit_2_with_a_message(capsys, in_home, tmp_path):
     assert code == 2 and "is queued; only succeeded runs can generate" in result["error"]
 
 
+@pytest.mark.e2e
 def test_transformer_lm_trains_from_the_cli(capsys, in_home):
     _, dataset_id, _ = in_home
     code, run = run_main(capsys, "train", "--dataset", str(dataset_id), "--template", "transformer-lm",

@@ -20,8 +20,8 @@ from backend.services import Services
 from storage.records import RunRecord
 from storage.repository import NotFound
 from ui.errors import shows_errors, unchanged
-from ui.formatting import (LOSS_KEYS, confusion_html, curves, dataset_label, per_class_table, progress_html,
-                           quality_keys, run_choices, runs_table)
+from ui.formatting import (LOSS_KEYS, confusion_html, curves, per_class_table, progress_html, quality_keys,
+                           run_choices, run_origin, runs_table)
 from ui.train_tab import TrainForm, fill_from_config, form_fields
 
 REFRESH_SECONDS = 2.0
@@ -124,7 +124,7 @@ def _run_header(run: RunRecord) -> str:
     length = (f"max length {config.max_length}" if run.task == "text-classification" else "")
     duration = (f"{config.max_steps} steps" if run.task == "text-generation" and config.max_steps
                 else f"{config.epochs} epochs")
-    return (f"### #{run.id} {run.name}\n{run.task} · **{run.template}** · {dataset_label(run)} · "
+    return (f"### #{run.id} {run.name}\n{run.task} · **{run.template}** · {run_origin(run)} · "
             f"{duration} · batch {config.batch_size} · learning rate {config.learning_rate:g}"
             f"{' · ' + length if length else ''}\n\n<small>{settings}</small>")
 

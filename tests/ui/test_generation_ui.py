@@ -269,6 +269,7 @@ def test_the_app_exposes_predict_and_generate_and_nothing_else(trained):
     assert sorted(public) == ["generate", "predict"]  # every other handler stays private
 
 
+@pytest.mark.e2e
 def test_generate_api_streams_to_gradio_client_even_for_runs_trained_after_start(trained):
     import socket
 
