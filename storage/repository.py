@@ -285,18 +285,16 @@ class Repository:
 
     # ---- metrics ---------------------------------------------------------------------------
     def add_metrics(self, run_id: int, step: int, values: dict[str, float]) -> None:
-        """Record one value per key at `step`, in one transaction; NotFound if the run is gone.
+        """Append one value per key at `step`, in one transaction; NotFound if the run is gone.
 
-        A value already stored for the same (step, key) is replaced: a resumed run reports again
-        the steps between its checkpoint and the interruption, and a curve has one point per step.
+        Appending, not replacing, keeps a step trained twice visible (a resume that went back too
+        far); the job runner drops the rows past a checkpoint before resuming from it.
         """
         if not values:
             return
         now = utcnow()
         try:
             with self._sessions.begin() as session:
-                session.execute(delete(Metric).where(Metric.run_id == run_id, Metric.step == int(step),
-                                                     Metric.key.in_(list(values))))
                 session.add_all([Metric(run_id=run_id, key=key, step=int(step), value=float(value), time=now)
                                  for key, value in values.items()])
         except IntegrityError as exc:  # the foreign key: the run was deleted (or never existed)

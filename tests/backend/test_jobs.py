@@ -212,12 +212,12 @@ def test_resume_replaces_the_metric_rows_past_the_checkpoint(repo, settings, dat
     assert [m.step for m in repo.get_metrics(run_id, ["train_loss"])] == list(range(1, 9))
 
 
-def test_a_step_reported_again_replaces_its_value(repo, settings, dataset_id):
+def test_delete_metrics_after_keeps_the_steps_up_to_the_checkpoint(repo, settings, dataset_id):
     run_id = repo.create_run(config(dataset_id))
-    repo.add_metrics(run_id, 7, {"loss": 0.9, "accuracy": 0.5})
-    repo.add_metrics(run_id, 7, {"loss": 0.8})
-    assert {(m.key, m.value) for m in repo.get_metrics(run_id)} == {("loss", 0.8), ("accuracy", 0.5)}
-    assert repo.delete_metrics_after(run_id, 6) == 2 and repo.get_metrics(run_id) == []
+    for step in (5, 6, 7, 8):
+        repo.add_metrics(run_id, step, {"loss": 1.0 / step, "accuracy": step / 10})
+    assert repo.delete_metrics_after(run_id, 6) == 4
+    assert sorted({m.step for m in repo.get_metrics(run_id)}) == [5, 6] and len(repo.get_metrics(run_id)) == 4
 
 
 def test_a_run_waiting_for_the_trainer_shows_queued_until_it_starts(repo, settings, dataset_id):
