@@ -55,6 +55,7 @@ def test_bad_input_exits_2_with_a_message(capsys, home, tmp_path):
     assert code == 2 and "Run 7 does not exist" in result["error"]
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_train_predict_runs_round_trip(capsys, home, toy_csv):
     code, ingested = run_cli(capsys, "ingest", str(toy_csv), "--text-column", "message", "--label-column", "verdict")

@@ -121,6 +121,8 @@ def test_push_to_hub_checks_its_fields_before_any_network_call(services, tmp_pat
     assert "Traceback" not in caught.value.message and "hf_x" not in caught.value.message  # never echoed
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_import_a_downloaded_model_as_a_new_run(services, tmp_path):
     trained = train_classifier(services, tmp_path)
     archive = share_tab.on_download(services, trained.id)
