@@ -88,7 +88,7 @@ def _add_share_parsers(commands) -> None:
     export = commands.add_parser("export", help="Write a finished run's model as a zip, or as a Hugging Face Space.")
     export.add_argument("--run", required=True, help="Id of a succeeded run.")
     export.add_argument("--format", default="zip", help="zip (model files), space (a Space folder) or space-zip.")
-    export.add_argument("--out", default=".", help="File or folder to write; a folder gets <name>-run<id>.zip.")
+    export.add_argument("--out", default=".", help="File or folder to write; a folder (an existing one, or a path ending in /) gets <name>-run<id>.zip.")
     model_import = commands.add_parser("import", help="Import a model zip (Modelsmith's or a Hugging Face "
                                                       "model folder's) as a finished run.")
     model_import.add_argument("path")
@@ -146,8 +146,6 @@ def readable_error(exc: Exception) -> str | None:
 
     if isinstance(exc, (UserError, NotFound, InUse, BadInput)):
         return str(exc)
-    if isinstance(exc, KeyError):
-        return str(exc.args[0]) if exc.args else "unknown setting"
     if isinstance(exc, ValidationError):
         return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
     return None
@@ -194,8 +192,8 @@ def _run_in_foreground(services, run_id: int):
 def run_summary(run) -> dict:
     """The JSON view of a run shared by `train`, `resume` and `runs`."""
     return {"run_id": run.id, "name": run.name, "status": run.status, "task": run.task, "template": run.template,
-            "dataset_id": run.dataset_id, "metrics": _headline(run.metrics), "output_dir": run.output_dir,
-            "error": run.error, "progress": run.progress,
+            "dataset_id": run.dataset_id, "imported_from": run.imported_from, "metrics": _headline(run.metrics),
+            "output_dir": run.output_dir, "error": run.error, "progress": run.progress,
             "created_at": run.created_at, "started_at": run.started_at, "finished_at": run.finished_at}
 
 
@@ -286,7 +284,7 @@ def cmd_export(settings, args):
         raise BadInput(f"--run expects a run id (a number), got '{args.run}'. "
                        "List runs with `python app.py runs`.") from None
     run = _services(settings).repo.get_run(run_id)
-    out = Path(args.out)
+    out = args.out  # kept as typed: a trailing "/" says "a folder" and Path() would drop it
     if args.format == "zip":
         result = export_zip(run, out)
     else:

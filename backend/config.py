@@ -12,6 +12,8 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, Field, model_validator
 
+from backend.errors import UnknownSetting
+
 Task = Literal["text-classification", "text-generation"]
 RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]
 RUN_STATUSES: tuple[str, ...] = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
@@ -168,7 +170,8 @@ class TrainConfig(_Frozen):
     """Everything needed to reproduce one run; stored verbatim with the run."""
 
     name: str = Field("", max_length=200, description="A name to find the run again; empty picks one.")
-    dataset_id: int = Field(..., ge=1, description="Stored dataset to train on.")
+    dataset_id: int | None = Field(..., ge=1, description="Stored dataset to train on (None: an imported model, "
+                                                         "which has none here).")
     task: Task = Field("text-classification", description="What the model learns to do.")
     template: AnyTemplate = Field(default_factory=LstmTemplate)
     epochs: int = Field(3, ge=1, le=100, description="Passes over the training data.")
@@ -249,9 +252,9 @@ def apply_overrides(config: TrainConfig, overrides: dict[str, str]) -> TrainConf
             parts = ["template", *parts]  # let users write `hidden_size=64` for template fields
         for part in parts[:-1]:
             if not isinstance(target.get(part), dict):
-                raise KeyError(_unknown_setting(key, known))
+                raise UnknownSetting(_unknown_setting(key, known))
             target = target[part]
         if parts[-1] not in target:
-            raise KeyError(_unknown_setting(key, known))
+            raise UnknownSetting(_unknown_setting(key, known))
         target[parts[-1]] = None if value.lower() in ("none", "null") else value
     return TrainConfig.model_validate(data)

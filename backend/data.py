@@ -17,7 +17,7 @@ import shutil
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -28,8 +28,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from backend.errors import UserError
-from backend.reading import (LABEL_HINTS, TEXT_HINTS, ReadResult, TableRead, normalise, plural, read_arrow,
-                             read_table, read_text)
+from backend.reading import (LABEL_HINTS, TEXT_HINTS, ReadResult, TableRead, column_schema, normalise, plural,
+                             read_arrow, read_table, read_text)
 from backend.report import (TOKEN_ESTIMATE, build_report, content_hash, duplicate_stats, length_stats,
                             text_codes)
 from backend.splitting import stratified_split
@@ -78,6 +78,7 @@ class PreparedDataset:
     report: dict
     warnings: list[str]
     content_hash: str
+    columns: list[dict] = field(default_factory=list)  # the source file's [{"name", "type"}]
 
     @property
     def rows(self) -> int:
@@ -304,6 +305,7 @@ class _Rows:
     warnings: list[str]
     empty_rows: int
     missing_labels: int
+    columns: list[dict] = field(default_factory=list)  # the training file's column schema
 
 
 def _load_rows(path: Path, options: IngestOptions, validation_path: Path | None, max_bytes: int,
@@ -315,7 +317,7 @@ def _load_rows(path: Path, options: IngestOptions, validation_path: Path | None,
         raise UserError(f'"{path.name}" has no rows with both a text (column "{text_column}") and a label (column '
                         f'"{label_column}"). Fill them in, or choose other columns.')
     rows = _Rows(train, train.num_rows, text_column, label_column, _read_details(read), list(read.warnings),
-                 empty_rows, missing_labels)
+                 empty_rows, missing_labels, column_schema(read))
     if validation_path is not None:
         held_out = read_arrow(validation_path, max_bytes=max_bytes, max_rows=max_rows)
         names = held_out.table.column_names
@@ -401,7 +403,8 @@ def _prepare_classification(path: Path, options: IngestOptions, validation_path:
         source_rows=int(label_codes.size) + rows.empty_rows + rows.missing_labels, **duplicates)
     return PreparedDataset(task=options.task, name=options.name or path.stem, text_column=rows.text_column,
                            label_column=rows.label_column, train=train.to_pandas(), validation=validation.to_pandas(),
-                           labels=labels, classes=classes, report=report, warnings=warnings, content_hash=digest)
+                           labels=labels, classes=classes, report=report, warnings=warnings, content_hash=digest,
+                           columns=rows.columns)
 
 
 # --- text generation -----------------------------------------------------------------------------
@@ -413,6 +416,7 @@ class _Corpus:
     details: dict
     empty_rows_dropped: int
     warnings: list[str]
+    columns: list[dict]
 
 
 def _read_corpus(path: Path, options: IngestOptions, max_bytes: int, max_rows: int) -> _Corpus:
@@ -420,7 +424,7 @@ def _read_corpus(path: Path, options: IngestOptions, max_bytes: int, max_rows: i
     if path.suffix.lower() == ".txt":
         text, encoding, warnings = read_text(path, max_bytes=max_bytes)
         details = {"format": "txt", "encoding": encoding, "delimiter": None, "quoting": False, "ragged_rows": 0}
-        corpus = _Corpus(text, "text", details, 0, warnings)
+        corpus = _Corpus(text, "text", details, 0, warnings, [{"name": "text", "type": "string"}])
     else:
         read = read_arrow(path, max_bytes=max_bytes, max_rows=max_rows)
         column, _ = _pick_columns(read.table, options, path.name, need_label=False)
@@ -428,7 +432,7 @@ def _read_corpus(path: Path, options: IngestOptions, max_bytes: int, max_rows: i
         keep = pc.invert(_blank(texts))
         kept = texts.filter(keep)
         corpus = _Corpus("\n".join(kept.to_pylist()), column, _read_details(read),
-                         len(texts) - len(kept), list(read.warnings))
+                         len(texts) - len(kept), list(read.warnings), column_schema(read))
     if not corpus.text.strip():
         raise UserError(f'"{path.name}" contains no text. Upload a file with the text to learn from.')
     return corpus
@@ -482,7 +486,7 @@ def _prepare_generation(path: Path, options: IngestOptions, validation_path: Pat
     return PreparedDataset(task=options.task, name=options.name or path.stem, text_column=corpus.text_column,
                            label_column=None, train=pa.table({"text": train}).to_pandas(),
                            validation=pa.table({"text": validation}).to_pandas(), labels=[], classes={},
-                           report=report, warnings=warnings, content_hash=digest)
+                           report=report, warnings=warnings, content_hash=digest, columns=corpus.columns)
 
 
 # --- storage -------------------------------------------------------------------------------------
@@ -516,7 +520,8 @@ def _store(prepared: PreparedDataset, repo, datasets_dir: Path):
                 name=prepared.name, task=prepared.task, content_hash=prepared.content_hash, path=str(final),
                 text_column=prepared.text_column, label_column=prepared.label_column, rows=prepared.rows,
                 train_rows=len(prepared.train), validation_rows=len(prepared.validation), labels=prepared.labels,
-                classes=prepared.classes, report=prepared.report)
+                classes=prepared.classes, report=prepared.report, columns=prepared.columns,
+                input_columns=[prepared.text_column], target_column=prepared.label_column)
         except BaseException:
             raced = _find_quietly(repo, prepared.content_hash)
             if raced is not None and Path(raced.path) == final:  # another process stored it meanwhile
@@ -611,7 +616,7 @@ def ingest_summary(outcome: IngestOutcome) -> dict:
     record = outcome.dataset
     return {"dataset_id": record.id, "name": record.name, "task": record.task, "rows": record.rows,
             "train_rows": record.train_rows, "validation_rows": record.validation_rows,
-            "text_column": record.text_column, "label_column": record.label_column,
+            "text_column": record.text_column, "label_column": record.label_column, "columns": list(record.columns),
             "classes": dict(record.classes), "labels": list(record.labels), "warnings": list(outcome.warnings),
             "reused": outcome.reused}
 

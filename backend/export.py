@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import secrets
 import shutil
@@ -113,13 +114,16 @@ def export_name(run: RunRecord, suffix: str = "") -> str:
     return f"{slug}-run{run.id}{suffix}"
 
 
-def resolve_out(out: Path, default_name: str) -> Path:
-    """`out` itself, or `out/default_name` when `out` is an existing folder."""
+def resolve_out(out: Path | str, default_name: str) -> Path:
+    """`out` itself, or `out/default_name` when `out` is a folder: an existing one, or a path
+    written with a trailing slash (`downloads/`), which is created if needed."""
+    # Check the text before Path() drops the trailing separator that says "a folder".
+    is_folder = str(out).endswith(("/", os.sep))
     out = Path(out).expanduser()
-    return out / default_name if out.is_dir() else out
+    return out / default_name if is_folder or out.is_dir() else out
 
 
-def export_zip(run: RunRecord, out: Path) -> ExportResult:
+def export_zip(run: RunRecord, out: Path | str) -> ExportResult:
     """Write the run's model as a zip at `out` (a file, or a folder to put <name>-run<id>.zip in)."""
     folder = model_folder(run)
     target = resolve_out(out, export_name(run, ".zip"))
@@ -250,16 +254,17 @@ def _read_json(path: Path) -> dict | None:
 def describe_model(folder: Path, name: str) -> tuple[TrainConfig, str, list[str]]:
     """(config, config JSON to store, notes) of an unpacked model folder.
 
-    A Modelsmith export carries run_config.json, stored as is. A bare folder gets a minimal
-    config inferred from config.json; its dataset_id is a placeholder (1), since the run has
-    no dataset here: the run row's dataset_id stays empty.
+    A Modelsmith export carries run_config.json; a bare folder gets a minimal config inferred
+    from config.json. Either way its dataset_id is None: the dataset the model was trained on
+    (an id in another database, if any) is not here, and Clone must not pick an unrelated one.
     """
     notes: list[str] = []
     run_config = folder / "run_config.json"
     if run_config.is_file():
         text = run_config.read_text(encoding="utf-8")
         try:
-            return TrainConfig.model_validate_json(text), text, notes
+            config = TrainConfig.model_validate_json(text).model_copy(update={"dataset_id": None})
+            return config, config.model_dump_json(), notes
         except ValidationError as exc:
             notes.append(f"run_config.json does not fit this version of Modelsmith ({exc.error_count()} "
                          "problem(s)); the settings were inferred from config.json instead.")
@@ -273,7 +278,7 @@ def describe_model(folder: Path, name: str) -> tuple[TrainConfig, str, list[str]
 
 def _infer_config(model_config: dict, name: str) -> TrainConfig:
     kind = model_config.get("model_kind")
-    base = dict(name=name[:200], dataset_id=1)
+    base = dict(name=name[:200], dataset_id=None)
     try:
         if kind == "modelsmith-lstm":
             return TrainConfig(**base, task="text-classification",
@@ -369,7 +374,8 @@ def import_model(archive_path: Path, repo: Repository, runs_dir: Path, *, name: 
         _ensure_card(staging, run_name, archive_path.name)
         metrics = _read_json(staging / "metrics.json") or {}
         run = repo.add_imported_run(name=run_name, task=config.task, template=config.template.kind,
-                                    config_json=config_json, metrics=metrics, place=_placer(staging, runs_dir))
+                                    config_json=config_json, metrics=metrics, place=_placer(staging, runs_dir),
+                                    imported_from=archive_path.name)
     except zipfile.BadZipFile as exc:
         raise UserError(f"'{archive_path.name}' is a damaged zip archive ({exc}). Download or zip it again.") from exc
     except (RuntimeError, NotImplementedError) as exc:  # zipfile's words for encrypted / unknown compression

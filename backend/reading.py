@@ -1,8 +1,12 @@
-"""Read an uploaded file into a table of string columns: format, size, encoding, delimiter, quoting.
+"""Read an uploaded file into a table: format, size, encoding, delimiter, quoting, column types.
 
-Every column comes back as Arrow strings so that labels keep their spelling ("01" stays "01") and
-1 and "1" end up the same label. CSV-like files are parsed by pyarrow (multi-threaded, no Python
-objects per cell); JSON by the standard library; Parquet by pyarrow.
+`TableRead.table` holds every column as Arrow strings, which is what the text tasks read: labels
+keep their spelling ("01" stays "01") and 1 and "1" end up the same label. `typed_table(read)` holds
+the same columns in their own types (integer, float, boolean, datetime, string), and
+`column_schema(read)` names them: a JSON or Parquet file's own types, a CSV column's type as
+inferred from its text. Nested cells (lists, objects) are kept as JSON text, with a warning.
+CSV-like files are parsed by pyarrow (multi-threaded, no Python objects per cell); JSON by the
+standard library; Parquet by pyarrow.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
@@ -57,6 +62,7 @@ class TableRead:
     quoting: bool = False
     ragged_rows: int = 0
     warnings: list[str] = field(default_factory=list)
+    typed: pa.Table | None = None  # the file's own column types (JSON, Parquet); None: infer from the text
 
 
 @dataclass(frozen=True)
@@ -111,6 +117,104 @@ def read_arrow(path: Path, *, max_bytes: int, max_rows: int) -> TableRead:
                         "Upload a smaller sample, or raise the limit with the environment variable "
                         "MODELSMITH_MAX_ROWS.")
     return read
+
+
+# --- column types --------------------------------------------------------------------------------
+
+COLUMN_TYPES = ("integer", "float", "boolean", "datetime", "string")
+_INFERRED = (pa.int64(), pa.float64(), pa.bool_(), pa.timestamp("us"))  # tried in this order
+_INFERENCE_SAMPLE = 1000  # values tried first: a text column fails here, before a whole-column cast
+
+
+def column_type(arrow_type: pa.DataType) -> str:
+    """The schema name of an Arrow type: integer, float, boolean, datetime or string."""
+    if pa.types.is_dictionary(arrow_type):
+        arrow_type = arrow_type.value_type  # a categorical column: its values' type
+    if pa.types.is_integer(arrow_type):
+        return "integer"
+    if pa.types.is_floating(arrow_type) or pa.types.is_decimal(arrow_type):
+        return "float"
+    if pa.types.is_boolean(arrow_type):
+        return "boolean"
+    if pa.types.is_timestamp(arrow_type) or pa.types.is_date(arrow_type):
+        return "datetime"
+    return "string"
+
+
+def typed_table(read: TableRead) -> pa.Table:
+    """The file's columns in their own types (see the module docstring); names as in `read.table`."""
+    if read.typed is not None:
+        return read.typed
+    return pa.table({name: infer_column(read.table[name]) for name in read.table.column_names})
+
+
+def column_schema(read: TableRead) -> list[dict]:
+    """[{"name": ..., "type": ...}] of every column of the file, in file order."""
+    table = typed_table(read)
+    return [{"name": name, "type": column_type(table.schema.field(name).type)} for name in table.column_names]
+
+
+def infer_column(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A text column as integers, floats, booleans or datetimes when every non-blank value is one
+    (blanks become missing values); otherwise the column unchanged."""
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        return column
+    values = pc.utf8_trim_whitespace(column)
+    values = pc.if_else(pc.equal(values, ""), pa.scalar(None, values.type), values)
+    if values.null_count == len(values):
+        return column
+    head = values.slice(0, _INFERENCE_SAMPLE)
+    sample = head.filter(pc.is_valid(head))
+    for target in _INFERRED:
+        try:
+            pc.cast(sample, target)
+            return pc.cast(values, target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            continue
+    return column
+
+
+def _nested_warning(names: list[str]) -> str:
+    return (f"Column{'s' if len(names) > 1 else ''} {', '.join(repr(n) for n in names)} hold{'' if len(names) > 1 else 's'} "
+            "nested values (lists or objects); they are kept as JSON text. Flatten them into columns of their own "
+            "to use them as numbers or categories.")
+
+
+def _typed_columns(columns: dict[str, pa.ChunkedArray | pa.Array], warnings: list[str]) -> pa.Table:
+    """Columns in their own types; nested ones (list, struct, map) become JSON text, with a warning."""
+    typed, nested = {}, []
+    for name, column in columns.items():
+        if pa.types.is_nested(column.type):
+            nested.append(name)
+            column = pa.array([None if value is None else json.dumps(value, ensure_ascii=False, default=str)
+                               for value in column.to_pylist()], type=pa.string())
+        typed[name] = column
+    if nested:
+        warnings.append(_nested_warning(nested))
+    return pa.table(typed)
+
+
+def _frame_typed(frame: pd.DataFrame, warnings: list[str]) -> pa.Table:
+    """JSON records' columns in their own types: a column mixing types (1 and "a") is text."""
+    columns, nested = {}, []
+    for name in frame.columns:
+        values = frame[name].tolist()
+        if any(isinstance(value, (dict, list)) for value in values):
+            nested.append(str(name))
+            columns[str(name)] = _strings(frame[name])
+            continue
+        try:
+            column = pa.array(values, from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+            column = _strings(frame[name])
+        if pa.types.is_floating(column.type) and all(v.is_integer() for v in pc.drop_null(column).to_pylist()):
+            column = column.cast(pa.int64())  # whole numbers with gaps: pandas made them floats
+        elif pa.types.is_null(column.type):
+            column = column.cast(pa.string())
+        columns[str(name)] = column
+    if nested:
+        warnings.append(_nested_warning(nested))
+    return pa.table(columns)
 
 
 def normalise(name: str) -> str:
@@ -464,10 +568,12 @@ def _read_json(path: Path, fmt: str, encoding: str, warnings: list[str]) -> Tabl
         raise UserError(f'Every record in "{path.name}" must be a JSON object such as {{"text": "...", '
                         '"label": "..."}; some are not.')
     try:  # nested cells become JSON text: the deepest ones json.loads accepted may not print again
-        table = frame_to_strings(pd.DataFrame.from_records(records))
+        frame = pd.DataFrame.from_records(records)
+        table = frame_to_strings(frame)
+        typed = _frame_typed(frame, warnings)
     except RecursionError:
         raise _too_deep(path.name) from None
-    return TableRead(table=table, format=fmt, encoding=encoding, warnings=warnings)
+    return TableRead(table=table, format=fmt, encoding=encoding, warnings=warnings, typed=typed)
 
 
 def _too_deep(name: str) -> UserError:
@@ -501,7 +607,10 @@ def _read_parquet(path: Path) -> TableRead:
             columns[str(name)] = column.cast(pa.string())  # one string type everywhere downstream
         else:
             columns[str(name)] = _strings(column.to_pandas())
-    return TableRead(table=pa.table(columns), format="parquet", encoding="binary (parquet)")
+    warnings: list[str] = []
+    typed = _typed_columns({str(name): column for name, column in zip(table.column_names, table.columns)}, warnings)
+    return TableRead(table=pa.table(columns), format="parquet", encoding="binary (parquet)", warnings=warnings,
+                     typed=typed)
 
 
 def frame_to_strings(frame: pd.DataFrame) -> pa.Table:

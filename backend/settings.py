@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -50,11 +50,23 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="Where training runs.")
     mixed_precision: Literal["auto", "no", "fp16", "bf16"] = Field(
         "auto", description="auto = bf16 on GPUs that support it, else fp16 on CUDA, none on CPU.")
-    max_concurrent_jobs: int = Field(1, ge=1, le=16, description="Jobs trained at the same time.")
+    max_concurrent_jobs: int = Field(1, description="Jobs trained at the same time by this app (only 1: see below).")
     heartbeat_timeout_s: float = Field(60, gt=0, description="A running job silent for this long counts as dead.")
     share: bool = Field(False, description="Open a public Gradio share link to the whole app.")
     auth: str = Field("", description="user:password pairs, comma-separated, to require a login.")
     debug: bool = Field(False, description="Show error details in the browser.")
+
+    @field_validator("max_concurrent_jobs")
+    @classmethod
+    def _one_job_per_process(cls, value: int) -> int:
+        # Accelerate's training state (gradient accumulation, registered models) is process-wide,
+        # so the app's runs train one at a time (backend.devices.training_lock); a larger value
+        # would only show queued runs as "running" while they wait.
+        if value != 1:
+            raise ValueError(f"must be 1 (got {value}): the app trains one run at a time and queues the others. "
+                             "To train another run at the same time, start it from a second terminal with "
+                             "`python app.py train ...` (its own process, same database)")
+        return value
 
     @property
     def resolved_database_url(self) -> str:

@@ -30,8 +30,6 @@ def user_message(exc: BaseException) -> str:
         return "Invalid settings — " + "; ".join(parts)
     if isinstance(exc, (UserError, NotFound, InUse)):
         return str(exc)
-    if isinstance(exc, KeyError):
-        return str(exc.args[0]) if exc.args else "Unknown setting."
     return f"Something went wrong ({type(exc).__name__}). The details are in the server log."
 
 
@@ -52,7 +50,7 @@ def shows_errors(handler=None, *, fallback=None):
             return handler(*args, **kwargs)
         except gr.Error as exc:
             message = exc.message
-        except (UserError, NotFound, InUse, ValidationError, KeyError) as exc:
+        except (UserError, NotFound, InUse, ValidationError) as exc:  # ours, meant for the person
             message = user_message(exc)
         except Exception as exc:
             log.exception("handler %s failed", handler.__name__)

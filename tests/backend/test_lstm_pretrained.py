@@ -16,6 +16,8 @@ from backend.templates.lstm import PRETRAINED_EMBEDDINGS, build_lstm, load_lstm,
 from backend.templates.transformer import resolve_base_model
 from backend.tokenization import encode, pad_batch
 
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # trains with MiniLM's word vectors
+
 LABELS = ["negative", "positive"]
 
 

@@ -86,6 +86,6 @@ def test_user_text_that_postgresql_would_refuse_is_stored_cleaned(repo, add_data
     dataset = add_dataset(name="toy\x00data" + "n" * 300, text_column="te\x00xt", label_column=long_header)
     stored = repo.get_dataset(dataset.id)
     assert stored.name == "toydata" + "n" * 193 and len(stored.name) == 200
-    assert (stored.text_column, stored.label_column) == ("text", "h" * 200)
+    assert (stored.text_column, stored.label_column, stored.target_column) == ("text", "h" * 200, "h" * 200)
     repo.rename_dataset(dataset.id, "  re\x00named  ")
     assert repo.get_dataset(dataset.id).name == "renamed"

@@ -10,15 +10,16 @@ import textwrap
 import uuid
 
 import pytest
+from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
-from storage.database import (POOL_OVERFLOW, POOL_SIZE, DatabaseUnavailable, database_url, make_engine,
-                              make_sessions, migrate)
+from storage.database import (MIGRATIONS_DIR, POOL_OVERFLOW, POOL_SIZE, DatabaseUnavailable, database_url,
+                              make_engine, make_sessions, migrate)
 from storage.repository import Repository
 from tests.conftest import PROJECT_ROOT
 
 PROCESSES = 4
-HEAD = "0003"
+HEAD = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
 
 
 def _run_processes(script: str, *args: str, count: int = PROCESSES) -> None:
