@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from tests.reliability.support import AppProcess, free_port, http_get, ingest_toy, tiny_lstm, wait_until
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
 def test_the_app_serves_and_trains_from_a_shared_postgresql_database(postgres_database_url, tmp_path):

@@ -89,6 +89,7 @@ for step in range(writes):
 """
 
 
+@pytest.mark.slow  # starts 3 Python processes
 def test_several_processes_write_progress_to_one_database(repo, settings, run_id):
     repo.mark_running(run_id, "/tmp/runs/shared")
     url = settings.resolved_database_url
@@ -115,6 +116,7 @@ print(json.dumps([run_id for run_id in run_ids if repo.claim(run_id, f"/tmp/runs
 """
 
 
+@pytest.mark.slow  # starts 3 Python processes
 def test_processes_sharing_the_queue_claim_each_run_exactly_once(repo, settings, add_dataset, make_config):
     dataset = add_dataset()
     run_ids = [repo.create_run(make_config(dataset.id)) for _ in range(20)]

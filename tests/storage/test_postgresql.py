@@ -116,6 +116,7 @@ def test_connections_the_server_dropped_are_replaced_unnoticed(postgres_database
     engine.dispose()
 
 
+@pytest.mark.slow  # starts 4 Python processes
 def test_processes_starting_together_migrate_one_after_the_other(postgres_database_url):
     # Every worker process migrates at start-up; without the advisory lock two of them would both
     # create the tables and one would fail with "relation already exists".
