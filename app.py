@@ -34,8 +34,15 @@ class BadInput(Exception):
     """A CLI argument problem; reported as {"error": ...} with exit code 2."""
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose complaints become BadInput, so `--json` still gets one JSON document (exit code 2)."""
+
+    def error(self, message: str):
+        raise BadInput(f"{self.prog}: {message}. See `{self.prog} --help`.")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="app.py", description="Modelsmith: train text models without code.")
+    parser = ArgumentParser(prog="app.py", description="Modelsmith: train text models without code.")
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("serve", help="Start the web app (the default).")
 
@@ -96,7 +103,12 @@ def _add_share_parsers(commands) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except BadInput as exc:
+        emit({"error": str(exc)}, argparse.Namespace(json="--json" in argv))
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
     for noisy in ("accelerate", "httpx", "urllib3"):  # per-file checkpoint chatter drowns the progress lines

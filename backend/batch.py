@@ -32,7 +32,8 @@ class BatchResult:
 def predict_file(path: Path, model_dir: Path, out_dir: Path, *, settings: Settings,
                  text_column: str | None = None) -> BatchResult:
     """Predict each row of `path` with the model in `model_dir`; writes predictions.csv into `out_dir`."""
-    frame = read_table(path, max_bytes=settings.max_upload_bytes, max_rows=settings.max_rows).frame
+    frame = read_table(path, max_bytes=settings.max_upload_bytes, max_rows=settings.max_rows,
+                       max_columns=settings.max_columns).frame
     if frame.empty:
         raise UserError(f"{path.name} has no rows to predict. Upload a file with one text per row.")
     predictor = load_predictor(model_dir)
