@@ -24,6 +24,9 @@ import signal
 import sys
 from pathlib import Path
 
+from backend.errors import bounded, shorten
+from backend.log_format import configure_logging
+
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -109,8 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     except BadInput as exc:
         emit({"error": str(exc)}, argparse.Namespace(json="--json" in argv))
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    configure_logging()  # control characters in names and texts are escaped: no forged log lines
     for noisy in ("accelerate", "httpx", "urllib3"):  # per-file checkpoint chatter drowns the progress lines
         logging.getLogger(noisy).setLevel(logging.WARNING)
     settings, problem = load_settings()
@@ -129,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             code = 1
         else:
             code = 2
-        emit({"error": message}, args)
+        emit({"error": bounded(message)}, args)  # a 1 MB label is not echoed back whole
         return code
     emit(result, args)
     return code
@@ -144,7 +146,7 @@ def load_settings():
     try:
         return Settings(), None
     except ValidationError as exc:  # name the variable, not the pydantic field path
-        problems = "; ".join(f"MODELSMITH_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']} (got {e.get('input')!r})"
+        problems = "; ".join(f"MODELSMITH_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']} (got {shorten(repr(e.get('input')))})"
                              for e in exc.errors())
         return None, f"Invalid setting: {problems}. Fix or unset the environment variable (or .env entry)."
 

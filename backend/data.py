@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from backend.errors import UserError
+from backend.errors import UserError, listing, shorten
 from backend.reading import (LABEL_HINTS, MAX_COLUMNS, TEXT_HINTS, ReadResult, TableRead, normalise, plural, read_arrow,
                              read_table, read_text)
 from backend.report import (TOKEN_ESTIMATE, build_report, content_hash, duplicate_stats, length_stats,
@@ -163,9 +163,9 @@ def resolve_column(name: str, columns: list[str], role: str, file_name: str) -> 
     if len(folded) == 1:
         return folded[0]
     close = difflib.get_close_matches(name.lower(), [c.lower() for c in columns], n=1, cutoff=0.5)
-    hint = f' Did you mean "{next(c for c in columns if c.lower() == close[0])}"?' if close else ""
-    raise UserError(f'The {role} column "{name}" is not in "{file_name}".{hint} Pick one of the available '
-                    f"columns: {', '.join(columns)}.")
+    hint = f' Did you mean "{shorten(next(c for c in columns if c.lower() == close[0]))}"?' if close else ""
+    raise UserError(f'The {role} column "{shorten(name)}" is not in "{file_name}".{hint} Pick one of the available '
+                    f"columns: {listing(columns)}.")
 
 
 def _pick_columns(table: pa.Table, options: IngestOptions, file_name: str, need_label: bool):
@@ -178,14 +178,15 @@ def _pick_columns(table: pa.Table, options: IngestOptions, file_name: str, need_
         text, guessed = _suggest(table.slice(0, PREVIEW_ROWS).to_pandas(), text=text, label=label)
         label = guessed if need_label else None
     if text is None:
-        raise UserError(f'Found no text column in "{file_name}" (columns: {", ".join(columns)}). Choose the '
+        raise UserError(f'Found no text column in "{file_name}" (columns: {listing(columns)}). Choose the '
                         "column that holds the text.")
     if need_label and label is None:
-        raise UserError(f'Found no label column in "{file_name}" (columns: {", ".join(columns)}). Classification '
+        raise UserError(f'Found no label column in "{file_name}" (columns: {listing(columns)}). Classification '
                         "needs a text column and a label column (for a .txt file: one `label<TAB>text` per line); "
                         "choose the label column, or pick the text-generation task.")
     if text == label:
-        raise UserError(f'"{text}" was chosen as both the text and the label column. Choose two different columns.')
+        raise UserError(f'"{shorten(text)}" was chosen as both the text and the label column. '
+                        "Choose two different columns.")
     return text, label
 
 
@@ -257,10 +258,10 @@ def _encode_labels(labels: pa.ChunkedArray) -> tuple[list[str], np.ndarray]:
 
 def _check_classes(labels: list[str], counts: np.ndarray, label_column: str, file_name: str) -> None:
     if len(labels) < 2:
-        found = f'only the class "{labels[0]}"' if labels else "no labels"
+        found = f'only the class "{shorten(labels[0])}"' if labels else "no labels"
         raise UserError(f'Found {found} in the label column "{label_column}" of "{file_name}". Classification needs '
                         "at least two different labels: check that the right label column is chosen.")
-    rare = [f'"{name}" ({plural(count, "row")})' for name, count in zip(labels, counts) if count < 2]
+    rare = [f'"{shorten(name)}" ({plural(count, "row")})' for name, count in zip(labels, counts) if count < 2]
     if rare:
         more = f" and {len(rare) - 10:,} more" if len(rare) > 10 else ""
         raise UserError(f"Every class needs at least 2 rows (one to train on, one to validate); these have fewer: "

@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
@@ -189,3 +191,16 @@ def allowed_hosts(extra: Iterable[str] = (), space_host: str | None = None, shar
     if share:
         hosts += SHARE_HOSTS
     return tuple(dict.fromkeys(hosts))
+
+
+async def unknown_function(request: Request, exc: KeyError) -> Response:
+    """400 for a call naming a function the app does not have (Gradio looks `fn_index` up unchecked: HTTP 500)."""
+    key = exc.args[0] if exc.args else None
+    if isinstance(key, int) and "/gradio_api/" in request.url.path:
+        return JSONResponse({"error": f"fn_index {str(key)[:40]} names no function of this app. Read the valid "
+                                      "endpoints from the page's 'Use via API' link, or use gradio_client."},
+                            status_code=400)
+    raise exc  # any other KeyError is a bug: Starlette's error layer logs it and answers 500
+
+
+EXCEPTION_HANDLERS = {KeyError: unknown_function}

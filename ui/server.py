@@ -23,7 +23,7 @@ from backend.services import Services
 from backend.settings import Settings
 from ui.app import CSS, THEME, launch_kwargs, private_paths
 from ui.demo_page import build_demo_page
-from ui.http_guard import GuardPolicy, allowed_hosts, install, parse_hosts
+from ui.http_guard import EXCEPTION_HANDLERS, GuardPolicy, allowed_hosts, install, parse_hosts
 
 DEMO_MOUNT = f"{DEMO_PATH}/{{token}}"
 DEMO_MAX_UPLOAD_BYTES = 1024 * 1024  # the demo page takes no files; Gradio's upload route still exists
@@ -57,6 +57,7 @@ def demo_app_kwargs(services: Services) -> dict:
     """
     holder = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     gr.mount_gradio_app(holder, build_demo_page(services), path=DEMO_MOUNT,
+                        app_kwargs={"exception_handlers": dict(EXCEPTION_HANDLERS)},
                         **demo_mount_options(services.settings))
     mount = next(route for route in holder.router.routes if isinstance(route, Mount))
     demo_lifespan = holder.router.lifespan_context
@@ -68,7 +69,7 @@ def demo_app_kwargs(services: Services) -> dict:
         async with demo_lifespan(app):
             yield
 
-    return {"routes": [mount], "lifespan": lifespan}
+    return {"routes": [mount], "lifespan": lifespan, "exception_handlers": dict(EXCEPTION_HANDLERS)}
 
 
 def guard_policy(services: Services) -> GuardPolicy:

@@ -210,3 +210,35 @@ def test_demo_mount_takes_no_anonymous_uploads(served):
         assert status == 200, (status, answer[:200])
     finally:
         revoke_demo(served.services.repo, demo.id)
+
+
+def _join(served, prefix: str, fn_index) -> tuple[int, bytes]:
+    payload = json.dumps({"data": ["hi"], "fn_index": fn_index, "session_hash": "probe12345"}).encode()
+    with _connect(served) as sock:
+        sock.sendall(_head("POST", f"{prefix}/gradio_api/queue/join", {
+            "Host": f"127.0.0.1:{served.app.port}", "Content-Type": "application/json",
+            "Content-Length": str(len(payload)), "Connection": "close"}) + payload)
+        status, _, body = _read_answer(sock)
+    return status, body
+
+
+def test_unknown_fn_index_is_a_bad_request_not_a_crash(served):
+    """Out-of-range and negative fn_index: HTTP 400 with a message (was 500), on the main app and a demo mount."""
+    for prefix in ("", "/demo/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"):
+        for fn_index in (10**6, -1, 2**70):
+            status, body = _join(served, prefix, fn_index)
+            assert status == 400, (prefix, fn_index, status, body[:200])
+            assert "fn_index" in json.loads(body)["error"]
+
+
+def test_forged_forwarded_host_does_not_change_the_demo_link(served):
+    """X-Forwarded-Host from a client (no proxy configured) is ignored; the Host header (checked) counts."""
+    from types import SimpleNamespace
+
+    from ui.share_tab import base_url
+
+    forged = SimpleNamespace(headers={"host": f"127.0.0.1:{served.app.port}", "x-forwarded-host": "evil.example",
+                                      "x-forwarded-proto": "https"}, url=SimpleNamespace(scheme="http"))
+    assert base_url(served.settings, forged) == f"http://127.0.0.1:{served.app.port}"
+    status, _, _ = _get(served, "/config", {"Host": "evil.example"})
+    assert status == 400  # and a forged Host never reaches the handler that builds the link
