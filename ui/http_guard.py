@@ -11,6 +11,8 @@ A pure ASGI middleware (Starlette's pattern) in front of every route, the demo m
   as soon as the streamed (chunked) bytes pass the limit; the bytes past the limit are never kept.
 - **Demo uploads**: /demo/<token>/gradio_api/upload accepts a file only for a token whose model
   takes files (none of today's text models does).
+- **Login**: after a few wrong passwords a client waits before its next try (LoginThrottle), twice
+  as long after each further failure; a right password clears its count.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -33,6 +38,42 @@ DEMO_UPLOAD = re.compile(r"^/demo/(?P<token>[^/]*)/gradio_api/upload/?$")
 MULTIPART_SLACK = 1024 * 1024  # form boundaries and headers around an uploaded file
 
 
+LOGIN_ROUTE = "/login"
+
+
+class LoginThrottle:
+    """Per-client back-off for the login form: FREE_TRIES wrong passwords, then 1 s, 2 s, 4 s ... up to MAX_WAIT_S."""
+
+    FREE_TRIES = 3
+    FIRST_WAIT_S = 1.0
+    MAX_WAIT_S = 60.0
+    MAX_CLIENTS = 10_000  # the oldest entries go first: a flood of addresses cannot fill the memory
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._failures: OrderedDict[str, tuple[int, float]] = OrderedDict()  # client -> (failures, wait until)
+        self._lock = threading.Lock()
+
+    def wait_s(self, client: str) -> float:
+        """Seconds `client` must still wait before its next login attempt (0 when it may try now)."""
+        with self._lock:
+            _, until = self._failures.get(client, (0, 0.0))
+        return max(0.0, until - self._clock())
+
+    def record(self, client: str, succeeded: bool) -> None:
+        """Count a failed attempt (and set the next wait), or forget the client after a success."""
+        with self._lock:
+            if succeeded:
+                self._failures.pop(client, None)
+                return
+            failures = self._failures.pop(client, (0, 0.0))[0] + 1
+            extra = failures - self.FREE_TRIES
+            wait = min(self.MAX_WAIT_S, self.FIRST_WAIT_S * 2 ** (extra - 1)) if extra > 0 else 0.0
+            self._failures[client] = (failures, self._clock() + wait)
+            while len(self._failures) > self.MAX_CLIENTS:
+                self._failures.popitem(last=False)
+
+
 class BodyTooLarge(Exception):
     """Raised inside the app's receive() once a streamed body passes its limit."""
 
@@ -46,6 +87,7 @@ class GuardPolicy:
     max_upload_bytes: int = 200 * 1024 * 1024  # the main app's upload route
     max_demo_upload_bytes: int = 1024 * 1024
     demo_takes_files: Callable[[str], bool] = field(default=lambda token: False)
+    login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
 
     def host_allowed(self, host: str | None) -> bool:
         """True when `host` (a Host header or an origin's host name, port ignored) is one of ours."""
@@ -83,11 +125,11 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-async def _answer(send: Send, status: int, message: str) -> None:
+async def _answer(send: Send, status: int, message: str, extra_headers: list | None = None) -> None:
     body = json.dumps({"error": message}).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
+                            (b"connection", b"close"), *(extra_headers or [])]})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -112,7 +154,31 @@ class RequestGuard:
         if scope["type"] == "websocket":
             await self.app(scope, receive, send)
             return
+        if scope["method"] == "POST" and scope["path"].rstrip("/") == LOGIN_ROUTE:
+            await self._login(scope, receive, send)
+            return
         await self._limited(scope, receive, send, self.policy.body_limit(scope["path"]))
+
+    async def _login(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Let a login attempt through unless its client must wait; count whether it failed."""
+        client = (scope.get("client") or ("unknown", 0))[0]
+        throttle = self.policy.login_throttle
+        wait = throttle.wait_s(client)
+        if wait > 0:
+            await _answer(send, 429, f"Too many wrong passwords: wait {wait:.0f} s before the next try.",
+                          [(b"retry-after", str(max(1, round(wait))).encode())])
+            return
+        status = {"code": 500}
+
+        async def noting_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self._limited(scope, receive, noting_send, self.policy.body_limit(scope["path"]))
+        finally:
+            throttle.record(client, succeeded=status["code"] < 400)
 
     def refusal(self, scope: Scope) -> tuple[int, str] | None:
         """(status, message) when the request must not reach the app; None when it may."""

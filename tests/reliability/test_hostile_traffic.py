@@ -242,3 +242,36 @@ def test_forged_forwarded_host_does_not_change_the_demo_link(served):
     assert base_url(served.settings, forged) == f"http://127.0.0.1:{served.app.port}"
     status, _, _ = _get(served, "/config", {"Host": "evil.example"})
     assert status == 400  # and a forged Host never reaches the handler that builds the link
+
+
+def _login(port: int, password: str) -> tuple[int, dict[str, str]]:
+    form = f"username=alice&password={password}".encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(_head("POST", "/login", {"Host": f"127.0.0.1:{port}", "Connection": "close",
+                                              "Content-Type": "application/x-www-form-urlencoded",
+                                              "Content-Length": str(len(form))}) + form)
+        status, headers, _ = _read_answer(sock)
+    return status, headers
+
+
+def test_wrong_passwords_slow_the_client_down(tmp_path):
+    """MODELSMITH_AUTH: 3 free wrong passwords, then the client waits (429, Retry-After) before each next try."""
+    from tests.reliability.support import AppProcess, free_port
+
+    app = AppProcess(tmp_path / "home", free_port(), tmp_path / "work",
+                     env={"MODELSMITH_AUTH": "alice:s3cret", "GRADIO_TEMP_DIR": str(tmp_path / "uploads")})
+    app.start()
+    try:
+        app.wait_ready()
+        statuses = [_login(app.port, "wrong")[0] for _ in range(4)]
+        assert statuses == [400, 400, 400, 400], statuses
+        status, headers = _login(app.port, "wrong")
+        assert status == 429 and int(headers["retry-after"]) >= 1, (status, headers)
+        status, _ = _login(app.port, "s3cret")  # even the right password waits its turn
+        assert status == 429
+        time.sleep(int(headers["retry-after"]) + 0.2)
+        assert _login(app.port, "s3cret")[0] == 200
+        assert _login(app.port, "wrong")[0] == 400  # a success clears the count
+        record_figures("login_throttle", {"free_tries": 3, "first_wait_s": 1, "max_wait_s": 60})
+    finally:
+        app.stop()
