@@ -146,8 +146,8 @@ def load_settings():
     try:
         return Settings(), None
     except ValidationError as exc:  # name the variable, not the pydantic field path
-        problems = "; ".join(f"MODELSMITH_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']} (got {shorten(repr(e.get('input')))})"
-                             for e in exc.errors())
+        problems = "; ".join(f"MODELSMITH_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']} "
+                             f"(got {shorten(repr(e.get('input')))})" for e in exc.errors())
         return None, f"Invalid setting: {problems}. Fix or unset the environment variable (or .env entry)."
 
 
