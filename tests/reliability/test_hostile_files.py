@@ -56,9 +56,9 @@ def test_inflated_config_is_refused_before_the_model_is_built(served, tmp_path):
     config["template"]["embedding_dim"] = 64
     archive = _zip(folder, tmp_path / "inflated.zip", replace={"config.json": json.dumps(config).encode()})
     code, result, peak_mb, err = _cli_with_peak(["import", str(archive), "--json"], _env(tmp_path / "home"), tmp_path)
+    assert peak_mb < 1200, f"peak RSS {peak_mb:.0f} MB: the model was built before it was refused ({result})"
     assert code == 2, (result, err[-2000:])
     assert "do not belong together" in result["error"] or "too big" in result["error"], result
-    assert peak_mb < 1200, f"peak RSS {peak_mb:.0f} MB: the model was built before it was refused"
     record_figures("inflated_import", {"zip_kb": round(archive.stat().st_size / 1024), "peak_rss_mb": round(peak_mb),
                                        "claimed_parameters": 5_000_000 * 64})
 
