@@ -53,7 +53,8 @@ def demo_app_kwargs(services: Services) -> dict:
     gr.mount_gradio_app wires a Blocks into a FastAPI app (its routes and the lifespan that
     starts its queue); we let it do so on a throwaway FastAPI app, then hand that Mount and
     lifespan to the server launch() builds, so the main app keeps launch()'s options (share
-    link, login) and the demo routes are tried first.
+    link, login) and the demo routes are tried first. The same lifespan puts the request guard
+    (ui.http_guard) in front of the whole server, and both apps answer an unknown fn_index with 400.
     """
     holder = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     gr.mount_gradio_app(holder, build_demo_page(services), path=DEMO_MOUNT,
