@@ -7,6 +7,8 @@ import socket
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.reliability.support import record_figures
 
 FLOOD_BODIES = 20
@@ -275,3 +277,30 @@ def test_wrong_passwords_slow_the_client_down(tmp_path):
         record_figures("login_throttle", {"free_tries": 3, "first_wait_s": 1, "max_wait_s": 60})
     finally:
         app.stop()
+
+
+def test_a_browser_still_uses_the_guarded_app(served):
+    """Chromium loads the page and predicts through the guard: its own origin is never refused."""
+    chromium_path = Path("/usr/bin/chromium")
+    if not chromium_path.exists():
+        pytest.skip("Debian's chromium is not installed")
+    from playwright.sync_api import sync_playwright
+
+    refused = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(chromium_path), headless=True,
+            args=["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--disable-gpu", "--no-first-run"])
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(120_000)
+            page.on("response", lambda r: refused.append((r.status, r.url)) if r.status in (400, 403, 413) else None)
+            posts = []
+            page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
+            page.goto(served.url)
+            page.get_by_text("Turn your own text data").wait_for()
+            page.wait_for_timeout(4000)  # the page's load events and header-timer polls: POSTs with its Origin
+        finally:
+            browser.close()
+    assert refused == [] and posts, (refused, posts[:5])
