@@ -24,6 +24,9 @@ import signal
 import sys
 from pathlib import Path
 
+from backend.errors import bounded, shorten
+from backend.log_format import configure_logging
+
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -34,8 +37,15 @@ class BadInput(Exception):
     """A CLI argument problem; reported as {"error": ...} with exit code 2."""
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose complaints become BadInput, so `--json` still gets one JSON document (exit code 2)."""
+
+    def error(self, message: str):
+        raise BadInput(f"{self.prog}: {message}. See `{self.prog} --help`.")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="app.py", description="Modelsmith: train text models without code.")
+    parser = ArgumentParser(prog="app.py", description="Modelsmith: train text models without code.")
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("serve", help="Start the web app (the default).")
 
@@ -96,9 +106,13 @@ def _add_share_parsers(commands) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except BadInput as exc:
+        emit({"error": str(exc)}, argparse.Namespace(json="--json" in argv))
+        return 2
+    configure_logging()  # control characters in names and texts are escaped: no forged log lines
     for noisy in ("accelerate", "httpx", "urllib3"):  # per-file checkpoint chatter drowns the progress lines
         logging.getLogger(noisy).setLevel(logging.WARNING)
     settings, problem = load_settings()
@@ -117,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             code = 1
         else:
             code = 2
-        emit({"error": message}, args)
+        emit({"error": bounded(message)}, args)  # a 1 MB label is not echoed back whole
         return code
     emit(result, args)
     return code
@@ -132,8 +146,8 @@ def load_settings():
     try:
         return Settings(), None
     except ValidationError as exc:  # name the variable, not the pydantic field path
-        problems = "; ".join(f"MODELSMITH_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']} (got {e.get('input')!r})"
-                             for e in exc.errors())
+        problems = "; ".join(f"MODELSMITH_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']} "
+                             f"(got {shorten(repr(e.get('input')))})" for e in exc.errors())
         return None, f"Invalid setting: {problems}. Fix or unset the environment variable (or .env entry)."
 
 

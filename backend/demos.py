@@ -31,6 +31,7 @@ DEMO_PATH = "/demo"  # a demo link is <server>/demo/<token>
 MAX_DEMO_TEXT_CHARS = 10_000
 MAX_DEMO_NEW_TOKENS = 500
 REVOCATION_CHECK_S = 1.0  # a streaming generation re-checks its token this often
+FILE_TASKS: frozenset[str] = frozenset()  # tasks whose demo takes a file; today's demos take text only
 
 
 class DemoUnavailable(UserError):
@@ -110,6 +111,14 @@ def open_demo(repo: Repository, token: str | None) -> DemoTarget:
         raise DemoUnavailable("This demo is not available: its model was removed. "
                               "Ask its owner for a new link.") from None
     return DemoTarget(demo=demo, run=run)
+
+
+def demo_takes_files(repo: Repository, token: str | None) -> bool:
+    """True when the token opens a demo whose model takes a file, so its page may upload one."""
+    try:
+        return open_demo(repo, token).run.task in FILE_TASKS
+    except DemoUnavailable:
+        return False
 
 
 def model_card(target: DemoTarget) -> str:

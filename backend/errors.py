@@ -1,4 +1,27 @@
-"""Exceptions that carry a message meant for the person using the app."""
+"""Exceptions that carry a message meant for the person using the app, and how much of an input a message repeats."""
+
+MAX_ECHO_CHARS = 120  # of one value (a label, a column name) quoted back in a message
+MAX_MESSAGE_CHARS = 2_000  # of a whole message: a 1 MB label must not come back as a 1 MB error
+
+
+def shorten(value, limit: int = MAX_ECHO_CHARS) -> str:
+    """str(value), cut to `limit` characters with a note of how many were left out."""
+    text = str(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text) - limit:,} more characters)"
+
+
+def bounded(message: str) -> str:
+    """A whole error message cut to MAX_MESSAGE_CHARS (the funnel every message passes through)."""
+    return shorten(message, MAX_MESSAGE_CHARS)
+
+
+def listing(values, most: int = 20) -> str:
+    """'a, b, c and 5 more': the first `most` values, each shortened."""
+    values = [shorten(value) for value in values]
+    more = f" and {len(values) - most:,} more" if len(values) > most else ""
+    return ", ".join(values[:most]) + more
 
 
 class UserError(Exception):

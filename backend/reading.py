@@ -32,6 +32,7 @@ from backend.errors import UserError
 
 log = logging.getLogger(__name__)
 
+MAX_COLUMNS = 2_000  # Settings.max_columns' default: a wider file is refused before its columns are profiled
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".txt": "txt", ".json": "json", ".jsonl": "jsonl",
            ".ndjson": "jsonl", ".parquet": "parquet"}
 SUPPORTED = ", ".join(FORMATS)
@@ -77,14 +78,14 @@ class ReadResult:
     ragged_rows: int = 0
 
 
-def read_table(path, *, max_bytes: int, max_rows: int) -> ReadResult:
+def read_table(path, *, max_bytes: int, max_rows: int, max_columns: int = MAX_COLUMNS) -> ReadResult:
     """Read a CSV/TSV/TXT/JSON/JSONL/Parquet file into a DataFrame of string columns."""
-    read = read_arrow(Path(path), max_bytes=max_bytes, max_rows=max_rows)
+    read = read_arrow(Path(path), max_bytes=max_bytes, max_rows=max_rows, max_columns=max_columns)
     return ReadResult(frame=read.table.to_pandas(), warnings=list(read.warnings), encoding=read.encoding,
                       delimiter=read.delimiter, format=read.format, ragged_rows=read.ragged_rows)
 
 
-def read_arrow(path: Path, *, max_bytes: int, max_rows: int) -> TableRead:
+def read_arrow(path: Path, *, max_bytes: int, max_rows: int, max_columns: int = MAX_COLUMNS) -> TableRead:
     """Read a supported file into an Arrow table of string columns; UserError on bad input."""
     fmt = check_file(path, max_bytes)
     if fmt == "parquet":
@@ -98,12 +99,13 @@ def read_arrow(path: Path, *, max_bytes: int, max_rows: int) -> TableRead:
             raise UserError(f'"{path.name}" contains no text. Upload a file with a header row and '
                             "at least one data row.")
         if fmt in ("json", "jsonl"):
-            read = _read_json(path, fmt, encoding, warnings)
+            read = _read_json(path, fmt, encoding, warnings, max_columns)
         else:
             read = _read_delimited(path, fmt, encoding, text, complete, warnings)
     # The parser's block buffers are free now but kept by Arrow's allocator; hand them back to the
     # OS so that they do not add to the peak memory of the steps that follow.
     pa.default_memory_pool().release_unused()
+    _check_width(read.table.num_columns, max_columns, path.name)
     if read.table.num_columns == 0 or read.table.num_rows == 0:
         if read.ragged_rows:
             raise UserError(f'No row of "{path.name}" has as many fields as its header. ' + read.warnings[-1])
@@ -527,7 +529,33 @@ def _lines_table(text: str) -> pa.Table:
 
 # --- JSON, JSON Lines, Parquet -------------------------------------------------------------------
 
-def _read_json(path: Path, fmt: str, encoding: str, warnings: list[str]) -> TableRead:
+MAX_INT_DIGITS = 4000  # Python refuses int() of more than 4,300 digits (a denial-of-service guard)
+
+
+def _parse_int(digits: str) -> int | str:
+    """A JSON integer; one too long for int() stays its digits (cells become text anyway)."""
+    return int(digits) if len(digits) <= MAX_INT_DIGITS else digits
+
+
+def _check_width(columns: int, max_columns: int, name: str) -> None:
+    if columns > max_columns:
+        raise UserError(f'"{name}" has {columns:,} columns, more than the limit of {max_columns:,}. Keep only the '
+                        "columns you need (a text and a label column are enough), or raise the limit with the "
+                        "environment variable MODELSMITH_MAX_COLUMNS.")
+
+
+def _count_keys(records: list, max_columns: int, name: str) -> None:
+    """Refuse records with more distinct keys than `max_columns`, before any table is built from them."""
+    keys: set = set()
+    for record in records:
+        if isinstance(record, dict):
+            keys.update(record)
+            if len(keys) > max_columns:
+                break
+    _check_width(len(keys), max_columns, name)
+
+
+def _read_json(path: Path, fmt: str, encoding: str, warnings: list[str], max_columns: int = 0) -> TableRead:
     text, encoding = _decode_all(path.read_bytes(), encoding, path.name, warnings)
     text = text.lstrip("\ufeff")
     if fmt == "jsonl":
@@ -535,7 +563,7 @@ def _read_json(path: Path, fmt: str, encoding: str, warnings: list[str]) -> Tabl
         for number, line in enumerate(text.splitlines(), start=1):
             if line.strip():
                 try:
-                    records.append(json.loads(line))
+                    records.append(json.loads(line, parse_int=_parse_int))
                 except json.JSONDecodeError as exc:
                     raise UserError(f'Line {number} of "{path.name}" is not valid JSON ({exc.msg}). Each line of '
                                     'a JSON Lines file must be one object such as {"text": "...", "label": "..."}.'
@@ -544,7 +572,7 @@ def _read_json(path: Path, fmt: str, encoding: str, warnings: list[str]) -> Tabl
                     raise _too_deep(path.name) from None
     else:
         try:
-            records = json.loads(text)
+            records = json.loads(text, parse_int=_parse_int)
         except json.JSONDecodeError as exc:
             raise UserError(f'"{path.name}" is not valid JSON ({exc.msg} at line {exc.lineno}). Upload an array of '
                             'records such as [{"text": "...", "label": "..."}].') from None
@@ -564,6 +592,8 @@ def _read_json(path: Path, fmt: str, encoding: str, warnings: list[str]) -> Tabl
                         'array such as [{"text": "...", "label": "..."}], or use JSON Lines.')
     if records and all(isinstance(r, str) for r in records):
         records = [{"text": r} for r in records]
+    if max_columns:
+        _count_keys(records, max_columns, path.name)
     if not all(isinstance(r, dict) for r in records):
         raise UserError(f'Every record in "{path.name}" must be a JSON object such as {{"text": "...", '
                         '"label": "..."}; some are not.')

@@ -94,6 +94,18 @@ def _check_status(status: str, allowed: tuple[str, ...]) -> None:
         raise ValueError(f"'{status}' is not a run status here. Use one of: {', '.join(allowed)}.")
 
 
+MAX_ID = 2**63 - 1  # SQLite and PostgreSQL BIGINT: a larger number cannot name a row
+
+
+def _storable_id(value) -> bool:
+    """True for an id a row can have; a huge or negative one (10**30) is simply not found, not an OverflowError."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
+        return True  # not a number at all: the database answers as it always did
+    return 0 <= number <= MAX_ID
+
+
 class Repository:
     """Datasets, runs, metrics and artifacts; every method is one unit of work in its own Session.
 
@@ -174,7 +186,7 @@ class Repository:
     def _dataset_row(session: Session, dataset_id: int | None) -> Dataset:
         if dataset_id is None:  # the config of an imported model names no dataset
             raise NotFound("No dataset was given (an imported model has none here). Pick a stored dataset.")
-        row = session.get(Dataset, dataset_id)
+        row = session.get(Dataset, dataset_id) if _storable_id(dataset_id) else None
         if row is None:
             raise NotFound(f"Dataset {dataset_id} does not exist. Pick one from the list of stored datasets.")
         return row
@@ -321,7 +333,7 @@ class Repository:
 
     @staticmethod
     def _run_row(session: Session, run_id: int) -> Run:
-        row = session.get(Run, run_id)
+        row = session.get(Run, run_id) if _storable_id(run_id) else None
         if row is None:
             raise _run_missing(run_id)
         return row
@@ -425,7 +437,7 @@ class Repository:
 
     @staticmethod
     def _demo_row(session: Session, demo_id: int) -> Demo:
-        row = session.get(Demo, demo_id)
+        row = session.get(Demo, demo_id) if _storable_id(demo_id) else None
         if row is None:
             raise NotFound(f"Demo link {demo_id} does not exist. Pick one from the run's list of demo links.")
         return row

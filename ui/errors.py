@@ -9,14 +9,18 @@ import gradio as gr
 from pydantic import ValidationError
 
 from backend.config import TEMPLATE_CLASSES
-from backend.errors import UserError
+from backend.errors import UserError, bounded
 from storage.repository import InUse, NotFound
 
 log = logging.getLogger(__name__)
 
 
 def user_message(exc: BaseException) -> str:
-    """The readable message for an exception (validation errors name their field)."""
+    """The readable message for an exception (validation errors name their field), at most MAX_MESSAGE_CHARS."""
+    return bounded(_message(exc))
+
+
+def _message(exc: BaseException) -> str:
     if isinstance(exc, ValidationError):
         parts = []
         for error in exc.errors():
@@ -49,7 +53,7 @@ def shows_errors(handler=None, *, fallback=None):
         try:
             return handler(*args, **kwargs)
         except gr.Error as exc:
-            message = exc.message
+            message = bounded(str(exc.message))
         except (UserError, NotFound, InUse, ValidationError) as exc:  # ours, meant for the person
             message = user_message(exc)
         except Exception as exc:

@@ -83,7 +83,10 @@ def test_link_urls_follow_the_address_the_browser_used(settings):
     assert share_tab.base_url(settings) == "http://127.0.0.1:7860"
     behind_proxy = SimpleNamespace(headers={"host": "10.0.0.2:7860", "x-forwarded-host": "demo.example.org",
                                             "x-forwarded-proto": "https"}, url=SimpleNamespace(scheme="http"))
-    assert share_tab.base_url(settings, behind_proxy) == "https://demo.example.org"
+    proxied = settings.model_copy(update={"trust_proxy": True})
+    assert share_tab.base_url(proxied, behind_proxy) == "https://demo.example.org"
+    # Without MODELSMITH_TRUST_PROXY the forwarded headers could be anyone's: the Host header counts.
+    assert share_tab.base_url(settings, behind_proxy) == "http://10.0.0.2:7860"
     direct = SimpleNamespace(headers={"host": "192.168.1.5:7860"}, url=SimpleNamespace(scheme="http"))
     assert share_tab.demo_url(share_tab.base_url(settings, direct), "abc") == "http://192.168.1.5:7860/demo/abc/"
     everywhere = settings.model_copy(update={"host": "0.0.0.0", "port": 8000})
