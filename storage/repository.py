@@ -94,7 +94,9 @@ def _check_status(status: str, allowed: tuple[str, ...]) -> None:
         raise ValueError(f"'{status}' is not a run status here. Use one of: {', '.join(allowed)}.")
 
 
-MAX_ID = 2**63 - 1  # SQLite and PostgreSQL BIGINT: a larger number cannot name a row
+# Ids are INTEGER columns: 64-bit on SQLite but 32-bit on PostgreSQL, where a larger number is an
+# "integer out of range" error rather than no row. No row gets near 2**31 - 1 on either.
+MAX_ID = 2**31 - 1
 
 
 def _storable_id(value) -> bool:

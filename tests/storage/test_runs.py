@@ -199,3 +199,12 @@ def test_cancel_queued_loses_to_a_claim_and_a_claim_loses_to_it(repo, add_datase
     run = repo.get_run(second)
     assert run.status == "cancelled" and run.finished_at is not None
     assert repo.claim(second, "/tmp/runs/second") is False  # a cancelled run is not trained
+
+
+@pytest.mark.parametrize("run_id", [2**31, 2**40, 2**63 - 1, -1])
+def test_an_id_no_row_can_have_is_simply_not_found(repo, run_id):
+    # PostgreSQL's INTEGER ids are 32-bit: 2**31 is "integer out of range" there, not a missing row.
+    with pytest.raises(NotFound, match=f"Run {run_id} does not exist"):
+        repo.get_run(run_id)
+    with pytest.raises(NotFound, match=f"Dataset {run_id} does not exist"):
+        repo.get_dataset(run_id)
