@@ -17,9 +17,9 @@ import gradio as gr
 from pydantic import ValidationError
 
 from backend.errors import UserError
-from backend.generation import load_generator
 from backend.generation_settings import MAX_NEW_TOKENS, GenerationSettings, check_prompt, language_model_folder
 from backend.services import Services
+from backend.startup import load_model_stack
 from storage.repository import NotFound
 from ui.errors import user_message
 
@@ -98,6 +98,9 @@ def on_generate(services: Services, switches: StopSwitches, run_id, prompt, max_
     settings = read_settings(max_new_tokens, temperature, top_k, top_p, seed)
     try:
         prompt = check_prompt(prompt)
+        load_model_stack()  # torch and transformers load on first use, not at start-up
+        from backend.generation import load_generator
+
         generator = load_generator(language_model_folder(services.repo, run_id))
         dropped = generator.dropped_characters(prompt)
     except (UserError, NotFound) as exc:

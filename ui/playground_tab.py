@@ -16,13 +16,12 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from backend.batch import predict_file
 from backend.data import load_split
 from backend.errors import UserError
 from backend.generation_settings import parse_run_id
-from backend.inference import load_predictor
 from backend.services import Services
 from backend.settings import Settings
+from backend.startup import load_model_stack
 from storage.records import RunRecord
 from ui.errors import shows_errors
 from ui.formatting import confusion_html, error_box
@@ -143,6 +142,9 @@ def on_predict(services: Services, run_id, text: str) -> dict[str, float]:
     if len(text) > MAX_TEXT_CHARS:
         raise gr.Error(f"The text has {len(text):,} characters; the limit is {MAX_TEXT_CHARS:,}. "
                        "Shorten it (the model only reads the first max-length tokens anyway).", print_exception=False)
+    load_model_stack()  # torch and transformers load on first use, not at start-up
+    from backend.inference import load_predictor
+
     predictor = load_predictor(_run_folder(services, run_id))
     return predictor.predict([text])[0]["scores"]
 
@@ -157,6 +159,9 @@ def on_batch(services: Services, run_id, path: str | None):
     if not path:
         raise gr.Error("Upload a CSV, TSV or TXT file with one text per row.", print_exception=False)
     folder = _run_folder(services, run_id)
+    load_model_stack()
+    from backend.batch import predict_file
+
     out_dir = fresh_download_folder(services.settings, "predictions")
     result = predict_file(Path(path), folder, out_dir, settings=services.settings)
     summary = f"Predicted **{result.rows:,}** rows from the `{result.text_column}` column."

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from backend.config import (TEMPLATE_CLASSES, TEMPLATE_TRAINING_FIELDS, TEMPLATES_BY_TASK, TrainConfig, default_config,
                             template_description)
 from backend.services import Services
+from backend.startup import load_model_stack
 from ui.errors import shows_errors
 from ui.formatting import dataset_choices, error_box, format_bytes, format_seconds
 
@@ -169,6 +170,7 @@ def _task_of(kind: str) -> str:
 @shows_errors(fallback=error_box)
 def on_estimate(services: Services, dataset_id, task, kind, name, *values):
     """Measure two training steps of this config on this device; show params, memory, time per epoch."""
+    load_model_stack()
     from backend.estimate import estimate
 
     config = build_config(dataset_id, task, kind, name, list(values))
