@@ -9,10 +9,11 @@ import gradio as gr
 import pandas as pd
 
 from backend.data import IngestOptions, delete_dataset, ingest, ingest_summary, load_split, read_table, suggest_columns
+from backend.corpus_overview import corpus_overview
 from backend.services import Services
 from backend.uploads import discard_upload
 from ui.errors import shows_errors, unchanged
-from ui.formatting import class_counts, dataset_choices, datasets_table, error_box, histogram, report_markdown
+from ui.formatting import class_counts, corpus_markdown, dataset_choices, datasets_table, error_box, histogram, report_markdown
 
 PREVIEW_ROWS = 20
 TASKS = [("Text classification (text → label)", "text-classification"),
@@ -78,12 +79,27 @@ def on_ingest(services: Services, path: str | None, task: str, text_column: str 
     # The stored Parquet is the dataset now: the raw upload must not linger in Gradio's served cache.
     for uploaded in (path, validation_path):
         discard_upload(uploaded, gr.utils.get_upload_folder())
-    lengths = load_split(record, "train")["text"].astype(str).str.len().tolist()
+    if record.task == "text-generation":  # one long text per split: report the corpus, histogram its lines
+        overview = corpus_overview(record)
+        report, lengths = corpus_markdown(summary, overview), overview["line_lengths"]
+    else:
+        report = report_markdown(summary, record.report)
+        lengths = load_split(record, "train")["text"].astype(str).str.len().tolist()
     gr.Info("Dataset stored." if not outcome.reused else "The same content was already stored: reusing it.")
     # Text generation has no classes: only the length histogram is worth showing.
-    return (report_markdown(summary, record.report), gr.update(visible=True),
+    return (report, gr.update(visible=True),
             gr.update(value=class_counts(record.classes), visible=bool(record.classes)),
-            histogram(lengths), *refresh_datasets(services, select=record.id))
+            length_bars(lengths, LENGTH_TITLES[record.task]), *refresh_datasets(services, select=record.id))
+
+
+LENGTH_TITLES = {"text-classification": "Text length (characters, training split)",
+                 "text-generation": "Line length (characters)"}
+
+
+def length_bars(lengths: list[int], title: str):
+    """The length histogram with its bars in numeric order (a string axis would sort "100–119" before "20–39")."""
+    bars = histogram(lengths)
+    return gr.update(value=bars, sort=bars["length"].tolist(), title=title)
 
 
 def refresh_datasets(services: Services, select: int | None = None):

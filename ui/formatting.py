@@ -84,11 +84,16 @@ def best_metric(run: RunRecord) -> str:
     return ""
 
 
-def runs_table(runs: list[RunRecord], dataset_names: dict[int, str]) -> pd.DataFrame:
+def runs_table(runs: list[RunRecord], dataset_names: dict[int, str],
+               best_so_far: dict[int, str] | None = None) -> pd.DataFrame:
+    """One row per run; `best_so_far` fills *best* for runs still training (their final metrics come at the end)."""
+    best_so_far = best_so_far or {}
     rows = [{"id": r.id, "name": r.name, "task": r.task, "template": r.template,
-             "dataset": dataset_names.get(r.dataset_id, "" if r.dataset_id is None else f"#{r.dataset_id}"),
+             "dataset": "imported" if r.dataset_id is None else dataset_names.get(r.dataset_id, f"#{r.dataset_id}"),
              "status": r.status, "progress": f"{r.progress * 100:.0f}%",
-             "best": best_metric(r), "duration": duration(r), "started": _when(r.started_at)} for r in runs]
+             "best": best_metric(r) or best_so_far.get(r.id, ""),
+             # An imported run was not trained here: its start and end are the import's moment.
+             "duration": "" if r.dataset_id is None else duration(r), "started": _when(r.started_at)} for r in runs]
     return pd.DataFrame(rows, columns=["id", "name", "task", "template", "dataset", "status", "progress", "best",
                                        "duration", "started"])
 
@@ -219,6 +224,28 @@ def format_bytes(size: float) -> str:
             value = size / scale
             return f"{value:,.1f} {unit}" if value < 10 else f"{value:,.0f} {unit}"
     return f"{int(size)} bytes"
+
+
+def corpus_markdown(summary: dict, overview: dict) -> str:
+    """The report of a text-generation corpus: size, vocabulary, the split in characters, a sample."""
+    total = max(overview["characters"], 1)
+    lines = [f"### Dataset #{summary['dataset_id']} — {summary['name']}"
+             + (" (already stored: reused)" if summary.get("reused") else ""),
+             f"- **Characters:** {overview['characters']:,} in {overview['lines']:,} lines "
+             f"({overview['words']:,} words)",
+             f"- **Vocabulary:** {overview['distinct_characters']:,} distinct characters, "
+             f"{overview['distinct_words']:,} distinct words",
+             f"- **Split:** training {overview['train_characters']:,} characters "
+             f"({overview['train_characters'] / total:.0%}), validation {overview['validation_characters']:,} "
+             f"({overview['validation_characters'] / total:.0%})",
+             f"- **Text column:** `{summary['text_column']}`",
+             "", "**Sample (start of the training text)**", "", "```text", overview["sample"].replace("```", "ˋˋˋ"),
+             "```"]
+    warnings = summary.get("warnings") or []
+    if warnings:
+        lines.append("\n**Warnings**")
+        lines.extend(f"- Warning: {w}" for w in warnings)
+    return "\n".join(lines)
 
 
 def report_markdown(summary: dict, report: dict) -> str:

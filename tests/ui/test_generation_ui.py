@@ -296,3 +296,20 @@ def test_generate_api_streams_to_gradio_client_even_for_runs_trained_after_start
             client.predict(late, "hello", api_name="/predict")
     finally:
         demo.close()
+
+
+def test_a_corpus_report_gives_characters_vocabulary_split_and_a_sample(services, tmp_path):
+    corpus = tmp_path / "poem.txt"
+    text = "".join(f"line {i} of the little poem\n" for i in range(100))
+    corpus.write_text(text, encoding="utf-8")
+    report, charts, classes, lengths, *_ = data_tab.on_ingest(services, str(corpus), "text-generation", None, None,
+                                                              None, "poem", 10)
+    assert "Rows:" not in report and "training 1" not in report
+    assert f"**Characters:** {len(text):,} in 100 lines (600 words)" in report
+    assert "**Vocabulary:** 22 distinct characters, 105 distinct words" in report and "distinct characters" in report and "distinct words" in report
+    assert "validation" in report and "line 0 of the little poem" in report  # the sample
+    dataset = services.repo.list_datasets()[0]
+    assert f"training {dataset.report['train_characters']:,} characters" in report
+    assert lengths["title"] == "Line length (characters)"
+    # every line is 25-26 characters: the histogram is of lines, not one bar for the whole text
+    assert lengths["value"]["count"].sum() == 100 and lengths["sort"] == lengths["value"]["length"].tolist()

@@ -7,6 +7,8 @@ import pandas as pd
 import pytest
 
 from backend.config import TEMPLATE_CLASSES, TrainConfig
+from backend.data import load_split
+from backend.inference import load_predictor
 from tests.ui.conftest import TINY_LSTM_VALUES, form_values
 from ui import data_tab, playground_tab, runs_tab, train_tab
 from ui.app import build_app, launch_kwargs, parse_auth
@@ -38,7 +40,8 @@ def test_ingest_reports_charts_and_lists_the_dataset(services, toy_csv):
     assert charts["visible"] is True
     assert classes["visible"] is True
     assert classes["value"].set_index("class")["rows"].to_dict() == {"happy": 40, "sad": 40}
-    assert lengths["count"].sum() == 64  # the training split: 80% of 80 rows
+    assert lengths["value"]["count"].sum() == 64  # the training split: 80% of 80 rows
+    assert lengths["sort"] == lengths["value"]["length"].tolist()  # bars in numeric order, not as strings
     assert table["name"].tolist() == ["feedback"]
     dataset_id = services.repo.list_datasets()[0].id
     assert picker["value"] == dataset_id and train_picker["value"] == dataset_id  # ready to train
@@ -150,26 +153,37 @@ def test_train_watch_predict_and_compare(services, toy_csv):
     first = services.repo.list_runs()[0].id
     assert "position 2" in launch(services, dataset.id, "second", epochs=2)
     second = services.repo.list_runs()[0].id
-    table, picker, _, shown = runs_tab.on_refresh_list(services, "all", None)
-    assert picker["value"] == second and set(table["status"]) == {"queued"}
+    table, picker, _, shown, notice = runs_tab.on_refresh_list(services, "all", None)
+    assert picker["value"] == second and notice == SKIPPED and set(table["status"]) == {"queued"}
     services.runner.start()
     assert services.runner.wait(first, 120).status == "succeeded"
     assert services.runner.wait(second, 120).status == "succeeded"
 
-    table, picker, _, shown = runs_tab.on_refresh_list(services, "all", first, shown)
+    table, picker, _, shown, notice = runs_tab.on_refresh_list(services, "all", first, shown)
     assert set(table["status"]) == {"succeeded"} and set(table["progress"]) == {"100%"}
+    assert notice == f"Run #{second} “second” succeeded. Run #{first} “first” succeeded."  # toast + tab title
     assert picker["value"] == first  # the person's choice is kept
-    assert runs_tab.on_refresh_list(services, "all", first, shown) == (SKIPPED, SKIPPED, SKIPPED, shown)
+    assert runs_tab.on_refresh_list(services, "all", first, shown) == (SKIPPED, SKIPPED, SKIPPED, shown, SKIPPED)
     assert runs_tab.on_refresh_list(services, "failed", first, None)[0].empty
 
     view = runs_tab.on_refresh_run(services, first)
-    progress, header, losses, quality, details, per_class, confusion, log_tail, error, stop, resume, delete, seen = view
+    (progress, header, losses, quality, details, per_class, confusion, log_tail, error, stop, resume, delete,
+     learning_rate, mistakes_box, seen) = view
     assert "data-progress='100.0'" in progress and "#" in header
     assert set(losses["value"]["series"]) == {"train", "validation"}
     assert "macro F1" in set(quality["value"]["series"])
     assert details["visible"] is True and sorted(per_class["class"]) == ["happy", "sad"]
     assert "ms-confusion" in confusion and "run succeeded" in log_tail and error["visible"] is False
     assert stop["interactive"] is False and resume["interactive"] is False and delete["interactive"] is True
+    assert set(learning_rate["value"]["series"]) == {"learning rate"} and learning_rate["value"]["value"].gt(0).all()
+    assert mistakes_box["visible"] is True
+    wrong = runs_tab.on_misclassified(services, second)
+    assert list(wrong.columns) == ["text", "true", "predicted", "confidence"]
+    validation = load_split(services.repo.get_dataset(dataset.id), "validation")
+    predicted = load_predictor(services.repo.get_run(second).output_dir).predict(validation["text"].tolist())
+    expected = {t for t, true, p in zip(validation["text"], validation["label"], predicted) if p["label"] != true}
+    assert set(wrong["text"]) == expected and (wrong["true"] != wrong["predicted"]).all()
+    assert wrong["confidence"].is_monotonic_decreasing
     unchanged = runs_tab.on_refresh_run(services, first, seen)  # nothing new: nothing is redrawn
     assert unchanged[-1] == seen and all(u == SKIPPED for u in unchanged[:-1])
 
