@@ -85,8 +85,10 @@ def test_train_tab_offers_the_language_model_templates_with_their_settings():
     fields = set(train_tab.form_fields())
     assert {("lstm-lm", "block_size"), ("lstm-lm", "tokenizer"), ("transformer-lm", "num_heads"),
             ("transformer-lm-finetune", "base_model"), ("config", "max_steps"), ("config", "eval_batches")} <= fields
-    assert train_tab.on_task_fields("text-generation")["visible"] is False  # max length: unused by LMs
-    assert train_tab.on_task_fields("text-classification")["visible"] is True
+    # each task shows its own settings only: max length (classifier), max steps and eval batches (LM)
+    assert list(train_tab.TASK_ONLY_FIELDS) == ["max_length", "max_steps", "eval_batches"]
+    assert [u["visible"] for u in train_tab.on_task_fields("text-generation")] == [False, True, True]
+    assert [u["visible"] for u in train_tab.on_task_fields("text-classification")] == [True, False, False]
 
 
 def test_train_tab_refuses_a_bad_language_model_config(services):

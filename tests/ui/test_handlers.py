@@ -1,12 +1,13 @@
 """UI handlers as plain functions: no server, real Services, readable errors."""
 
 import math
+import shlex
 
 import gradio as gr
 import pandas as pd
 import pytest
 
-from backend.config import TEMPLATE_CLASSES, TrainConfig
+from backend.config import TEMPLATE_CLASSES, TrainConfig, apply_overrides, default_config
 from backend.data import load_split
 from backend.inference import load_predictor
 from tests.ui.conftest import TINY_LSTM_VALUES, form_values
@@ -298,3 +299,48 @@ def test_launch_is_safe_by_default(settings):
     assert parse_auth("ann:pw1, bob:pw2") == [("ann", "pw1"), ("bob", "pw2")]
     with pytest.raises(ValueError, match="user:password"):
         parse_auth("justaname")
+
+
+def test_any_form_change_clears_the_estimate_and_launch_message():
+    assert train_tab.on_form_changed() == ("", "")
+
+
+def test_estimate_says_one_epoch_and_gives_a_range_and_the_load(services, toy_csv):
+    dataset = ingest_toy(services, toy_csv)
+    text = train_tab.on_estimate(services, dataset.id, "text-classification", "lstm", "",
+                                 *form_values(**{**TINY_LSTM_VALUES, "epochs": 1}))
+    assert "Whole run (1 epoch):" in text and "1 epochs" not in text
+    assert "(range " in text and "from the fastest and slowest step" in text
+    assert "Measured " in text and "its ETA in the Runs tab comes from its own measured steps" in text
+    assert train_tab.plural(3, "epoch") == "3 epochs"
+
+
+def test_a_saved_config_loads_back_into_the_form_and_shows_its_cli_command(services, toy_csv, tmp_path):
+    dataset = ingest_toy(services, toy_csv)
+    values = form_values(**{**TINY_LSTM_VALUES, "epochs": 2})
+    path, command = train_tab.on_save_config(services, dataset.id, "text-classification", "lstm", "my run", *values)
+    assert f"python app.py train --dataset {dataset.id} --template lstm" in command and "--set epochs=2" in command
+    assert "--set hidden_size=16" in command and "'name=my run'" in command
+    loaded = train_tab.on_load_config(services, path)
+    assert loaded[0] == dataset.id and loaded[1] == "text-classification"
+    assert loaded[2]["value"] == "lstm" and loaded[3] == "my run" and list(loaded[4:-1]) == values
+    assert loaded[-1] == "Loaded my-run-config.json."
+    # the command launches the same config through the CLI's own parser
+    words = shlex.split(command)
+    overrides = dict(words[i + 1].split("=", 1) for i, w in enumerate(words) if w == "--set")
+    assert apply_overrides(default_config(dataset.id, "lstm"), overrides) == train_tab.build_config(
+        dataset.id, "text-classification", "lstm", "my run", values)
+
+
+def test_a_file_that_is_no_config_is_refused_with_a_reason(services, tmp_path):
+    cases = {"notjson.json": "not json at all", "list.json": "[1, 2]",
+             "wrong.json": '{"dataset_id": 1, "epochs": 0, "template": {"kind": "lstm"}}'}
+    reasons = {"notjson.json": "is not a JSON file", "list.json": "holds a JSON list",
+               "wrong.json": "epochs: Input should be greater than or equal to 1"}
+    for name, content in cases.items():
+        path = tmp_path / name
+        path.write_text(content)
+        with pytest.warns(UserWarning, match=reasons[name]):
+            outputs = train_tab.on_load_config(services, str(path))
+        assert all(o == SKIPPED for o in outputs[:-1]) and "ms-error" in outputs[-1]
+        assert reasons[name] in outputs[-1] and "Traceback" not in outputs[-1]
