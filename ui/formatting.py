@@ -212,6 +212,22 @@ def confusion_html(metrics: dict) -> str:
             f"{head}</tr>{''.join(rows)}</table></div>")
 
 
+PREVIEW_TEXT_CHARS = 200
+
+
+def predictions_first(preview: pd.DataFrame) -> pd.DataFrame:
+    """Batch predictions for the page: predicted label and scores first, long texts cut, so a long
+    text column cannot push the prediction off-screen (the CSV keeps every column whole)."""
+    first = [c for c in preview.columns if c == "predicted_label" or str(c).startswith("score_")]
+    rest = [c for c in preview.columns if c not in first]
+    shown = preview[first + rest].copy()
+    for column in rest:
+        if shown[column].dtype == object:
+            shown[column] = shown[column].map(lambda v: v if not isinstance(v, str) or len(v) <= PREVIEW_TEXT_CHARS
+                                              else v[:PREVIEW_TEXT_CHARS] + "…")
+    return shown
+
+
 def error_box(message: str) -> str:
     """A message that stands out, for a report or status area."""
     return f"<div class='ms-error'>⚠ {html.escape(message)}</div>"

@@ -154,12 +154,16 @@ def test_run_picker_lists_both_kinds_and_switches_panels(trained):
     labels = dict((value, label) for label, value in picker["choices"])
     assert set(labels) == {lm_run, classifier_run} and picker["value"] == lm_run
     assert "text generator" in labels[lm_run] and "classifier" in labels[classifier_run]
-    classify, generation = playground_tab.on_show_panel(services, lm_run)
+    classify, generation, *cleared = playground_tab.on_show_panel(services, lm_run)
     assert (classify["visible"], generation["visible"]) == (False, True)
-    classify, generation = playground_tab.on_show_panel(services, classifier_run)
+    # the classifier's text, its prediction, the old continuation and the prompt go with the switch
+    assert cleared == ["", None, "", "", ""]
+    classify, generation, *_ = playground_tab.on_show_panel(services, classifier_run)
     assert (classify["visible"], generation["visible"]) == (True, False)
-    classify, generation = playground_tab.on_show_panel(services, None)
+    classify, generation, *_ = playground_tab.on_show_panel(services, None)
     assert (classify["visible"], generation["visible"]) == (True, False)
+    assert playground_tab.on_example(["a spam text"]) == ("a spam text", "a spam text", None, "", "")
+    assert playground_tab.on_pick_run(services, None)["visible"] is False  # no heading over no examples
     prompts = [sample[0] for sample in playground_tab.on_pick_run(services, lm_run)["samples"]]
     assert prompts and all(prompt in PATTERN for prompt in prompts)  # starts of validation lines
 
@@ -172,6 +176,11 @@ def test_generation_streams_growing_text_and_repeats_with_a_seed(trained):
     assert len(pieces) == SETTINGS["max_new_tokens"]  # a character model: one token, one character
     assert all(later.startswith(earlier) and len(later) > len(earlier) for earlier, later in zip(pieces, pieces[1:]))
     assert generate(services, lm_run)[-1] == pieces[-1]  # same seed, same text
+    switches = generate_panel.StopSwitches()
+    random_text = generate(services, lm_run, seed=None, switches=switches)[-1]
+    ended = generate_panel.on_generation_ended(switches, "s")
+    seed_used = int(ended.split("seed **")[1].split("**")[0])  # an empty seed: a random one, shown
+    assert generate(services, lm_run, seed=seed_used)[-1] == random_text
     others = {generate(services, lm_run, seed=seed)[-1] for seed in (4, 5, 6)}
     assert others - {pieces[-1]}
     greedy = generate(services, lm_run, prompt="the cat sat", max_new_tokens=29, temperature=0)[-1]
@@ -204,7 +213,11 @@ def test_stop_ends_the_stream_of_its_own_session_only(trained):
     generate_panel.on_stop(switches, "mine")
     rest = list(mine)
     assert len(seen[-1]) + len(rest) < 20  # stopped after the token being sampled, far before 500
+    stopped_at = len(rest[-1]) if rest else len(seen[-1])  # a character model: one token per character
+    assert generate_panel.on_generation_ended(switches, "mine").startswith(f"Stopped at {stopped_at:,} tokens")
     assert len(list(other)[-1]) == 50  # the other session's generation was not stopped
+    assert generate_panel.on_generation_ended(switches, "other").startswith("Wrote 50 tokens · seed **1**")
+    assert generate_panel.on_generation_ended(switches, "other") == ""  # told once
     assert len(switches) == 0  # finished generations leave no flag behind
     generate_panel.on_stop(switches, "nobody")  # a Stop with nothing running is harmless
 
