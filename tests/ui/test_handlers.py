@@ -2,6 +2,7 @@
 
 import math
 import shlex
+import warnings
 
 import gradio as gr
 import pandas as pd
@@ -29,7 +30,8 @@ def launch(services, dataset_id, name="", **overrides):
 
 def test_upload_previews_and_suggests_columns(services, toy_csv):
     preview, text_update, label_update, info = data_tab.on_upload(services, str(toy_csv))
-    assert list(preview.columns) == ["message", "verdict"] and len(preview) == data_tab.PREVIEW_ROWS
+    assert preview["visible"] is True
+    assert list(preview["value"].columns) == ["message", "verdict"] and len(preview["value"]) == data_tab.PREVIEW_ROWS
     assert text_update["value"] == "message" and label_update["value"] == "verdict"
     assert "80 rows" in info
 
@@ -59,9 +61,13 @@ def test_bad_upload_shows_a_message_not_a_trace(services, tmp_path):
     assert services.repo.list_datasets() == []
     garbage = tmp_path / "garbage.csv"
     garbage.write_bytes(bytes(range(256)) * 40)
-    with pytest.warns(UserWarning):
+    with warnings.catch_warnings(record=True) as toasts:  # gr.Warning outside a server is a UserWarning
+        warnings.simplefilter("always")
         preview, _, _, info = data_tab.on_upload(services, str(garbage))
-    assert preview.empty and "ms-error" in info
+    assert not toasts  # the message shows once, under the upload: no toast repeating it
+    assert preview["visible"] is False and preview["value"].empty and "ms-error" in info
+    preview, _, _, info = data_tab.on_upload(services, None)  # before an upload: no table of placeholder headers
+    assert preview["visible"] is False and info == data_tab.UPLOAD_HINT
 
 
 def test_rename_and_delete_dataset(services, toy_csv):
