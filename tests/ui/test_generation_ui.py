@@ -67,7 +67,7 @@ def generate(services, run_id, prompt="the cat", session="s", switches=None, int
     """The list of values the streaming handler yields (by default every token: no update interval)."""
     values = {**SETTINGS, "seed": 3, **settings}
     return list(generate_panel.on_generate(
-        services, switches or generate_panel.StopSwitches(), run_id, prompt, values["max_new_tokens"],
+        services, switches if switches is not None else generate_panel.StopSwitches(), run_id, prompt, values["max_new_tokens"],
         values["temperature"], values["top_k"], values["top_p"], values["seed"], session=session,
         interval_s=interval_s))
 
