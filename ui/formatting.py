@@ -107,7 +107,7 @@ def progress_html(run: RunRecord | None, latest: dict[str, float]) -> str:
     if "total_steps" in latest and run.status in ("running", "queued"):
         details.append(f"step ~{int(round(run.progress * latest['total_steps']))} of {int(latest['total_steps'])}")
     if run.status == "running" and "eta_seconds" in latest:
-        details.append(f"ETA {format_seconds(latest['eta_seconds'])}")
+        details.append(f"ETA {format_seconds(latest['eta_seconds'])} (at this run's measured pace)")
     if "samples_per_second" in latest and run.status == "running":
         details.append(f"{latest['samples_per_second']:.0f} samples/s")
     if run.started_at:
@@ -222,7 +222,7 @@ def predictions_first(preview: pd.DataFrame) -> pd.DataFrame:
     rest = [c for c in preview.columns if c not in first]
     shown = preview[first + rest].copy()
     for column in rest:
-        if shown[column].dtype == object:
+        if shown[column].dtype == object or pd.api.types.is_string_dtype(shown[column]):
             shown[column] = shown[column].map(lambda v: v if not isinstance(v, str) or len(v) <= PREVIEW_TEXT_CHARS
                                               else v[:PREVIEW_TEXT_CHARS] + "…")
     return shown
