@@ -36,19 +36,22 @@ def load_model_stack() -> None:
 
 
 def detect_device(settings: Settings) -> str:
-    """Load the model stack and remember the training device's name for the header."""
-    global _device
+    """Load the model stack and return the training device's name."""
     load_model_stack()
+    device = device_if_loaded(settings)
+    log.info("model stack loaded; training device: %s", device)
+    return device
+
+
+def device_if_loaded(settings: Settings) -> str | None:
+    """The training device's name once the model stack is loaded (by any caller), else None."""
+    global _device
+    if not _loaded:
+        return None
     if _device is None:
         from backend.services import device_description
 
         _device = device_description(settings)
-        log.info("model stack loaded; training device: %s", _device)
-    return _device
-
-
-def device_if_loaded() -> str | None:
-    """The device's name once the model stack is loaded, else None (the header says 'starting')."""
     return _device
 
 

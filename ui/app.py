@@ -37,7 +37,7 @@ THEME = gr.themes.Soft(primary_hue="indigo")
 
 def header_html(services: Services, device: str | None = None) -> str:
     """Title, the device training uses (once torch is loaded), and how many runs train and wait."""
-    device = device or device_if_loaded() or "loading…"
+    device = device or device_if_loaded(services.settings) or "loading…"
     queued = services.runner.queue_length()
     running = len(services.repo.list_runs("running"))
     return (f"<div class='ms-header'><div><h1>Modelsmith</h1>"

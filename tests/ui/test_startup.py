@@ -18,5 +18,5 @@ def test_the_model_stack_loads_on_first_use_and_names_the_device(settings):
     from backend import startup
 
     assert startup.detect_device(settings.model_copy(update={"device": "cpu"})) == "CPU"
-    assert "torch" in sys.modules and startup.device_if_loaded() == "CPU"
+    assert "torch" in sys.modules and startup.device_if_loaded(settings) == "CPU"
     startup.load_model_stack()  # a second call is a no-op (no re-import, no error)
