@@ -7,9 +7,10 @@ The model is built as the trainer would build it (its tokenizer trained on a sam
 data), and four optimizer steps on real batches of the dataset are timed on this process's
 device. The first step pays one-off costs (allocations, kernel selection); the median of the
 other three is the one we scale, and their spread (with the machine's load) is the range shown.
-Memory is arithmetic plus a measurement, and labelled an estimate: weights, gradients and AdamW's two moments take 4 bytes each per trainable parameter (fp32), and
-activations are the outputs of every layer on the longest batch, which autograd keeps for the
-backward pass. On CUDA the measured peak allocation is reported instead when it is larger.
+Memory is arithmetic plus a measurement, and labelled an estimate: weights, gradients and
+AdamW's two moments take 4 bytes each per trainable parameter (fp32), and activations are the
+outputs of every layer on the longest batch, which autograd keeps for the backward pass. On
+CUDA the measured peak allocation is reported instead when it is larger.
 """
 
 from __future__ import annotations

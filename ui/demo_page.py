@@ -61,8 +61,9 @@ def visitor_card(card: str, url: str, task: str) -> str:
                 "# prompt, max new tokens, temperature")
     else:
         call = 'result = client.predict("some text", api_name="/predict")  # the label and its confidences'
+    result = call.split(" =")[0]
     return (f"{head}\n\n## Use it from Python\n\n`pip install gradio_client`, then:\n\n```python\n"
-            f"from gradio_client import Client\n\nclient = Client({url!r})\n{call}\nprint({call.split(' =')[0]})\n```\n")
+            f"from gradio_client import Client\n\nclient = Client({url!r})\n{call}\nprint({result})\n```\n")
 
 
 def on_open(services: Services, request: gr.Request | None):

@@ -23,6 +23,7 @@ from backend.services import Services
 from backend.settings import Settings
 from backend.startup import load_model_stack
 from storage.records import RunRecord
+from ui.downloads import download_when_ready
 from ui.errors import shows_errors
 from ui.formatting import confusion_html, error_box, predictions_first
 from ui.generate_panel import build_generate_panel
@@ -235,6 +236,7 @@ def build_playground_tab(services: Services) -> tuple[gr.Dropdown, gr.Dataset]:
     predict_button.click(partial(on_predict, services), [run_picker, text], label, api_name="predict",
                          concurrency_limit=4)
     text.submit(partial(on_predict, services), [run_picker, text], label, concurrency_limit=4, **private)
-    batch_button.click(partial(on_batch, services), [run_picker, batch_file],
-                       [download, batch_summary, batch_preview, batch_confusion], concurrency_limit=1, **private)
+    download_when_ready(batch_button.click(partial(on_batch, services), [run_picker, batch_file],
+                                           [download, batch_summary, batch_preview, batch_confusion],
+                                           concurrency_limit=1, **private), download)
     return run_picker, examples

@@ -17,6 +17,7 @@ from backend.services import Services
 from backend.settings import Settings
 from storage.models import utcnow
 from storage.records import DemoRecord
+from ui.downloads import download_when_ready
 from ui.errors import shows_errors, unchanged
 from ui.formatting import run_choices
 from ui.playground_tab import fresh_download_folder
@@ -245,8 +246,9 @@ def build_share_tab(services: Services):
                   revoke.click(revoke_link, [run_picker, revoke_picker], [published, links, revoke_picker],
                                **private)):
         event.then(copy_link, run_picker, link_box, **private)
-    download.click(partial(on_download, services), run_picker, export_file, concurrency_limit=2, **private)
-    space.click(partial(on_export_space, services), run_picker, export_file, concurrency_limit=2, **private)
+    for button, handler in ((download, on_download), (space, on_export_space)):
+        download_when_ready(button.click(partial(handler, services), run_picker, export_file, concurrency_limit=2,
+                                         **private), export_file)
     push.click(partial(on_push_hub, services), [run_picker, hub_repo, hub_token, hub_private, hub_kind], pushed,
                concurrency_limit=1, **private)
     import_button.click(partial(on_import, services), [import_file, import_name, run_picker], [imported, run_picker],

@@ -20,6 +20,7 @@ from backend.config import (TEMPLATE_CLASSES, TEMPLATE_TRAINING_FIELDS, TEMPLATE
                             template_description)
 from backend.services import Services
 from backend.startup import load_model_stack
+from ui.downloads import download_when_ready
 from ui.errors import shows_errors
 from ui.formatting import dataset_choices, error_box, format_bytes, format_seconds
 
@@ -383,8 +384,8 @@ def build_train_tab(services: Services) -> TrainForm:
         component.change(on_form_changed, None, [estimate_output, launch_output], queue=False, show_progress="hidden",
                          api_visibility="private")
     command_button.click(on_show_command, form.all_inputs, [config_file, command_output], api_visibility="private")
-    save_button.click(partial(on_save_config, services), form.all_inputs, [config_file, command_output],
-                      api_visibility="private")
+    download_when_ready(save_button.click(partial(on_save_config, services), form.all_inputs,
+                                          [config_file, command_output], api_visibility="private"), config_file)
     load_button.upload(partial(on_load_config, services), load_button, [*form.all_inputs, command_output],
                        api_visibility="private")
     return form

@@ -56,6 +56,10 @@ def test_a_first_time_user_walks_through_every_tab(page, app_url, toy_csv, servi
     page.locator("#show-command").click()
     expect(page.locator("#cli-command")).to_contain_text("python app.py train --dataset")
     expect(page.locator("#cli-command")).to_contain_text("--set epochs=1")
+    # Item 13: one click downloads (the file is saved as soon as it is written; no second click on a link).
+    with page.expect_download(timeout=60_000) as saved:
+        page.locator("#save-config").click()
+    assert saved.value.suggested_filename.endswith("-config.json")
     snap(page, "readme_train")
     page.locator("#launch").click()
     page.locator("#launch-output").get_by_text("queued").wait_for()
