@@ -22,15 +22,30 @@ def has_lone_point(frame: pd.DataFrame, series: str = "series", value: str = "va
     return bool((counts == 1).any())
 
 
-class CurvePlot(gr.LinePlot):
-    """A line plot (x=step, y=value, color=series) that switches to points when a series has one value."""
+def step_range(frame: pd.DataFrame, least: int = 10) -> list[int]:
+    """x-axis limits [0, last step] (at least `least` wide), so step ticks are whole numbers.
 
-    def __init__(self, **kwargs):
-        kwargs.setdefault("x_axis_format", STEP_FORMAT)
-        super().__init__(x="step", y="value", color="series", color_title="", **kwargs)
+    A lone step (157) would otherwise span a zero-width axis labelled 157.000000, and a few early
+    steps one labelled 1.10, 1.20, ...
+    """
+    last = int(frame["step"].max()) if frame is not None and not frame.empty else 0
+    return [0, max(least, last + max(1, last // 20))]  # a little room: a point at the end stays whole
+
+
+class CurvePlot(gr.LinePlot):
+    """A LinePlot (x=step, y=value, color=series) that switches to points when a series has one value.
+
+    It keeps LinePlot's constructor: Gradio rebuilds a component from its constructor's arguments
+    on every property update (visible, y_lim) and reads their names from its signature.
+    """
 
     def postprocess(self, value):
         data = super().postprocess(value)
         if isinstance(value, pd.DataFrame) and data is not None and has_lone_point(value):
             data.mark = "point"
         return data
+
+
+def curve_plot(**kwargs) -> CurvePlot:
+    """A CurvePlot of a long-format (step, value, series) frame with integer steps on its x-axis."""
+    return CurvePlot(x="step", y="value", color="series", color_title="", x_axis_format=STEP_FORMAT, **kwargs)

@@ -24,11 +24,11 @@ def has_lone_point(frame: pd.DataFrame, series: str = "series", value: str = "va
 from gradio.events import Dependency
 
 class CurvePlot(gr.LinePlot):
-    """A line plot (x=step, y=value, color=series) that switches to points when a series has one value."""
+    """A LinePlot (x=step, y=value, color=series) that switches to points when a series has one value.
 
-    def __init__(self, **kwargs):
-        kwargs.setdefault("x_axis_format", STEP_FORMAT)
-        super().__init__(x="step", y="value", color="series", color_title="", **kwargs)
+    It keeps LinePlot's constructor: Gradio rebuilds a component from its constructor's arguments
+    on every property update (visible, y_lim) and reads their names from its signature.
+    """
 
     def postprocess(self, value):
         data = super().postprocess(value)

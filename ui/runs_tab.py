@@ -23,7 +23,7 @@ from storage.repository import NotFound
 from ui.errors import shows_errors, unchanged
 from ui.formatting import (LOSS_KEYS, confusion_html, curves, per_class_table, progress_html, quality_keys,
                            run_choices, runs_table)
-from ui.plots import CurvePlot
+from ui.plots import curve_plot, step_range
 from ui.train_tab import TrainForm, fill_from_config, form_fields
 
 REFRESH_SECONDS = 2.0
@@ -132,17 +132,18 @@ def on_refresh_run(services: Services, run_id, shown: str | None = None):
     per_class = per_class_table(run.metrics)
     confusion = confusion_html(run.metrics)
     has_curves = bool(metrics)  # an imported run carries final metrics only: no empty plots for it
+    steps = step_range(curves(metrics, {**LOSS_KEYS, **LEARNING_RATE_KEYS}))  # one x-axis for all three plots
     return (progress_html(run, latest), _run_header(run),
-            gr.update(value=curves(metrics, LOSS_KEYS, every_series=True), visible=has_curves),
+            gr.update(value=curves(metrics, LOSS_KEYS, every_series=True), visible=has_curves, x_lim=steps),
             gr.update(value=curves(metrics, quality_keys(run.task), every_series=True), visible=has_curves,
-                      y_lim=_quality_range(run.task)),
+                      y_lim=_quality_range(run.task), x_lim=steps),
             gr.update(visible=not per_class.empty or bool(confusion)), per_class, confusion,
             read_log_tail(run.output_dir, LOG_LINES),
             gr.update(value=_error_text(run), visible=bool(run.error)),
             gr.update(interactive=run.status in ("queued", "running")),
             gr.update(interactive=run.status in RESUMABLE_STATUSES),
             gr.update(interactive=run.status != "running"),
-            gr.update(value=curves(metrics, LEARNING_RATE_KEYS), visible=has_curves),
+            gr.update(value=curves(metrics, LEARNING_RATE_KEYS), visible=has_curves, x_lim=steps),
             gr.update(visible=run.task == "text-classification" and run.dataset_id is not None
                       and run.status == "succeeded"),
             fingerprint)
@@ -282,7 +283,8 @@ def on_compare(services: Services, run_ids, metric_key: str):
     differing = table[table.astype(str).nunique(axis=1) > 1] if len(table) else table
     differing = differing.reset_index().rename(columns={"index": "setting / metric"})
     # Shown again after on_hide_compare: the plot rebuilds its legend for these runs.
-    return gr.update(value=pd.concat(frames, ignore_index=True), visible=True), differing.astype(str)
+    frame = pd.concat(frames, ignore_index=True)
+    return gr.update(value=frame, visible=True, x_lim=step_range(frame)), differing.astype(str)
 
 
 def build_runs_tab(services: Services, train_form: TrainForm, tabs: gr.Tabs):
@@ -306,9 +308,9 @@ def build_runs_tab(services: Services, train_form: TrainForm, tabs: gr.Tabs):
         delete_button = gr.Button("Delete", elem_id="delete-run", interactive=False)
     action_state = gr.State()
     with gr.Row():
-        loss_plot = CurvePlot(title="Loss", height=280, elem_id="loss-plot")
-        quality_plot = CurvePlot(title="Validation metrics", height=280, y_lim=[0, 1], elem_id="quality-plot")
-    lr_plot = CurvePlot(title="Learning rate", height=200, elem_id="lr-plot")
+        loss_plot = curve_plot(title="Loss", height=280, elem_id="loss-plot")
+        quality_plot = curve_plot(title="Validation metrics", height=280, y_lim=[0, 1], elem_id="quality-plot")
+    lr_plot = curve_plot(title="Learning rate", height=200, elem_id="lr-plot")
     with gr.Row(visible=False, equal_height=False) as details:
         per_class = gr.Dataframe(label="Per-class metrics (best checkpoint)", interactive=False, scale=1)
         confusion = gr.HTML(elem_id="confusion")
@@ -324,12 +326,14 @@ def build_runs_tab(services: Services, train_form: TrainForm, tabs: gr.Tabs):
                                          elem_id="compare-picker")
             compare_metric = gr.Dropdown(COMPARE_METRICS, value="eval_macro_f1", label="Curve", scale=1)
             compare_button = gr.Button("Compare", scale=1, elem_id="compare")
-        compare_plot = CurvePlot(title="Overlaid curves", height=300, visible=False, elem_id="compare-plot")
+        compare_plot = curve_plot(title="Overlaid curves", height=300, visible=False, elem_id="compare-plot")
         compare_table = gr.Dataframe(label="Settings and metrics that differ", interactive=False)
 
     run_shown = gr.State()  # fingerprint of the run view this page shows (per browser tab)
     list_shown = gr.State()  # (fingerprint, newest run id) of the runs list this page shows
-    notice = gr.State()  # runs that ended since the last tick, for a toast and the tab title
+    # Runs that ended since the last tick, for a toast and the tab title. A hidden Textbox, not a
+    # gr.State: a State set by the timer does not run its .change listener's browser-side code.
+    notice = gr.Textbox(visible=False)
     run_outputs = [progress, header, loss_plot, quality_plot, details, per_class, confusion, log_tail, error,
                    stop_button, resume_button, delete_button, lr_plot, mistakes_box, run_shown]
     list_outputs = [table, run_picker, compare_picker, list_shown, notice]

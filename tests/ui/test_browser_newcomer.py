@@ -68,10 +68,11 @@ def test_a_first_time_user_walks_through_every_tab(page, app_url, toy_csv, servi
     open_tab(page, "Runs")
     assert wait_for_progress(page, lambda p: p >= 100.0, timeout_s=180) == 100.0
     page.locator("#run-progress").get_by_text("succeeded").wait_for()
-    page.get_by_text("Training finished").first.wait_for()
+    page.get_by_text(re.compile(r"Run #\d+ “.*” succeeded\.")).first.wait_for()  # the toast
     assert page.title().startswith("✓ Run #")
     quality = page.locator("#quality-plot")
     quality.locator("g.mark-symbol path").first.wait_for()  # points, not an invisible one-point line
+    assert quality.locator("g.mark-line path").count() == 0
     axis_labels = quality.locator("g.role-axis-label text").all_inner_texts()
     assert axis_labels and not any(re.search(r"\.\d{3,}", label) for label in axis_labels), axis_labels
     page.locator("#lr-plot").wait_for()

@@ -3,7 +3,7 @@
 from tests.ui.test_handlers import SKIPPED, ingest_toy, launch
 from ui import runs_tab
 from ui.formatting import LOSS_KEYS, curves
-from ui.plots import CurvePlot, has_lone_point
+from ui.plots import CurvePlot, curve_plot, has_lone_point, step_range
 
 
 def _metric(key, step, value):
@@ -13,8 +13,8 @@ def _metric(key, step, value):
 
 
 def test_a_single_evaluation_is_drawn_as_a_point_with_integer_steps():
-    plot = CurvePlot(title="Loss")
-    assert plot.x_axis_format == "d"  # step 157 reads "157", not "157.000000"
+    plot = curve_plot(title="Loss")
+    assert isinstance(plot, CurvePlot) and plot.x_axis_format == "d"  # step 157 reads "157", not "157.000000"
     one_eval = curves([_metric("train_loss", s, 1.0 / s) for s in (50, 100, 157)] + [_metric("eval_loss", 157, 0.4)],
                       LOSS_KEYS, every_series=True)
     assert has_lone_point(one_eval) and plot.postprocess(one_eval).mark == "point"
@@ -24,6 +24,11 @@ def test_a_single_evaluation_is_drawn_as_a_point_with_integer_steps():
     # The placeholder NaN of a series without values is not a point to draw.
     no_eval = curves([_metric("train_loss", 10, 0.7), _metric("train_loss", 20, 0.6)], LOSS_KEYS, every_series=True)
     assert not has_lone_point(no_eval) and plot.postprocess(no_eval).mark == "line"
+    # The x-axis starts at 0 and is at least 10 steps wide, so its ticks are whole steps.
+    assert step_range(one_eval) == [0, 164] and step_range(curves([], LOSS_KEYS)) == [0, 10]
+    # Gradio rebuilds a component from its constructor on a property update: the class must survive it.
+    rebuilt = CurvePlot(**{**plot.constructor_args, "render": False})
+    assert rebuilt.postprocess(one_eval).mark == "point"
 
 
 def test_best_column_shows_the_best_evaluation_while_a_run_trains(services, toy_csv):
