@@ -58,15 +58,20 @@ def run_to_follow(runs: list[RunRecord]):
     return running[0] if running else (runs[0].id if runs else None)
 
 
-def finished_notice(before: tuple, runs: list[RunRecord]) -> str | None:
-    """'Run #3 "spam" succeeded.' for runs this page saw queued or running that have ended since."""
-    was_active = {row[0] for row in before if row[2] in ("queued", "running")}
-    ended = [r for r in runs if r.id in was_active and r.status in FINISHED_STATUSES]
-    return " ".join(f"Run #{r.id} “{r.name}” {r.status}." for r in ended) or None
+def on_watch_runs(services: Services, active_ids: list[int] | None):
+    """(ids now queued or running, a notice of runs this page saw active that have ended since).
+
+    The notice is 'Run #3 “spam” succeeded.'; gr.skip() when nothing ended.
+    """
+    runs = services.repo.list_runs()
+    active = sorted(r.id for r in runs if r.status in ("queued", "running"))
+    ended = [r for r in runs if active_ids and r.id in active_ids and r.status in FINISHED_STATUSES]
+    notice = " ".join(f"Run #{r.id} “{r.name}” {r.status}." for r in ended)
+    return active, notice or gr.skip()
 
 
 def on_refresh_list(services: Services, status_filter: str | None, selected, shown=None):
-    """The runs table, the run pickers and a notice of runs that ended; skipped when nothing changed.
+    """The runs table and the run pickers; skipped when nothing changed.
 
     `shown` is (fingerprint, newest run id) of what the page shows. A run newer than the page has
     seen gets selected, so launching a run and opening this tab follows it; a page opened afresh
@@ -78,7 +83,7 @@ def on_refresh_list(services: Services, status_filter: str | None, selected, sho
     fingerprint = (status_filter, selected, tuple((r.id, r.name, r.status, round(r.progress, 3), bool(r.metrics),
                                                    r.finished_at) for r in everything), tuple(names.items()))
     if shown is not None and shown[0] == fingerprint:
-        return gr.skip(), gr.skip(), gr.skip(), shown, gr.skip()
+        return gr.skip(), gr.skip(), gr.skip(), shown
     ids = {r.id for r in everything}
     seen_newest = shown[1] if shown else None
     if shown is None:
@@ -89,11 +94,9 @@ def on_refresh_list(services: Services, status_filter: str | None, selected, sho
         keep = selected if selected in ids else newest
     shown_runs = everything if status_filter in (None, "", ALL) else [r for r in everything if r.status == status_filter]
     choices = run_choices(everything)
-    notice = finished_notice(shown[0][2], everything) if shown else None
     fingerprint = (status_filter, keep, *fingerprint[2:])
     table = runs_table(shown_runs, names, best_so_far_by_run(services.repo, shown_runs))
-    return (table, gr.update(choices=choices, value=keep), gr.update(choices=choices), (fingerprint, newest),
-            notice if notice else gr.skip())
+    return table, gr.update(choices=choices, value=keep), gr.update(choices=choices), (fingerprint, newest)
 
 
 def on_run_finished(notice: str | None):
@@ -331,12 +334,9 @@ def build_runs_tab(services: Services, train_form: TrainForm, tabs: gr.Tabs):
 
     run_shown = gr.State()  # fingerprint of the run view this page shows (per browser tab)
     list_shown = gr.State()  # (fingerprint, newest run id) of the runs list this page shows
-    # Runs that ended since the last tick, for a toast and the tab title. A hidden Textbox, not a
-    # gr.State: a State set by the timer does not run its .change listener's browser-side code.
-    notice = gr.Textbox(visible=False)
     run_outputs = [progress, header, loss_plot, quality_plot, details, per_class, confusion, log_tail, error,
                    stop_button, resume_button, delete_button, lr_plot, mistakes_box, run_shown]
-    list_outputs = [table, run_picker, compare_picker, list_shown, notice]
+    list_outputs = [table, run_picker, compare_picker, list_shown]
     refresh_run = partial(on_refresh_run, services)
     refresh_list = partial(on_refresh_list, services)
     private = {"api_visibility": "private"}
@@ -346,7 +346,6 @@ def build_runs_tab(services: Services, train_form: TrainForm, tabs: gr.Tabs):
     timer.tick(refresh_run, [run_picker, run_shown], run_outputs, show_progress="hidden", queue=False, **private)
     status_filter.change(lambda: None, None, list_shown, **private).then(
         refresh_list, [status_filter, run_picker, list_shown], list_outputs, **private)
-    notice.change(on_run_finished, notice, None, js=TITLE_JS, **private)
     mistakes_button.click(partial(on_misclassified, services), run_picker, mistakes, **private)
     run_picker.change(on_hide_plots, None, [loss_plot, quality_plot, lr_plot, run_shown, mistakes], **private).then(
         refresh_run, run_picker, run_outputs, show_progress="hidden", **private)

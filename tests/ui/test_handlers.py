@@ -160,17 +160,20 @@ def test_train_watch_predict_and_compare(services, toy_csv):
     first = services.repo.list_runs()[0].id
     assert "position 2" in launch(services, dataset.id, "second", epochs=2)
     second = services.repo.list_runs()[0].id
-    table, picker, _, shown, notice = runs_tab.on_refresh_list(services, "all", None)
-    assert picker["value"] == second and notice == SKIPPED and set(table["status"]) == {"queued"}
+    table, picker, _, shown = runs_tab.on_refresh_list(services, "all", None)
+    assert picker["value"] == second
+    active, notice = runs_tab.on_watch_runs(services, None)
+    assert active == [first, second] and notice == SKIPPED and set(table["status"]) == {"queued"}
     services.runner.start()
     assert services.runner.wait(first, 120).status == "succeeded"
     assert services.runner.wait(second, 120).status == "succeeded"
 
-    table, picker, _, shown, notice = runs_tab.on_refresh_list(services, "all", first, shown)
+    table, picker, _, shown = runs_tab.on_refresh_list(services, "all", first, shown)
     assert set(table["status"]) == {"succeeded"} and set(table["progress"]) == {"100%"}
-    assert notice == f"Run #{second} “second” succeeded. Run #{first} “first” succeeded."  # toast + tab title
+    active, notice = runs_tab.on_watch_runs(services, active)  # a toast and the tab title
+    assert active == [] and notice == f"Run #{second} “second” succeeded. Run #{first} “first” succeeded."
     assert picker["value"] == first  # the person's choice is kept
-    assert runs_tab.on_refresh_list(services, "all", first, shown) == (SKIPPED, SKIPPED, SKIPPED, shown, SKIPPED)
+    assert runs_tab.on_refresh_list(services, "all", first, shown) == (SKIPPED, SKIPPED, SKIPPED, shown)
     assert runs_tab.on_refresh_list(services, "failed", first, None)[0].empty
 
     view = runs_tab.on_refresh_run(services, first)

@@ -52,7 +52,7 @@ def test_a_reloaded_page_follows_the_running_run_not_the_newest_queued_one(servi
     launch(services, dataset.id, "waiting")
     queued = services.repo.list_runs()[0].id
     services.repo.mark_running(running, str(services.settings.runs_dir / str(running)))
-    _, picker, _, shown, _ = runs_tab.on_refresh_list(services, "all", queued, None)  # a fresh page
+    _, picker, _, shown = runs_tab.on_refresh_list(services, "all", queued, None)  # a fresh page
     assert picker["value"] == running
     launch(services, dataset.id, "just launched")  # a run launched from this page is followed
     newest = services.repo.list_runs()[0].id
@@ -63,14 +63,15 @@ def test_a_finished_run_notifies_once(services, toy_csv):
     dataset = ingest_toy(services, toy_csv)
     launch(services, dataset.id, "quick")
     run_id = services.repo.list_runs()[0].id
-    *_, shown, notice = runs_tab.on_refresh_list(services, "all", run_id, None)
-    assert notice == SKIPPED
+    active, notice = runs_tab.on_watch_runs(services, None)  # a page opened now
+    assert active == [run_id] and notice == SKIPPED
     services.repo.mark_running(run_id, str(services.settings.runs_dir / str(run_id)))
+    active, notice = runs_tab.on_watch_runs(services, active)
+    assert active == [run_id] and notice == SKIPPED
     services.repo.finish(run_id, "failed", error="boom")
-    *_, shown, notice = runs_tab.on_refresh_list(services, "all", run_id, shown)
-    assert notice == f"Run #{run_id} “quick” failed."
-    *_, notice = runs_tab.on_refresh_list(services, "all", run_id, shown)
-    assert notice == SKIPPED  # already told
+    active, notice = runs_tab.on_watch_runs(services, active)
+    assert active == [] and notice == f"Run #{run_id} “quick” failed."
+    assert runs_tab.on_watch_runs(services, active) == ([], SKIPPED)  # already told
 
 
 def test_an_imported_run_says_where_it_came_from_and_shows_the_zip_metrics(services, toy_csv):
