@@ -313,7 +313,7 @@ def build_runs_tab(services: Services, train_form: TrainForm, tabs: gr.Tabs):
     with gr.Row():
         loss_plot = curve_plot(title="Loss", height=280, elem_id="loss-plot")
         quality_plot = curve_plot(title="Validation metrics", height=280, y_lim=[0, 1], elem_id="quality-plot")
-    lr_plot = curve_plot(title="Learning rate", height=200, elem_id="lr-plot")
+        lr_plot = curve_plot(title="Learning rate", height=280, elem_id="lr-plot")
     with gr.Row(visible=False, equal_height=False) as details:
         per_class = gr.Dataframe(label="Per-class metrics (best checkpoint)", interactive=False, scale=1)
         confusion = gr.HTML(elem_id="confusion")

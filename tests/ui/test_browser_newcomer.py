@@ -73,7 +73,7 @@ def test_a_first_time_user_walks_through_every_tab(page, app_url, toy_csv, servi
     quality = page.locator("#quality-plot")
     quality.locator("g.mark-symbol path").first.wait_for()  # points, not an invisible one-point line
     assert quality.locator("g.mark-line path").count() == 0
-    axis_labels = quality.locator("g.role-axis-label text").all_inner_texts()
+    axis_labels = quality.locator("g.role-axis-label text").evaluate_all("texts => texts.map(t => t.textContent)")
     assert axis_labels and not any(re.search(r"\.\d{3,}", label) for label in axis_labels), axis_labels
     page.locator("#lr-plot").wait_for()
     page.get_by_text("Misclassified validation examples").click()
