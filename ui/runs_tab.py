@@ -58,16 +58,21 @@ def run_to_follow(runs: list[RunRecord]):
     return running[0] if running else (runs[0].id if runs else None)
 
 
-def on_watch_runs(services: Services, active_ids: list[int] | None):
-    """(ids now queued or running, a notice of runs this page saw active that have ended since).
+def on_watch_runs(services: Services, seen: tuple | None):
+    """(what this page has seen, a notice of runs that ended since it last looked).
 
-    The notice is 'Run #3 “spam” succeeded.'; gr.skip() when nothing ended.
+    `seen` is (ids queued or running, newest run id). A run that ended counts if the page saw it
+    active, or if it is newer than any the page had seen (a short run can start and end between
+    two ticks). The notice is 'Run #3 “spam” succeeded.'; gr.skip() when nothing ended.
     """
     runs = services.repo.list_runs()
-    active = sorted(r.id for r in runs if r.status in ("queued", "running"))
-    ended = [r for r in runs if active_ids and r.id in active_ids and r.status in FINISHED_STATUSES]
+    now = (sorted(r.id for r in runs if r.status in ("queued", "running")), max((r.id for r in runs), default=0))
+    if seen is None:  # a page that just opened: runs that ended before are not news
+        return now, gr.skip()
+    active, newest = seen
+    ended = [r for r in runs if (r.id in active or r.id > newest) and r.status in FINISHED_STATUSES]
     notice = " ".join(f"Run #{r.id} “{r.name}” {r.status}." for r in ended)
-    return active, notice or gr.skip()
+    return now, notice or gr.skip()
 
 
 def on_refresh_list(services: Services, status_filter: str | None, selected, shown=None):

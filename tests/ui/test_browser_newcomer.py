@@ -95,6 +95,8 @@ def test_a_first_time_user_walks_through_every_tab(page, app_url, toy_csv, servi
     expect(page.locator("#playground-text textarea")).to_have_value(re.compile("bad day"))
     expect(prediction).not_to_contain_text("%")  # the previous result went with the previous text
     snap(page, "item8_example_clears_result")
+    page.locator("#predict").click()
+    expect(prediction).to_contain_text("%")
     snap(page, "readme_playground")
 
     # Item 14: a demo link with a copy button.

@@ -162,16 +162,16 @@ def test_train_watch_predict_and_compare(services, toy_csv):
     second = services.repo.list_runs()[0].id
     table, picker, _, shown = runs_tab.on_refresh_list(services, "all", None)
     assert picker["value"] == second
-    active, notice = runs_tab.on_watch_runs(services, None)
-    assert active == [first, second] and notice == SKIPPED and set(table["status"]) == {"queued"}
+    seen, notice = runs_tab.on_watch_runs(services, None)
+    assert seen == ([first, second], second) and notice == SKIPPED and set(table["status"]) == {"queued"}
     services.runner.start()
     assert services.runner.wait(first, 120).status == "succeeded"
     assert services.runner.wait(second, 120).status == "succeeded"
 
     table, picker, _, shown = runs_tab.on_refresh_list(services, "all", first, shown)
     assert set(table["status"]) == {"succeeded"} and set(table["progress"]) == {"100%"}
-    active, notice = runs_tab.on_watch_runs(services, active)  # a toast and the tab title
-    assert active == [] and notice == f"Run #{second} “second” succeeded. Run #{first} “first” succeeded."
+    seen, notice = runs_tab.on_watch_runs(services, seen)  # a toast and the tab title
+    assert seen == ([], second) and notice == f"Run #{second} “second” succeeded. Run #{first} “first” succeeded."
     assert picker["value"] == first  # the person's choice is kept
     assert runs_tab.on_refresh_list(services, "all", first, shown) == (SKIPPED, SKIPPED, SKIPPED, shown)
     assert runs_tab.on_refresh_list(services, "failed", first, None)[0].empty
