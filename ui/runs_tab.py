@@ -151,7 +151,9 @@ def on_refresh_run(services: Services, run_id, shown: str | None = None):
             gr.update(interactive=run.status in ("queued", "running")),
             gr.update(interactive=run.status in RESUMABLE_STATUSES),
             gr.update(interactive=run.status != "running"),
-            gr.update(value=curves(metrics, LEARNING_RATE_KEYS), visible=has_curves, x_lim=steps),
+            # hidden until a rate was logged: an empty plot draws a collapsed axis
+            gr.update(value=curves(metrics, LEARNING_RATE_KEYS), x_lim=steps,
+                      visible=any(m.key in LEARNING_RATE_KEYS for m in metrics)),
             gr.update(visible=run.task == "text-classification" and run.dataset_id is not None
                       and run.status == "succeeded"),
             fingerprint)

@@ -186,6 +186,7 @@ def test_train_watch_predict_and_compare(services, toy_csv):
     assert "ms-confusion" in confusion and "run succeeded" in log_tail and error["visible"] is False
     assert stop["interactive"] is False and resume["interactive"] is False and delete["interactive"] is True
     assert set(learning_rate["value"]["series"]) == {"learning rate"} and learning_rate["value"]["value"].gt(0).all()
+    assert learning_rate["visible"] is True
     assert mistakes_box["visible"] is True
     wrong = runs_tab.on_misclassified(services, second)
     assert list(wrong.columns) == ["text", "true", "predicted", "confidence"]
