@@ -326,9 +326,8 @@ def serve(settings) -> int:
     """Recover orphaned runs, start the workers and serve the UI until stopped."""
     from backend.errors import UserError
     from backend.services import build_services, lock_home
-    # Import the UI (gradio, torch, transformers) before any worker thread starts: a job importing
-    # transformers while this thread does fails with a half-initialised module.
-    from ui.app import build_app, parse_auth
+    from backend.startup import start_in_background
+    from ui.app import build_app, parse_auth  # gradio only: torch and transformers load in the background
     from ui.server import server_kwargs
 
     try:
@@ -354,8 +353,10 @@ def serve(settings) -> int:
 
     signal.signal(signal.SIGTERM, on_sigterm)  # before any job starts, so none is cut off unsaved
     services.recover_at_start()
-    services.runner.start()
     demo = build_app(services)
+    # The page answers while torch and transformers load; workers start once they are loaded, so
+    # no job imports transformers while another thread does (that fails with a half-initialised module).
+    start_in_background(settings, then=services.runner.start)
     try:
         demo.launch(**server_kwargs(services))  # the main app at /, demo links at /demo/<token>/
     finally:
