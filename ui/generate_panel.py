@@ -58,10 +58,16 @@ class StopSwitches:
             return self._outcomes.pop(session, "")
 
     def start(self, session: str) -> threading.Event:
-        """A fresh flag for a new generation of `session` (a later Stop sets this one)."""
+        """A fresh flag for a new generation of `session` (a later Stop sets this one).
+
+        A generation the session still runs is stopped: both would stream into the same box.
+        """
         event = threading.Event()
         with self._lock:
+            previous = self._events.get(session)
             self._events[session] = event
+        if previous is not None:
+            previous.set()
         return event
 
     def stop(self, session: str) -> bool:

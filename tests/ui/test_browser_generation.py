@@ -39,7 +39,7 @@ def wait_until_idle(page, timeout_s=60) -> str:
     raise AssertionError(f"the continuation never settled (last: {last!r})")
 
 
-def test_train_a_language_model_and_stream_text(page, app_url, tmp_path, services):
+def test_train_a_language_model_and_stream_text(page, app_url, tmp_path, services, monkeypatch):
     corpus = tmp_path / "pattern.txt"
     corpus.write_text(PATTERN * 60, encoding="utf-8")
     page.goto(app_url)
@@ -92,9 +92,26 @@ def test_train_a_language_model_and_stream_text(page, app_url, tmp_path, service
     tokens = page.get_by_label("number input for Max new tokens")
     tokens.fill("2000")
     tokens.press("Tab")
+    seed = page.locator("#generate-seed input")
+    seed.fill("7")  # another seed: its text parts from `first` within a few characters
+    seed.press("Tab")
+    # The tiny model writes 2,000 characters in well under a second, quicker than a person (or
+    # Playwright) can press Stop: a few milliseconds per token give Stop a running generation to end.
+    from backend.generation import Generator
+
+    fast_stream = Generator.stream
+
+    def paced_stream(self, *args, **kwargs):
+        for piece in fast_stream(self, *args, **kwargs):
+            time.sleep(0.005)
+            yield piece
+
+    monkeypatch.setattr(Generator, "stream", paced_stream)
     page.locator("#generate").click()
     deadline = time.monotonic() + 60
-    while generated(page) in ("", first) and time.monotonic() < deadline:  # cleared, then the new text begins
+    # Under load the second generation above may still be streaming (a prefix of `first`): wait
+    # until this one's own text shows, so Stop is pressed while it runs.
+    while first.startswith(generated(page)) and time.monotonic() < deadline:
         page.wait_for_timeout(50)
     page.locator("#stop-generate").click()
     stopped = wait_until_idle(page)

@@ -224,6 +224,22 @@ def test_stop_ends_the_stream_of_its_own_session_only(trained):
     generate_panel.on_stop(switches, "nobody")  # a Stop with nothing running is harmless
 
 
+def test_a_new_generation_stops_the_one_its_session_still_runs(trained):
+    """A second Generate of one browser session (a double click) ends the first: both would fill one box."""
+    services, lm_run, _, _ = trained
+    switches = generate_panel.StopSwitches()
+    first = generate_panel.on_generate(services, switches, lm_run, "the", 500, 1.0, 0, 1.0, 1, session="mine",
+                                       interval_s=0)
+    seen = [next(first) for _ in range(5)]
+    second = generate_panel.on_generate(services, switches, lm_run, "the", 30, 1.0, 0, 1.0, 2, session="mine",
+                                        interval_s=0)
+    next(second)
+    rest = list(first)
+    assert len(seen[-1]) + len(rest) < 20  # stopped after the token being sampled, far before 500
+    assert len(list(second)[-1]) == 30  # the new one runs to its end
+    assert len(switches) == 0
+
+
 @pytest.mark.parametrize("kwargs, message", [
     (dict(max_new_tokens=0), "max_new_tokens: Input should be greater than or equal to 1"),
     (dict(max_new_tokens=100_000), "max_new_tokens: Input should be less than or equal to 2000"),
