@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_generate_parser(commands) -> None:
-    from backend.generation_settings import GenerationSettings  # pydantic only: the CLI still starts fast
+    from backend.serving.generation_settings import GenerationSettings  # pydantic only: the CLI still starts fast
 
     generate = commands.add_parser("generate", help="Continue a prompt with a finished text-generation run.")
     generate.add_argument("--run", type=int, required=True)
@@ -167,7 +167,7 @@ def _services(settings):
 
 
 def cmd_ingest(settings, args):
-    from backend.data import IngestOptions, ingest, ingest_summary
+    from backend.data.store import IngestOptions, ingest, ingest_summary
 
     services = _services(settings)
     options = IngestOptions(task=args.task, text_column=args.text_column, label_column=args.label_column,
@@ -231,7 +231,7 @@ def cmd_resume(settings, args):
 
 
 def cmd_predict(settings, args):
-    from backend.inference import load_predictor
+    from backend.tasks.text_classification.predictor import load_predictor
 
     services = _services(settings)
     run = services.repo.get_run(args.run)
@@ -253,8 +253,8 @@ def cmd_generate(settings, args):
     """Write a continuation of the prompt; one JSON object with the settings used (seed included)."""
     from pydantic import ValidationError
 
-    from backend.generation import load_generator
-    from backend.generation_settings import GenerationSettings, check_prompt, language_model_folder
+    from backend.tasks.text_generation.generator import load_generator
+    from backend.serving.generation_settings import GenerationSettings, check_prompt, language_model_folder
 
     given = {name: getattr(args, name) for name in GenerationSettings.model_fields}
     try:
@@ -275,8 +275,8 @@ EXPORT_FORMATS = ("zip", "space", "space-zip")
 
 def cmd_export(settings, args):
     """Write a run's model as a zip or a Space; JSON with run_id, format, path and files."""
-    from backend.export import export_zip
-    from backend.space_export import export_space
+    from backend.sharing.export import export_zip
+    from backend.sharing.space import export_space
 
     if args.format not in EXPORT_FORMATS:
         raise BadInput(f"--format '{args.format}' is unknown; use one of: {', '.join(EXPORT_FORMATS)}.")
@@ -296,7 +296,7 @@ def cmd_export(settings, args):
 
 def cmd_import(settings, args):
     """Import a model zip as a succeeded run; JSON with run_id, task, labels and notes."""
-    from backend.export import import_limits, import_model
+    from backend.sharing.export import import_limits, import_model
 
     services = _services(settings)
     result = import_model(Path(args.path), services.repo, settings.runs_dir, name=args.name,

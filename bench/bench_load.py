@@ -139,7 +139,7 @@ def _small_lstm(dataset_id: int, **overrides):
 
 def run_bench(clients: int, seconds: float, data: Path, home: Path) -> dict:
     """Set up a home with a trained model, serve it, run the busy then idle load; returns the results."""
-    from backend.data import IngestOptions, ingest, load_split
+    from backend.data.store import IngestOptions, ingest, load_split
     from backend.services import build_services
     from backend.settings import Settings
     from ui.app import build_app, launch_kwargs

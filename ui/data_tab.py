@@ -8,9 +8,9 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from backend.data import IngestOptions, delete_dataset, ingest, ingest_summary, load_split, read_table, suggest_columns
+from backend.data.store import IngestOptions, delete_dataset, ingest, ingest_summary, load_split, read_table, suggest_columns
 from backend.services import Services
-from backend.uploads import discard_upload
+from backend.data.uploads import discard_upload
 from ui.errors import shows_errors, unchanged
 from ui.formatting import class_counts, dataset_choices, datasets_table, error_box, histogram, report_markdown
 

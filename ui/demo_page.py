@@ -3,7 +3,7 @@
 This is a Blocks of its own, mounted beside the main app (see ui/server.py), so its API holds
 only what is defined here: `/predict` (classification) and `/generate` (generation). Neither
 takes a run id: the token comes from the URL the request was made to, and every call looks it
-up again in the database (backend.demos.open_demo), so a revoked or expired link stops at once.
+up again in the database (backend.sharing.demos.open_demo), so a revoked or expired link stops at once.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import gradio as gr
 
-from backend.demos import (MAX_DEMO_NEW_TOKENS, DemoUnavailable, demo_predict, demo_stream, model_card,
+from backend.sharing.demos import (MAX_DEMO_NEW_TOKENS, DemoUnavailable, demo_predict, demo_stream, model_card,
                            open_demo)
 from backend.errors import UserError
 from backend.services import Services

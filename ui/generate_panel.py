@@ -17,8 +17,8 @@ import gradio as gr
 from pydantic import ValidationError
 
 from backend.errors import UserError
-from backend.generation import load_generator
-from backend.generation_settings import MAX_NEW_TOKENS, GenerationSettings, check_prompt, language_model_folder
+from backend.tasks.text_generation.generator import load_generator
+from backend.serving.generation_settings import MAX_NEW_TOKENS, GenerationSettings, check_prompt, language_model_folder
 from backend.services import Services
 from storage.repository import NotFound
 from ui.errors import user_message

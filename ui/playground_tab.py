@@ -16,11 +16,11 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from backend.batch import predict_file
-from backend.data import load_split
+from backend.serving.batch import predict_file
+from backend.data.store import load_split
 from backend.errors import UserError
-from backend.generation_settings import parse_run_id
-from backend.inference import load_predictor
+from backend.serving.generation_settings import parse_run_id
+from backend.tasks.text_classification.predictor import load_predictor
 from backend.services import Services
 from backend.settings import Settings
 from storage.records import RunRecord

@@ -15,7 +15,7 @@ import gradio as gr
 import pandas as pd
 
 from backend.config import RESUMABLE_STATUSES, RUN_STATUSES
-from backend.jobs import read_log_tail
+from backend.jobs.runner import read_log_tail
 from backend.services import Services
 from storage.records import RunRecord
 from storage.repository import NotFound

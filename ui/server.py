@@ -17,7 +17,7 @@ import gradio as gr
 from fastapi import FastAPI
 from starlette.routing import Mount
 
-from backend.demos import DEMO_PATH
+from backend.sharing.demos import DEMO_PATH
 from backend.services import Services
 from backend.settings import Settings
 from ui.app import CSS, THEME, launch_kwargs, private_paths

@@ -9,10 +9,10 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from backend.demos import MAX_EXPIRY_HOURS, demo_path, publish_demo, revoke_demo
+from backend.sharing.demos import MAX_EXPIRY_HOURS, demo_path, publish_demo, revoke_demo
 from backend.errors import UserError
-from backend.export import export_zip, import_limits, import_model
-from backend.space_export import export_space
+from backend.sharing.export import export_zip, import_limits, import_model
+from backend.sharing.space import export_space
 from backend.services import Services
 from backend.settings import Settings
 from storage.models import utcnow
@@ -140,10 +140,10 @@ def on_export_space(services: Services, run_id) -> str:
 @shows_errors
 def on_push_hub(services: Services, run_id, repo_id: str, token: str, private: bool, kind: str = "model") -> str:
     """Push the run to a Hub repo (its model, or a Space demo); the token serves this call only, never stored."""
-    from backend.hub import push_to_hub  # huggingface_hub loads only when someone pushes
+    from backend.sharing.hub import push_to_hub  # huggingface_hub loads only when someone pushes
 
     run = _run(services, run_id)
-    # backend.hub checks the name and the token before any network call and explains Hub errors.
+    # backend.sharing.hub checks the name and the token before any network call and explains Hub errors.
     url = push_to_hub(run, repo_id or "", token=token or "", private=bool(private), kind=kind or "model")
     what = "a Space" if kind == "space" else "a model repository"
     return f"Pushed **{run.name}** to {what}: [{url}]({url})."

@@ -169,7 +169,7 @@ def _task_of(kind: str) -> str:
 @shows_errors(fallback=error_box)
 def on_estimate(services: Services, dataset_id, task, kind, name, *values):
     """Measure two training steps of this config on this device; show params, memory, time per epoch."""
-    from backend.estimate import estimate
+    from backend.training.estimate import estimate
 
     config = build_config(dataset_id, task, kind, name, list(values))
     dataset = services.repo.get_dataset(config.dataset_id)

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from backend.data import IngestOptions, prepare_dataset
+from backend.data.store import IngestOptions, prepare_dataset
 from backend.errors import UserError
 
 LIMITS = {"max_bytes": 50 * 1024 * 1024, "max_rows": 1_000_000}

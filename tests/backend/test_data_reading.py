@@ -1,4 +1,4 @@
-"""Reading uploads: formats, encodings, delimiters, quoting, limits, column guesses (backend.reading, data)."""
+"""Reading uploads: formats, encodings, delimiters, quoting, limits, column guesses (backend.data.reading, data)."""
 
 import json
 import random
@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from backend.data import read_table, resolve_column, suggest_columns
+from backend.data.store import read_table, resolve_column, suggest_columns
 from backend.errors import UserError
 
 LIMITS = {"max_bytes": 50 * 1024 * 1024, "max_rows": 1_000_000}

@@ -11,8 +11,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import backend.data as data_module
-from backend.data import IngestOptions, ingest, ingest_summary, load_split, prepare_dataset, store_dataset
+import backend.data.store as data_module
+from backend.data.store import IngestOptions, ingest, ingest_summary, load_split, prepare_dataset, store_dataset
 from backend.errors import UserError
 
 SUMMARY_KEYS = {"dataset_id", "name", "rows", "train_rows", "validation_rows", "text_column", "label_column",

@@ -1,4 +1,4 @@
-"""backend.demos without a server: tokens, expiry, revocation, a removed model, input limits, the model card."""
+"""backend.sharing.demos without a server: tokens, expiry, revocation, a removed model, input limits, the model card."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from backend import demos
+from backend.sharing import demos
 from backend.errors import UserError
 from storage.models import utcnow
 from tests.ui.share_fixtures import fake_run

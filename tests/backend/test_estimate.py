@@ -7,7 +7,7 @@ import pytest
 
 from backend.config import LstmTemplate, TrainConfig
 from backend.errors import UserError
-from backend.estimate import estimate
+from backend.training.estimate import estimate
 from storage.records import DatasetRecord
 
 

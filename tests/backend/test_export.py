@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from backend.errors import UserError
-from backend.export import ImportLimits, export_zip, import_model
-from backend.generation import load_generator
-from backend.inference import load_predictor
+from backend.sharing.export import ImportLimits, export_zip, import_model
+from backend.tasks.text_generation.generator import load_generator
+from backend.tasks.text_classification.predictor import load_predictor
 from tests.backend.export_fixtures import CLASSIFIER_KINDS, GENERATOR_KINDS, record_run, trained_folder, tree
 from tests.backend.lm_fixtures import tiny_gpt2_folder
 
@@ -105,7 +105,7 @@ def _tiny_bert_classifier(folder: Path) -> Path:
     import torch
     from transformers import BertConfig, BertForSequenceClassification
 
-    from backend.tokenization import train_tokenizer
+    from backend.tasks.text_classification.tokenization import train_tokenizer
 
     tokenizer = train_tokenizer(["a good movie", "bad food", "town music rain"] * 10, "wordpiece", 80, 64)
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
@@ -195,7 +195,7 @@ def test_bytes_are_counted_while_unpacking_even_when_the_headers_agree(repo, set
     with zipfile.ZipFile(archive_path, "w") as archive:
         _model_members(archive)
     limits = ImportLimits(max_bytes=1000)
-    from backend import export
+    from backend.sharing import export
 
     with zipfile.ZipFile(archive_path) as archive:
         chosen, _ = export.select_members(archive.infolist())
@@ -264,7 +264,7 @@ def test_unknown_architecture_is_refused(repo, settings, tmp_path):
 
 
 def test_import_limits_come_from_the_settings(settings, monkeypatch):
-    from backend.export import import_limits
+    from backend.sharing.export import import_limits
     from backend.settings import Settings
 
     assert import_limits(settings) == ImportLimits()

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from backend.errors import UserError
-from backend.generation import clear_cache, load_generator, sample_token
+from backend.tasks.text_generation.generator import clear_cache, load_generator, sample_token
 from tests.backend.lm_fixtures import one_thread, trained
 
 KINDS = ["lstm-lm", "transformer-lm", "transformer-lm-finetune"]

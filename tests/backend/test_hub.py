@@ -14,7 +14,7 @@ import pytest
 from huggingface_hub import constants
 
 from backend.errors import UserError
-from backend.hub import push_model
+from backend.sharing.hub import push_model
 from tests.backend.export_fixtures import record_run
 
 UNREACHABLE = "http://127.0.0.1:9"  # the discard port: nothing listens, the connection is refused at once

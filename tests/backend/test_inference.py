@@ -8,8 +8,8 @@ import threading
 import pytest
 
 from backend.errors import UserError
-from backend.inference import load_predictor
-from backend.trainer import get_accelerator, train
+from backend.tasks.text_classification.predictor import load_predictor
+from backend.training.epochs import get_accelerator, train
 from tests.backend.training_fixtures import (Recorder, finetune_config, lstm_config, make_dataset, never, rule_dataset,
                                              rule_rows, scratch_config)
 

@@ -9,7 +9,7 @@ import pytest
 
 from backend.config import LstmTemplate, TrainConfig
 from backend.errors import Cancelled, UserError
-from backend.jobs import JobRunner, explain
+from backend.jobs.runner import JobRunner, explain
 
 
 @dataclass

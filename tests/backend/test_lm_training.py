@@ -13,11 +13,11 @@ from pydantic import ValidationError
 from backend.config import (LM_KINDS, TEMPLATES_BY_TASK, LstmLmTemplate, TrainConfig, TransformerLmFinetuneTemplate,
                             TransformerLmTemplate, default_config)
 from backend.errors import Cancelled, UserError
-from backend.lm_tokenization import build_char_tokenizer, characters_per_token, encode_corpus, train_bpe_tokenizer
-from backend.lm_trainer import (EvalBlocks, bits_per_character, evaluate_lm, learning_rate_at, lm_metrics,
+from backend.tasks.text_generation.tokenization import build_char_tokenizer, characters_per_token, encode_corpus, train_bpe_tokenizer
+from backend.training.windows import (EvalBlocks, bits_per_character, evaluate_lm, learning_rate_at, lm_metrics,
                                 make_eval_blocks, sample_batch)
-from backend.templates.transformer_lm import build_finetune_lm
-from backend.trainer import get_accelerator, latest_checkpoint, train
+from backend.tasks.text_generation.transformer_lm import build_finetune_lm
+from backend.training.epochs import get_accelerator, latest_checkpoint, train
 from tests.backend.lm_fixtures import (PATTERN, corpus_dataset, dataset, lstm_lm_config, one_thread, trained,
                                        transformer_lm_config)
 from tests.backend.training_fixtures import Recorder, never

@@ -2,8 +2,8 @@
 
 import pytest
 
-from backend import run_clock
-from backend.run_clock import RunClock
+from backend.training import run_clock
+from backend.training.run_clock import RunClock
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from backend.errors import UserError
-from backend.space_export import REQUIREMENTS, export_space, gradio_version
+from backend.sharing.space import REQUIREMENTS, export_space, gradio_version
 from tests.backend.export_fixtures import record_run
 
 TEXTS = ["a good movie with friends", "bad food in town", "good bad"]
@@ -157,7 +157,7 @@ def running_space(repo, settings, tmp_path):
 
 @pytest.mark.parametrize("kind", ["lstm", "transformer-scratch"])
 def test_space_app_predicts_like_the_app(kind, running_space):
-    from backend.inference import load_predictor
+    from backend.tasks.text_classification.predictor import load_predictor
 
     run, client = running_space(kind)
     expected = load_predictor(run.output_dir, device="cpu").predict(TEXTS)
@@ -170,7 +170,7 @@ def test_space_app_predicts_like_the_app(kind, running_space):
 
 @pytest.mark.parametrize("kind", ["lstm-lm", "transformer-lm"])
 def test_space_app_writes_the_apps_text_for_a_seed(kind, running_space):
-    from backend.generation import load_generator
+    from backend.tasks.text_generation.generator import load_generator
 
     run, client = running_space(kind)
     generator = load_generator(run.output_dir, device="cpu")

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.model_selection import train_test_split
 
-from backend.splitting import stratified_split
+from backend.data.splitting import stratified_split
 
 
 def sklearn_mask(label_codes: np.ndarray, n_validation: int, seed: int) -> np.ndarray:

@@ -9,10 +9,10 @@ import torch
 
 from backend.config import LstmTemplate, TrainConfig, TransformerScratchTemplate, TransformerTemplate
 from backend.errors import UserError
-from backend.templates import build_model, load_model, logits_of, save_model
-from backend.templates.lstm import LstmClassifier
-from backend.templates.transformer import build_finetuned, resolve_base_model
-from backend.tokenization import encode, pad_batch, train_tokenizer
+from backend.tasks.text_classification.templates import build_model, load_model, logits_of, save_model
+from backend.tasks.text_classification.lstm import LstmClassifier
+from backend.tasks.text_classification.transformer import build_finetuned, resolve_base_model
+from backend.tasks.text_classification.tokenization import encode, pad_batch, train_tokenizer
 from tests.backend.training_fixtures import rule_rows, tiny_bert_folder
 
 TEXTS = [text for text, _ in rule_rows(200, seed=5)]

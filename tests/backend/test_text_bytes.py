@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import backend.report as report
-import backend.text_bytes as text_bytes
-from backend.report import length_stats, take_rows, text_codes
-from backend.text_bytes import fingerprints, word_counts
+import backend.data.report as report
+import backend.data.text_bytes as text_bytes
+from backend.data.report import length_stats, take_rows, text_codes
+from backend.data.text_bytes import fingerprints, word_counts
 
 WORD = re.compile(r"[^ \t\n\v\f\r]+")  # \S+ over ASCII whitespace, as the tokenizers pre-split
 # Few characters, so that texts repeat and share prefixes; whitespace of every kind, control

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from backend.errors import Cancelled, UserError
-from backend.inference import load_predictor
-from backend.metrics import classification_metrics
-from backend.templates.lstm import LstmClassifier
-from backend.trainer import (LengthGroupedSampler, TrainState, check_ids, get_accelerator, latest_checkpoint,
+from backend.tasks.text_classification.predictor import load_predictor
+from backend.tasks.text_classification.metrics import classification_metrics
+from backend.tasks.text_classification.lstm import LstmClassifier
+from backend.training.epochs import (LengthGroupedSampler, TrainState, check_ids, get_accelerator, latest_checkpoint,
                              resolve_precision, save_checkpoint, train)
 from tests.backend.training_fixtures import (Recorder, finetune_config, lstm_config, make_dataset, never, rule_dataset,
                                              rule_rows, scratch_config, tiny_bert_folder)

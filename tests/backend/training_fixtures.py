@@ -61,7 +61,7 @@ def tiny_bert_folder(folder: Path) -> Path:
     """A tiny random BERT + WordPiece tokenizer saved in HF format: a local 'pretrained' base model."""
     from transformers import BertConfig, BertModel
 
-    from backend.tokenization import train_tokenizer
+    from backend.tasks.text_classification.tokenization import train_tokenizer
 
     tokenizer = train_tokenizer([text for text, _ in rule_rows(300, seed=3)], "wordpiece", 120, 64)
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,

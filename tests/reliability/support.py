@@ -21,7 +21,7 @@ from pathlib import Path
 from tests.conftest import PROJECT_ROOT
 
 APP = PROJECT_ROOT / "app.py"
-CHECKPOINT_STATE = "trainer_state.json"  # backend.checkpoints.CHECKPOINT_STATE: marks a complete checkpoint
+CHECKPOINT_STATE = "trainer_state.json"  # backend.training.checkpoints.CHECKPOINT_STATE: marks a complete checkpoint
 
 
 def free_port() -> int:
@@ -64,7 +64,7 @@ def tiny_lstm(dataset_id: int, **overrides):
 
 def ingest_toy(services, folder: Path, pairs: int = 200):
     """Store the toy CSV as a dataset; returns its record."""
-    from backend.data import IngestOptions, ingest
+    from backend.data.store import IngestOptions, ingest
 
     path = write_toy_csv(folder / "toy.csv", pairs)
     options = IngestOptions(text_column="message", label_column="verdict", validation_fraction=0.1)

@@ -12,7 +12,7 @@ What lands in `output_dir`:
 
 `train` is the single entry point for every task: it holds the process-wide training lock,
 picks the accelerator, turns out-of-memory into a UserError, and hands text-generation runs to
-`backend.lm_trainer`. Batching lives in `backend.batching`, checkpoints in `backend.checkpoints`.
+`backend.training.windows`. Batching lives in `backend.tasks.text_classification.batching`, checkpoints in `backend.training.checkpoints`.
 """
 
 from __future__ import annotations
@@ -35,22 +35,22 @@ from torch import nn
 from torch.utils.data import DataLoader
 from transformers import PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 
-from backend.batching import (Collator, EncodedDataset, LengthGroupedSampler, check_ids,  # noqa: F401 (re-exported)
+from backend.tasks.text_classification.batching import (Collator, EncodedDataset, LengthGroupedSampler, check_ids,  # noqa: F401 (re-exported)
                                eval_loader)
-from backend.checkpoints import (CHECKPOINTS_DIR, begin_run, latest_checkpoint, load_checkpoint,  # noqa: F401 (re-exported)
+from backend.training.checkpoints import (CHECKPOINTS_DIR, begin_run, latest_checkpoint, load_checkpoint,  # noqa: F401 (re-exported)
                                  publish, save_checkpoint)
 from backend.config import TrainConfig
-from backend.devices import (default_device, get_accelerator, is_out_of_memory,  # noqa: F401 (re-exported)
+from backend.training.devices import (default_device, get_accelerator, is_out_of_memory,  # noqa: F401 (re-exported)
                              resolve_device, resolve_precision, training_lock)
-from backend.data import load_split
+from backend.data.store import load_split
 from backend.errors import Cancelled, UserError
-from backend.inference import Predictor
-from backend.metrics import classification_metrics
-from backend.model_card import write_model_card
-from backend.run_clock import RunClock
+from backend.tasks.text_classification.predictor import Predictor
+from backend.tasks.text_classification.metrics import classification_metrics
+from backend.sharing.model_card import write_model_card
+from backend.training.run_clock import RunClock
 from backend.settings import Settings
-from backend.templates import OWN_TOKENIZER_KINDS, build_model, logits_of, num_labels_of, save_model, vocab_size_of
-from backend.tokenization import encode, load_tokenizer_file
+from backend.tasks.text_classification.templates import OWN_TOKENIZER_KINDS, build_model, logits_of, num_labels_of, save_model, vocab_size_of
+from backend.tasks.text_classification.tokenization import encode, load_tokenizer_file
 from storage.records import DatasetRecord
 
 log = logging.getLogger(__name__)
@@ -64,13 +64,13 @@ class TrainResult:
     """What a finished run hands back: best validation metrics and where its model is."""
 
     # classification: accuracy, macro_precision, macro_recall, macro_f1, loss, per_class, confusion_matrix,
-    # labels; text generation: loss, perplexity, bits_per_char, train_loss, ... (see backend.lm_trainer)
+    # labels; text generation: loss, perplexity, bits_per_char, train_loss, ... (see backend.training.windows)
     metrics: dict
     best_step: int
     output_dir: Path
     stop_reason: str = "completed"  # completed | early_stopping | time_budget
     predictor: Predictor | None = field(default=None, repr=False)  # the best classifier, still in memory
-    generator: object | None = field(default=None, repr=False)  # the best language model (backend.generation)
+    generator: object | None = field(default=None, repr=False)  # the best language model (backend.tasks.text_generation.generator)
 
 
 # --- data: token ids in memory, dynamic padding, length-grouped batches -----------------------
@@ -148,7 +148,7 @@ def train(config: TrainConfig, dataset: DatasetRecord, output_dir: Path, *, on_p
             accelerator = get_accelerator(settings.device, settings.mixed_precision)
         accelerator.free_memory()  # forget what a previous run registered: save_state saves all of it
         if config.task == "text-generation":
-            from backend.lm_trainer import train_lm  # imported here: it builds on this module
+            from backend.training.windows import train_lm  # imported here: it builds on this module
 
             return train_lm(config, dataset, output_dir, on_progress, should_stop, resume, accelerator)
         return _train(config, dataset, output_dir, on_progress, should_stop, resume, accelerator)

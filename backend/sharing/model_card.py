@@ -57,7 +57,7 @@ def render_model_card(config: TrainConfig, dataset: DatasetRecord, metrics: dict
         lines += ["With Hugging Face transformers:", "", "```python", "from transformers import pipeline", "",
                   'classifier = pipeline("text-classification", model="path/to/this/folder")',
                   f'print(classifier(["some text"], truncation=True, max_length={config.max_length}))', "```", ""]
-    lines += ["With Modelsmith (in this project):", "", "```python", "from backend.inference import load_predictor", "",
+    lines += ["With Modelsmith (in this project):", "", "```python", "from backend.tasks.text_classification.predictor import load_predictor", "",
               'predictor = load_predictor("path/to/this/folder")',
               'print(predictor.predict(["some text"]))  # [{"label": ..., "scores": {label: probability}}]',
               "```", ""]
@@ -100,7 +100,7 @@ def render_generation_card(config: TrainConfig, dataset: DatasetRecord, metrics:
                   'writer = pipeline("text-generation", model="path/to/this/folder")',
                   'print(writer("Once upon a time", max_new_tokens=100, do_sample=True)[0]["generated_text"])',
                   "```", ""]
-    lines += ["With Modelsmith (in this project):", "", "```python", "from backend.generation import load_generator", "",
+    lines += ["With Modelsmith (in this project):", "", "```python", "from backend.tasks.text_generation.generator import load_generator", "",
               'generator = load_generator("path/to/this/folder")',
               'print(generator.generate("Once upon a time", max_new_tokens=100, seed=0))',
               "```", ""]

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from backend.data import suggest_columns
+from backend.data.store import suggest_columns
 from backend.errors import UserError
-from backend.inference import load_predictor
-from backend.metrics import classification_metrics
-from backend.reading import read_table
+from backend.tasks.text_classification.predictor import load_predictor
+from backend.tasks.text_classification.metrics import classification_metrics
+from backend.data.reading import read_table
 from backend.settings import Settings
 
 PREVIEW_ROWS = 20

@@ -313,11 +313,11 @@ def check_loads(folder: Path, task: str) -> None:
     """Load the model once from safetensors (no cache), so a broken archive fails before it is recorded."""
     try:
         if task == "text-generation":
-            from backend.templates.language_model import load_lm
+            from backend.tasks.text_generation.templates import load_lm
 
             load_lm(folder)
         else:
-            from backend.templates import load_model
+            from backend.tasks.text_classification.templates import load_model
 
             load_model(folder)
     except UserError:

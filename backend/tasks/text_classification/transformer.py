@@ -25,7 +25,7 @@ from transformers import (AutoConfig, AutoModelForSequenceClassification, AutoTo
 
 from backend.config import DEFAULT_ENCODER, TransformerScratchTemplate, TransformerTemplate
 from backend.errors import UserError
-from backend.tokenization import train_tokenizer
+from backend.tasks.text_classification.tokenization import train_tokenizer
 
 log = logging.getLogger(__name__)
 

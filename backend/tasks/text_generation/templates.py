@@ -14,9 +14,9 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from backend.config import TrainConfig
-from backend.lm_tokenization import build_lm_tokenizer
-from backend.templates.lstm_lm import LstmLanguageModel, build_lstm_lm, is_lstm_lm_folder, load_lstm_lm, save_lstm_lm
-from backend.templates.transformer_lm import (build_finetune_lm, build_gpt2, load_causal_lm, max_positions,
+from backend.tasks.text_generation.tokenization import build_lm_tokenizer
+from backend.tasks.text_generation.lstm_lm import LstmLanguageModel, build_lstm_lm, is_lstm_lm_folder, load_lstm_lm, save_lstm_lm
+from backend.tasks.text_generation.transformer_lm import (build_finetune_lm, build_gpt2, load_causal_lm, max_positions,
                                               save_causal_lm)
 
 OWN_TOKENIZER_LM_KINDS: tuple[str, ...] = ("lstm-lm", "transformer-lm")  # vocabulary built per run

@@ -147,7 +147,7 @@ def demo_predict(repo: Repository, token: str | None, text: str | None) -> dict[
     text = _check_text(text, "text")
     if not text.strip():
         raise UserError("Type a text to classify first.")
-    from backend.inference import load_predictor  # torch loads only when a demo is used
+    from backend.tasks.text_classification.predictor import load_predictor  # torch loads only when a demo is used
 
     return load_predictor(target.model_dir).predict([text])[0]["scores"]
 
@@ -166,7 +166,7 @@ def demo_stream(repo: Repository, token: str | None, prompt: str | None, *, max_
     max_new_tokens = int(max_new_tokens)
     if not 1 <= max_new_tokens <= MAX_DEMO_NEW_TOKENS:
         raise UserError(f"Length must be between 1 and {MAX_DEMO_NEW_TOKENS} tokens (got {max_new_tokens}).")
-    from backend.generation import load_generator  # torch loads only when a demo is used
+    from backend.tasks.text_generation.generator import load_generator  # torch loads only when a demo is used
 
     generator = load_generator(target.model_dir)
     checked = [time.monotonic()]

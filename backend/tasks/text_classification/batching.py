@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from backend.errors import UserError
-from backend.tokenization import pad_batch
+from backend.tasks.text_classification.tokenization import pad_batch
 
 GROUP_CHUNK_BATCHES = 50  # length grouping sorts chunks of 50 batches: similar lengths, still shuffled
 

@@ -1,7 +1,7 @@
 """Load a finished run once (cached) and classify texts with it.
 
 Weights are read from safetensors only. Texts are tokenized and padded exactly as during
-evaluation (backend.tokenization.encode / pad_batch), so a reloaded model gives the scores the
+evaluation (backend.tasks.text_classification.tokenization.encode / pad_batch), so a reloaded model gives the scores the
 trainer saw. The tokenizer's Rust backend is not safe to call from two threads at once (its
 truncation settings are mutable state), hence the lock around tokenization.
 """
@@ -19,9 +19,9 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from backend.errors import UserError
-from backend.model_cache import RunFolderCache
-from backend.templates import load_model, logits_of
-from backend.tokenization import encode, pad_batch
+from backend.serving.model_cache import RunFolderCache
+from backend.tasks.text_classification.templates import load_model, logits_of
+from backend.tasks.text_classification.tokenization import encode, pad_batch
 
 log = logging.getLogger(__name__)
 

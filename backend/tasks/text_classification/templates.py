@@ -16,8 +16,8 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from backend.config import TrainConfig
-from backend.templates.lstm import LstmClassifier, build_lstm, is_lstm_folder, load_lstm, save_lstm
-from backend.templates.transformer import build_finetuned, build_scratch, load_transformer, save_transformer
+from backend.tasks.text_classification.lstm import LstmClassifier, build_lstm, is_lstm_folder, load_lstm, save_lstm
+from backend.tasks.text_classification.transformer import build_finetuned, build_scratch, load_transformer, save_transformer
 
 TEMPLATE_KINDS: tuple[str, ...] = ("transformer", "transformer-scratch", "lstm")
 OWN_TOKENIZER_KINDS: tuple[str, ...] = ("transformer-scratch", "lstm")  # vocabulary learned per run

@@ -21,7 +21,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from backend.errors import UserError
-from backend.export import ExportResult, copy_model_files, export_name, model_folder, resolve_out
+from backend.sharing.export import ExportResult, copy_model_files, export_name, model_folder, resolve_out
 from storage.records import RunRecord
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ def space_info(run: RunRecord, folder: Path, title: str) -> dict:
     if kind == "modelsmith-lstm":
         return {"title": title, "task": run.task, "family": "lstm", "max_length": int(config["max_length"]),
                 "labels": list(config["labels"])}
-    # As backend.templates.transformer.load_transformer: the tokenizer's limit and the positions cap it.
+    # As backend.tasks.text_classification.transformer.load_transformer: the tokenizer's limit and the positions cap it.
     tokenizer_config = _read_json(folder / "tokenizer_config.json")
     limits = [int(value) for value in (tokenizer_config.get("model_max_length"), config.get("max_position_embeddings"))
               if isinstance(value, (int, float)) and value > 0]

@@ -53,6 +53,6 @@ def cache_key(output_dir: Path | str) -> tuple[str, int]:
 
 def default_device_name() -> str:
     """The device training uses in this process (models are served where they were trained)."""
-    from backend.devices import default_device
+    from backend.training.devices import default_device
 
     return str(default_device())

@@ -28,11 +28,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from backend.errors import UserError
-from backend.reading import (LABEL_HINTS, TEXT_HINTS, ReadResult, TableRead, normalise, plural, read_arrow,
+from backend.data.reading import (LABEL_HINTS, TEXT_HINTS, ReadResult, TableRead, normalise, plural, read_arrow,
                              read_table, read_text)
-from backend.report import (TOKEN_ESTIMATE, build_report, content_hash, duplicate_stats, length_stats,
+from backend.data.report import (TOKEN_ESTIMATE, build_report, content_hash, duplicate_stats, length_stats,
                             text_codes)
-from backend.splitting import stratified_split
+from backend.data.splitting import stratified_split
 from storage.records import DatasetRecord
 
 __all__ = ["IngestOptions", "IngestOutcome", "PreparedDataset", "ReadResult", "build_report", "ingest",

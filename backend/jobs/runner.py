@@ -264,7 +264,7 @@ class JobRunner:
     def _train(self, config, dataset, output_dir, run_id, stop, resume):
         train_fn = self._train_fn
         if train_fn is None:
-            from backend.trainer import train as train_fn  # torch is imported only when a job runs
+            from backend.training.epochs import train as train_fn  # torch is imported only when a job runs
         self._log_line(output_dir, f"{'resuming' if resume else 'starting'} {config.template.kind} "
                                    f"on dataset {dataset.id} ({dataset.train_rows} training rows)")
         return train_fn(config, dataset, output_dir, on_progress=lambda step, values: self._record(

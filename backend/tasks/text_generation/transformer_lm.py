@@ -25,7 +25,7 @@ from transformers import (AutoConfig, AutoModelForCausalLM, AutoTokenizer, GPT2C
 
 from backend.config import TransformerLmFinetuneTemplate, TransformerLmTemplate
 from backend.errors import UserError
-from backend.templates.transformer import resolve_base_model
+from backend.tasks.text_classification.transformer import resolve_base_model
 
 log = logging.getLogger(__name__)
 

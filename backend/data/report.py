@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from backend.text_bytes import fingerprints, word_counts
+from backend.data.text_bytes import fingerprints, word_counts
 
 TOKENS_PER_WORD = 1.3
 TOKEN_ESTIMATE = "whitespace words x 1.3"

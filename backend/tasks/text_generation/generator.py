@@ -30,9 +30,9 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from backend.errors import UserError
-from backend.model_cache import RunFolderCache
-from backend.templates.language_model import load_lm
-from backend.templates.lstm_lm import LstmLanguageModel
+from backend.serving.model_cache import RunFolderCache
+from backend.tasks.text_generation.templates import load_lm
+from backend.tasks.text_generation.lstm_lm import LstmLanguageModel
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ The learning rate warms up, then follows a cosine down to a tenth of its peak. W
 budget, "how far along" is the larger of steps done and time spent, so a run cut short by its
 budget still ends at a low learning rate.
 
-Called by `backend.trainer.train` (which holds the training lock and picks the accelerator);
+Called by `backend.training.epochs.train` (which holds the training lock and picks the accelerator);
 lands in `output_dir` the same files as a classifier run, plus generation_config.json for
 Transformer models.
 """
@@ -40,16 +40,16 @@ from tokenizers import Tokenizer
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from backend.checkpoints import begin_run, load_checkpoint, publish, save_checkpoint
+from backend.training.checkpoints import begin_run, load_checkpoint, publish, save_checkpoint
 from backend.config import TrainConfig
-from backend.data import load_split
+from backend.data.store import load_split
 from backend.errors import Cancelled, UserError
-from backend.generation import Generator
-from backend.lm_tokenization import encode_corpus, wrap_lm_tokenizer
-from backend.run_clock import RunClock
-from backend.templates.language_model import OWN_TOKENIZER_LM_KINDS, build_lm, lm_logits, save_lm
-from backend.templates.lstm_lm import LstmLanguageModel, load_lstm_lm_weights
-from backend.trainer import ProgressFn, TrainResult, finish_run, patience_spent
+from backend.tasks.text_generation.generator import Generator
+from backend.tasks.text_generation.tokenization import encode_corpus, wrap_lm_tokenizer
+from backend.training.run_clock import RunClock
+from backend.tasks.text_generation.templates import OWN_TOKENIZER_LM_KINDS, build_lm, lm_logits, save_lm
+from backend.tasks.text_generation.lstm_lm import LstmLanguageModel, load_lstm_lm_weights
+from backend.training.epochs import ProgressFn, TrainResult, finish_run, patience_spent
 from storage.records import DatasetRecord
 
 log = logging.getLogger(__name__)

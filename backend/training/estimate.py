@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from backend.config import TrainConfig
-from backend.data import load_split
+from backend.data.store import load_split
 from backend.errors import UserError
 from storage.records import DatasetRecord
 
@@ -87,9 +87,9 @@ def estimate(config: TrainConfig, dataset: DatasetRecord) -> Estimate:
     """Build the run's model, time two optimizer steps on real batches, scale to an epoch."""
     if config.task == "text-generation":
         return _estimate_language_model(config, dataset)
-    from backend.devices import default_device
-    from backend.templates import build_model, logits_of
-    from backend.tokenization import encode, pad_batch
+    from backend.training.devices import default_device
+    from backend.tasks.text_classification.templates import build_model, logits_of
+    from backend.tasks.text_classification.tokenization import encode, pad_batch
 
     frame = load_split(dataset, "train")
     texts = frame["text"].astype(str).tolist()
@@ -163,10 +163,10 @@ def _summarise(config: TrainConfig, device: torch.device, model: nn.Module, acti
 
 def _estimate_language_model(config: TrainConfig, dataset: DatasetRecord) -> Estimate:
     """Build the language model on a sample of the text, time two steps on random windows."""
-    from backend.devices import default_device
-    from backend.lm_tokenization import encode_corpus
-    from backend.lm_trainer import read_text, sample_batch
-    from backend.templates.language_model import build_lm, lm_logits
+    from backend.training.devices import default_device
+    from backend.tasks.text_generation.tokenization import encode_corpus
+    from backend.training.windows import read_text, sample_batch
+    from backend.tasks.text_generation.templates import build_lm, lm_logits
 
     text = read_text(dataset, "train")
     sample = text[:SAMPLE_CHARS]

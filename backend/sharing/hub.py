@@ -1,7 +1,7 @@
 """Push a run to the Hugging Face Hub: as a model repository, or as a Space running its demo.
 
 Nothing is half-done: every file is first written into a local staging folder (the model files,
-or a whole Space from backend.space_export); only once that folder is complete is the repository
+or a whole Space from backend.sharing.space); only once that folder is complete is the repository
 created, and the folder then goes up in one commit (`upload_folder`). Any failure becomes a
 UserError that says what to do: no token (checked before any network call), offline mode, no
 route to the Hub's host, a refused token, a repository name the Hub does not accept.
@@ -18,8 +18,8 @@ from typing import Literal
 from urllib.parse import urlparse
 
 from backend.errors import UserError
-from backend.export import copy_model_files, model_folder
-from backend.space_export import write_space
+from backend.sharing.export import copy_model_files, model_folder
+from backend.sharing.space import write_space
 from storage.records import RunRecord
 
 log = logging.getLogger(__name__)

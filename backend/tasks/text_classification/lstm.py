@@ -26,8 +26,8 @@ from tokenizers import Tokenizer
 from transformers import PreTrainedTokenizerFast
 
 from backend.config import DEFAULT_ENCODER, LstmTemplate
-from backend.templates.transformer import resolve_base_model
-from backend.tokenization import load_tokenizer_file, train_tokenizer, wrap_tokenizer
+from backend.tasks.text_classification.transformer import resolve_base_model
+from backend.tasks.text_classification.tokenization import load_tokenizer_file, train_tokenizer, wrap_tokenizer
 
 MODEL_KIND = "modelsmith-lstm"  # marks our config.json apart from a Hugging Face one
 PRETRAINED_EMBEDDINGS = "embeddings.word_embeddings.weight"  # input word vectors inside the bundled encoder
