@@ -42,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     ingest = commands.add_parser("ingest", help="Upload a dataset file into the store.")
     ingest.add_argument("path")
     ingest.add_argument("--validation", help="Optional separate validation file.")
-    ingest.add_argument("--task", default="text-classification", choices=["text-classification", "text-generation"])
+    from backend.tasks.registry import DEFAULT_TASK, TASKS  # pydantic only: the CLI still starts fast
+
+    ingest.add_argument("--task", default=DEFAULT_TASK, choices=list(TASKS))
     ingest.add_argument("--text-column")
     ingest.add_argument("--label-column")
     ingest.add_argument("--name")
@@ -206,10 +208,10 @@ def _headline(metrics: dict) -> dict:
 
 
 def cmd_train(settings, args):
-    from backend.config import TEMPLATE_CLASSES, apply_overrides, default_config
+    from backend.config import apply_overrides, default_config, template_classes
 
-    if args.template not in TEMPLATE_CLASSES:
-        raise BadInput(f"Unknown template '{args.template}'. Choose one of: {', '.join(TEMPLATE_CLASSES)}.")
+    if args.template not in template_classes():
+        raise BadInput(f"Unknown template '{args.template}'. Choose one of: {', '.join(template_classes())}.")
     overrides = {}
     for item in args.set:
         if "=" not in item:
@@ -231,6 +233,7 @@ def cmd_resume(settings, args):
 
 
 def cmd_predict(settings, args):
+    from backend.tasks.registry import get_task
     from backend.tasks.text_classification.predictor import load_predictor
 
     services = _services(settings)
@@ -238,7 +241,7 @@ def cmd_predict(settings, args):
     if run.status != "succeeded" or not run.output_dir:
         raise BadInput(f"Run {run.id} is {run.status}; only succeeded runs can predict. "
                        "Pick a succeeded run from `python app.py runs`.")
-    if run.task == "text-generation":
+    if get_task(run.task).panel != "classify":
         raise BadInput(f"Run {run.id} is a text-generation model: it writes text rather than classify it. "
                        f'Use `python app.py generate --run {run.id} "a prompt"`, or pick a classification run.')
     return load_predictor(Path(run.output_dir)).predict(list(args.texts)), 0

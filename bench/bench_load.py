@@ -130,7 +130,8 @@ def free_port() -> int:
 
 
 def _small_lstm(dataset_id: int, **overrides):
-    from backend.config import LstmTemplate, TrainConfig
+    from backend.config import TrainConfig
+    from backend.tasks.text_classification.configs import LstmTemplate
 
     values = dict(dataset_id=dataset_id, template=LstmTemplate(vocab_size=2000, embedding_dim=32, hidden_size=32),
                   epochs=1, batch_size=32, learning_rate=0.005, max_length=64, log_every_steps=10, seed=1)

@@ -9,7 +9,7 @@ Each measurement runs in a fresh subprocess (no run inherits another's caches, t
 Accelerate state):
 - ../shared/data/tiny_shakespeare/input.txt is read by backend.data.store.prepare_dataset as a
   text-generation dataset (90/10 split by position, as nanoGPT does) into a temporary folder;
-- backend.training.epochs.train runs backend.config.default_config(<template>) with character
+- backend.training.run.train runs backend.config.default_config(<template>) with character
   tokenization, time_budget_seconds=<budget> and max_steps=10,000,000 so the budget (not the
   epoch count) ends the run; `--set` overrides any other setting;
 - the saved run folder is reloaded with backend.tasks.text_generation.generator.load_generator, scored on the *whole*
@@ -96,7 +96,7 @@ def child(job: dict) -> dict:
     from backend.config import apply_overrides, default_config
     from backend.tasks.text_generation.generator import load_generator
     from backend.training.windows import read_text
-    from backend.training.epochs import get_accelerator, train
+    from backend.training.run import get_accelerator, train
 
     with tempfile.TemporaryDirectory(prefix="modelsmith-shakespeare-") as tmp:
         folder = Path(tmp)

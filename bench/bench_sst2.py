@@ -8,7 +8,7 @@ What runs, each measurement in a fresh subprocess (so no run inherits another's 
 Accelerate state):
 - ours-<template>: ../shared/data/sst2/train.csv (validation = dev.csv) ingested with
   backend.data.store.prepare_dataset + store_dataset into a temporary home, trained by
-  backend.training.epochs.train with backend.config.default_config(<template>) (`--epochs` and `--set
+  backend.training.run.train with backend.config.default_config(<template>) (`--epochs` and `--set
   key=value` override it; the README's figures use neither), the saved run folder reloaded with backend.tasks.text_classification.predictor.load_predictor and scored on
   test.csv;
 - plain-hf-transformer: a plain `transformers.Trainer` on the same CSVs with the same base model
@@ -88,7 +88,7 @@ def run_ours(job: dict) -> dict:
     from backend.tasks.text_classification.predictor import load_predictor
     from backend.services import build_services
     from backend.settings import Settings
-    from backend.training.epochs import train
+    from backend.training.run import train
 
     services = build_services(Settings(home=Path(job["home"])))
     try:

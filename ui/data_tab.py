@@ -8,15 +8,18 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from backend.data.store import IngestOptions, delete_dataset, ingest, ingest_summary, load_split, read_table, suggest_columns
-from backend.services import Services
+from backend.data.store import IngestOptions, ingest_summary, load_split, read_table, suggest_columns
+from backend.services import Services, default_task, get_task, list_tasks
 from backend.data.uploads import discard_upload
 from ui.errors import shows_errors, unchanged
 from ui.formatting import class_counts, dataset_choices, datasets_table, error_box, histogram, report_markdown
 
 PREVIEW_ROWS = 20
-TASKS = [("Text classification (text → label)", "text-classification"),
-         ("Text generation (learn to write like the text)", "text-generation")]
+
+
+def task_choices() -> list[tuple[str, str]]:
+    """(label, name) of every registered task, for the upload's task radio."""
+    return [(task.upload_label, task.name) for task in list_tasks()]
 NO_COLUMN = "(none)"
 FILE_TYPES = [".csv", ".tsv", ".json", ".jsonl", ".parquet", ".txt"]
 UPLOAD_HINT = "Upload a CSV, TSV, JSON, JSONL, Parquet or TXT file to see its first rows here."
@@ -49,8 +52,8 @@ def on_upload(services: Services, path: str | None):
 
 
 def on_task_change(task: str):
-    """Text generation has no label: hide the label column picker."""
-    return gr.update(visible=task == "text-classification")
+    """Show the label column picker only for a task that needs one (text generation has no label)."""
+    return gr.update(visible=get_task(task).needs_label_column if task else True)
 
 
 def _ingest_failed(message: str):
@@ -68,11 +71,10 @@ def on_ingest(services: Services, path: str | None, task: str, text_column: str 
         raise gr.Error("This upload was already ingested and removed from the upload cache. "
                        "Upload the file again to ingest it again.", print_exception=False)
     options = IngestOptions(task=task, text_column=text_column or None,
-                            label_column=None if label_column in (None, "", NO_COLUMN) or task != "text-classification"
+                            label_column=None if label_column in (None, "", NO_COLUMN) or not get_task(task).needs_label_column
                             else label_column,
                             validation_fraction=float(validation_percent) / 100.0, name=(name or "").strip() or None)
-    outcome = ingest(Path(path), options, validation_path=Path(validation_path) if validation_path else None,
-                     settings=services.settings, repo=services.repo)
+    outcome = services.ingest(Path(path), options, Path(validation_path) if validation_path else None)
     summary = ingest_summary(outcome)
     record = outcome.dataset
     # The stored Parquet is the dataset now: the raw upload must not linger in Gradio's served cache.
@@ -91,7 +93,7 @@ def refresh_datasets(services: Services, select: int | None = None):
 
     `select` picks that dataset in both pickers (the one just ingested).
     """
-    records = services.repo.list_datasets()
+    records = services.list_datasets()
     choices = dataset_choices(records)
     if select in {r.id for r in records}:
         return datasets_table(records), gr.update(choices=choices, value=select), gr.update(choices=choices,
@@ -106,7 +108,7 @@ def on_rename(services: Services, dataset_id: int | None, new_name: str):
         raise gr.Error("Pick a dataset to rename.", print_exception=False)
     if not (new_name or "").strip():
         raise gr.Error("Type the new name first.", print_exception=False)
-    services.repo.rename_dataset(int(dataset_id), new_name)
+    services.rename_dataset(int(dataset_id), new_name)
     gr.Info("Renamed.")
     return refresh_datasets(services, select=int(dataset_id))
 
@@ -118,7 +120,7 @@ def on_delete(services: Services, dataset_id: int | None, confirmed: bool):
         raise gr.Error("Pick a dataset to delete.", print_exception=False)
     if not confirmed:
         raise gr.Error("Tick “Yes, delete it” to confirm: deleting cannot be undone.", print_exception=False)
-    delete_dataset(services.repo, int(dataset_id))
+    services.delete_dataset(int(dataset_id))
     gr.Info(f"Dataset {dataset_id} deleted.")
     return (*refresh_datasets(services), False)
 
@@ -131,7 +133,7 @@ def on_table_select(evt: gr.SelectData):
 
 def on_page_load(services: Services, train_dataset_value):
     """A (re)loaded page shows the datasets stored since the app started."""
-    records = services.repo.list_datasets()
+    records = services.list_datasets()
     choices = dataset_choices(records)
     ids = {r.id for r in records}
     keep = train_dataset_value if train_dataset_value in ids else (records[0].id if records else None)
@@ -152,7 +154,7 @@ def build_data_tab(services: Services, train_dataset: gr.Dropdown):
             file_info = gr.Markdown(UPLOAD_HINT, elem_id="file-info")
             preview = gr.Dataframe(label="Preview (first rows)", interactive=False, max_height=330, wrap=True)
         with gr.Column(scale=2):
-            task = gr.Radio(TASKS, value="text-classification", label="Task")
+            task = gr.Radio(task_choices(), value=default_task().name, label="Task")
             text_column = gr.Dropdown([], label="Text column", info="The text the model reads.", elem_id="text-column")
             label_column = gr.Dropdown([NO_COLUMN], value=NO_COLUMN, label="Label column",
                                        info="What the model learns to predict.", elem_id="label-column")
@@ -171,7 +173,7 @@ def build_data_tab(services: Services, train_dataset: gr.Dropdown):
                                   height=260, x_label_angle=-30, y_lim=[0, None])
 
     gr.Markdown("### Stored datasets")
-    records = services.repo.list_datasets()
+    records = services.list_datasets()
     table = gr.Dataframe(datasets_table(records), interactive=False, max_height=300, elem_id="datasets-table")
     with gr.Row(equal_height=True):
         selected = gr.Dropdown(dataset_choices(records), value=None, label="Dataset (or click a row above)",

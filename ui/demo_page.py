@@ -13,10 +13,9 @@ from collections.abc import Iterator
 
 import gradio as gr
 
-from backend.sharing.demos import (MAX_DEMO_NEW_TOKENS, DemoUnavailable, demo_predict, demo_stream, model_card,
-                           open_demo)
+from backend.sharing.demos import MAX_DEMO_NEW_TOKENS, DemoUnavailable, model_card
 from backend.errors import UserError
-from backend.services import Services
+from backend.services import Services, task_of_run
 from ui.errors import user_message
 from ui.generate_panel import StopSwitches
 
@@ -50,11 +49,11 @@ def on_open(services: Services, request: gr.Request | None):
     model card accordion and the card's text.
     """
     try:
-        target = open_demo(services.repo, token_of(request))
+        target = services.open_demo(token_of(request))
     except DemoUnavailable as exc:
         hidden = gr.update(visible=False)
         return "## Demo not available", gr.update(value=str(exc), visible=True), hidden, hidden, hidden, ""
-    generates = target.run.task == "text-generation"
+    generates = task_of_run(target.run).panel == "generate"
     what = "writes text that continues your prompt" if generates else "sorts a text into one of its classes"
     title = f"## {target.run.name}\nA model trained with Modelsmith; it {what}."
     card = model_card(target)
@@ -65,7 +64,7 @@ def on_open(services: Services, request: gr.Request | None):
 def on_predict(services: Services, text: str | None, request: gr.Request | None) -> dict[str, float]:
     """Class probabilities of `text` from the link's classifier (the `/predict` endpoint)."""
     try:
-        return demo_predict(services.repo, token_of(request), text)
+        return services.demo_predict(token_of(request), text)
     except Exception as exc:
         raise _fail(exc) from None
 
@@ -81,7 +80,7 @@ def on_generate(services: Services, switches: StopSwitches, prompt: str | None, 
     stop = switches.start(session)
     text = ""
     try:
-        for piece in demo_stream(services.repo, token_of(request), prompt,
+        for piece in services.demo_stream(token_of(request), prompt,
                                  max_new_tokens=int(max_new_tokens or DEFAULT_NEW_TOKENS),
                                  temperature=float(temperature or 0.8), should_stop=stop.is_set):
             text += piece

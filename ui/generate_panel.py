@@ -18,9 +18,9 @@ from pydantic import ValidationError
 
 from backend.errors import UserError
 from backend.tasks.text_generation.generator import load_generator
-from backend.serving.generation_settings import MAX_NEW_TOKENS, GenerationSettings, check_prompt, language_model_folder
+from backend.serving.generation_settings import MAX_NEW_TOKENS, GenerationSettings, check_prompt
 from backend.services import Services
-from storage.repository import NotFound
+from backend.services import NotFound
 from ui.errors import user_message
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ def on_generate(services: Services, switches: StopSwitches, run_id, prompt, max_
     settings = read_settings(max_new_tokens, temperature, top_k, top_p, seed)
     try:
         prompt = check_prompt(prompt)
-        generator = load_generator(language_model_folder(services.repo, run_id))
+        generator = load_generator(services.language_model_folder(run_id))
         dropped = generator.dropped_characters(prompt)
     except (UserError, NotFound) as exc:
         raise gr.Error(str(exc), print_exception=False) from None

@@ -16,9 +16,7 @@ import pandas as pd
 
 from backend.config import RESUMABLE_STATUSES, RUN_STATUSES
 from backend.jobs.runner import read_log_tail
-from backend.services import Services
-from storage.records import RunRecord
-from storage.repository import NotFound
+from backend.services import NotFound, RunRecord, Services, default_task, get_task, task_names, task_of_run
 from ui.errors import shows_errors, unchanged
 from ui.formatting import (LOSS_KEYS, confusion_html, curves, per_class_table, progress_html, quality_keys,
                            run_choices, runs_table)
@@ -35,7 +33,7 @@ CLONE_OUTPUTS = 1 + 4 + len(form_fields())  # the tabs, then TrainForm.all_input
 
 
 def _dataset_names(services: Services) -> dict[int, str]:
-    return {d.id: d.name for d in services.repo.list_datasets()}
+    return {d.id: d.name for d in services.list_datasets()}
 
 
 def on_refresh_list(services: Services, status_filter: str | None, selected, shown=None):
@@ -44,7 +42,7 @@ def on_refresh_list(services: Services, status_filter: str | None, selected, sho
     `shown` is (fingerprint, newest run id) of what the page shows. A run newer than the page has
     seen gets selected, so launching a run and opening this tab follows it.
     """
-    everything = services.repo.list_runs()
+    everything = services.list_runs()
     newest = everything[0].id if everything else None
     names = _dataset_names(services)
     fingerprint = (status_filter, selected, tuple((r.id, r.name, r.status, round(r.progress, 3), bool(r.metrics),
@@ -66,7 +64,7 @@ def on_refresh_list(services: Services, status_filter: str | None, selected, sho
 
 def _empty_view(message: str = "Select a run to follow it."):
     frame = curves([], LOSS_KEYS, every_series=True)
-    quality = curves([], quality_keys("text-classification"), every_series=True)
+    quality = curves([], quality_keys(default_task().name), every_series=True)
     off = gr.update(interactive=False)
     return (f"<div class='ms-muted'>{html.escape(message)}</div>", "", gr.update(value=frame),
             gr.update(value=quality, y_lim=[0, 1]), gr.update(visible=False), pd.DataFrame(), "", "",
@@ -82,10 +80,10 @@ def on_refresh_run(services: Services, run_id, shown: str | None = None):
     if not run_id:
         return _empty_view()
     try:
-        run = services.repo.get_run(int(run_id))
+        run = services.get_run(int(run_id))
     except NotFound:
         return _empty_view(f"Run #{run_id} no longer exists. Pick another run.")
-    metrics = services.repo.get_metrics(run.id)
+    metrics = services.get_metrics(run.id)
     fingerprint = f"{run.id}:{run.status}:{len(metrics)}:{run.progress}:{run.finished_at}:{run.error}"
     if fingerprint == shown:
         return (*[gr.skip()] * (RUN_VIEW_SIZE - 1), shown)
@@ -108,7 +106,7 @@ def on_refresh_run(services: Services, run_id, shown: str | None = None):
 def _quality_range(task: str):
     # Scores of a classifier live in [0, 1]; a fixed axis keeps a flat 1.0 line readable. Bits per
     # char start near 4-10: [0, None] scales to them (None alone would keep the plot's earlier [0, 1]).
-    return [0, 1] if task == "text-classification" else [0, None]
+    return list(get_task(task).quality_range) if task in task_names() else [0, None]
 
 
 def on_hide_plots():
@@ -121,8 +119,9 @@ def _run_header(run: RunRecord) -> str:
     template = config.template.model_dump()
     settings = ", ".join(f"{k}={v}" for k, v in template.items() if k != "kind")
     # A language model trains max_steps when set (else epochs) and reads block_size, not max_length.
-    length = (f"max length {config.max_length}" if run.task == "text-classification" else "")
-    duration = (f"{config.max_steps} steps" if run.task == "text-generation" and config.max_steps
+    task = task_of_run(run)
+    length = (f"max length {config.max_length}" if task.uses_max_length else "")
+    duration = (f"{config.max_steps} steps" if task.uses_max_steps and config.max_steps
                 else f"{config.epochs} epochs")
     return (f"### #{run.id} {run.name}\n{run.task} · **{run.template}** · dataset #{run.dataset_id} · "
             f"{duration} · batch {config.batch_size} · learning rate {config.learning_rate:g}"
@@ -170,7 +169,7 @@ def on_clone(services: Services, run_id):
     """Open the Train tab prefilled with the selected run's config."""
     if not run_id:
         raise gr.Error("Pick a run first.", print_exception=False)
-    config = services.repo.get_run(int(run_id)).config
+    config = services.get_run(int(run_id)).config
     gr.Info(f"Settings of run #{run_id} copied: change what you like, then launch.")
     return (gr.update(selected="train"), *fill_from_config(config))
 
@@ -191,10 +190,10 @@ def on_compare(services: Services, run_ids, metric_key: str):
     frames, columns = [], {}
     for run_id in run_ids:
         try:
-            run = services.repo.get_run(run_id)
+            run = services.get_run(run_id)
         except NotFound:
             continue
-        frames.append(curves(services.repo.get_metrics(run_id, [metric_key]), {metric_key: label},
+        frames.append(curves(services.get_metrics(run_id, [metric_key]), {metric_key: label},
                              run_name=f"#{run.id} {run.name}"))
         flat = {"template": run.template, "dataset": run.dataset_id, "status": run.status}
         config = run.config.model_dump()
@@ -211,7 +210,7 @@ def on_compare(services: Services, run_ids, metric_key: str):
 
 def build_runs_tab(services: Services, train_form: TrainForm, tabs: gr.Tabs):
     """Lay out the Runs tab and its timer; returns (filter, run picker, outputs, list state) for the page load."""
-    runs = services.repo.list_runs()
+    runs = services.list_runs()
     with gr.Row(equal_height=True):
         status_filter = gr.Dropdown([ALL, *RUN_STATUSES], value=ALL, label="Show runs", scale=1)
         run_picker = gr.Dropdown(run_choices(runs), value=runs[0].id if runs else None, label="Follow run", scale=3,

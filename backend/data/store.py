@@ -33,6 +33,7 @@ from backend.data.reading import (LABEL_HINTS, TEXT_HINTS, ReadResult, TableRead
 from backend.data.report import (TOKEN_ESTIMATE, build_report, content_hash, duplicate_stats, length_stats,
                             text_codes)
 from backend.data.splitting import stratified_split
+from backend.tasks.registry import DEFAULT_TASK, TASKS
 from storage.records import DatasetRecord
 
 __all__ = ["IngestOptions", "IngestOutcome", "PreparedDataset", "ReadResult", "build_report", "ingest",
@@ -41,7 +42,6 @@ __all__ = ["IngestOptions", "IngestOutcome", "PreparedDataset", "ReadResult", "b
 
 log = logging.getLogger(__name__)
 
-TASKS = ("text-classification", "text-generation")
 PREVIEW_ROWS = 2000  # rows looked at when guessing columns from their content
 PART_BYTES = 16 << 20  # a split of more bytes than this is written as several files at once
 # Each concurrent Parquet writer holds ~15-20 MB of its own (measured on 1M rows); two halve the
@@ -54,7 +54,7 @@ _STORE_LOCK = threading.Lock()  # one hash check + rename + DB insert at a time 
 class IngestOptions:
     """What the person chose on upload; None columns are guessed from names and content."""
 
-    task: str = "text-classification"
+    task: str = DEFAULT_TASK
     text_column: str | None = None
     label_column: str | None = None
     validation_fraction: float = 0.1  # used only without a separate validation file
@@ -189,9 +189,7 @@ def prepare_dataset(path, options: IngestOptions, validation_path=None, *, max_b
     _check_options(options)
     path = Path(path)
     validation_path = Path(validation_path) if validation_path is not None else None
-    if options.task == "text-generation":
-        return _prepare_generation(path, options, validation_path, max_bytes, max_rows)
-    return _prepare_classification(path, options, validation_path, max_bytes, max_rows)
+    return TASKS[options.task].prepare(path, options, validation_path, max_bytes, max_rows)
 
 
 def _check_options(options: IngestOptions) -> None:
@@ -361,8 +359,9 @@ def _take_splits(rows: _Rows, is_validation: np.ndarray) -> tuple[pa.Table, pa.T
     return pa.table(sides[False]), pa.table(sides[True])
 
 
-def _prepare_classification(path: Path, options: IngestOptions, validation_path: Path | None,
-                            max_bytes: int, max_rows: int) -> PreparedDataset:
+def prepare_classification(path: Path, options: IngestOptions, validation_path: Path | None,
+                           max_bytes: int, max_rows: int) -> PreparedDataset:
+    """A text-classification dataset: text and label columns, cleaned, split stratified by label."""
     rows = _load_rows(path, options, validation_path, max_bytes, max_rows)
     labels, label_codes = _encode_labels(rows.table["label"])
     counts = np.bincount(label_codes, minlength=len(labels))
@@ -451,8 +450,9 @@ def _lines(text: str) -> list[str]:
     return pieces[:-1] if text.endswith("\n") else pieces
 
 
-def _prepare_generation(path: Path, options: IngestOptions, validation_path: Path | None,
-                        max_bytes: int, max_rows: int) -> PreparedDataset:
+def prepare_generation(path: Path, options: IngestOptions, validation_path: Path | None,
+                       max_bytes: int, max_rows: int) -> PreparedDataset:
+    """A text-generation corpus: one text, its held-out end the validation part."""
     corpus = _read_corpus(path, options, max_bytes, max_rows)
     warnings = list(corpus.warnings)
     if validation_path is not None:

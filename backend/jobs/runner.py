@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
@@ -264,7 +265,9 @@ class JobRunner:
     def _train(self, config, dataset, output_dir, run_id, stop, resume):
         train_fn = self._train_fn
         if train_fn is None:
-            from backend.training.epochs import train as train_fn  # torch is imported only when a job runs
+            from backend.training.run import train  # torch is imported only when a job runs
+
+            train_fn = partial(train, settings=self._settings)  # this runner's device and precision
         self._log_line(output_dir, f"{'resuming' if resume else 'starting'} {config.template.kind} "
                                    f"on dataset {dataset.id} ({dataset.train_rows} training rows)")
         return train_fn(config, dataset, output_dir, on_progress=lambda step, values: self._record(

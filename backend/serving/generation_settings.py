@@ -13,6 +13,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from backend.errors import UserError
+from backend.tasks.registry import get_task
 
 MAX_NEW_TOKENS = 2000  # a Playground request is interactive: longer texts belong in a script
 MAX_PROMPT_CHARS = 10_000  # an LSTM reads the whole prompt at once: its logits grow with the prompt
@@ -64,7 +65,7 @@ def language_model_folder(repo, run_id) -> Path:
     if run_id in (None, ""):
         raise UserError("Pick a finished text-generation run first (the Runs tab shows which ones succeeded).")
     run = repo.get_run(parse_run_id(run_id))  # NotFound says "Run N does not exist"
-    if run.task != "text-generation":
+    if get_task(run.task).panel != "generate":
         raise UserError(f"Run #{run.id} is a {run.task} model: it classifies texts and cannot write any. "
                         "Pick a text-generation run (templates lstm-lm, transformer-lm, transformer-lm-finetune).")
     if run.status != "succeeded" or not run.output_dir:

@@ -18,6 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from backend.errors import UserError
+from backend.tasks.registry import get_task
 from storage.models import utcnow
 from storage.records import DemoRecord, RunRecord
 from storage.repository import NotFound, Repository
@@ -142,7 +143,7 @@ def _check_text(text: str | None, what: str) -> str:
 def demo_predict(repo: Repository, token: str | None, text: str | None) -> dict[str, float]:
     """Class probabilities of one text from the token's classifier."""
     target = open_demo(repo, token)
-    if target.run.task != "text-classification":
+    if get_task(target.run.task).panel != "classify":
         raise UserError("This demo writes text: use its generate endpoint instead of predict.")
     text = _check_text(text, "text")
     if not text.strip():
@@ -160,7 +161,7 @@ def demo_stream(repo: Repository, token: str | None, prompt: str | None, *, max_
     Stops when `should_stop()` is true (the page's Stop button) or once the link is revoked.
     """
     target = open_demo(repo, token)
-    if target.run.task != "text-generation":
+    if get_task(target.run.task).panel != "generate":
         raise UserError("This demo classifies text: use its predict endpoint instead of generate.")
     prompt = _check_text(prompt, "prompt")
     max_new_tokens = int(max_new_tokens)

@@ -28,9 +28,11 @@ from pathlib import Path, PurePosixPath
 
 from pydantic import ValidationError
 
-from backend.config import (LstmLmTemplate, LstmTemplate, TrainConfig, TransformerLmFinetuneTemplate,
-                            TransformerTemplate)
+from backend.config import TrainConfig
+
+
 from backend.errors import UserError
+from backend.tasks.registry import get_task, list_tasks
 from storage.records import RunRecord
 from storage.repository import Repository
 
@@ -272,27 +274,17 @@ def describe_model(folder: Path, name: str) -> tuple[TrainConfig, str, list[str]
 
 
 def _infer_config(model_config: dict, name: str) -> TrainConfig:
-    kind = model_config.get("model_kind")
-    base = dict(name=name[:200], dataset_id=1)
-    try:
-        if kind == "modelsmith-lstm":
-            return TrainConfig(**base, task="text-classification",
-                               template=LstmTemplate.model_validate(model_config["template"]),
-                               max_length=int(model_config.get("max_length", 128)))
-        if kind == "modelsmith-lstm-lm":
-            return TrainConfig(**base, task="text-generation",
-                               template=LstmLmTemplate.model_validate(model_config["template"]))
-    except (KeyError, ValueError, TypeError) as exc:
-        raise UserError(f"config.json of this Modelsmith model is damaged ({exc}); export the run again.") from exc
-    architectures = [str(a) for a in model_config.get("architectures") or []]
+    """The config of a model folder without run_config.json: the first task that recognises its config.json."""
     origin = model_config.get("_name_or_path")
     origin = origin if isinstance(origin, str) and origin and not origin.startswith(("/", ".")) else "imported"
-    if any(a.endswith("ForSequenceClassification") for a in architectures):
-        return TrainConfig(**base, task="text-classification", template=TransformerTemplate(base_model=origin))
-    if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures):
-        positions = int(model_config.get("n_positions") or model_config.get("max_position_embeddings") or 128)
-        return TrainConfig(**base, task="text-generation", template=TransformerLmFinetuneTemplate(
-            base_model=origin, block_size=max(8, min(positions, 1024))))
+    for task in list_tasks():
+        try:
+            settings = task.infer_settings(model_config, origin)
+            if settings is not None:
+                return TrainConfig(name=name[:200], dataset_id=1, task=task.name, **settings)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise UserError(f"config.json of this Modelsmith model is damaged ({exc}); export the run again.") from exc
+    architectures = [str(a) for a in model_config.get("architectures") or []]
     raise UserError(f"config.json describes a {', '.join(architectures) or 'model without architectures'}; "
                     "Modelsmith imports text classifiers (…ForSequenceClassification) and language models "
                     "(…ForCausalLM), or its own exports.")
@@ -312,14 +304,7 @@ def model_labels(folder: Path) -> list[str]:
 def check_loads(folder: Path, task: str) -> None:
     """Load the model once from safetensors (no cache), so a broken archive fails before it is recorded."""
     try:
-        if task == "text-generation":
-            from backend.tasks.text_generation.templates import load_lm
-
-            load_lm(folder)
-        else:
-            from backend.tasks.text_classification.templates import load_model
-
-            load_model(folder)
+        get_task(task).load_model(folder)
     except UserError:
         raise
     except Exception as exc:  # any library error: the archive is not a model we can use
@@ -381,5 +366,5 @@ def import_model(archive_path: Path, repo: Repository, runs_dir: Path, *, name: 
         notes.append(f"Left out {len(skipped)} file(s) a model does not need or that could hold pickles: "
                      f"{', '.join(skipped[:5])}{' ...' if len(skipped) > 5 else ''}.")
     log.info("imported %s as run %d", archive_path.name, run.id)
-    labels = model_labels(Path(run.output_dir or "")) if run.task == "text-classification" else []
+    labels = model_labels(Path(run.output_dir or "")) if get_task(run.task).exports_labels else []
     return ImportResult(run=run, skipped=skipped, notes=notes, labels=labels)

@@ -21,6 +21,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from backend.errors import UserError
+from backend.tasks.registry import get_task
 from backend.sharing.export import ExportResult, copy_model_files, export_name, model_folder, resolve_out
 from storage.records import RunRecord
 
@@ -51,7 +52,7 @@ def space_info(run: RunRecord, folder: Path, title: str) -> dict:
     """space.json: title, task, how text_model.py loads the files (family), max_length and labels."""
     config = _read_json(folder / "config.json")
     kind = config.get("model_kind")
-    if run.task == "text-generation":
+    if get_task(run.task).panel == "generate":
         family = "lstm-lm" if kind == "modelsmith-lstm-lm" else "transformers"
         return {"title": title, "task": run.task, "family": family}
     if kind == "modelsmith-lstm":
@@ -81,7 +82,7 @@ def space_readme(run: RunRecord, title: str, emoji: str, color_from: str, color_
     front = ["---", f"title: {json.dumps(title)}", f"emoji: {emoji}", f"colorFrom: {color_from}",
              f"colorTo: {color_to}", "sdk: gradio", f"sdk_version: {gradio_version()}", "app_file: app.py",
              "pinned: false", "tags:", "- modelsmith", f"- {run.task}", "---", ""]
-    if run.task == "text-generation":
+    if get_task(run.task).panel == "generate":
         call = ('client.predict("Once upon a time", 200, 0.8, 0, api_name="/generate")'
                 "  # prompt, new tokens, temperature, seed (-1 = random)")
         what = "continues a prompt, streaming the text as it is written"

@@ -1,26 +1,23 @@
-"""Train a text classifier: one readable loop on top of accelerate.
+"""The epochs strategy of the training core: a text classifier, epochs over a dataloader.
 
 Shape of accelerate's examples/nlp_example.py: read the splits, build model + tokenizer, build
-dataloaders, `accelerator.prepare(...)`, loop over epochs, evaluate, keep the best. The trainer
+dataloaders, `accelerator.prepare(...)`, loop over epochs, evaluate, keep the best. The loop
 knows nothing of the DB or the UI: it reports through `on_progress(step, values)` and checks
-`should_stop()` between optimizer steps.
+`should_stop()` between optimizer steps. `backend.training.core.run_strategy` runs it (resume,
+final evaluation, finish); `backend.training.run.train` is the entry point of every run.
 
 What lands in `output_dir`:
     model.safetensors, config.json, tokenizer files   the best model (validation macro F1)
     run_config.json, metrics.json, README.md           the config, best metrics, model card
     checkpoints/step-00000120/                         resumable state, last 2 (removed on success)
 
-`train` is the single entry point for every task: it holds the process-wide training lock,
-picks the accelerator, turns out-of-memory into a UserError, and hands text-generation runs to
-`backend.training.windows`. Batching lives in `backend.tasks.text_classification.batching`, checkpoints in `backend.training.checkpoints`.
+Batching lives in `backend.tasks.text_classification.batching`, checkpoints in `backend.training.checkpoints`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,47 +27,28 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from safetensors.torch import load_file
 from torch import nn
 from torch.utils.data import DataLoader
-from transformers import PreTrainedTokenizerBase, get_linear_schedule_with_warmup
+from transformers import PreTrainedTokenizerBase
 
 from backend.tasks.text_classification.batching import (Collator, EncodedDataset, LengthGroupedSampler, check_ids,  # noqa: F401 (re-exported)
                                eval_loader)
-from backend.training.checkpoints import (CHECKPOINTS_DIR, begin_run, latest_checkpoint, load_checkpoint,  # noqa: F401 (re-exported)
-                                 publish, save_checkpoint)
 from backend.config import TrainConfig
-from backend.training.devices import (default_device, get_accelerator, is_out_of_memory,  # noqa: F401 (re-exported)
-                             resolve_device, resolve_precision, training_lock)
 from backend.data.store import load_split
 from backend.errors import Cancelled, UserError
-from backend.tasks.text_classification.predictor import Predictor
 from backend.tasks.text_classification.metrics import classification_metrics
-from backend.sharing.model_card import write_model_card
+from backend.tasks.text_classification.predictor import Predictor
+from backend.training.checkpoints import latest_checkpoint, publish, save_checkpoint  # noqa: F401 (re-exported)
+from backend.training.core import (ProgressFn, TrainResult, best_weights, build_optimizer, clamp_length, cpu_copy,
+                                   linear_schedule, patience_spent, run_strategy)
 from backend.training.run_clock import RunClock
-from backend.settings import Settings
 from backend.tasks.text_classification.templates import OWN_TOKENIZER_KINDS, build_model, logits_of, num_labels_of, save_model, vocab_size_of
 from backend.tasks.text_classification.tokenization import encode, load_tokenizer_file
 from storage.records import DatasetRecord
 
 log = logging.getLogger(__name__)
 
-ProgressFn = Callable[[int, dict[str, float]], None]
-
-
-
-@dataclass
-class TrainResult:
-    """What a finished run hands back: best validation metrics and where its model is."""
-
-    # classification: accuracy, macro_precision, macro_recall, macro_f1, loss, per_class, confusion_matrix,
-    # labels; text generation: loss, perplexity, bits_per_char, train_loss, ... (see backend.training.windows)
-    metrics: dict
-    best_step: int
-    output_dir: Path
-    stop_reason: str = "completed"  # completed | early_stopping | time_budget
-    predictor: Predictor | None = field(default=None, repr=False)  # the best classifier, still in memory
-    generator: object | None = field(default=None, repr=False)  # the best language model (backend.tasks.text_generation.generator)
+ADAM_BETAS = (0.9, 0.999)  # AdamW's defaults: the classifier templates were tuned with them
 
 
 # --- data: token ids in memory, dynamic padding, length-grouped batches -----------------------
@@ -129,70 +107,10 @@ class _Setup:
     evaluated_at: int = -1
 
 
-def train(config: TrainConfig, dataset: DatasetRecord, output_dir: Path, *, on_progress: ProgressFn,
-          should_stop: Callable[[], bool], resume: bool = False,
-          accelerator: Accelerator | None = None) -> TrainResult:
-    """Train `config.template` on `dataset`; the best model (validation macro F1) lands in `output_dir`.
-
-    Raises Cancelled (after saving a checkpoint) once should_stop() is true, UserError on bad input
-    or when the device runs out of memory. resume=True continues from the latest checkpoint.
-    """
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    while not training_lock.acquire(timeout=0.5):  # another run is training in this process
-        if should_stop():
-            raise Cancelled()
-    try:
-        if accelerator is None:
-            settings = Settings()
-            accelerator = get_accelerator(settings.device, settings.mixed_precision)
-        accelerator.free_memory()  # forget what a previous run registered: save_state saves all of it
-        if config.task == "text-generation":
-            from backend.training.windows import train_lm  # imported here: it builds on this module
-
-            return train_lm(config, dataset, output_dir, on_progress, should_stop, resume, accelerator)
-        return _train(config, dataset, output_dir, on_progress, should_stop, resume, accelerator)
-    except Exception as exc:
-        if is_out_of_memory(exc):
-            device = accelerator.device if accelerator is not None else "this device"
-            length = (f"block_size (now {config.template.block_size})" if config.task == "text-generation"
-                      else f"max_length (now {config.max_length})")
-            raise UserError(f"Out of memory on {device}: lower batch_size (now {config.batch_size}) or {length}; "
-                            "raise gradient_accumulation_steps to keep the effective batch size.") from exc
-        raise
-    finally:
-        if accelerator is not None:
-            accelerator.free_memory()
-        training_lock.release()
-
-
-def _train(config: TrainConfig, dataset: DatasetRecord, output_dir: Path, on_progress: ProgressFn,
-           should_stop: Callable[[], bool], resume: bool, accelerator: Accelerator) -> TrainResult:
-    checkpoint = begin_run(config.model_dump_json(indent=2), output_dir, resume)
-    run = _setup(config, dataset, output_dir, accelerator, checkpoint)
-    state = load_checkpoint(accelerator, checkpoint, TrainState) if checkpoint else TrainState()
-
-    stop_reason = _fit(run, state, on_progress, should_stop)
-
-    if run.evaluated_at != state.global_step or not state.best_metrics:
-        _evaluate(run, state, on_progress)
-    model = finish_run(run, state, config, dataset, stop_reason, _restore_best)
-    predictor = Predictor(model, run.tokenizer, run.labels, run.max_length, accelerator.device)
-    return TrainResult(metrics=state.best_metrics, best_step=state.best_step, output_dir=output_dir,
-                       stop_reason=stop_reason, predictor=predictor)
-
-
-def finish_run(run, state, config: TrainConfig, dataset: DatasetRecord, stop_reason: str,
-               restore_best: Callable[[nn.Module, object], None]) -> nn.Module:
-    """The end of every run: the unwrapped model with its best weights back, metrics.json and the
-    model card written, checkpoints removed (nothing is left to resume). `run` is either trainer's set-up."""
-    model = run.accelerator.unwrap_model(run.model, keep_fp32_wrapper=False)
-    restore_best(model, run)
-    (run.output_dir / "metrics.json").write_text(json.dumps(state.best_metrics, indent=2), encoding="utf-8")
-    write_model_card(run.output_dir, config, dataset, state.best_metrics, best_step=state.best_step,
-                     stop_reason=stop_reason)
-    shutil.rmtree(run.output_dir / CHECKPOINTS_DIR, ignore_errors=True)
-    return model
+def train_classifier(config: TrainConfig, dataset: DatasetRecord, output_dir: Path, on_progress: ProgressFn,
+                     should_stop: Callable[[], bool], resume: bool, accelerator: Accelerator) -> TrainResult:
+    """Train `config.template` (a classifier) on `dataset`; the best model (validation macro F1) lands in `output_dir`."""
+    return run_strategy(EPOCHS, config, dataset, output_dir, on_progress, should_stop, resume, accelerator)
 
 
 def _setup(config: TrainConfig, dataset: DatasetRecord, output_dir: Path, accelerator: Accelerator,
@@ -212,7 +130,7 @@ def _setup(config: TrainConfig, dataset: DatasetRecord, output_dir: Path, accele
     if checkpoint is not None and config.template.kind in OWN_TOKENIZER_KINDS:
         saved_tokenizer = load_tokenizer_file(str(checkpoint / "tokenizer.json"), config.max_length)
     model, tokenizer = build_model(config, labels, train_texts, saved_tokenizer)
-    max_length = int(min(config.max_length, tokenizer.model_max_length))
+    max_length = clamp_length(config.max_length, tokenizer.model_max_length)
     pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     train_rows, val_rows = encode(tokenizer, train_texts, max_length), encode(tokenizer, val_texts, max_length)
     for rows, label_ids, split in ((train_rows, train_labels, "training"), (val_rows, val_labels, "validation")):
@@ -224,19 +142,12 @@ def _setup(config: TrainConfig, dataset: DatasetRecord, output_dir: Path, accele
     train_loader = DataLoader(EncodedDataset(train_rows, train_labels), batch_sampler=sampler,
                               collate_fn=Collator(pad_token_id), generator=torch.Generator().manual_seed(config.seed))
     eval_loader_ = eval_loader(val_rows, val_labels, config.batch_size * 2, pad_token_id)
-    # No weight decay on biases and norm weights (1-D tensors), as in nanoGPT and BERT.
-    parameters = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW([
-        {"params": [p for p in parameters if p.dim() >= 2], "weight_decay": config.weight_decay},
-        {"params": [p for p in parameters if p.dim() < 2], "weight_decay": 0.0}], lr=config.learning_rate,
-        # One fused kernel per step instead of a loop of small ops over every tensor: the Trainer's
-        # default too (adamw_torch_fused), and on CPU the per-tensor loop costs a sizeable share of a step.
-        fused=True)
+    optimizer = build_optimizer(model, config, accelerator.device, ADAM_BETAS)
     # The last, short accumulation window of an epoch still steps (accelerate syncs at the end of
     # the dataloader), hence the ceil.
     steps_per_epoch = math.ceil(len(train_loader) / config.gradient_accumulation_steps)
     total_steps = steps_per_epoch * config.epochs
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
+    scheduler = linear_schedule(optimizer, config, total_steps)
 
     accelerator.gradient_accumulation_steps = config.gradient_accumulation_steps
     model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
@@ -334,11 +245,6 @@ def _position(run: _Setup, state: TrainState) -> dict[str, float]:
             "total_steps": float(run.total_steps)}
 
 
-def patience_spent(config: TrainConfig, evals_without_improvement: int) -> bool:
-    """Early stopping: patience is set and that many evaluations in a row did not improve (both trainers)."""
-    return 0 < config.early_stopping_patience <= evals_without_improvement
-
-
 def evaluate(model: nn.Module, loader: DataLoader, labels: Sequence[str], device: torch.device) -> dict:
     """Loss and classification metrics of `model` over `loader`."""
     model.eval()
@@ -362,7 +268,7 @@ def _evaluate(run: _Setup, state: TrainState, on_progress: ProgressFn) -> None:
         state.best_metric, state.best_step, state.best_metrics = metrics["macro_f1"], state.global_step, metrics
         state.evals_without_improvement = 0
         model = run.accelerator.unwrap_model(run.model)
-        run.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        run.best_weights = cpu_copy(model)
         _save_best(model, run)
     else:
         state.evals_without_improvement += 1
@@ -378,9 +284,23 @@ def _save_best(model: nn.Module, run: _Setup) -> None:
 
 def _restore_best(model: nn.Module, run: _Setup) -> None:
     """Put the best weights back into the in-memory model (from memory, or from our saved file)."""
-    weights = run.best_weights
-    if weights is None:  # the best came before a resume: read the safetensors file we saved
-        weights = load_file(str(run.output_dir / "model.safetensors"), device="cpu")
-    missing, unexpected = model.load_state_dict(weights, strict=False)
+    missing, unexpected = model.load_state_dict(best_weights(run), strict=False)
     if missing or unexpected:
         log.warning("restoring the best weights: missing %s, unexpected %s", missing[:5], unexpected[:5])
+
+
+class _Epochs:
+    """The strategy `run_strategy` drives: epochs over a length-grouped dataloader."""
+
+    State = TrainState
+    setup = staticmethod(_setup)
+    fit = staticmethod(_fit)
+    evaluate = staticmethod(_evaluate)
+    restore_best = staticmethod(_restore_best)
+
+    @staticmethod
+    def served(model: nn.Module, run: _Setup) -> dict:
+        return {"predictor": Predictor(model, run.tokenizer, run.labels, run.max_length, run.accelerator.device)}
+
+
+EPOCHS = _Epochs()

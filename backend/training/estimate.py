@@ -26,6 +26,8 @@ from torch import nn
 from backend.config import TrainConfig
 from backend.data.store import load_split
 from backend.errors import UserError
+from backend.tasks.registry import get_task
+from backend.training.core import build_optimizer, clamp_length
 from storage.records import DatasetRecord
 
 SAMPLE_ROWS = 2000  # enough text to train a representative vocabulary quickly
@@ -84,12 +86,16 @@ class _ActivationMeter:
 
 
 def estimate(config: TrainConfig, dataset: DatasetRecord) -> Estimate:
-    """Build the run's model, time two optimizer steps on real batches, scale to an epoch."""
-    if config.task == "text-generation":
-        return _estimate_language_model(config, dataset)
-    from backend.training.devices import default_device
+    """Build the run's model, time two optimizer steps on real batches, scale to an epoch (as its task trains)."""
+    return get_task(config.task).estimate(config, dataset)
+
+
+def estimate_classifier(config: TrainConfig, dataset: DatasetRecord) -> Estimate:
+    """A classifier: two steps on the longest and on typical batches of the training texts."""
     from backend.tasks.text_classification.templates import build_model, logits_of
     from backend.tasks.text_classification.tokenization import encode, pad_batch
+    from backend.training.devices import default_device
+    from backend.training.epochs import ADAM_BETAS
 
     frame = load_split(dataset, "train")
     texts = frame["text"].astype(str).tolist()
@@ -97,7 +103,7 @@ def estimate(config: TrainConfig, dataset: DatasetRecord) -> Estimate:
         raise UserError(f'Dataset "{dataset.name}" has no training rows. Upload it again with more data.')
     model, tokenizer = build_model(config, list(dataset.labels), texts[:SAMPLE_ROWS])
     device = default_device()
-    max_length = int(min(config.max_length, tokenizer.model_max_length))
+    max_length = clamp_length(config.max_length, tokenizer.model_max_length)
     # The longest texts make the slowest, largest batch: the memory bound. A median batch is the
     # typical step, and the one whose time we scale to an epoch.
     longest = sorted(texts, key=len, reverse=True)[: config.batch_size]
@@ -109,20 +115,21 @@ def estimate(config: TrainConfig, dataset: DatasetRecord) -> Estimate:
         batch = {k: v.to(device) for k, v in pad_batch(rows, tokenizer.pad_token_id or 0).items()}
         return F.cross_entropy(logits_of(model, batch).float(), torch.zeros(len(rows), dtype=torch.long, device=device))
 
-    activation_bytes, seconds = _time_two_steps(model, config, device, lambda step: loss_of((longest, typical)[step]))
+    activation_bytes, seconds = _time_two_steps(model, config, device, lambda step: loss_of((longest, typical)[step]),
+                                                ADAM_BETAS)
     steps_per_epoch = math.ceil(len(texts) / config.batch_size / config.gradient_accumulation_steps)
     return _summarise(config, device, model, activation_bytes, seconds, steps_per_epoch)
 
 
 def _time_two_steps(model: nn.Module, config: TrainConfig, device: torch.device,
-                    loss_of: Callable[[int], torch.Tensor]) -> tuple[int, float]:
-    """(activation bytes of step 0, seconds of step 1) of two AdamW steps on `loss_of(step)`.
+                    loss_of: Callable[[int], torch.Tensor], betas: tuple[float, float]) -> tuple[int, float]:
+    """(activation bytes of step 0, seconds of step 1) of two steps of the training's own optimizer on `loss_of(step)`.
 
     The first step pays one-off costs (allocations, kernel selection) and is the one whose layer
     outputs are measured; the second is the typical step.
     """
     model.to(device).train()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate)
+    optimizer = build_optimizer(model, config, device, betas)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     activation_bytes, seconds = 0, 0.0
@@ -161,12 +168,12 @@ def _summarise(config: TrainConfig, device: torch.device, model: nn.Module, acti
                     total_steps=total_steps, seconds_total=per_step * total_steps, device=str(device))
 
 
-def _estimate_language_model(config: TrainConfig, dataset: DatasetRecord) -> Estimate:
-    """Build the language model on a sample of the text, time two steps on random windows."""
-    from backend.training.devices import default_device
-    from backend.tasks.text_generation.tokenization import encode_corpus
-    from backend.training.windows import read_text, sample_batch
+def estimate_language_model(config: TrainConfig, dataset: DatasetRecord) -> Estimate:
+    """A language model, built on a sample of the text: two steps on random windows."""
     from backend.tasks.text_generation.templates import build_lm, lm_logits
+    from backend.tasks.text_generation.tokenization import encode_corpus
+    from backend.training.devices import default_device
+    from backend.training.windows import ADAM_BETAS, read_text, sample_batch
 
     text = read_text(dataset, "train")
     sample = text[:SAMPLE_CHARS]
@@ -174,7 +181,7 @@ def _estimate_language_model(config: TrainConfig, dataset: DatasetRecord) -> Est
     ids, _ = encode_corpus(tokenizer, sample)
     if len(ids) < 2:
         raise UserError(f'Dataset "{dataset.name}" has almost no training text. Upload more text.')
-    block_size = min(block_size, len(ids) - 1)
+    block_size = clamp_length(block_size, len(ids) - 1)
     # Tokens of the whole text, scaled from the sample (tokenizing all of it could take minutes).
     total_tokens = len(ids) * max(1.0, len(text) / max(len(sample), 1))
     device = default_device()
@@ -185,7 +192,7 @@ def _estimate_language_model(config: TrainConfig, dataset: DatasetRecord) -> Est
         logits = lm_logits(model, inputs)
         return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1))
 
-    activation_bytes, seconds = _time_two_steps(model, config, device, loss_of)
+    activation_bytes, seconds = _time_two_steps(model, config, device, loss_of, ADAM_BETAS)
     tokens_per_step = config.batch_size * block_size * config.gradient_accumulation_steps
     steps_per_epoch = max(1, math.ceil(total_tokens / tokens_per_step))
     return _summarise(config, device, model, activation_bytes, seconds, steps_per_epoch)

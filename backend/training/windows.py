@@ -1,4 +1,4 @@
-"""Train a language model: random blocks of the training text, next-token loss, one Accelerate loop.
+"""The windows strategy of the training core: a language model, random windows of a token stream.
 
 nanoGPT's recipe (train.py, get_batch): the training text becomes one long array of token ids;
 each optimizer step samples `batch_size` random windows of block_size + 1 tokens (inputs and the
@@ -15,9 +15,9 @@ The learning rate warms up, then follows a cosine down to a tenth of its peak. W
 budget, "how far along" is the larger of steps done and time spent, so a run cut short by its
 budget still ends at a low learning rate.
 
-Called by `backend.training.epochs.train` (which holds the training lock and picks the accelerator);
-lands in `output_dir` the same files as a classifier run, plus generation_config.json for
-Transformer models.
+Run by `backend.training.core.run_strategy` (resume, final evaluation, finish), from
+`backend.training.run.train` (which holds the training lock and picks the accelerator); lands in
+`output_dir` the same files as a classifier run, plus generation_config.json for Transformer models.
 """
 
 from __future__ import annotations
@@ -35,12 +35,11 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from safetensors.torch import load_file
 from tokenizers import Tokenizer
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from backend.training.checkpoints import begin_run, load_checkpoint, publish, save_checkpoint
+from backend.training.checkpoints import publish, save_checkpoint
 from backend.config import TrainConfig
 from backend.data.store import load_split
 from backend.errors import Cancelled, UserError
@@ -49,13 +48,14 @@ from backend.tasks.text_generation.tokenization import encode_corpus, wrap_lm_to
 from backend.training.run_clock import RunClock
 from backend.tasks.text_generation.templates import OWN_TOKENIZER_LM_KINDS, build_lm, lm_logits, save_lm
 from backend.tasks.text_generation.lstm_lm import LstmLanguageModel, load_lstm_lm_weights
-from backend.training.epochs import ProgressFn, TrainResult, finish_run, patience_spent
+from backend.training.core import (ProgressFn, TrainResult, best_weights, build_optimizer, clamp_length, cpu_copy,
+                                   patience_spent, run_strategy)
 from storage.records import DatasetRecord
 
 log = logging.getLogger(__name__)
 
 MIN_LEARNING_RATE_SHARE = 0.1  # the cosine ends at a tenth of the peak (nanoGPT: min_lr = lr / 10)
-FUSED_OPTIMIZER_DEVICES = ("cpu", "cuda")  # where torch has a fused AdamW kernel for float32 weights
+ADAM_BETAS = (0.9, 0.99)  # nanoGPT's beta2 for small data: steadier early steps
 
 
 @dataclass
@@ -178,18 +178,7 @@ def learning_rate_at(config: TrainConfig, progress: float) -> float:
 def train_lm(config: TrainConfig, dataset: DatasetRecord, output_dir: Path, on_progress: ProgressFn,
              should_stop: Callable[[], bool], resume: bool, accelerator: Accelerator) -> TrainResult:
     """Train `config.template` (a language model) on `dataset`; the best model lands in `output_dir`."""
-    checkpoint = begin_run(config.model_dump_json(indent=2), output_dir, resume)
-    run = _setup(config, dataset, output_dir, accelerator, checkpoint)
-    state = load_checkpoint(accelerator, checkpoint, LmState) if checkpoint else LmState()
-
-    with _recurrence_threads(run):
-        stop_reason = _fit(run, state, on_progress, should_stop)
-        if run.evaluated_at != state.global_step or not state.best_metrics:
-            _evaluate(run, state, on_progress)
-    model = finish_run(run, state, config, dataset, stop_reason, _restore_best)
-    generator = Generator(model, run.tokenizer, _context_length(model, run.block_size), accelerator.device)
-    return TrainResult(metrics=state.best_metrics, best_step=state.best_step, output_dir=output_dir,
-                       stop_reason=stop_reason, generator=generator)
+    return run_strategy(WINDOWS, config, dataset, output_dir, on_progress, should_stop, resume, accelerator)
 
 
 def _setup(config: TrainConfig, dataset: DatasetRecord, output_dir: Path, accelerator: Accelerator,
@@ -215,18 +204,10 @@ def _setup(config: TrainConfig, dataset: DatasetRecord, output_dir: Path, accele
         raise UserError(f"The tokenizer produced token id {top} but the model's vocabulary has {vocab_size} "
                         "entries: the tokenizer and the weights do not belong together. Pick a base model "
                         "folder whose tokenizer matches its weights.")
-    block_size = min(block_size, len(train_ids) - 1)
+    block_size = clamp_length(block_size, len(train_ids) - 1)
     eval_blocks = make_eval_blocks(val_ids, val_characters, block_size, config.eval_batches * config.batch_size)
 
-    # No weight decay on biases and norm weights (1-D tensors), as in nanoGPT.
-    parameters = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW([
-        {"params": [p for p in parameters if p.dim() >= 2], "weight_decay": config.weight_decay},
-        {"params": [p for p in parameters if p.dim() < 2], "weight_decay": 0.0}],
-        lr=config.learning_rate, betas=(0.9, 0.99),  # nanoGPT's beta2 for small data: steadier early steps
-        # One fused kernel for all parameters instead of a Python loop over them: 15-20% of a step
-        # for the small models a CPU trains (measured on the tiny Shakespeare bench).
-        fused=accelerator.device.type in FUSED_OPTIMIZER_DEVICES)
+    optimizer = build_optimizer(model, config, accelerator.device, ADAM_BETAS)
     tokens_per_step = config.batch_size * block_size * config.gradient_accumulation_steps
     steps_per_epoch = max(1, math.ceil(len(train_ids) / tokens_per_step))
     total_steps = config.max_steps or steps_per_epoch * config.epochs
@@ -363,7 +344,7 @@ def _evaluate(run: _LmRun, state: LmState, on_progress: ProgressFn, progress: fl
         state.best_loss, state.best_step, state.best_metrics = metrics["loss"], state.global_step, metrics
         state.evals_without_improvement = 0
         model = run.accelerator.unwrap_model(run.model)
-        run.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        run.best_weights = cpu_copy(model)
         publish(run.output_dir, lambda folder: save_lm(model, run.tokenizer, run.block_size, folder))
     else:
         state.evals_without_improvement += 1
@@ -376,9 +357,7 @@ def _evaluate(run: _LmRun, state: LmState, on_progress: ProgressFn, progress: fl
 
 def _restore_best(model: nn.Module, run: _LmRun) -> None:
     """Put the best weights back into the in-memory model (from memory, or from our saved file)."""
-    weights = run.best_weights
-    if weights is None:  # the best came before a resume: read the safetensors file we saved
-        weights = load_file(str(run.output_dir / "model.safetensors"), device="cpu")
+    weights = best_weights(run)
     if isinstance(model, LstmLanguageModel):
         load_lstm_lm_weights(model, weights)
         return
@@ -394,3 +373,22 @@ def _context_length(model: nn.Module, block_size: int) -> int:
     positions = getattr(getattr(model, "config", None), "n_positions", None) or \
         getattr(getattr(model, "config", None), "max_position_embeddings", None)
     return int(positions) if positions else block_size
+
+
+class _Windows:
+    """The strategy `run_strategy` drives: random windows of the token stream, by optimizer steps."""
+
+    State = LmState
+    setup = staticmethod(_setup)
+    fit = staticmethod(_fit)
+    evaluate = staticmethod(_evaluate)
+    restore_best = staticmethod(_restore_best)
+    context = staticmethod(_recurrence_threads)
+
+    @staticmethod
+    def served(model: nn.Module, run: _LmRun) -> dict:
+        return {"generator": Generator(model, run.tokenizer, _context_length(model, run.block_size),
+                                       run.accelerator.device)}
+
+
+WINDOWS = _Windows()

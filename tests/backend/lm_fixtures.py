@@ -22,7 +22,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from backend.config import LstmLmTemplate, TrainConfig, TransformerLmFinetuneTemplate, TransformerLmTemplate
+from backend.config import TrainConfig
+
+from backend.tasks.text_generation.configs import LstmLmTemplate, TransformerLmFinetuneTemplate, TransformerLmTemplate
 from storage.records import DatasetRecord
 from tests.backend.training_fixtures import Recorder, never
 
@@ -104,7 +106,7 @@ def dataset() -> DatasetRecord:
 @functools.cache
 def trained(kind: str):
     """(TrainResult, Recorder) of one finished tiny run per template kind, trained once per session."""
-    from backend.training.epochs import get_accelerator, train
+    from backend.training.run import get_accelerator, train
 
     if kind == "lstm-lm":
         config = lstm_lm_config()

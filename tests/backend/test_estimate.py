@@ -5,7 +5,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from backend.config import LstmTemplate, TrainConfig
+from backend.config import TrainConfig
+
+from backend.tasks.text_classification.configs import LstmTemplate
 from backend.errors import UserError
 from backend.training.estimate import estimate
 from storage.records import DatasetRecord

@@ -9,7 +9,7 @@ import pytest
 
 from backend.errors import UserError
 from backend.tasks.text_classification.predictor import load_predictor
-from backend.training.epochs import get_accelerator, train
+from backend.training.run import get_accelerator, train
 from tests.backend.training_fixtures import (Recorder, finetune_config, lstm_config, make_dataset, never, rule_dataset,
                                              rule_rows, scratch_config)
 

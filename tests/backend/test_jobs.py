@@ -7,7 +7,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from backend.config import LstmTemplate, TrainConfig
+from backend.config import TrainConfig
+
+from backend.tasks.text_classification.configs import LstmTemplate
 from backend.errors import Cancelled, UserError
 from backend.jobs.runner import JobRunner, explain
 

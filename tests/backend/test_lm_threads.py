@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from backend.training.epochs import get_accelerator, train
+from backend.training.run import get_accelerator, train
 from tests.backend.lm_fixtures import dataset, lstm_lm_config, transformer_lm_config
 from tests.backend.training_fixtures import never
 

@@ -10,14 +10,16 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from backend.config import (LM_KINDS, TEMPLATES_BY_TASK, LstmLmTemplate, TrainConfig, TransformerLmFinetuneTemplate,
-                            TransformerLmTemplate, default_config)
+from backend.config import templates_of, TrainConfig, default_config
+
+from backend.tasks.text_generation.configs import LstmLmTemplate, TransformerLmFinetuneTemplate, TransformerLmTemplate
 from backend.errors import Cancelled, UserError
 from backend.tasks.text_generation.tokenization import build_char_tokenizer, characters_per_token, encode_corpus, train_bpe_tokenizer
 from backend.training.windows import (EvalBlocks, bits_per_character, evaluate_lm, learning_rate_at, lm_metrics,
                                 make_eval_blocks, sample_batch)
 from backend.tasks.text_generation.transformer_lm import build_finetune_lm
-from backend.training.epochs import get_accelerator, latest_checkpoint, train
+from backend.training.checkpoints import latest_checkpoint
+from backend.training.run import get_accelerator, train
 from tests.backend.lm_fixtures import (PATTERN, corpus_dataset, dataset, lstm_lm_config, one_thread, trained,
                                        transformer_lm_config)
 from tests.backend.training_fixtures import Recorder, never
@@ -253,8 +255,8 @@ def test_bpe_tokenizer_is_deterministic_and_lossless():
 
 
 def test_lm_templates_belong_to_text_generation_with_their_defaults():
-    assert TEMPLATES_BY_TASK["text-generation"] == LM_KINDS == ("lstm-lm", "transformer-lm", "transformer-lm-finetune")
-    for kind in LM_KINDS:
+    assert templates_of("text-generation") == ("lstm-lm", "transformer-lm", "transformer-lm-finetune")
+    for kind in templates_of("text-generation"):
         config = default_config(1, kind)
         assert config.task == "text-generation" and config.template.kind == kind
         assert TrainConfig.model_validate_json(config.model_dump_json()) == config

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from tests.backend.training_fixtures import Recorder, lstm_config, rule_dataset
 
-from backend.config import LstmTemplate
+from backend.tasks.text_classification.configs import LstmTemplate
 from backend.tasks.text_classification.lstm import PRETRAINED_EMBEDDINGS, build_lstm, load_lstm, save_lstm
 from backend.tasks.text_classification.transformer import resolve_base_model
 from backend.tasks.text_classification.tokenization import encode, pad_batch
@@ -61,7 +61,7 @@ def test_saved_model_reloads_with_its_real_sizes_and_same_logits(pretrained, tmp
 
 def test_pretrained_lstm_trains_end_to_end(tmp_path):
     from backend.training.devices import get_accelerator
-    from backend.training.epochs import train
+    from backend.training.run import train
 
     dataset = rule_dataset(tmp_path / "data", train_rows=160, validation_rows=40)
     config = lstm_config(template=LstmTemplate(tokenizer="pretrained", hidden_size=16, dropout=0.1), epochs=2,

@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from backend.config import LstmTemplate, TrainConfig, TransformerScratchTemplate, TransformerTemplate
+from backend.config import TrainConfig
+
+from backend.tasks.text_classification.configs import LstmTemplate, TransformerScratchTemplate, TransformerTemplate
 from backend.errors import UserError
 from backend.tasks.text_classification.templates import build_model, load_model, logits_of, save_model
 from backend.tasks.text_classification.lstm import LstmClassifier

@@ -11,8 +11,8 @@ from backend.errors import Cancelled, UserError
 from backend.tasks.text_classification.predictor import load_predictor
 from backend.tasks.text_classification.metrics import classification_metrics
 from backend.tasks.text_classification.lstm import LstmClassifier
-from backend.training.epochs import (LengthGroupedSampler, TrainState, check_ids, get_accelerator, latest_checkpoint,
-                             resolve_precision, save_checkpoint, train)
+from backend.training.epochs import LengthGroupedSampler, TrainState, check_ids, latest_checkpoint, save_checkpoint
+from backend.training.run import get_accelerator, resolve_precision, train
 from tests.backend.training_fixtures import (Recorder, finetune_config, lstm_config, make_dataset, never, rule_dataset,
                                              rule_rows, scratch_config, tiny_bert_folder)
 

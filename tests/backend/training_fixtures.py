@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from backend.config import LstmTemplate, TrainConfig, TransformerScratchTemplate, TransformerTemplate
+from backend.config import TrainConfig
+
+from backend.tasks.text_classification.configs import LstmTemplate, TransformerScratchTemplate, TransformerTemplate
 from storage.records import DatasetRecord
 
 FILLER = ("the movie plot was a story about people who went to town and met friends there on weekend "

@@ -55,7 +55,8 @@ def write_toy_csv(path: Path, pairs: int = 200) -> Path:
 
 def tiny_lstm(dataset_id: int, **overrides):
     """A small LSTM run: ~45 optimizer steps per epoch on the toy CSV, a checkpoint at every epoch end."""
-    from backend.config import LstmTemplate, TrainConfig
+    from backend.config import TrainConfig
+    from backend.tasks.text_classification.configs import LstmTemplate
 
     values = dict(dataset_id=dataset_id, template=LstmTemplate(vocab_size=100, embedding_dim=16, hidden_size=16),
                   epochs=2, batch_size=8, learning_rate=0.01, max_length=32, log_every_steps=5, seed=7)

@@ -37,7 +37,7 @@ def test_oom_from_train_fn_fails_with_advice_and_the_next_job_succeeds(tmp_path)
     """A train function raising torch.OutOfMemoryError: that run fails with advice, the queue goes on."""
     from backend.services import build_services
     from backend.settings import Settings
-    from backend.training.epochs import train
+    from backend.training.run import train
 
     def train_fn(config, dataset, output_dir, **kwargs):
         if config.name == "too-big":

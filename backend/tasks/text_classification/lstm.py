@@ -25,7 +25,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from tokenizers import Tokenizer
 from transformers import PreTrainedTokenizerFast
 
-from backend.config import DEFAULT_ENCODER, LstmTemplate
+from backend.tasks.text_classification.configs import DEFAULT_ENCODER, LstmTemplate
 from backend.tasks.text_classification.transformer import resolve_base_model
 from backend.tasks.text_classification.tokenization import load_tokenizer_file, train_tokenizer, wrap_tokenizer
 
@@ -35,6 +35,8 @@ PRETRAINED_EMBEDDINGS = "embeddings.word_embeddings.weight"  # input word vector
 
 class LstmClassifier(nn.Module):
     """Embedding -> (bi)LSTM -> masked pooling -> dropout -> linear head."""
+
+    family = "modelsmith-lstm"  # how templates.py tells it from a Hugging Face model (no isinstance)
 
     def __init__(self, template: LstmTemplate, vocab_size: int, num_labels: int, pad_token_id: int = 0):
         super().__init__()
@@ -48,6 +50,15 @@ class LstmClassifier(nn.Module):
         self.dropout = nn.Dropout(template.dropout)
         directions = 2 if template.bidirectional else 1
         self.head = nn.Linear(template.hidden_size * directions, num_labels)
+
+    @property
+    def num_labels(self) -> int:
+        """Width of the classification head."""
+        return self.head.out_features
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        """The token embedding (the name Hugging Face models use)."""
+        return self.embedding
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_: object) -> torch.Tensor:
         """Class logits (B, C) for a padded batch; extra keys (token_type_ids...) are ignored."""

@@ -23,7 +23,8 @@ from pathlib import Path
 from transformers import (AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, BertConfig,
                           BertForSequenceClassification, PreTrainedModel, PreTrainedTokenizerBase)
 
-from backend.config import DEFAULT_ENCODER, TransformerScratchTemplate, TransformerTemplate
+from backend.training.core import clamp_length
+from backend.tasks.text_classification.configs import DEFAULT_ENCODER, TransformerScratchTemplate, TransformerTemplate
 from backend.errors import UserError
 from backend.tasks.text_classification.tokenization import train_tokenizer
 
@@ -90,7 +91,7 @@ def build_finetuned(template: TransformerTemplate, labels: Sequence[str],
             f"or the bundled default '{DEFAULT_ENCODER}'.") from exc
     # The tokenizer's own limit matters too: RoBERTa has 514 positions but takes 512 tokens.
     log.info("fine-tuning %s with %d labels", source, len(labels))
-    tokenizer.model_max_length = int(min(max_length, _max_positions(model), tokenizer.model_max_length))
+    tokenizer.model_max_length = clamp_length(max_length, _max_positions(model), tokenizer.model_max_length)
     return model, tokenizer
 
 
@@ -130,5 +131,5 @@ def load_transformer(folder: Path) -> tuple[PreTrainedModel, PreTrainedTokenizer
         str(folder), use_safetensors=True, trust_remote_code=False)
     tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    max_length = min(int(tokenizer.model_max_length), _max_positions(model))
+    max_length = clamp_length(tokenizer.model_max_length, _max_positions(model))
     return model, tokenizer, labels, max_length

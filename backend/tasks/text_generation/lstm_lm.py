@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-from backend.config import LstmLmTemplate
+from backend.tasks.text_generation.configs import LstmLmTemplate
 
 MODEL_KIND = "modelsmith-lstm-lm"  # marks our config.json apart from a Hugging Face one
 TIED_KEY = "head.weight"           # the same tensor as embedding.weight: never saved twice
@@ -30,6 +30,8 @@ LstmState = tuple[torch.Tensor, torch.Tensor]
 
 class LstmLanguageModel(nn.Module):
     """Embedding -> stacked LSTM -> tied linear head; forward returns (logits, state)."""
+
+    family = "modelsmith-lstm-lm"  # how templates.py tells it from a Hugging Face model (no isinstance)
 
     def __init__(self, template: LstmLmTemplate, vocab_size: int) -> None:
         super().__init__()

@@ -22,6 +22,29 @@ from backend.tasks.text_generation.transformer_lm import (build_finetune_lm, bui
 OWN_TOKENIZER_LM_KINDS: tuple[str, ...] = ("lstm-lm", "transformer-lm")  # vocabulary built per run
 
 
+def _build_finetune(config: TrainConfig, train_text: str, tokenizer):
+    return build_finetune_lm(config.template)  # the base model's own tokenizer; block size capped by it
+
+
+def _build_lstm(config: TrainConfig, train_text: str, tokenizer):
+    tokenizer = tokenizer or _own_tokenizer(config, train_text)
+    return build_lstm_lm(config.template, tokenizer), tokenizer, config.template.block_size
+
+
+def _build_gpt2(config: TrainConfig, train_text: str, tokenizer):
+    tokenizer = tokenizer or _own_tokenizer(config, train_text)
+    return build_gpt2(config.template, tokenizer), tokenizer, config.template.block_size
+
+
+def _own_tokenizer(config: TrainConfig, train_text: str) -> PreTrainedTokenizerBase:
+    template = config.template
+    return build_lm_tokenizer(template.tokenizer, train_text, template.vocab_size, template.block_size)
+
+
+# Each template kind's builder; the Task lists the kinds (backend.tasks.text_generation.task).
+BUILDERS = {"lstm-lm": _build_lstm, "transformer-lm": _build_gpt2, "transformer-lm-finetune": _build_finetune}
+
+
 def build_lm(config: TrainConfig, train_text: str, tokenizer: PreTrainedTokenizerBase | None = None,
              ) -> tuple[nn.Module, PreTrainedTokenizerBase, int]:
     """A fresh model, its tokenizer and the block size for `config.template`.
@@ -29,21 +52,20 @@ def build_lm(config: TrainConfig, train_text: str, tokenizer: PreTrainedTokenize
     From-scratch templates build their tokenizer from `train_text` unless `tokenizer` (the one
     saved with a checkpoint) is given; the fine-tuned template uses its base model's.
     """
-    template = config.template
-    if template.kind == "transformer-lm-finetune":
-        return build_finetune_lm(template)
-    if template.kind not in OWN_TOKENIZER_LM_KINDS:
-        raise ValueError(f"template {template.kind!r} is not a language model")
-    if tokenizer is None:
-        tokenizer = build_lm_tokenizer(template.tokenizer, train_text, template.vocab_size, template.block_size)
-    if template.kind == "lstm-lm":
-        return build_lstm_lm(template, tokenizer), tokenizer, template.block_size
-    return build_gpt2(template, tokenizer), tokenizer, template.block_size
+    if config.template.kind not in BUILDERS:
+        raise ValueError(f"template {config.template.kind!r} is not a language model")
+    return BUILDERS[config.template.kind](config, train_text, tokenizer)
+
+
+def is_lstm_lm(model: nn.Module) -> bool:
+    """Our own LSTM language model (a plain nn.Module), bare or wrapped (DDP's .module)?"""
+    model = getattr(model, "module", model)
+    return getattr(model, "family", None) == LstmLanguageModel.family
 
 
 def save_lm(model: nn.Module, tokenizer: PreTrainedTokenizerBase, block_size: int, folder: Path) -> None:
     """Save weights (safetensors), config and tokenizer files into `folder`."""
-    if isinstance(model, LstmLanguageModel):
+    if is_lstm_lm(model):
         save_lstm_lm(model, tokenizer, block_size, folder)
     else:
         save_causal_lm(model, tokenizer, folder)
@@ -59,6 +81,6 @@ def load_lm(folder: Path) -> tuple[nn.Module, PreTrainedTokenizerBase, int]:
 
 def lm_logits(model: nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
     """Next-token logits (B, T, V) of any language-model template."""
-    if isinstance(model, LstmLanguageModel) or isinstance(getattr(model, "module", None), LstmLanguageModel):
-        return model(input_ids)[0]
+    if is_lstm_lm(model):
+        return model(input_ids)[0]  # (logits, state)
     return model(input_ids=input_ids, use_cache=False).logits

@@ -23,7 +23,8 @@ import torch
 from transformers import (AutoConfig, AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel,
                           PreTrainedModel, PreTrainedTokenizerBase)
 
-from backend.config import TransformerLmFinetuneTemplate, TransformerLmTemplate
+from backend.training.core import clamp_length
+from backend.tasks.text_generation.configs import TransformerLmFinetuneTemplate, TransformerLmTemplate
 from backend.errors import UserError
 from backend.tasks.text_classification.transformer import resolve_base_model
 
@@ -66,7 +67,7 @@ def build_finetune_lm(template: TransformerLmFinetuneTemplate,
             f"Base model '{template.base_model}' could not be loaded as a causal language model: "
             f"{str(exc).splitlines()[0][:300]}. It needs model.safetensors weights and a standard decoder "
             "architecture (GPT-2, Llama, ...).") from exc
-    block_size = min(template.block_size, max_positions(model))
+    block_size = clamp_length(template.block_size, max_positions(model))
     if block_size < template.block_size:
         log.info("block size capped at %d by %s's position embeddings", block_size, source)
     if tokenizer.eos_token_id is not None and model.generation_config.pad_token_id is None:
