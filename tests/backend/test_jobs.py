@@ -173,3 +173,26 @@ def test_explain_names_the_fix():
     assert "Lower the batch size" in explain(RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"))
     assert explain(UserError("Column 'x' is missing.")) == "Column 'x' is missing."
     assert explain(ValueError("bad\nmore")).startswith("Training failed (ValueError): bad")
+
+
+def test_the_default_trainer_gets_the_runners_settings_not_the_environments(repo, settings, dataset_id, monkeypatch):
+    """The runner's Settings (device, precision) reach the trainer; a fresh Settings() would read the
+    environment, which here asks for another device."""
+    import backend.training.run as training_run
+
+    monkeypatch.setenv("MODELSMITH_DEVICE", "mps")  # what Settings() from the environment would pick
+    seen = []
+
+    def train(config, dataset, output_dir, *, on_progress, should_stop, resume=False, settings=None):
+        seen.append(settings)
+        return FakeResult(metrics={"macro_f1": 1.0})
+
+    monkeypatch.setattr(training_run, "train", train)
+    runner = JobRunner(repo, settings)  # no train_fn: the real entry point, backend.training.run.train
+    run_id = runner.submit(config(dataset_id))
+    runner.start()
+    try:
+        assert runner.wait(run_id, 30).status == "succeeded"
+    finally:
+        runner.shutdown()
+    assert seen == [settings] and seen[0].device != "mps"
