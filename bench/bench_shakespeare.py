@@ -4,6 +4,15 @@ Not a test. Run from the project root:
 
     python bench/bench_shakespeare.py [--templates lstm-lm,transformer-lm] [--budgets 120,300]
                                       [--threads N] [--set key=value ...] [--tag NAME] [--no-reference]
+    python bench/bench_shakespeare.py --preset gpu --budgets 180 --marks 60,180 --no-reference
+
+Every run uses the device and precision the app would pick (backend.devices: the GPU in bf16 where
+there is one, else the CPU), and the results say which, with the GPU's name and torch/CUDA versions.
+`--preset gpu` trains transformer-lm at nanoGPT's GPU recipe (config/train_shakespeare_char.py: 6
+layers, 6 heads, 384 wide, block 256, batch 64, dropout 0.2, lr 1e-3; nanoGPT reports 1.4697
+nats = 2.12 bits/char after 5,000 iterations, about 3 minutes on one A100). `--marks` reports the
+trainer's validation bits/char at the last evaluation at or before each mark (seconds of training),
+and MFU = tokens/s x training FLOPs per token / the GPU's dense bf16 peak (bench/hardware.py).
 
 Each measurement runs in a fresh subprocess (no run inherits another's caches, threads or
 Accelerate state):
@@ -54,6 +63,13 @@ REFERENCE_LABEL = "nanoGPT-small"  # our transformer-lm with nanoGPT's small CPU
 REFERENCE_BUDGET_SECONDS = 120
 # nanoGPT config/train_shakespeare_char.py with its README's CPU overrides (max_iters 2000 is
 # replaced by the 2-minute budget it takes on this machine; warm-up 100 of 2,000 iterations).
+# nanoGPT config/train_shakespeare_char.py as it is (its GPU recipe): warm-up 100 of 5,000
+# iterations, evaluation every 250; the same values as the Train tab's "GPU preset".
+NANOGPT_GPU = {"template.num_layers": "6", "template.num_heads": "6", "template.hidden_size": "384",
+               "template.block_size": "256", "template.dropout": "0.2", "batch_size": "64", "learning_rate": "1e-3",
+               "weight_decay": "0.1", "warmup_ratio": "0.02", "gradient_accumulation_steps": "1",
+               "eval_every_steps": "250", "eval_batches": "20"}
+NANOGPT_GPU_BITS_PER_CHAR = 2.12  # 1.4697 nats/char, nanoGPT's README, 5,000 iterations on one A100
 NANOGPT_SMALL = {"template.num_layers": "4", "template.num_heads": "4", "template.hidden_size": "128",
                  "template.block_size": "64", "template.dropout": "0", "batch_size": "12", "learning_rate": "1e-3",
                  "weight_decay": "0.1", "warmup_ratio": "0.05", "gradient_accumulation_steps": "1"}
@@ -97,6 +113,7 @@ def child(job: dict) -> dict:
     from backend.tasks.text_generation.generator import load_generator
     from backend.training.windows import read_text
     from backend.training.run import get_accelerator, train
+    from bench.hardware import device_facts, transformer_flops_per_token
 
     with tempfile.TemporaryDirectory(prefix="modelsmith-shakespeare-") as tmp:
         folder = Path(tmp)
@@ -106,25 +123,43 @@ def child(job: dict) -> dict:
                      "max_steps": "10000000", **job.get("overrides", {})}
         config = apply_overrides(config, overrides)
         reports: list[tuple[int, dict]] = []
+        evals: list[tuple[float, float]] = []  # (seconds since the start, trainer's validation bits/char)
         load_before = os.getloadavg()
         started = time.monotonic()
-        result = train(config, dataset, folder / "run", on_progress=lambda step, values: reports.append((step, values)),
-                       should_stop=lambda: False, accelerator=get_accelerator("cpu"))
+
+        def on_progress(step: int, values: dict) -> None:
+            reports.append((step, values))
+            if "eval_bits_per_char" in values:
+                evals.append((time.monotonic() - started, values["eval_bits_per_char"]))
+
+        facts = device_facts()
+        result = train(config, dataset, folder / "run", on_progress=on_progress, should_stop=lambda: False,
+                       accelerator=get_accelerator(facts["device"]))
         train_seconds = time.monotonic() - started
         load_after = os.getloadavg()
-        generator = load_generator(folder / "run", device="cpu")
+        generator = load_generator(folder / "run", device=facts["device"])
         block_size = min(config.template.block_size, generator.context_length)
         full = _full_validation(generator, read_text(dataset, "validation"), block_size)
         sample = generator.generate("", max_new_tokens=SAMPLE_CHARS, temperature=0.8, seed=0)
         steps = max((step for step, _ in reports), default=0)  # the final evaluation reports the last step
         speeds = [values["tokens_per_second"] for _, values in reports if "tokens_per_second" in values]
         parameters = sum(p.numel() for p in generator.model.parameters())
+    median_speed = sorted(speeds)[len(speeds) // 2] if speeds else None
+    template = config.template
+    mfu = None
+    if median_speed and facts.get("bf16_peak_tflops") and job["template"] == "transformer-lm":
+        flops = transformer_flops_per_token(parameters, template.num_layers, template.hidden_size, block_size)
+        mfu = median_speed * flops / (facts["bf16_peak_tflops"] * 1e12)
+    marks = {str(mark): min((bits for seconds, bits in evals if seconds <= mark), default=None)
+             for mark in job.get("marks", [])}
     return {
         "label": job.get("label") or job["template"], "template": job["template"], "budget_seconds": job["budget"],
         "config": json.loads(config.model_dump_json()),
         "parameters": parameters, "threads": torch.get_num_threads(), "steps": steps,
         "tokens_seen": steps * config.batch_size * config.gradient_accumulation_steps * config.template.block_size,
-        "median_tokens_per_second": sorted(speeds)[len(speeds) // 2] if speeds else None,
+        "median_tokens_per_second": median_speed, "mfu": mfu, "device": facts,
+        "trainer_eval_bits_per_char_by_seconds": marks,
+        "evaluations": [[round(seconds, 1), round(bits, 4)] for seconds, bits in evals],
         "train_wall_seconds": round(train_seconds, 1), "stop_reason": result.stop_reason,
         "val_bits_per_char": full["bits_per_char"], "val_loss_nats_per_char": full["loss"],
         "trainer_eval_bits_per_char": result.metrics["bits_per_char"], "best_step": result.best_step,
@@ -150,14 +185,24 @@ def _run_child(job: dict) -> dict:
 
 def _table(rows: list[dict]) -> str:
     head = (f"{'template':<16}{'budget s':>9}{'val bits/char':>14}{'nats/char':>10}{'trainer est.':>13}"
-            f"{'steps':>7}{'Mtokens':>8}{'tok/s':>7}{'params':>9}{'thr':>4}{'load 1m':>8}")
+            f"{'steps':>7}{'Mtokens':>8}{'tok/s':>9}{'MFU':>6}{'params':>11}{'thr':>4}{'load 1m':>8}")
     lines = [head, "-" * len(head)]
     for row in rows:
         label = row.get("label", row["template"])
         lines.append(f"{label:<16}{row['budget_seconds']:>9}{row['val_bits_per_char']:>14.3f}"
                      f"{row['val_loss_nats_per_char']:>10.3f}{row['trainer_eval_bits_per_char']:>13.3f}"
-                     f"{row['steps']:>7}{row['tokens_seen'] / 1e6:>8.2f}{row['median_tokens_per_second'] or 0:>7.0f}"
-                     f"{row['parameters']:>9,}{row['threads']:>4}{row['load_average_after'][0]:>8.2f}")
+                     f"{row['steps']:>7}{row['tokens_seen'] / 1e6:>8.2f}{row['median_tokens_per_second'] or 0:>9.0f}"
+                     f"{(format(row['mfu'], '.1%') if row.get('mfu') else '-'):>6}"
+                     f"{row['parameters']:>11,}{row['threads']:>4}{row['load_average_after'][0]:>8.2f}")
+        for mark, bits in row.get("trainer_eval_bits_per_char_by_seconds", {}).items():
+            lines.append(f"  {label}: trainer's validation bits/char at <= {mark} s of training: "
+                         f"{'-' if bits is None else format(bits, '.3f')}")
+    if rows and rows[0].get("device"):
+        device = rows[0]["device"]
+        lines.append(f"device: {device['device']} {device.get('gpu_name', device.get('cpu_model', ''))}, "
+                     f"precision {device['precision']}, torch {device['torch']}, CUDA {device['cuda']}")
+    lines.append(f"reference: nanoGPT GPU recipe {NANOGPT_GPU_BITS_PER_CHAR} bits/char after 5,000 iterations "
+                 "(about 3 minutes on one A100)")
     lines.append(f"reference: nanoGPT small CPU config {REFERENCE_BITS_PER_CHAR} bits/char "
                  f"({REFERENCE_BITS_PER_CHAR * math.log(2):.3f} nats/char) in about 120 s")
     measured = [row for row in rows if row.get("label") == REFERENCE_LABEL]
@@ -175,6 +220,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch threads in each run; 0 = torch's default")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
     parser.add_argument("--tag", default="", help="added to the results file name")
+    parser.add_argument("--preset", choices=["default", "gpu"], default="default",
+                        help="gpu: transformer-lm at nanoGPT's GPU recipe (6x6x384, block 256, batch 64)")
+    parser.add_argument("--marks", default="", help="seconds of training at which to report the trainer's "
+                                                    "validation bits/char, comma-separated (e.g. 60,180)")
+    parser.add_argument("--json-out", default="", help="also write the report to this path")
     parser.add_argument("--no-reference", dest="reference", action="store_false",
                         help=f"skip the {REFERENCE_LABEL} row (our transformer-lm in nanoGPT's small configuration)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -189,8 +239,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{CORPUS} not found: the benchmark needs ../shared/data beside the project.", file=sys.stderr)
         return 2
     overrides = dict(item.split("=", 1) for item in args.set)
-    jobs = [{"template": template, "budget": int(budget), "threads": args.threads, "overrides": overrides}
-            for budget in args.budgets.split(",") for template in args.templates.split(",")]
+    marks = [int(mark) for mark in args.marks.split(",") if mark.strip()]
+    if args.preset == "gpu":
+        jobs = [{"label": "nanoGPT-gpu-recipe", "template": "transformer-lm", "budget": int(budget),
+                 "threads": args.threads, "overrides": {**NANOGPT_GPU, **overrides}, "marks": marks}
+                for budget in args.budgets.split(",")]
+    else:
+        jobs = [{"template": template, "budget": int(budget), "threads": args.threads, "overrides": overrides,
+                 "marks": marks} for budget in args.budgets.split(",") for template in args.templates.split(",")]
     if args.reference:
         jobs.insert(0, {"label": REFERENCE_LABEL, "template": "transformer-lm", "budget": REFERENCE_BUDGET_SECONDS,
                         "threads": args.threads, "overrides": NANOGPT_SMALL})
@@ -201,7 +257,8 @@ def main(argv: list[str] | None = None) -> int:
         print(_table(rows[-1:]), flush=True)
     report = {"date": dt.datetime.now().isoformat(timespec="seconds"), "machine": platform.node(),
               "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-              "python": platform.python_version(), "reference_bits_per_char": REFERENCE_BITS_PER_CHAR, "runs": rows}
+              "python": platform.python_version(), "reference_bits_per_char": REFERENCE_BITS_PER_CHAR,
+              "nanogpt_gpu_bits_per_char": NANOGPT_GPU_BITS_PER_CHAR, "preset": args.preset, "runs": rows}
     print(_table(rows))
     for row in rows:
         print(f"\n--- {row['label']} after {row['budget_seconds']} s: sample ---\n{row['sample']}")
@@ -209,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = f"shakespeare-{dt.date.today().isoformat()}{'-' + args.tag if args.tag else ''}.json"
     (RESULTS / name).write_text(json.dumps(report, indent=2), encoding="utf-8")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(report, indent=2), encoding="utf-8")
     return 0
 
 

@@ -16,6 +16,10 @@ Accelerate state):
   warmup share, gradient clipping and seed, dynamic padding via DataCollatorWithPadding, dev
   evaluated once per epoch, no checkpoints; the last epoch's model is scored on test.csv.
 
+Both systems run on the device and precision the app would pick (the GPU in bf16 where there is
+one, else the CPU in fp32): ours through backend.devices, the plain Trainer with the same
+`use_cpu` / `bf16` / `fp16` arguments. The results name the device, GPU, torch and CUDA versions.
+
 Training samples/s = training rows x epochs / training wall time, where the wall time covers model
 and tokenizer set-up, tokenization, the epochs and the per-epoch dev evaluations (and, for ours,
 checkpoints and best-model saves). "Step samples/s" is the median over 10-step windows: the
@@ -89,6 +93,7 @@ def run_ours(job: dict) -> dict:
     from backend.services import build_services
     from backend.settings import Settings
     from backend.training.run import train
+    from bench.hardware import device_facts
 
     services = build_services(Settings(home=Path(job["home"])))
     try:
@@ -126,7 +131,8 @@ def run_ours(job: dict) -> dict:
                 "step_samples_per_second_median": statistics.median(windows) if windows else None,
                 "dev_evals": evals, "best_step": result.best_step, "stop_reason": result.stop_reason,
                 "best_dev_accuracy": result.metrics["accuracy"], "best_dev_macro_f1": result.metrics["macro_f1"],
-                "test_accuracy": _accuracy(predicted, expected), "test_seconds_with_load": test_seconds}
+                "test_accuracy": _accuracy(predicted, expected), "test_seconds_with_load": test_seconds,
+                "device": device_facts()}
     finally:
         services.close()
 
@@ -176,6 +182,9 @@ def run_plain_hf(job: dict) -> dict:
     def compute_metrics(prediction) -> dict:
         return {"accuracy": float((np.argmax(prediction.predictions, axis=-1) == prediction.label_ids).mean())}
 
+    from bench.hardware import device_facts
+
+    facts = device_facts()  # the device and precision our own run used (backend.devices)
     start, cpu_start = time.perf_counter(), _cpu_seconds()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForSequenceClassification.from_pretrained(
@@ -192,7 +201,8 @@ def run_plain_hf(job: dict) -> dict:
         num_train_epochs=config["epochs"], weight_decay=config["weight_decay"],
         warmup_steps=config["warmup_ratio"],  # transformers 5: a float below 1 is a share of the steps
         max_grad_norm=config["max_grad_norm"], seed=config["seed"], eval_strategy="epoch", save_strategy="no",
-        logging_steps=WINDOW_STEPS, report_to="none", disable_tqdm=True, use_cpu=True)
+        logging_steps=WINDOW_STEPS, report_to="none", disable_tqdm=True, use_cpu=facts["device"] == "cpu",
+        bf16=facts["precision"] == "bf16", fp16=facts["precision"] == "fp16")
     trainer = Trainer(model=model, args=args, train_dataset=train_rows, eval_dataset=dev_rows,
                       data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics,
                       callbacks=[clock])
@@ -222,7 +232,7 @@ def run_plain_hf(job: dict) -> dict:
             "dev_evals": evals, "best_dev_accuracy": max((e["eval_accuracy"] for e in evals), default=None),
             "last_dev_accuracy": evals[-1]["eval_accuracy"] if evals else None,
             "test_accuracy": _accuracy([labels[i] for i in predicted_ids], test_names),
-            "test_seconds_with_load": test_seconds}
+            "test_seconds_with_load": test_seconds, "device": facts}
 
 
 def child_main(job_path: Path) -> None:
@@ -282,7 +292,9 @@ def machine() -> dict:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     dirty = subprocess.run(["git", "status", "--porcelain", "backend", "storage"], cwd=ROOT, capture_output=True,
                            text=True)
-    return {"nproc": os.cpu_count(), "cpu_model": cpu_model, "torch_threads": torch.get_num_threads(),
+    from bench.hardware import device_facts
+
+    return {**device_facts(), "nproc": os.cpu_count(), "cpu_model": cpu_model, "torch_threads": torch.get_num_threads(),
             "python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
             "git_commit": commit.stdout.strip(), "backend_or_storage_uncommitted": bool(dirty.stdout.strip())}
 
@@ -312,6 +324,9 @@ def summarise(results: dict[str, dict]) -> dict:
 
 
 def print_table(results: dict[str, dict]) -> None:
+    for name, row in results.items():
+        device = row.get("device", {})
+        print(f"{name}: device {device.get('device')} {device.get('gpu_name', '')} precision {device.get('precision')}")
     header = (f"{'system':22} {'epochs':>6} {'test acc':>8} {'best dev acc':>12} {'train s':>8} "
               f"{'train samples/s':>15} {'step samples/s':>14} {'samples/CPU-s':>13} {'test s':>7}")
     print(header)
