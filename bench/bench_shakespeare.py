@@ -6,7 +6,7 @@ Not a test. Run from the project root:
                                       [--threads N] [--set key=value ...] [--tag NAME] [--no-reference]
     python bench/bench_shakespeare.py --preset gpu --budgets 180 --marks 60,180 --no-reference
 
-Every run uses the device and precision the app would pick (backend.devices: the GPU in bf16 where
+Every run uses the device and precision the app would pick (backend.training.devices: the GPU in bf16 where
 there is one, else the CPU), and the results say which, with the GPU's name and torch/CUDA versions.
 `--preset gpu` trains transformer-lm at nanoGPT's GPU recipe (config/train_shakespeare_char.py: 6
 layers, 6 heads, 384 wide, block 256, batch 64, dropout 0.2, lr 1e-3; nanoGPT reports 1.4697

@@ -17,7 +17,7 @@ Accelerate state):
   evaluated once per epoch, no checkpoints; the last epoch's model is scored on test.csv.
 
 Both systems run on the device and precision the app would pick (the GPU in bf16 where there is
-one, else the CPU in fp32): ours through backend.devices, the plain Trainer with the same
+one, else the CPU in fp32): ours through backend.training.devices, the plain Trainer with the same
 `use_cpu` / `bf16` / `fp16` arguments. The results name the device, GPU, torch and CUDA versions.
 
 Training samples/s = training rows x epochs / training wall time, where the wall time covers model
@@ -184,7 +184,7 @@ def run_plain_hf(job: dict) -> dict:
 
     from bench.hardware import device_facts
 
-    facts = device_facts()  # the device and precision our own run used (backend.devices)
+    facts = device_facts()  # the device and precision our own run used (backend.training.devices)
     start, cpu_start = time.perf_counter(), _cpu_seconds()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForSequenceClassification.from_pretrained(
