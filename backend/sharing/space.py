@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 # The standalone Space app is a Gradio program of its own: it lives outside backend/ (which keeps
 # clear of the UI library) and is copied, not imported.
-SPACE_FILES = Path(__file__).resolve().parent.parent / "space_template"
+SPACE_FILES = Path(__file__).resolve().parents[2] / "space_template"
 APP_FILES = ("app.py", "text_model.py")
 MODEL_DIR = "model"
 SPACE_COLORS = ("red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray")
