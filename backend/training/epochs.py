@@ -31,10 +31,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 from transformers import PreTrainedTokenizerBase
 
-from backend.tasks.text_classification.batching import (Collator, EncodedDataset, LengthGroupedSampler, check_ids,  # noqa: F401 (re-exported)
-                               eval_loader)
+from backend.tasks.text_classification.batching import (Collator, EncodedDataset, LengthGroupedSampler,  # noqa: F401
+                                                        check_ids, eval_loader, read_split)
 from backend.config import TrainConfig
-from backend.data.store import load_split
 from backend.errors import Cancelled, UserError
 from backend.tasks.text_classification.metrics import classification_metrics
 from backend.tasks.text_classification.predictor import Predictor
@@ -49,24 +48,6 @@ from storage.records import DatasetRecord
 log = logging.getLogger(__name__)
 
 ADAM_BETAS = (0.9, 0.999)  # AdamW's defaults: the classifier templates were tuned with them
-
-
-# --- data: token ids in memory, dynamic padding, length-grouped batches -----------------------
-
-def read_split(dataset: DatasetRecord, split: str, labels: Sequence[str]) -> tuple[list[str], list[int]]:
-    """Texts and label ids of one stored split (label names mapped through `labels`)."""
-    frame = load_split(dataset, split)
-    if "text" not in frame or "label" not in frame:
-        raise UserError(f"The {split} split of dataset '{dataset.name}' has no text/label columns; "
-                        "upload it again as a text-classification dataset.")
-    label_ids = {label: i for i, label in enumerate(labels)}
-    names = frame["label"].astype(str).tolist()
-    unknown = sorted(set(names) - label_ids.keys())
-    if unknown:
-        raise UserError(f"The {split} split has labels the dataset does not list ({', '.join(unknown[:5])}). "
-                        "Upload the dataset again so its label list is rebuilt.")
-    texts = ["" if text is None or text != text else str(text) for text in frame["text"].tolist()]  # NaN != NaN
-    return texts, [label_ids[name] for name in names]
 
 
 @dataclass

@@ -173,7 +173,8 @@ def estimate_language_model(config: TrainConfig, dataset: DatasetRecord) -> Esti
     from backend.tasks.text_generation.templates import build_lm, lm_logits
     from backend.tasks.text_generation.tokenization import encode_corpus
     from backend.training.devices import default_device
-    from backend.training.windows import ADAM_BETAS, read_text, sample_batch
+    from backend.tasks.text_generation.batching import read_text, sample_batch
+    from backend.training.windows import ADAM_BETAS
 
     text = read_text(dataset, "train")
     sample = text[:SAMPLE_CHARS]

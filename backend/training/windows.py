@@ -30,7 +30,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
@@ -41,8 +40,9 @@ from transformers import PreTrainedTokenizerBase
 
 from backend.training.checkpoints import publish, save_checkpoint
 from backend.config import TrainConfig
-from backend.data.store import load_split
 from backend.errors import Cancelled, UserError
+from backend.tasks.text_generation.batching import EvalBlocks, make_eval_blocks, read_text, sample_batch  # noqa: F401
+from backend.tasks.text_generation.metrics import bits_per_character, lm_metrics  # noqa: F401 (re-exported)
 from backend.tasks.text_generation.generator import Generator
 from backend.tasks.text_generation.tokenization import encode_corpus, wrap_lm_tokenizer
 from backend.training.run_clock import RunClock
@@ -70,15 +70,6 @@ class LmState:
     elapsed_seconds: float = 0.0    # training time before this session (for the time budget)
 
 
-@dataclass(frozen=True)
-class EvalBlocks:
-    """Fixed validation blocks: inputs and targets (K, T), and the characters the targets cover."""
-
-    inputs: torch.Tensor
-    targets: torch.Tensor
-    characters: float
-
-
 @dataclass
 class _LmRun:
     """Everything the loop needs, built once by `_setup`."""
@@ -98,55 +89,6 @@ class _LmRun:
     best_weights: dict[str, torch.Tensor] | None = None  # CPU copy of the best model so far
     evaluated_at: int = -1
     last_train_loss: float | None = None
-
-
-# --- data: one array of token ids, random windows, fixed validation blocks ----------------------
-
-def read_text(dataset: DatasetRecord, split: str) -> str:
-    """The text of one stored split (its rows joined by newlines)."""
-    frame = load_split(dataset, split)
-    if "text" not in frame:
-        raise UserError(f"The {split} split of dataset '{dataset.name}' has no text column; "
-                        "upload it again as a text-generation dataset.")
-    return "\n".join("" if text is None or text != text else str(text) for text in frame["text"].tolist())
-
-
-def sample_batch(ids: torch.Tensor, block_size: int, batch_size: int, seed: int, step: int,
-                 micro_batch: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random windows (B, T) of `ids` and the tokens that follow them, seeded by (seed, step, micro_batch)."""
-    rng = np.random.default_rng([seed, step, micro_batch])
-    starts = torch.from_numpy(rng.integers(0, len(ids) - block_size, size=batch_size))
-    windows = ids[starts[:, None] + torch.arange(block_size + 1)]   # (B, T + 1)
-    return windows[:, :-1], windows[:, 1:]
-
-
-def make_eval_blocks(ids: np.ndarray, characters: np.ndarray, block_size: int, count: int) -> EvalBlocks:
-    """`count` blocks spread evenly over the text; all non-overlapping blocks when fewer fit."""
-    block = min(block_size, len(ids) - 1)
-    available = (len(ids) - 1) // block
-    if available <= count:
-        starts = np.arange(available) * block
-    else:
-        starts = np.linspace(0, len(ids) - 1 - block, count).round().astype(np.int64)
-    index = starts[:, None] + np.arange(block + 1)                 # (K, T + 1)
-    windows = torch.from_numpy(ids[index])
-    return EvalBlocks(inputs=windows[:, :-1], targets=windows[:, 1:],
-                      characters=float(characters[index[:, 1:]].sum()))
-
-
-# --- metrics ----------------------------------------------------------------------------------
-
-def bits_per_character(nll_nats: float, characters: float) -> float:
-    """Total negative log-likelihood (nats) as bits per character of the text it scored."""
-    return nll_nats / math.log(2) / max(characters, 1e-12)
-
-
-def lm_metrics(nll_nats: float, tokens: int, characters: float) -> dict[str, float]:
-    """Loss (nats per token), perplexity and bits per character from a summed NLL."""
-    loss = nll_nats / max(tokens, 1)
-    return {"loss": loss, "perplexity": math.exp(min(loss, 700.0)),  # e^700 is near float's limit
-            "bits_per_char": bits_per_character(nll_nats, characters), "tokens": float(tokens),
-            "characters": float(characters)}
 
 
 def evaluate_lm(model: nn.Module, blocks: EvalBlocks, batch_size: int, device: torch.device) -> dict[str, float]:

@@ -10,10 +10,28 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from backend.data.store import load_split
 from backend.errors import UserError
 from backend.tasks.text_classification.tokenization import pad_batch
+from storage.records import DatasetRecord
 
 GROUP_CHUNK_BATCHES = 50  # length grouping sorts chunks of 50 batches: similar lengths, still shuffled
+
+
+def read_split(dataset: DatasetRecord, split: str, labels: Sequence[str]) -> tuple[list[str], list[int]]:
+    """Texts and label ids of one stored split (label names mapped through `labels`)."""
+    frame = load_split(dataset, split)
+    if "text" not in frame or "label" not in frame:
+        raise UserError(f"The {split} split of dataset '{dataset.name}' has no text/label columns; "
+                        "upload it again as a text-classification dataset.")
+    label_ids = {label: i for i, label in enumerate(labels)}
+    names = frame["label"].astype(str).tolist()
+    unknown = sorted(set(names) - label_ids.keys())
+    if unknown:
+        raise UserError(f"The {split} split has labels the dataset does not list ({', '.join(unknown[:5])}). "
+                        "Upload the dataset again so its label list is rebuilt.")
+    texts = ["" if text is None or text != text else str(text) for text in frame["text"].tolist()]  # NaN != NaN
+    return texts, [label_ids[name] for name in names]
 
 
 def check_ids(rows: Sequence[Sequence[int]], label_ids: Sequence[int], vocab_size: int, num_labels: int,
