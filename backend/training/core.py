@@ -29,6 +29,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from backend.config import TrainConfig
 from backend.sharing.model_card import write_model_card
+from backend.tasks.registry import get_task
 from backend.training.checkpoints import CHECKPOINTS_DIR, begin_run, load_checkpoint
 from storage.records import DatasetRecord
 
@@ -103,6 +104,18 @@ def finish_run(run, state, config: TrainConfig, dataset: DatasetRecord, stop_rea
                      stop_reason=stop_reason)
     shutil.rmtree(run.output_dir / CHECKPOINTS_DIR, ignore_errors=True)
     return model
+
+
+def best_score(config: TrainConfig, metrics: dict) -> float:
+    """The validation score that picks the best checkpoint: the metric the run's task names."""
+    return float(metrics[get_task(config.task).best_metric])
+
+
+def improves(config: TrainConfig, score: float, best: float | None) -> bool:
+    """Whether `score` beats the best so far (None: nothing yet), in the direction the task says."""
+    if best is None:
+        return True
+    return score > best if get_task(config.task).higher_is_better else score < best
 
 
 def patience_spent(config: TrainConfig, evals_without_improvement: int) -> bool:

@@ -38,8 +38,8 @@ from backend.errors import Cancelled, UserError
 from backend.tasks.text_classification.metrics import classification_metrics
 from backend.tasks.text_classification.predictor import Predictor
 from backend.training.checkpoints import latest_checkpoint, publish, save_checkpoint  # noqa: F401 (re-exported)
-from backend.training.core import (ProgressFn, TrainResult, best_weights, build_optimizer, clamp_length, cpu_copy,
-                                   linear_schedule, patience_spent, run_strategy)
+from backend.training.core import (ProgressFn, TrainResult, best_score, best_weights, build_optimizer, clamp_length,
+                                   cpu_copy, improves, linear_schedule, patience_spent, run_strategy)
 from backend.training.run_clock import RunClock
 from backend.tasks.text_classification.templates import OWN_TOKENIZER_KINDS, build_model, logits_of, num_labels_of, save_model, vocab_size_of
 from backend.tasks.text_classification.tokenization import encode, load_tokenizer_file
@@ -245,8 +245,9 @@ def _evaluate(run: _Setup, state: TrainState, on_progress: ProgressFn) -> None:
     """Evaluate, report, and save the model when its macro F1 beats the best so far."""
     metrics = evaluate(run.model, run.eval_loader, run.labels, run.accelerator.device)
     run.evaluated_at = state.global_step
-    if metrics["macro_f1"] > state.best_metric:
-        state.best_metric, state.best_step, state.best_metrics = metrics["macro_f1"], state.global_step, metrics
+    score = best_score(run.config, metrics)  # macro F1 (the task's best_metric)
+    if improves(run.config, score, state.best_metric):
+        state.best_metric, state.best_step, state.best_metrics = score, state.global_step, metrics
         state.evals_without_improvement = 0
         model = run.accelerator.unwrap_model(run.model)
         run.best_weights = cpu_copy(model)

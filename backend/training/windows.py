@@ -48,8 +48,8 @@ from backend.tasks.text_generation.tokenization import encode_corpus, wrap_lm_to
 from backend.training.run_clock import RunClock
 from backend.tasks.text_generation.templates import OWN_TOKENIZER_LM_KINDS, build_lm, lm_logits, save_lm
 from backend.tasks.text_generation.lstm_lm import LstmLanguageModel, load_lstm_lm_weights
-from backend.training.core import (ProgressFn, TrainResult, best_weights, build_optimizer, clamp_length, cpu_copy,
-                                   patience_spent, run_strategy)
+from backend.training.core import (ProgressFn, TrainResult, best_score, best_weights, build_optimizer, clamp_length,
+                                   cpu_copy, improves, patience_spent, run_strategy)
 from storage.records import DatasetRecord
 
 log = logging.getLogger(__name__)
@@ -282,8 +282,9 @@ def _evaluate(run: _LmRun, state: LmState, on_progress: ProgressFn, progress: fl
         metrics["train_loss"] = run.last_train_loss
         metrics["train_perplexity"] = math.exp(min(run.last_train_loss, 700.0))
     metrics["step"] = state.global_step
-    if state.best_loss is None or metrics["loss"] < state.best_loss:
-        state.best_loss, state.best_step, state.best_metrics = metrics["loss"], state.global_step, metrics
+    score = best_score(run.config, metrics)  # validation loss (the task's best_metric)
+    if improves(run.config, score, state.best_loss):
+        state.best_loss, state.best_step, state.best_metrics = score, state.global_step, metrics
         state.evals_without_improvement = 0
         model = run.accelerator.unwrap_model(run.model)
         run.best_weights = cpu_copy(model)

@@ -28,7 +28,7 @@ def render_card(config: TrainConfig, dataset: DatasetRecord, metrics: dict, *, b
              f"{dataset.validation_rows} validation rows)",
              f"- Columns: text from `{dataset.text_column}`, label from `{dataset.label_column}`", "",
              "## Training", "",
-             f"- Best model from step {best_step}, chosen by validation macro F1; training ended: "
+             f"- Best model from step {best_step}, chosen by {TASK.best_metric_label}; training ended: "
              f"{stop_reason.replace('_', ' ')}", "",
              "| setting | value |", "|---|---|"]
     lines += settings_rows(config)

@@ -28,7 +28,7 @@ TASK = Task(
     pipeline_tag="text-classification",
     needs_label_column=True,
     best_metric="macro_f1",
-    best_metric_label="macro F1",
+    best_metric_label="validation macro F1",
     higher_is_better=True,
     quality_curves={"eval_accuracy": "accuracy", "eval_macro_f1": "macro F1",
                     "eval_macro_precision": "macro precision", "eval_macro_recall": "macro recall"},

@@ -30,7 +30,7 @@ def render_card(config: TrainConfig, dataset: DatasetRecord, metrics: dict, *, b
              f"- Dataset: **{dataset.name}** (text from `{dataset.text_column}`; the validation part is the "
              "held-out end of the text)", "",
              "## Training", "",
-             f"- Best model from step {best_step}, chosen by validation loss; training ended: "
+             f"- Best model from step {best_step}, chosen by {TASK.best_metric_label}; training ended: "
              f"{stop_reason.replace('_', ' ')}", "",
              "| setting | value |", "|---|---|", *settings_rows(config),
              "", "## Validation metrics", "", "| metric | value |", "|---|---|"]

@@ -28,7 +28,7 @@ TASK = Task(
     pipeline_tag="text-generation",
     needs_label_column=False,
     best_metric="loss",
-    best_metric_label="bits/char",
+    best_metric_label="validation loss",
     higher_is_better=False,
     # Perplexity (e.g. 2000 for a fresh BPE model) would flatten bits/char (~1-10) on a shared axis;
     # it is exp(validation loss), already drawn, and stays in the metrics and in Compare.
