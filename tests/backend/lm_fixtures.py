@@ -1,6 +1,6 @@
 """Tiny text corpora, tiny language-model configs and runs trained once per test session.
 
-Imported explicitly by tests/backend/test_lm_*.py and test_generation*.py. Runs are cached in
+Imported explicitly by tests/backend/training/test_windows*.py and tests/backend/tasks/test_generator.py. Runs are cached in
 this module (not pytest fixtures) so the two test files share them instead of training twice.
 """
 
