@@ -1,0 +1,17 @@
+"""Image classification: read a zip of class folders, report on it, train a CNN or fine-tune a
+pretrained vision model, evaluate and predict.
+
+Not registered as a task yet: the app's upload page, runs, playground, export and CLI do not
+offer it until it is wired into the task registry and the shared training core.
+
+    reading.py   zip of class folders / table of paths -> rows (image bytes, label, size, sha256)
+    archive.py   the zip checked as hostile input (zip slip, bombs, nested archives, names)
+    images.py    bytes -> upright RGB with Pillow (EXIF, modes, frames, decompression bombs)
+    prepare.py   check, split, hash, store as Parquet
+    report.py    the validation report (counts, sizes, duplicates, thumbnails, blocking errors)
+    config.py    the templates' configs (cnn, vit) and the fit settings
+    cnn.py / pretrained.py   the two templates; model.py the classifier they share
+    batches.py   torch Dataset + DataLoader (decoding in workers), Kornia augmentation
+    fit.py       the training loop (AdamW, best checkpoint by validation macro F1)
+    metrics.py   accuracy, macro P/R/F1, per class, confusion matrix, misclassified images
+"""

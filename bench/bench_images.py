@@ -1,0 +1,214 @@
+"""Benchmark: CIFAR-10 with the image task's `cnn` template against a plain PyTorch script.
+
+Not a test. Run from the project root (the full run the issue asks for, ~35 min on a 2-core CPU):
+
+    python bench/bench_images.py --time-budget 900
+    python bench/bench_images.py --train-images 5000 --time-budget 120     # a smoke run
+
+What runs, one after the other in this process, on the same data:
+- ingest: ../shared/data/cifar10/train.zip read by reading.read_image_zip (every image decoded
+  and checked), split by prepare.prepare_images with a seeded stratified 5,000-image validation
+  split (CIFAR-10 ships no test split here); `--train-images N` then keeps a seeded stratified
+  sample of N training images;
+- ours: fit.build_classifier(CnnTemplate()) + fit.fit(...) at default settings (FitSettings()),
+  images decoded from their JPEG bytes by the task's Dataset each epoch, augmented by Kornia;
+- plain: the same network written out in plain PyTorch (nn.Sequential), the images decoded once
+  into one uint8 tensor up front (as torchvision's CIFAR10 keeps them), the same Kornia
+  augmentation, normalisation, AdamW groups, learning-rate schedule (fit.learning_rate_factor),
+  clipping, batch size, seed and time budget, evaluated once per epoch.
+Both stop at the same time budget (or epochs). Samples/s = training images seen / time in the
+training loop (evaluation excluded). Validation accuracy: ours = the best epoch by macro F1 (what
+it keeps), plain = the best epoch by accuracy. JSON: stdout and bench/results/images-<time>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+DATA = ROOT.parent / "shared" / "data" / "cifar10" / "train.zip"
+RESULTS = ROOT / "bench" / "results"
+VALIDATION_IMAGES = 5000
+TARGETS = {"ours/plain samples/s": ">= 1.0", "ours validation accuracy (15 min, 2-core CPU)": ">= 0.80",
+           "ours validation accuracy (GPU, < 60 s)": ">= 0.94"}
+
+log = logging.getLogger("bench_images")
+
+
+def load_cifar(train_images: int, seed: int):
+    """Prepared splits of CIFAR-10 and how long reading them took."""
+    import pandas as pd
+    from sklearn.model_selection import train_test_split
+
+    from backend.tasks.image_classification.prepare import SplitOptions, prepare_images
+    from backend.tasks.image_classification.reading import read_image_zip
+
+    start = time.monotonic()
+    read = read_image_zip(DATA)
+    read_seconds = time.monotonic() - start
+    prepared = prepare_images(read, options=SplitOptions(validation_fraction=VALIDATION_IMAGES / len(read.frame),
+                                                         seed=seed))
+    train = prepared.train
+    if train_images and train_images < len(train):
+        keep, _ = train_test_split(range(len(train)), train_size=train_images, stratify=train["label"],
+                                   random_state=seed)
+        train = train.iloc[sorted(keep)].reset_index(drop=True)
+    assert isinstance(train, pd.DataFrame)
+    return prepared, train, read_seconds, len(read.frame)
+
+
+def run_ours(prepared, train, settings, workers: int) -> dict:
+    from backend.tasks.image_classification.batches import ImageDataset
+    from backend.tasks.image_classification.config import CnnTemplate
+    from backend.tasks.image_classification.fit import build_classifier, fit
+
+    template = CnnTemplate()
+    ids = {label: i for i, label in enumerate(prepared.labels)}
+    train_set = ImageDataset(train["image"], train["label"].map(ids), template.input_size)
+    val_set = ImageDataset(prepared.validation["image"], prepared.validation["label"].map(ids), template.input_size)
+    model = build_classifier(template, prepared.labels, list(train["image"]), seed=settings.seed)
+    curve = []
+    result = fit(model, train_set, val_set, settings, num_workers=workers,
+                 on_progress=lambda step, values: curve.append((step, values.get("eval_accuracy")))
+                 if "eval_accuracy" in values else None)
+    return {"samples_per_second": result.samples_per_second, "validation_accuracy": result.best_metrics["accuracy"],
+            "validation_macro_f1": result.best_metrics["macro_f1"], "steps": result.steps,
+            "train_seconds": result.train_seconds, "stop_reason": result.stop_reason,
+            "eval_accuracy_by_step": curve, "template": template.model_dump(),
+            "parameters": sum(p.numel() for p in model.parameters())}
+
+
+def run_plain(prepared, train, settings, mean, std) -> dict:
+    """The same network, augmentation and optimisation as a plain PyTorch script would write them."""
+    import io
+
+    import kornia.augmentation as K
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from PIL import Image
+    from torch import nn
+
+    from backend.tasks.image_classification.fit import learning_rate_factor
+
+    torch.manual_seed(settings.seed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # where Accelerator() puts ours
+    ids = {label: i for i, label in enumerate(prepared.labels)}
+
+    def decode(frame):
+        pixels = np.stack([np.asarray(Image.open(io.BytesIO(b)).convert("RGB")) for b in frame["image"]])
+        images = torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()
+        return images.to(device), torch.tensor(frame["label"].map(ids).values).to(device)
+
+    x_train, y_train = decode(train)
+    x_val, y_val = decode(prepared.validation)
+
+    def block(c_in, c_out):
+        return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+
+    layers = block(3, 32) + block(32, 32) + [nn.MaxPool2d(2)] + block(32, 64) + block(64, 64) + [nn.MaxPool2d(2)] \
+        + block(64, 128) + block(128, 128) + [nn.MaxPool2d(2)]
+    net = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2), nn.Linear(128, 10)).to(device)
+    mean_t = torch.tensor(mean, device=device).view(1, 3, 1, 1)
+    std_t = torch.tensor(std, device=device).view(1, 3, 1, 1)
+    augment = K.AugmentationSequential(K.RandomResizedCrop((32, 32), scale=(0.35, 1.0)),
+                                       K.RandomHorizontalFlip()).to(device)
+    decay = [p for p in net.parameters() if p.ndim > 1]
+    no_decay = [p for p in net.parameters() if p.ndim <= 1]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": settings.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=settings.learning_rate)
+    steps_per_epoch = len(x_train) // settings.batch_size
+    total = steps_per_epoch * settings.epochs
+    start = time.monotonic()  # the same schedule as ours: warmup, then linear decay to the budget or last step
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: learning_rate_factor(
+        s, total, time.monotonic() - start, settings))
+    train_seconds, seen, best, curve, step = 0.0, 0, 0.0, [], 0
+    for _ in range(settings.epochs):
+        net.train()
+        epoch_start = time.monotonic()
+        order = torch.randperm(len(x_train), device=device)
+        out_of_time = False
+        for i in range(steps_per_epoch):
+            index = order[i * settings.batch_size:(i + 1) * settings.batch_size]
+            pixels = augment(x_train[index].float() / 255)
+            loss = F.cross_entropy(net((pixels - mean_t) / std_t), y_train[index])
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), settings.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            seen += len(index)
+            step += 1
+            if time.monotonic() - start >= settings.time_budget_seconds:
+                out_of_time = True
+                break
+        train_seconds += time.monotonic() - epoch_start
+        net.eval()
+        with torch.no_grad():
+            predicted = torch.cat([net((x_val[i:i + 256].float() / 255 - mean_t) / std_t).argmax(1)
+                                   for i in range(0, len(x_val), 256)])
+        accuracy = (predicted == y_val).float().mean().item()
+        curve.append((step, accuracy))
+        best = max(best, accuracy)
+        if out_of_time:
+            break
+    return {"samples_per_second": seen / train_seconds, "validation_accuracy": best, "steps": step,
+            "train_seconds": train_seconds, "eval_accuracy_by_step": curve,
+            "parameters": sum(p.numel() for p in net.parameters())}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--train-images", type=int, default=0, help="Training images to keep (0 = all 45,000).")
+    parser.add_argument("--time-budget", type=float, default=900, help="Seconds of training for each contender.")
+    parser.add_argument("--epochs", type=int, default=0, help="Epochs (0 = FitSettings' default).")
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader workers for ours.")
+    parser.add_argument("--only", choices=["ours", "plain"], help="Run one contender only.")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    import torch
+
+    from backend.tasks.image_classification.batches import dataset_statistics
+    from backend.tasks.image_classification.config import FitSettings
+
+    settings = FitSettings(time_budget_seconds=args.time_budget, **({"epochs": args.epochs} if args.epochs else {}))
+    prepared, train, read_seconds, total_images = load_cifar(args.train_images, settings.seed)
+    log.info("read %d images in %.1f s; training on %d, validating on %d", total_images, read_seconds, len(train),
+             len(prepared.validation))
+    report = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+              "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+                         f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+                         f"{torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU'}",
+              "load_average_at_start": os.getloadavg(), "args": vars(args), "settings": settings.model_dump(),
+              "ingest": {"images": total_images, "seconds": read_seconds,
+                         "images_per_second": total_images / read_seconds},
+              "train_images": len(train), "validation_images": len(prepared.validation), "targets": TARGETS}
+    if args.only != "plain":
+        report["ours"] = run_ours(prepared, train, settings, args.workers)
+        log.info("ours: %s", {k: v for k, v in report["ours"].items() if k != "eval_accuracy_by_step"})
+    if args.only != "ours":
+        mean, std = dataset_statistics(list(train["image"]), 32, settings.seed)
+        report["plain"] = run_plain(prepared, train, settings, mean, std)
+        log.info("plain: %s", {k: v for k, v in report["plain"].items() if k != "eval_accuracy_by_step"})
+    if "ours" in report and "plain" in report:
+        report["ours_over_plain_samples_per_second"] = (report["ours"]["samples_per_second"]
+                                                        / report["plain"]["samples_per_second"])
+    report["load_average_at_end"] = os.getloadavg()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"images-{dt.datetime.now():%Y%m%d-%H%M%S}.json"
+    out.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    sys.stdout.write(json.dumps(report, indent=2) + "\n")
+    log.info("written %s", out)
+
+
+if __name__ == "__main__":
+    main()
