@@ -1,0 +1,263 @@
+"""Turn table rows into model inputs: fitted on the training split only, saved as JSON (never pickle).
+
+What a fitted Preprocessor holds, per input column kind:
+- numeric: mean and standard deviation (values are standardised; a missing value becomes the mean,
+  i.e. 0, plus a 0/1 missing indicator when the training split had missing values in that column);
+- datetime: expanded to year, month, day-of-week and hour, each then handled as numeric;
+- categorical and boolean: a vocabulary; code 0 is "missing", code 1 is "unknown" (a value not seen
+  in training, or seen fewer than MIN_CATEGORY_COUNT times, so the unknown bucket is trained too),
+  codes 2.. the known values;
+- the target: the class names (classification) or its mean and standard deviation (regression).
+`to_json` / `from_json` round-trip exactly, so a prediction on a new row goes through the same
+transform as training did.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from backend.tasks.tabular.columns import TableSpec, parse_datetimes
+
+log = logging.getLogger(__name__)
+
+MISSING_CODE, UNKNOWN_CODE = 0, 1
+MIN_CATEGORY_COUNT = 2
+DATETIME_PARTS = ("year", "month", "day_of_week", "hour")
+FORMAT_VERSION = 1
+_TRUE = {"true", "yes", "y", "t", "1"}
+_FALSE = {"false", "no", "n", "f", "0"}
+
+
+@dataclass(frozen=True)
+class NumericFeature:
+    """One standardised input: a numeric column or one part of a datetime column."""
+
+    name: str            # feature name: the column, or "<column>.<part>" for a datetime part
+    column: str
+    part: str | None     # datetime part, None for a numeric column
+    mean: float
+    std: float
+    missing_indicator: bool
+    minimum: float = 0.0   # observed range in training, for a form's number box (not used to clip)
+    maximum: float = 0.0
+
+
+@dataclass(frozen=True)
+class CategoricalFeature:
+    """One categorical or boolean column and its vocabulary (codes 2.. in this order)."""
+
+    column: str
+    kind: str
+    values: list[str]
+
+    @property
+    def cardinality(self) -> int:
+        """Number of codes, the missing and unknown buckets included."""
+        return len(self.values) + 2
+
+
+@dataclass(frozen=True)
+class EncodedRows:
+    """Model inputs for n rows: float32 numerics [n, numeric_width] and int64 codes [n, n_categorical]."""
+
+    numeric: np.ndarray
+    categorical: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.numeric)
+
+    def take(self, index: np.ndarray) -> "EncodedRows":
+        """The rows at `index`."""
+        return EncodedRows(self.numeric[index], self.categorical[index])
+
+
+@dataclass(frozen=True)
+class Preprocessor:
+    """The fitted transform from a table's rows to model inputs and targets."""
+
+    spec: TableSpec
+    numeric: list[NumericFeature]
+    categorical: list[CategoricalFeature]
+    classes: list[str] = field(default_factory=list)   # classification only
+    target_mean: float = 0.0                           # regression only
+    target_std: float = 1.0
+
+    # --- fitting ------------------------------------------------------------------------------
+
+    @classmethod
+    def fit(cls, train: pd.DataFrame, spec: TableSpec) -> "Preprocessor":
+        """Learn statistics and vocabularies from the training split only."""
+        numeric: list[NumericFeature] = []
+        categorical: list[CategoricalFeature] = []
+        for column, kind in spec.inputs.items():
+            if kind == "numeric":
+                numeric.append(_fit_numeric(to_numbers(train[column]), column, column, None))
+            elif kind == "datetime":
+                dates = parse_datetimes(train[column])
+                numeric += [_fit_numeric(_date_part(dates, part), f"{column}.{part}", column, part)
+                            for part in DATETIME_PARTS]
+            else:
+                keys = category_keys(train[column], kind).dropna()
+                counts = keys.value_counts()
+                values = sorted(str(v) for v in counts[counts >= MIN_CATEGORY_COUNT].index)
+                categorical.append(CategoricalFeature(column, kind, values))
+        target = train[spec.target]
+        if spec.task == "classification":
+            classes = sorted(category_keys(target, "categorical").dropna().unique())
+            return cls(spec, numeric, categorical, classes=classes)
+        values = to_numbers(target).dropna()
+        return cls(spec, numeric, categorical, target_mean=float(values.mean()),
+                   target_std=float(values.std(ddof=0)) or 1.0)
+
+    # --- transforming -------------------------------------------------------------------------
+
+    @property
+    def numeric_names(self) -> list[str]:
+        """Names of the columns of EncodedRows.numeric, indicators last."""
+        return [f.name for f in self.numeric] + [f"{f.name}.missing" for f in self.numeric if f.missing_indicator]
+
+    @property
+    def numeric_width(self) -> int:
+        return len(self.numeric_names)
+
+    @property
+    def cardinalities(self) -> list[int]:
+        return [f.cardinality for f in self.categorical]
+
+    def transform(self, frame: pd.DataFrame) -> EncodedRows:
+        """Encode rows; missing values, unknown categories and absent columns never raise."""
+        absent = [c for c in self.spec.inputs if c not in frame.columns]
+        if absent:
+            log.warning("columns %s are absent; treated as missing", absent)
+        n = len(frame)
+        empty = pd.Series([None] * n, index=frame.index, dtype=object)
+        values, indicators = [], []
+        date_cache: dict[str, pd.Series] = {}
+        for feature in self.numeric:
+            raw = frame[feature.column] if feature.column in frame.columns else empty
+            if feature.part is None:
+                x = to_numbers(raw)
+            else:
+                if feature.column not in date_cache:
+                    date_cache[feature.column] = parse_datetimes(raw)
+                x = _date_part(date_cache[feature.column], feature.part)
+            x = x.to_numpy(dtype=np.float64, na_value=np.nan)
+            missing = ~np.isfinite(x)
+            values.append(np.where(missing, 0.0, (x - feature.mean) / feature.std))
+            if feature.missing_indicator:
+                indicators.append(missing.astype(np.float64))
+        numeric = np.stack(values + indicators, axis=1).astype(np.float32) if values else np.zeros((n, 0), np.float32)
+        codes = [self._codes(frame[f.column] if f.column in frame.columns else empty, f) for f in self.categorical]
+        categorical = np.stack(codes, axis=1) if codes else np.zeros((n, 0), np.int64)
+        return EncodedRows(numeric, categorical)
+
+    def _codes(self, series: pd.Series, feature: CategoricalFeature) -> np.ndarray:
+        lookup = {value: code for code, value in enumerate(feature.values, start=2)}
+        # Work on the distinct values only (a column has few), then index: fast on big tables.
+        positions, uniques = pd.factorize(series, use_na_sentinel=True)
+        unique_codes = np.array([MISSING_CODE if key is None else lookup.get(key, UNKNOWN_CODE)
+                                 for key in (_category_key(v, feature.kind) for v in uniques)] + [MISSING_CODE],
+                                dtype=np.int64)
+        return unique_codes[positions]   # position -1 (missing) picks the MISSING_CODE appended last
+
+    def encode_target(self, series: pd.Series) -> np.ndarray:
+        """Class indices (int64; -1 for a class not seen in training or a missing value) or standardised floats."""
+        if self.spec.task == "classification":
+            lookup = {name: index for index, name in enumerate(self.classes)}
+            return category_keys(series, "categorical").map(lookup).fillna(-1).to_numpy(dtype=np.int64)
+        return ((to_numbers(series).to_numpy(dtype=np.float64, na_value=np.nan) - self.target_mean)
+                / self.target_std).astype(np.float32)
+
+    def decode_regression(self, standardised: np.ndarray) -> np.ndarray:
+        """Predicted values in the target's own units."""
+        return standardised * self.target_std + self.target_mean
+
+    # --- saving -------------------------------------------------------------------------------
+
+    def to_json(self) -> str:
+        """Everything needed to rebuild this transform, as JSON."""
+        return json.dumps({"format_version": FORMAT_VERSION, "spec": self.spec.model_dump(),
+                           "numeric": [asdict(f) for f in self.numeric],
+                           "categorical": [asdict(f) for f in self.categorical], "classes": self.classes,
+                           "target_mean": self.target_mean, "target_std": self.target_std}, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Preprocessor":
+        """Rebuild a transform saved by to_json."""
+        data = json.loads(text)
+        if data.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"preprocessing format {data.get('format_version')} is not {FORMAT_VERSION}")
+        return cls(spec=TableSpec.model_validate(data["spec"]),
+                   numeric=[NumericFeature(**f) for f in data["numeric"]],
+                   categorical=[CategoricalFeature(**f) for f in data["categorical"]],
+                   classes=list(data["classes"]), target_mean=float(data["target_mean"]),
+                   target_std=float(data["target_std"]))
+
+    def save(self, path: str | Path) -> None:
+        """Write to_json() to `path`."""
+        Path(path).write_text(self.to_json(), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Preprocessor":
+        """Read a transform written by save()."""
+        return cls.from_json(Path(path).read_text(encoding="utf-8"))
+
+
+def _fit_numeric(values: pd.Series, name: str, column: str, part: str | None) -> NumericFeature:
+    present = values.dropna()
+    mean = float(present.mean()) if len(present) else 0.0
+    std = float(present.std(ddof=0)) if len(present) > 1 else 0.0
+    return NumericFeature(name=name, column=column, part=part, mean=mean, std=std if std > 0 else 1.0,
+                          missing_indicator=bool(values.isna().any()),
+                          minimum=float(present.min()) if len(present) else 0.0,
+                          maximum=float(present.max()) if len(present) else 0.0)
+
+
+def to_numbers(series: pd.Series) -> pd.Series:
+    """Floats from a column of numbers or numeric strings; anything else becomes NaN."""
+    if pd.api.types.is_bool_dtype(series.dtype):
+        series = series.astype(float)
+    if pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_extension_array_dtype(series.dtype):
+        out = series.astype("float64")   # already numbers: skip the parser (a big share of preprocessing time)
+    else:
+        out = pd.to_numeric(series, errors="coerce").astype("float64")
+    return out.where(np.isfinite(out))
+
+
+def _date_part(dates: pd.Series, part: str) -> pd.Series:
+    accessor = dates.dt
+    values = {"year": accessor.year, "month": accessor.month, "day_of_week": accessor.dayofweek,
+              "hour": accessor.hour}[part]
+    return values.astype("float64")
+
+
+def category_keys(series: pd.Series, kind: str) -> pd.Series:
+    """One spelling per category: 3, 3.0 and "3" are the same; booleans become "true"/"false"; None if missing."""
+    positions, uniques = pd.factorize(series, use_na_sentinel=True)
+    keys = np.array([_category_key(v, kind) for v in uniques] + [None], dtype=object)
+    return pd.Series(keys[positions], index=series.index, dtype=object)
+
+
+def _category_key(value, kind: str) -> str | None:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, (float, np.floating)):
+        if math.isnan(value):
+            return None
+        if value == int(value):
+            value = int(value)
+    if isinstance(value, (bool, np.bool_)):
+        text = "true" if value else "false"
+    else:
+        text = str(value).strip()
+    if kind == "boolean":
+        lowered = text.lower()
+        return "true" if lowered in _TRUE else "false" if lowered in _FALSE else text
+    return text if text else None
