@@ -1,6 +1,6 @@
 """Validation metrics of an image classifier, and the validation images it got wrong.
 
-The numbers are the text classifier's (backend.metrics: accuracy, macro P/R/F1, per class,
+The numbers are the text classifier's (backend.tasks.text_classification.metrics: accuracy, macro P/R/F1, per class,
 confusion matrix, from scikit-learn); images add the misclassified list for the Runs gallery.
 """
 
@@ -31,7 +31,7 @@ class Misclassified:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Metrics (backend.metrics' dict plus 'loss') and the misclassified images, most confident first."""
+    """Metrics (backend.tasks.text_classification.metrics' dict plus 'loss') and the misclassified images, most confident first."""
 
     metrics: dict
     misclassified: list[Misclassified]
