@@ -97,7 +97,8 @@ def _default_template() -> TemplateConfig:
     return template_classes()[task.default_template]()
 
 
-TEMPLATE_TRAINING_FIELDS = ("epochs", "learning_rate", "weight_decay")  # the TrainConfig fields listed above
+# The TrainConfig fields a task's `training_defaults` set per template (the form switches them on a pick).
+TEMPLATE_TRAINING_FIELDS = ("epochs", "learning_rate", "weight_decay")
 
 
 def task_of(template_kind: str) -> str:
