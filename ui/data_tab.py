@@ -71,8 +71,8 @@ def on_ingest(services: Services, path: str | None, task: str, text_column: str 
         raise gr.Error("This upload was already ingested and removed from the upload cache. "
                        "Upload the file again to ingest it again.", print_exception=False)
     options = IngestOptions(task=task, text_column=text_column or None,
-                            label_column=None if label_column in (None, "", NO_COLUMN) or not get_task(task).needs_label_column
-                            else label_column,
+                            label_column=label_column if label_column not in (None, "", NO_COLUMN)
+                            and get_task(task).needs_label_column else None,
                             validation_fraction=float(validation_percent) / 100.0, name=(name or "").strip() or None)
     outcome = services.ingest(Path(path), options, Path(validation_path) if validation_path else None)
     summary = ingest_summary(outcome)

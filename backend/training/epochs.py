@@ -41,7 +41,8 @@ from backend.training.checkpoints import latest_checkpoint, publish, save_checkp
 from backend.training.core import (ProgressFn, TrainResult, best_score, best_weights, build_optimizer, clamp_length,
                                    cpu_copy, improves, linear_schedule, patience_spent, run_strategy)
 from backend.training.run_clock import RunClock
-from backend.tasks.text_classification.templates import OWN_TOKENIZER_KINDS, build_model, logits_of, num_labels_of, save_model, vocab_size_of
+from backend.tasks.text_classification.templates import (OWN_TOKENIZER_KINDS, build_model, logits_of, num_labels_of,
+                                                        save_model, vocab_size_of)
 from backend.tasks.text_classification.tokenization import encode, load_tokenizer_file
 from storage.records import DatasetRecord
 
@@ -90,7 +91,7 @@ class _Setup:
 
 def train_classifier(config: TrainConfig, dataset: DatasetRecord, output_dir: Path, on_progress: ProgressFn,
                      should_stop: Callable[[], bool], resume: bool, accelerator: Accelerator) -> TrainResult:
-    """Train `config.template` (a classifier) on `dataset`; the best model (validation macro F1) lands in `output_dir`."""
+    """Train `config.template` (a classifier) on `dataset`; the best model (macro F1) lands in `output_dir`."""
     return run_strategy(EPOCHS, config, dataset, output_dir, on_progress, should_stop, resume, accelerator)
 
 

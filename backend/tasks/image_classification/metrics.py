@@ -31,7 +31,7 @@ class Misclassified:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Metrics (backend.tasks.text_classification.metrics' dict plus 'loss') and the misclassified images, most confident first."""
+    """Metrics (classification_metrics' dict plus 'loss') and the misclassified images, most confident first."""
 
     metrics: dict
     misclassified: list[Misclassified]

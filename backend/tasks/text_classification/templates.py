@@ -17,7 +17,8 @@ from transformers import PreTrainedTokenizerBase
 
 from backend.config import TrainConfig
 from backend.tasks.text_classification.lstm import LstmClassifier, build_lstm, is_lstm_folder, load_lstm, save_lstm
-from backend.tasks.text_classification.transformer import build_finetuned, build_scratch, load_transformer, save_transformer
+from backend.tasks.text_classification.transformer import (build_finetuned, build_scratch, load_transformer,
+                                                          save_transformer)
 
 OWN_TOKENIZER_KINDS: tuple[str, ...] = ("transformer-scratch", "lstm")  # vocabulary learned per run
 
