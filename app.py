@@ -24,6 +24,9 @@ import signal
 import sys
 from pathlib import Path
 
+from backend.errors import bounded, shorten
+from backend.log_format import configure_logging
+
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -34,8 +37,15 @@ class BadInput(Exception):
     """A CLI argument problem; reported as {"error": ...} with exit code 2."""
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose complaints become BadInput, so `--json` still gets one JSON document (exit code 2)."""
+
+    def error(self, message: str):
+        raise BadInput(f"{self.prog}: {message}. See `{self.prog} --help`.")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="app.py", description="Modelsmith: train text models without code.")
+    parser = ArgumentParser(prog="app.py", description="Modelsmith: train text models without code.")
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("serve", help="Start the web app (the default).")
 
@@ -90,7 +100,7 @@ def _add_share_parsers(commands) -> None:
     export = commands.add_parser("export", help="Write a finished run's model as a zip, or as a Hugging Face Space.")
     export.add_argument("--run", required=True, help="Id of a succeeded run.")
     export.add_argument("--format", default="zip", help="zip (model files), space (a Space folder) or space-zip.")
-    export.add_argument("--out", default=".", help="File or folder to write; a folder gets <name>-run<id>.zip.")
+    export.add_argument("--out", default=".", help="File or folder to write; a folder (an existing one, or a path ending in /) gets <name>-run<id>.zip.")
     model_import = commands.add_parser("import", help="Import a model zip (Modelsmith's or a Hugging Face "
                                                       "model folder's) as a finished run.")
     model_import.add_argument("path")
@@ -98,9 +108,13 @@ def _add_share_parsers(commands) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except BadInput as exc:
+        emit({"error": str(exc)}, argparse.Namespace(json="--json" in argv))
+        return 2
+    configure_logging()  # control characters in names and texts are escaped: no forged log lines
     for noisy in ("accelerate", "httpx", "urllib3"):  # per-file checkpoint chatter drowns the progress lines
         logging.getLogger(noisy).setLevel(logging.WARNING)
     settings, problem = load_settings()
@@ -119,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             code = 1
         else:
             code = 2
-        emit({"error": message}, args)
+        emit({"error": bounded(message)}, args)  # a 1 MB label is not echoed back whole
         return code
     emit(result, args)
     return code
@@ -134,8 +148,8 @@ def load_settings():
     try:
         return Settings(), None
     except ValidationError as exc:  # name the variable, not the pydantic field path
-        problems = "; ".join(f"MODELSMITH_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']} (got {e.get('input')!r})"
-                             for e in exc.errors())
+        problems = "; ".join(f"MODELSMITH_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']} "
+                             f"(got {shorten(repr(e.get('input')))})" for e in exc.errors())
         return None, f"Invalid setting: {problems}. Fix or unset the environment variable (or .env entry)."
 
 
@@ -148,8 +162,6 @@ def readable_error(exc: Exception) -> str | None:
 
     if isinstance(exc, (UserError, NotFound, InUse, BadInput)):
         return str(exc)
-    if isinstance(exc, KeyError):
-        return str(exc.args[0]) if exc.args else "unknown setting"
     if isinstance(exc, ValidationError):
         return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
     return None
@@ -196,8 +208,8 @@ def _run_in_foreground(services, run_id: int):
 def run_summary(run) -> dict:
     """The JSON view of a run shared by `train`, `resume` and `runs`."""
     return {"run_id": run.id, "name": run.name, "status": run.status, "task": run.task, "template": run.template,
-            "dataset_id": run.dataset_id, "metrics": _headline(run.metrics), "output_dir": run.output_dir,
-            "error": run.error, "progress": run.progress,
+            "dataset_id": run.dataset_id, "imported_from": run.imported_from, "metrics": _headline(run.metrics),
+            "output_dir": run.output_dir, "error": run.error, "progress": run.progress,
             "created_at": run.created_at, "started_at": run.started_at, "finished_at": run.finished_at}
 
 
@@ -289,7 +301,7 @@ def cmd_export(settings, args):
         raise BadInput(f"--run expects a run id (a number), got '{args.run}'. "
                        "List runs with `python app.py runs`.") from None
     run = _services(settings).repo.get_run(run_id)
-    out = Path(args.out)
+    out = args.out  # kept as typed: a trailing "/" says "a folder" and Path() would drop it
     if args.format == "zip":
         result = export_zip(run, out)
     else:

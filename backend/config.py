@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, SerializeAsAny, field_validator, model_validator
 
+from backend.errors import UnknownSetting
 from backend.tasks.base import TemplateConfig
 from backend.tasks.base import template_description as describe_template
 from backend.tasks.registry import DEFAULT_TASK, TASKS, task_of_template, template_classes
@@ -51,7 +52,8 @@ class TrainConfig(_Frozen):
     """Everything needed to reproduce one run; stored verbatim with the run."""
 
     name: str = Field("", max_length=200, description="A name to find the run again; empty picks one.")
-    dataset_id: int = Field(..., ge=1, description="Stored dataset to train on.")
+    dataset_id: int | None = Field(..., ge=1, description="Stored dataset to train on (None: an imported model, "
+                                                         "which has none here).")
     task: str = Field(DEFAULT_TASK, description="What the model learns to do.")
     # Any task's template: picked by `kind` from the registry; SerializeAsAny stores all its fields.
     template: SerializeAsAny[TemplateConfig] = Field(default_factory=lambda: _default_template())
@@ -135,9 +137,9 @@ def apply_overrides(config: TrainConfig, overrides: dict[str, str]) -> TrainConf
             parts = ["template", *parts]  # let users write `hidden_size=64` for template fields
         for part in parts[:-1]:
             if not isinstance(target.get(part), dict):
-                raise KeyError(_unknown_setting(key, known))
+                raise UnknownSetting(_unknown_setting(key, known))
             target = target[part]
         if parts[-1] not in target:
-            raise KeyError(_unknown_setting(key, known))
+            raise UnknownSetting(_unknown_setting(key, known))
         target[parts[-1]] = None if value.lower() in ("none", "null") else value
     return TrainConfig.model_validate(data)

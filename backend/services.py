@@ -124,6 +124,12 @@ class Services:
 
         return open_demo(self.repo, token)
 
+    def demo_takes_files(self, token: str | None) -> bool:
+        """Whether a demo token's model reads files (so its page may upload one)."""
+        from backend.sharing.demos import demo_takes_files
+
+        return demo_takes_files(self.repo, token)
+
     def demo_predict(self, token: str | None, text: str | None) -> dict[str, float]:
         """Class probabilities of one text from a demo token's classifier."""
         from backend.sharing.demos import demo_predict

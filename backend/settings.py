@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -44,17 +44,38 @@ class Settings(BaseSettings):
     host: str = Field(default_factory=_default_host, description="Address the web app binds to.")
     port: int = Field(7860, ge=1, le=65535, description="Port the web app listens on.")
     max_upload_mb: float = Field(200, gt=0, description="Largest file accepted for upload, in MB.")
+    max_request_mb: float = Field(10, gt=0, description="Largest request body outside file uploads, in MB; "
+                                  "bigger ones get HTTP 413 before they are read.")
     max_rows: int = Field(2_000_000, ge=1, description="Most rows accepted in one dataset.")
+    max_columns: int = Field(2_000, ge=2, description="Most columns accepted in one dataset file.")
     max_import_mb: float = Field(2048, gt=0, description="Largest unpacked size of an imported model zip, in MB.")
     max_import_files: int = Field(200, ge=1, description="Most files in an imported model zip.")
+    max_import_params: int = Field(1_000_000_000, ge=1, description="Most parameters of an imported model, "
+                                   "counted from its config.json before anything is built.")
     device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="Where training runs.")
     mixed_precision: Literal["auto", "no", "fp16", "bf16"] = Field(
         "auto", description="auto = bf16 on GPUs that support it, else fp16 on CUDA, none on CPU.")
-    max_concurrent_jobs: int = Field(1, ge=1, le=16, description="Jobs trained at the same time.")
+    max_concurrent_jobs: int = Field(1, description="Jobs trained at the same time by this app (only 1: see below).")
     heartbeat_timeout_s: float = Field(60, gt=0, description="A running job silent for this long counts as dead.")
     share: bool = Field(False, description="Open a public Gradio share link to the whole app.")
     auth: str = Field("", description="user:password pairs, comma-separated, to require a login.")
     debug: bool = Field(False, description="Show error details in the browser.")
+    allowed_hosts: str = Field("", description="Extra host names (comma-separated, '*.' wildcards) the web app "
+                               "answers to, besides loopback names; e.g. the name a reverse proxy serves it at.")
+    trust_proxy: bool = Field(False, description="Believe X-Forwarded-Host/-Proto headers (only behind a "
+                              "reverse proxy that sets them); on by itself on Hugging Face Spaces.")
+
+    @field_validator("max_concurrent_jobs")
+    @classmethod
+    def _one_job_per_process(cls, value: int) -> int:
+        # Accelerate's training state (gradient accumulation, registered models) is process-wide,
+        # so the app's runs train one at a time (backend.training.devices.training_lock); a larger value
+        # would only show queued runs as "running" while they wait.
+        if value != 1:
+            raise ValueError(f"must be 1 (got {value}): the app trains one run at a time and queues the others. "
+                             "To train another run at the same time, start it from a second terminal with "
+                             "`python app.py train ...` (its own process, same database)")
+        return value
 
     @property
     def resolved_database_url(self) -> str:
@@ -72,6 +93,15 @@ class Settings(BaseSettings):
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def max_request_bytes(self) -> int:
+        return int(self.max_request_mb * 1024 * 1024)
+
+    @property
+    def trusts_forwarded_headers(self) -> bool:
+        """Whether X-Forwarded-* headers come from our own proxy: configured, or the Space's proxy."""
+        return self.trust_proxy or on_hugging_face_space()
 
     def ensure_dirs(self) -> None:
         """Create the home dir and its sub-folders."""

@@ -27,7 +27,7 @@ class Dataset(Base):
     task: Mapped[str] = mapped_column(String(32))
     content_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
     path: Mapped[str] = mapped_column(Text)
-    text_column: Mapped[str] = mapped_column(String(200))
+    text_column: Mapped[str | None] = mapped_column(String(200))  # None for a dataset without text (0004)
     label_column: Mapped[str | None] = mapped_column(String(200))
     rows: Mapped[int] = mapped_column(Integer)
     train_rows: Mapped[int] = mapped_column(Integer)
@@ -36,6 +36,11 @@ class Dataset(Base):
     classes_json: Mapped[str] = mapped_column(Text, default="{}")
     report_json: Mapped[str] = mapped_column(Text, default="{}")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # Since 0004: the source file's columns as [{"name", "type"}] (integer, float, boolean,
+    # datetime, string), which of them the task reads as inputs, and the one it predicts.
+    columns_json: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
+    input_columns_json: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
+    target_column: Mapped[str | None] = mapped_column(String(200))
 
 
 class Run(Base):
@@ -60,6 +65,7 @@ class Run(Base):
     output_dir: Mapped[str | None] = mapped_column(Text)
     metrics_json: Mapped[str] = mapped_column(Text, default="{}")
     progress: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")  # 0..1, since 0002
+    imported_from: Mapped[str | None] = mapped_column(Text)  # file name of an imported model (0004)
 
 
 class Metric(Base):

@@ -17,7 +17,7 @@ class DatasetRecord:
     task: str
     content_hash: str
     path: str
-    text_column: str
+    text_column: str | None  # None: a dataset without a text column
     label_column: str | None
     rows: int
     train_rows: int
@@ -26,6 +26,9 @@ class DatasetRecord:
     classes: dict[str, int] = field(default_factory=dict)  # label -> count over all rows
     report: dict = field(default_factory=dict)
     created_at: datetime | None = None
+    columns: list[dict] = field(default_factory=list)  # [{"name": ..., "type": ...}] of the source file
+    input_columns: list[str] = field(default_factory=list)  # what the task reads
+    target_column: str | None = None  # what the task predicts (None: nothing, e.g. text generation)
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class RunRecord:
     output_dir: str | None = None
     metrics: dict = field(default_factory=dict)
     progress: float = 0.0
+    imported_from: str | None = None  # file name of an imported model; such a run has no dataset
 
     @property
     def config(self) -> TrainConfig:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -41,7 +41,8 @@ def _dataset_record(row: Dataset) -> DatasetRecord:
         id=row.id, name=row.name, task=row.task, content_hash=row.content_hash, path=row.path,
         text_column=row.text_column, label_column=row.label_column, rows=row.rows, train_rows=row.train_rows,
         validation_rows=row.validation_rows, labels=json.loads(row.labels_json), classes=json.loads(row.classes_json),
-        report=json.loads(row.report_json), created_at=row.created_at)
+        report=json.loads(row.report_json), created_at=row.created_at, columns=json.loads(row.columns_json or "[]"),
+        input_columns=json.loads(row.input_columns_json or "[]"), target_column=row.target_column)
 
 
 def _run_record(row: Run) -> RunRecord:
@@ -49,7 +50,7 @@ def _run_record(row: Run) -> RunRecord:
         id=row.id, name=row.name, dataset_id=row.dataset_id, task=row.task, template=row.template,
         status=row.status, config_json=row.config_json, created_at=row.created_at, started_at=row.started_at,
         finished_at=row.finished_at, heartbeat_at=row.heartbeat_at, error=row.error, output_dir=row.output_dir,
-        metrics=json.loads(row.metrics_json or "{}"), progress=row.progress or 0.0)
+        metrics=json.loads(row.metrics_json or "{}"), progress=row.progress or 0.0, imported_from=row.imported_from)
 
 
 def _metric_record(row: Metric) -> MetricRecord:
@@ -74,6 +75,18 @@ def _check_status(status: str, allowed: tuple[str, ...]) -> None:
         raise ValueError(f"'{status}' is not a run status here. Use one of: {', '.join(allowed)}.")
 
 
+MAX_ID = 2**63 - 1  # SQLite and PostgreSQL BIGINT: a larger number cannot name a row
+
+
+def _storable_id(value) -> bool:
+    """True for an id a row can have; a huge or negative one (10**30) is simply not found, not an OverflowError."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
+        return True  # not a number at all: the database answers as it always did
+    return 0 <= number <= MAX_ID
+
+
 class Repository:
     """Datasets, runs, metrics and artifacts; every method is one unit of work in its own Session.
 
@@ -93,15 +106,23 @@ class Repository:
             yield session
 
     # ---- datasets ------------------------------------------------------------------------
-    def add_dataset(self, *, name: str, task: str, content_hash: str, path: str, text_column: str,
+    def add_dataset(self, *, name: str, task: str, content_hash: str, path: str, text_column: str | None,
                     label_column: str | None, rows: int, train_rows: int, validation_rows: int,
-                    labels: list[str], classes: dict[str, int], report: dict) -> DatasetRecord:
-        """Store a dataset's metadata (its files are already on disk)."""
+                    labels: list[str], classes: dict[str, int], report: dict, columns: list[dict] | None = None,
+                    input_columns: list[str] | None = None, target_column: str | None = None) -> DatasetRecord:
+        """Store a dataset's metadata (its files are already on disk).
+
+        `input_columns` defaults to the text column and `target_column` to the label column.
+        """
+        if input_columns is None:
+            input_columns = [text_column] if text_column else []
         with self._sessions.begin() as session:
             row = Dataset(name=name, task=task, content_hash=content_hash, path=path, text_column=text_column,
                           label_column=label_column, rows=rows, train_rows=train_rows,
                           validation_rows=validation_rows, labels_json=_to_json(list(labels)),
-                          classes_json=_to_json(dict(classes)), report_json=_to_json(report))
+                          classes_json=_to_json(dict(classes)), report_json=_to_json(report),
+                          columns_json=_to_json(list(columns or [])), input_columns_json=_to_json(list(input_columns)),
+                          target_column=target_column if target_column is not None else label_column)
             session.add(row)
             session.flush()
             return _dataset_record(row)
@@ -141,8 +162,10 @@ class Repository:
             session.delete(row)
 
     @staticmethod
-    def _dataset_row(session: Session, dataset_id: int) -> Dataset:
-        row = session.get(Dataset, dataset_id)
+    def _dataset_row(session: Session, dataset_id: int | None) -> Dataset:
+        if dataset_id is None:  # the config of an imported model names no dataset
+            raise NotFound("No dataset was given (an imported model has none here). Pick a stored dataset.")
+        row = session.get(Dataset, dataset_id) if _storable_id(dataset_id) else None
         if row is None:
             raise NotFound(f"Dataset {dataset_id} does not exist. Pick one from the list of stored datasets.")
         return row
@@ -242,7 +265,7 @@ class Repository:
             return [run.id for run in rows]
 
     def add_imported_run(self, *, name: str, task: str, template: str, config_json: str, metrics: dict,
-                         place: Callable[[int], str]) -> RunRecord:
+                         place: Callable[[int], str], imported_from: str | None = None) -> RunRecord:
         """Record an imported model as a succeeded run with no dataset.
 
         `place(run_id)` moves the model files into their final folder and returns its path; it runs
@@ -252,7 +275,7 @@ class Repository:
         with self._sessions.begin() as session:
             run = Run(name=name.strip()[:200], dataset_id=None, task=task, template=template, status="succeeded",
                       config_json=config_json, metrics_json=_to_json(metrics), progress=1.0, started_at=now,
-                      finished_at=now)
+                      finished_at=now, imported_from=(imported_from or "")[:500] or None)
             session.add(run)
             session.flush()
             if not run.name:
@@ -267,14 +290,18 @@ class Repository:
 
     @staticmethod
     def _run_row(session: Session, run_id: int) -> Run:
-        row = session.get(Run, run_id)
+        row = session.get(Run, run_id) if _storable_id(run_id) else None
         if row is None:
             raise _run_missing(run_id)
         return row
 
     # ---- metrics ---------------------------------------------------------------------------
     def add_metrics(self, run_id: int, step: int, values: dict[str, float]) -> None:
-        """Append one value per key at `step`, in one transaction; NotFound if the run is gone."""
+        """Append one value per key at `step`, in one transaction; NotFound if the run is gone.
+
+        Appending, not replacing, keeps a step trained twice visible (a resume that went back too
+        far); the job runner drops the rows past a checkpoint before resuming from it.
+        """
         if not values:
             return
         now = utcnow()
@@ -284,6 +311,11 @@ class Repository:
                                  for key, value in values.items()])
         except IntegrityError as exc:  # the foreign key: the run was deleted (or never existed)
             raise _run_missing(run_id) from exc
+
+    def delete_metrics_after(self, run_id: int, step: int) -> int:
+        """Drop a run's metric rows past `step` (a resume goes back to its checkpoint); returns how many."""
+        with self._sessions.begin() as session:
+            return session.execute(delete(Metric).where(Metric.run_id == run_id, Metric.step > int(step))).rowcount
 
     def get_metrics(self, run_id: int, keys: list[str] | None = None) -> list[MetricRecord]:
         """A run's metric values ordered by step (then insertion), optionally only `keys`."""
@@ -355,7 +387,7 @@ class Repository:
 
     @staticmethod
     def _demo_row(session: Session, demo_id: int) -> Demo:
-        row = session.get(Demo, demo_id)
+        row = session.get(Demo, demo_id) if _storable_id(demo_id) else None
         if row is None:
             raise NotFound(f"Demo link {demo_id} does not exist. Pick one from the run's list of demo links.")
         return row

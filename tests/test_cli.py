@@ -55,6 +55,8 @@ def test_bad_input_exits_2_with_a_message(capsys, home, tmp_path):
     assert code == 2 and "Run 7 does not exist" in result["error"]
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_train_predict_runs_round_trip(capsys, home, toy_csv):
     code, ingested = run_cli(capsys, "ingest", str(toy_csv), "--text-column", "message", "--label-column", "verdict")
     assert code == 0 and ingested["classes"] == {"happy": 40, "sad": 40}
@@ -86,7 +88,7 @@ def test_cli_subprocess_prints_json_only_on_stdout(tmp_path):
 
 
 @pytest.mark.parametrize("variable, value", [("MODELSMITH_PORT", "0"), ("MODELSMITH_MAX_IMPORT_MB", "lots"),
-                                             ("MODELSMITH_DEVICE", "tpu")])
+                                             ("MODELSMITH_DEVICE", "tpu"), ("MODELSMITH_MAX_CONCURRENT_JOBS", "4")])
 def test_an_invalid_setting_names_the_variable_and_exits_2(capsys, home, monkeypatch, variable, value):
     monkeypatch.setenv(variable, value)
     code, result = run_cli(capsys, "runs")

@@ -57,6 +57,20 @@ def test_export_space_folder_and_import_of_a_language_model(capsys, home, repo, 
     assert code == 0 and imported["task"] == "text-generation" and imported["labels"] == []
 
 
+def test_an_out_path_ending_in_a_slash_is_a_folder_created_if_needed(capsys, home, repo, settings, tmp_path,
+                                                                    monkeypatch):
+    # The README's example: `export --out downloads/` then `import downloads/<name>-run<id>.zip`.
+    monkeypatch.chdir(tmp_path)
+    run = record_run(repo, settings.runs_dir, "lstm", name="spam")
+    code, exported = run_cli(capsys, "export", "--run", str(run.id), "--format", "zip", "--out", "downloads/")
+    assert code == 0 and (tmp_path / "downloads").is_dir()
+    assert Path(exported["path"]) == tmp_path / "downloads" / f"spam-run{run.id}.zip"
+    code, imported = run_cli(capsys, "import", f"downloads/spam-run{run.id}.zip")
+    assert code == 0 and imported["labels"] == ["negative", "positive"]
+    code, space = run_cli(capsys, "export", "--run", str(run.id), "--format", "space-zip", "--out", "spaces/")
+    assert code == 0 and Path(space["path"]) == tmp_path / "spaces" / f"spam-run{run.id}-space.zip"
+
+
 @pytest.mark.parametrize("argv, message", [
     (["export", "--run", "99", "--out", "x.zip"], "Run 99 does not exist"),
     (["export", "--run", "abc"], "--run expects a run id"),

@@ -52,6 +52,8 @@ def in_home(lm_home, monkeypatch):
     return lm_home
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_train_reports_language_model_metrics(lm_home):
     home, dataset_id, run = lm_home
     assert run["status"] == "succeeded" and run["task"] == "text-generation" and run["template"] == "lstm-lm"
@@ -60,6 +62,8 @@ def test_train_reports_language_model_metrics(lm_home):
     assert (home / "runs" / str(run["run_id"]) / "model.safetensors").is_file()
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_generate_prints_one_object_and_a_seed_repeats_the_text(lm_home):
     home, _, run = lm_home
     argv = ["generate", "--run", str(run["run_id"]), "the cat", "--max-new-tokens", "40", "--seed", "5",
@@ -73,6 +77,8 @@ def test_generate_prints_one_object_and_a_seed_repeats_the_text(lm_home):
     assert code == 0 and again["text"] == first["text"]
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_generate_greedy_continues_the_pattern_and_reports_a_random_seed(capsys, in_home):
     _, _, run = in_home
     code, result = run_main(capsys, "generate", "--run", str(run["run_id"]), "the cat sat", "--temperature", "0",
@@ -131,6 +137,8 @@ def test_wrong_runs_exit_2_with_a_message(capsys, in_home, tmp_path):
     assert code == 2 and "is queued; only succeeded runs can generate" in result["error"]
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_transformer_lm_trains_from_the_cli(capsys, in_home):
     _, dataset_id, _ = in_home
     code, run = run_main(capsys, "train", "--dataset", str(dataset_id), "--template", "transformer-lm",

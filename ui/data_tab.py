@@ -37,7 +37,8 @@ def on_upload(services: Services, path: str | None):
         return (pd.DataFrame(), gr.update(choices=[], value=None), gr.update(choices=[NO_COLUMN], value=NO_COLUMN),
                 UPLOAD_HINT)
     settings = services.settings
-    read = read_table(Path(path), max_bytes=settings.max_upload_bytes, max_rows=settings.max_rows)
+    read = read_table(Path(path), max_bytes=settings.max_upload_bytes, max_rows=settings.max_rows,
+                      max_columns=settings.max_columns)
     frame = read.frame
     text_column, label_column = suggest_columns(frame)
     columns = [str(c) for c in frame.columns]

@@ -9,14 +9,18 @@ import gradio as gr
 from pydantic import ValidationError
 
 from backend.config import template_classes
-from backend.errors import UserError
+from backend.errors import UserError, bounded
 from backend.services import InUse, NotFound
 
 log = logging.getLogger(__name__)
 
 
 def user_message(exc: BaseException) -> str:
-    """The readable message for an exception (validation errors name their field)."""
+    """The readable message for an exception (validation errors name their field), at most MAX_MESSAGE_CHARS."""
+    return bounded(_message(exc))
+
+
+def _message(exc: BaseException) -> str:
     if isinstance(exc, ValidationError):
         parts = []
         for error in exc.errors():
@@ -30,8 +34,6 @@ def user_message(exc: BaseException) -> str:
         return "Invalid settings — " + "; ".join(parts)
     if isinstance(exc, (UserError, NotFound, InUse)):
         return str(exc)
-    if isinstance(exc, KeyError):
-        return str(exc.args[0]) if exc.args else "Unknown setting."
     return f"Something went wrong ({type(exc).__name__}). The details are in the server log."
 
 
@@ -51,8 +53,8 @@ def shows_errors(handler=None, *, fallback=None):
         try:
             return handler(*args, **kwargs)
         except gr.Error as exc:
-            message = exc.message
-        except (UserError, NotFound, InUse, ValidationError, KeyError) as exc:
+            message = bounded(str(exc.message))
+        except (UserError, NotFound, InUse, ValidationError) as exc:  # ours, meant for the person
             message = user_message(exc)
         except Exception as exc:
             log.exception("handler %s failed", handler.__name__)

@@ -77,9 +77,16 @@ def best_metric(run: RunRecord) -> str:
     return ""
 
 
+def run_origin(run: RunRecord) -> str:
+    """Where a run's model came from: its dataset, or the file it was imported from."""
+    if run.dataset_id is None:
+        return f"imported from {run.imported_from}" if run.imported_from else "imported"
+    return f"dataset #{run.dataset_id}"
+
+
 def runs_table(runs: list[RunRecord], dataset_names: dict[int, str]) -> pd.DataFrame:
     rows = [{"id": r.id, "name": r.name, "task": r.task, "template": r.template,
-             "dataset": dataset_names.get(r.dataset_id, "" if r.dataset_id is None else f"#{r.dataset_id}"),
+             "dataset": run_origin(r) if r.dataset_id is None else dataset_names.get(r.dataset_id, f"#{r.dataset_id}"),
              "status": r.status, "progress": f"{r.progress * 100:.0f}%",
              "best": best_metric(r), "duration": duration(r), "started": _when(r.started_at)} for r in runs]
     return pd.DataFrame(rows, columns=["id", "name", "task", "template", "dataset", "status", "progress", "best",

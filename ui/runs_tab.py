@@ -19,7 +19,7 @@ from backend.jobs.runner import read_log_tail
 from backend.services import NotFound, RunRecord, Services, default_task, get_task, task_names, task_of_run
 from ui.errors import shows_errors, unchanged
 from ui.formatting import (LOSS_KEYS, confusion_html, curves, per_class_table, progress_html, quality_keys,
-                           run_choices, runs_table)
+                           run_choices, run_origin, runs_table)
 from ui.train_tab import TrainForm, fill_from_config, form_fields
 
 REFRESH_SECONDS = 2.0
@@ -123,7 +123,7 @@ def _run_header(run: RunRecord) -> str:
     length = (f"max length {config.max_length}" if task.uses_max_length else "")
     duration = (f"{config.max_steps} steps" if task.uses_max_steps and config.max_steps
                 else f"{config.epochs} epochs")
-    return (f"### #{run.id} {run.name}\n{run.task} · **{run.template}** · dataset #{run.dataset_id} · "
+    return (f"### #{run.id} {run.name}\n{run.task} · **{run.template}** · {run_origin(run)} · "
             f"{duration} · batch {config.batch_size} · learning rate {config.learning_rate:g}"
             f"{' · ' + length if length else ''}\n\n<small>{settings}</small>")
 
@@ -169,8 +169,14 @@ def on_clone(services: Services, run_id):
     """Open the Train tab prefilled with the selected run's config."""
     if not run_id:
         raise gr.Error("Pick a run first.", print_exception=False)
-    config = services.get_run(int(run_id)).config
-    gr.Info(f"Settings of run #{run_id} copied: change what you like, then launch.")
+    run = services.get_run(int(run_id))
+    if run.dataset_id is None:
+        gr.Info(f"Settings of run #{run_id} copied. It was imported and has no dataset here: pick one, then launch.")
+    else:
+        gr.Info(f"Settings of run #{run_id} copied: change what you like, then launch.")
+    # The run row, not the config, says which dataset: an imported run's config may name an id
+    # from another database (runs imported before migration 0004 carry a placeholder 1).
+    config = run.config.model_copy(update={"dataset_id": run.dataset_id})
     return (gr.update(selected="train"), *fill_from_config(config))
 
 

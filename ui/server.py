@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import gradio as gr
@@ -22,6 +23,7 @@ from backend.services import Services
 from backend.settings import Settings
 from ui.app import CSS, THEME, launch_kwargs, private_paths
 from ui.demo_page import build_demo_page
+from ui.http_guard import EXCEPTION_HANDLERS, GuardPolicy, allowed_hosts, install, parse_hosts
 
 DEMO_MOUNT = f"{DEMO_PATH}/{{token}}"
 DEMO_MAX_UPLOAD_BYTES = 1024 * 1024  # the demo page takes no files; Gradio's upload route still exists
@@ -51,13 +53,35 @@ def demo_app_kwargs(services: Services) -> dict:
     gr.mount_gradio_app wires a Blocks into a FastAPI app (its routes and the lifespan that
     starts its queue); we let it do so on a throwaway FastAPI app, then hand that Mount and
     lifespan to the server launch() builds, so the main app keeps launch()'s options (share
-    link, login) and the demo routes are tried first.
+    link, login) and the demo routes are tried first. The same lifespan puts the request guard
+    (ui.http_guard) in front of the whole server, and both apps answer an unknown fn_index with 400.
     """
     holder = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     gr.mount_gradio_app(holder, build_demo_page(services), path=DEMO_MOUNT,
+                        app_kwargs={"exception_handlers": dict(EXCEPTION_HANDLERS)},
                         **demo_mount_options(services.settings))
     mount = next(route for route in holder.router.routes if isinstance(route, Mount))
-    return {"routes": [mount], "lifespan": holder.router.lifespan_context}
+    demo_lifespan = holder.router.lifespan_context
+    policy = guard_policy(services)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        install(app, policy)  # before the server accepts its first connection
+        async with demo_lifespan(app):
+            yield
+
+    return {"routes": [mount], "lifespan": lifespan, "exception_handlers": dict(EXCEPTION_HANDLERS)}
+
+
+def guard_policy(services: Services) -> GuardPolicy:
+    """Hosts, body limits and demo uploads the server accepts (ui.http_guard), from the settings."""
+    settings = services.settings
+    return GuardPolicy(
+        allowed_hosts=allowed_hosts(parse_hosts(settings.allowed_hosts), space_host=os.environ.get("SPACE_HOST"),
+                                    share=settings.share, bind_host=settings.host),
+        max_body_bytes=settings.max_request_bytes, max_upload_bytes=settings.max_upload_bytes,
+        max_demo_upload_bytes=DEMO_MAX_UPLOAD_BYTES,
+        demo_takes_files=services.demo_takes_files)
 
 
 def server_kwargs(services: Services) -> dict:

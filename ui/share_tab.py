@@ -35,11 +35,17 @@ def _run(services: Services, run_id):
 
 
 def base_url(settings: Settings, request: gr.Request | None = None) -> str:
-    """The address people reach this app at: from the browser's request when there is one, else the settings."""
+    """The address people reach this app at: from the browser's request when there is one, else the settings.
+
+    X-Forwarded-* headers count only behind our own proxy (MODELSMITH_TRUST_PROXY, or a Space): anyone
+    else could forge them and put their own address into the demo link a person copies.
+    """
     headers = getattr(request, "headers", None) or {}
-    host = headers.get("x-forwarded-host") or headers.get("host")
+    trusted = settings.trusts_forwarded_headers
+    host = (trusted and headers.get("x-forwarded-host")) or headers.get("host")
     if host:
-        scheme = headers.get("x-forwarded-proto") or getattr(getattr(request, "url", None), "scheme", None) or "http"
+        scheme = ((trusted and headers.get("x-forwarded-proto"))
+                  or getattr(getattr(request, "url", None), "scheme", None) or "http")
         return f"{scheme.split(',')[0].strip()}://{host.split(',')[0].strip()}"
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
     return f"http://{host}:{settings.port}"

@@ -1,8 +1,12 @@
-"""Read an uploaded file into a table of string columns: format, size, encoding, delimiter, quoting.
+"""Read an uploaded file into a table: format, size, encoding, delimiter, quoting, column types.
 
-Every column comes back as Arrow strings so that labels keep their spelling ("01" stays "01") and
-1 and "1" end up the same label. CSV-like files are parsed by pyarrow (multi-threaded, no Python
-objects per cell); JSON by the standard library; Parquet by pyarrow.
+`TableRead.table` holds every column as Arrow strings, which is what the text tasks read: labels
+keep their spelling ("01" stays "01") and 1 and "1" end up the same label. `typed_table(read)` holds
+the same columns in their own types (integer, float, boolean, datetime, string), and
+`column_schema(read)` names them: a JSON or Parquet file's own types, a CSV column's type as
+inferred from its text. Nested cells (lists, objects) are kept as JSON text, with a warning.
+CSV-like files are parsed by pyarrow (multi-threaded, no Python objects per cell); JSON by the
+standard library; Parquet by pyarrow.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
@@ -27,6 +32,7 @@ from backend.errors import UserError
 
 log = logging.getLogger(__name__)
 
+MAX_COLUMNS = 2_000  # Settings.max_columns' default: a wider file is refused before its columns are profiled
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".txt": "txt", ".json": "json", ".jsonl": "jsonl",
            ".ndjson": "jsonl", ".parquet": "parquet"}
 SUPPORTED = ", ".join(FORMATS)
@@ -57,6 +63,7 @@ class TableRead:
     quoting: bool = False
     ragged_rows: int = 0
     warnings: list[str] = field(default_factory=list)
+    typed: pa.Table | None = None  # the file's own column types (JSON, Parquet); None: infer from the text
 
 
 @dataclass(frozen=True)
@@ -71,14 +78,14 @@ class ReadResult:
     ragged_rows: int = 0
 
 
-def read_table(path, *, max_bytes: int, max_rows: int) -> ReadResult:
+def read_table(path, *, max_bytes: int, max_rows: int, max_columns: int = MAX_COLUMNS) -> ReadResult:
     """Read a CSV/TSV/TXT/JSON/JSONL/Parquet file into a DataFrame of string columns."""
-    read = read_arrow(Path(path), max_bytes=max_bytes, max_rows=max_rows)
+    read = read_arrow(Path(path), max_bytes=max_bytes, max_rows=max_rows, max_columns=max_columns)
     return ReadResult(frame=read.table.to_pandas(), warnings=list(read.warnings), encoding=read.encoding,
                       delimiter=read.delimiter, format=read.format, ragged_rows=read.ragged_rows)
 
 
-def read_arrow(path: Path, *, max_bytes: int, max_rows: int) -> TableRead:
+def read_arrow(path: Path, *, max_bytes: int, max_rows: int, max_columns: int = MAX_COLUMNS) -> TableRead:
     """Read a supported file into an Arrow table of string columns; UserError on bad input."""
     fmt = check_file(path, max_bytes)
     if fmt == "parquet":
@@ -92,12 +99,13 @@ def read_arrow(path: Path, *, max_bytes: int, max_rows: int) -> TableRead:
             raise UserError(f'"{path.name}" contains no text. Upload a file with a header row and '
                             "at least one data row.")
         if fmt in ("json", "jsonl"):
-            read = _read_json(path, fmt, encoding, warnings)
+            read = _read_json(path, fmt, encoding, warnings, max_columns)
         else:
             read = _read_delimited(path, fmt, encoding, text, complete, warnings)
     # The parser's block buffers are free now but kept by Arrow's allocator; hand them back to the
     # OS so that they do not add to the peak memory of the steps that follow.
     pa.default_memory_pool().release_unused()
+    _check_width(read.table.num_columns, max_columns, path.name)
     if read.table.num_columns == 0 or read.table.num_rows == 0:
         if read.ragged_rows:
             raise UserError(f'No row of "{path.name}" has as many fields as its header. ' + read.warnings[-1])
@@ -111,6 +119,104 @@ def read_arrow(path: Path, *, max_bytes: int, max_rows: int) -> TableRead:
                         "Upload a smaller sample, or raise the limit with the environment variable "
                         "MODELSMITH_MAX_ROWS.")
     return read
+
+
+# --- column types --------------------------------------------------------------------------------
+
+COLUMN_TYPES = ("integer", "float", "boolean", "datetime", "string")
+_INFERRED = (pa.int64(), pa.float64(), pa.bool_(), pa.timestamp("us"))  # tried in this order
+_INFERENCE_SAMPLE = 1000  # values tried first: a text column fails here, before a whole-column cast
+
+
+def column_type(arrow_type: pa.DataType) -> str:
+    """The schema name of an Arrow type: integer, float, boolean, datetime or string."""
+    if pa.types.is_dictionary(arrow_type):
+        arrow_type = arrow_type.value_type  # a categorical column: its values' type
+    if pa.types.is_integer(arrow_type):
+        return "integer"
+    if pa.types.is_floating(arrow_type) or pa.types.is_decimal(arrow_type):
+        return "float"
+    if pa.types.is_boolean(arrow_type):
+        return "boolean"
+    if pa.types.is_timestamp(arrow_type) or pa.types.is_date(arrow_type):
+        return "datetime"
+    return "string"
+
+
+def typed_table(read: TableRead) -> pa.Table:
+    """The file's columns in their own types (see the module docstring); names as in `read.table`."""
+    if read.typed is not None:
+        return read.typed
+    return pa.table({name: infer_column(read.table[name]) for name in read.table.column_names})
+
+
+def column_schema(read: TableRead) -> list[dict]:
+    """[{"name": ..., "type": ...}] of every column of the file, in file order."""
+    table = typed_table(read)
+    return [{"name": name, "type": column_type(table.schema.field(name).type)} for name in table.column_names]
+
+
+def infer_column(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A text column as integers, floats, booleans or datetimes when every non-blank value is one
+    (blanks become missing values); otherwise the column unchanged."""
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        return column
+    values = pc.utf8_trim_whitespace(column)
+    values = pc.if_else(pc.equal(values, ""), pa.scalar(None, values.type), values)
+    if values.null_count == len(values):
+        return column
+    head = values.slice(0, _INFERENCE_SAMPLE)
+    sample = head.filter(pc.is_valid(head))
+    for target in _INFERRED:
+        try:
+            pc.cast(sample, target)
+            return pc.cast(values, target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            continue
+    return column
+
+
+def _nested_warning(names: list[str]) -> str:
+    return (f"Column{'s' if len(names) > 1 else ''} {', '.join(repr(n) for n in names)} hold{'' if len(names) > 1 else 's'} "
+            "nested values (lists or objects); they are kept as JSON text. Flatten them into columns of their own "
+            "to use them as numbers or categories.")
+
+
+def _typed_columns(columns: dict[str, pa.ChunkedArray | pa.Array], warnings: list[str]) -> pa.Table:
+    """Columns in their own types; nested ones (list, struct, map) become JSON text, with a warning."""
+    typed, nested = {}, []
+    for name, column in columns.items():
+        if pa.types.is_nested(column.type):
+            nested.append(name)
+            column = pa.array([None if value is None else json.dumps(value, ensure_ascii=False, default=str)
+                               for value in column.to_pylist()], type=pa.string())
+        typed[name] = column
+    if nested:
+        warnings.append(_nested_warning(nested))
+    return pa.table(typed)
+
+
+def _frame_typed(frame: pd.DataFrame, warnings: list[str]) -> pa.Table:
+    """JSON records' columns in their own types: a column mixing types (1 and "a") is text."""
+    columns, nested = {}, []
+    for name in frame.columns:
+        values = frame[name].tolist()
+        if any(isinstance(value, (dict, list)) for value in values):
+            nested.append(str(name))
+            columns[str(name)] = _strings(frame[name])
+            continue
+        try:
+            column = pa.array(values, from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+            column = _strings(frame[name])
+        if pa.types.is_floating(column.type) and all(v.is_integer() for v in pc.drop_null(column).to_pylist()):
+            column = column.cast(pa.int64())  # whole numbers with gaps: pandas made them floats
+        elif pa.types.is_null(column.type):
+            column = column.cast(pa.string())
+        columns[str(name)] = column
+    if nested:
+        warnings.append(_nested_warning(nested))
+    return pa.table(columns)
 
 
 def normalise(name: str) -> str:
@@ -423,7 +529,33 @@ def _lines_table(text: str) -> pa.Table:
 
 # --- JSON, JSON Lines, Parquet -------------------------------------------------------------------
 
-def _read_json(path: Path, fmt: str, encoding: str, warnings: list[str]) -> TableRead:
+MAX_INT_DIGITS = 4000  # Python refuses int() of more than 4,300 digits (a denial-of-service guard)
+
+
+def _parse_int(digits: str) -> int | str:
+    """A JSON integer; one too long for int() stays its digits (cells become text anyway)."""
+    return int(digits) if len(digits) <= MAX_INT_DIGITS else digits
+
+
+def _check_width(columns: int, max_columns: int, name: str) -> None:
+    if columns > max_columns:
+        raise UserError(f'"{name}" has {columns:,} columns, more than the limit of {max_columns:,}. Keep only the '
+                        "columns you need (a text and a label column are enough), or raise the limit with the "
+                        "environment variable MODELSMITH_MAX_COLUMNS.")
+
+
+def _count_keys(records: list, max_columns: int, name: str) -> None:
+    """Refuse records with more distinct keys than `max_columns`, before any table is built from them."""
+    keys: set = set()
+    for record in records:
+        if isinstance(record, dict):
+            keys.update(record)
+            if len(keys) > max_columns:
+                break
+    _check_width(len(keys), max_columns, name)
+
+
+def _read_json(path: Path, fmt: str, encoding: str, warnings: list[str], max_columns: int = 0) -> TableRead:
     text, encoding = _decode_all(path.read_bytes(), encoding, path.name, warnings)
     text = text.lstrip("\ufeff")
     if fmt == "jsonl":
@@ -431,7 +563,7 @@ def _read_json(path: Path, fmt: str, encoding: str, warnings: list[str]) -> Tabl
         for number, line in enumerate(text.splitlines(), start=1):
             if line.strip():
                 try:
-                    records.append(json.loads(line))
+                    records.append(json.loads(line, parse_int=_parse_int))
                 except json.JSONDecodeError as exc:
                     raise UserError(f'Line {number} of "{path.name}" is not valid JSON ({exc.msg}). Each line of '
                                     'a JSON Lines file must be one object such as {"text": "...", "label": "..."}.'
@@ -440,7 +572,7 @@ def _read_json(path: Path, fmt: str, encoding: str, warnings: list[str]) -> Tabl
                     raise _too_deep(path.name) from None
     else:
         try:
-            records = json.loads(text)
+            records = json.loads(text, parse_int=_parse_int)
         except json.JSONDecodeError as exc:
             raise UserError(f'"{path.name}" is not valid JSON ({exc.msg} at line {exc.lineno}). Upload an array of '
                             'records such as [{"text": "...", "label": "..."}].') from None
@@ -460,14 +592,18 @@ def _read_json(path: Path, fmt: str, encoding: str, warnings: list[str]) -> Tabl
                         'array such as [{"text": "...", "label": "..."}], or use JSON Lines.')
     if records and all(isinstance(r, str) for r in records):
         records = [{"text": r} for r in records]
+    if max_columns:
+        _count_keys(records, max_columns, path.name)
     if not all(isinstance(r, dict) for r in records):
         raise UserError(f'Every record in "{path.name}" must be a JSON object such as {{"text": "...", '
                         '"label": "..."}; some are not.')
     try:  # nested cells become JSON text: the deepest ones json.loads accepted may not print again
-        table = frame_to_strings(pd.DataFrame.from_records(records))
+        frame = pd.DataFrame.from_records(records)
+        table = frame_to_strings(frame)
+        typed = _frame_typed(frame, warnings)
     except RecursionError:
         raise _too_deep(path.name) from None
-    return TableRead(table=table, format=fmt, encoding=encoding, warnings=warnings)
+    return TableRead(table=table, format=fmt, encoding=encoding, warnings=warnings, typed=typed)
 
 
 def _too_deep(name: str) -> UserError:
@@ -501,7 +637,10 @@ def _read_parquet(path: Path) -> TableRead:
             columns[str(name)] = column.cast(pa.string())  # one string type everywhere downstream
         else:
             columns[str(name)] = _strings(column.to_pandas())
-    return TableRead(table=pa.table(columns), format="parquet", encoding="binary (parquet)")
+    warnings: list[str] = []
+    typed = _typed_columns({str(name): column for name, column in zip(table.column_names, table.columns)}, warnings)
+    return TableRead(table=pa.table(columns), format="parquet", encoding="binary (parquet)", warnings=warnings,
+                     typed=typed)
 
 
 def frame_to_strings(frame: pd.DataFrame) -> pa.Table:

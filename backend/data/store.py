@@ -17,7 +17,7 @@ import shutil
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -27,12 +27,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from backend.errors import UserError
-from backend.data.reading import (LABEL_HINTS, TEXT_HINTS, ReadResult, TableRead, normalise, plural, read_arrow,
-                             read_table, read_text)
+from backend.data.reading import (LABEL_HINTS, MAX_COLUMNS, TEXT_HINTS, ReadResult, TableRead, column_schema,
+                                  normalise, plural, read_arrow, read_table, read_text)
 from backend.data.report import (TOKEN_ESTIMATE, build_report, content_hash, duplicate_stats, length_stats,
-                            text_codes)
+                                 text_codes)
 from backend.data.splitting import stratified_split
+from backend.errors import UserError, listing, shorten
 from backend.tasks.registry import DEFAULT_TASK, TASKS
 from storage.records import DatasetRecord
 
@@ -61,6 +61,7 @@ class IngestOptions:
     seed: int = 42
     name: str | None = None  # defaults to the file name without extension
     token_budget: int = 128  # texts longer than this (estimated tokens) are counted in the report
+    max_columns: int = MAX_COLUMNS  # wider files are refused (Settings.max_columns)
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,6 +79,7 @@ class PreparedDataset:
     report: dict
     warnings: list[str]
     content_hash: str
+    columns: list[dict] = field(default_factory=list)  # the source file's [{"name", "type"}]
 
     @property
     def rows(self) -> int:
@@ -110,12 +112,19 @@ def _suggest(frame: pd.DataFrame, text: str | None = None, label: str | None = N
 
 
 def _profile(series: pd.Series) -> tuple[float, int, int]:
-    """(mean length, distinct values, non-empty values) of a column's preview."""
-    values = series.dropna().astype(str)
-    values = values[values.str.strip() != ""]
-    if values.empty:
+    """(mean length, distinct values, non-empty values) of a column's preview.
+
+    Plain Python over the cells: pandas' per-column overhead (about 5 ms) made a wide file take minutes.
+    """
+    texts = [str(value) for value in series.tolist() if not _missing(value)]
+    texts = [text for text in texts if text.strip()]
+    if not texts:
         return 0.0, 0, 0
-    return float(values.str.len().mean()), int(values.nunique()), len(values)
+    return sum(map(len, texts)) / len(texts), len(set(texts)), len(texts)
+
+
+def _missing(value) -> bool:
+    return value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and value != value)
 
 
 def _name_score(name: str, hints: tuple[str, ...]) -> int:
@@ -155,9 +164,9 @@ def resolve_column(name: str, columns: list[str], role: str, file_name: str) -> 
     if len(folded) == 1:
         return folded[0]
     close = difflib.get_close_matches(name.lower(), [c.lower() for c in columns], n=1, cutoff=0.5)
-    hint = f' Did you mean "{next(c for c in columns if c.lower() == close[0])}"?' if close else ""
-    raise UserError(f'The {role} column "{name}" is not in "{file_name}".{hint} Pick one of the available '
-                    f"columns: {', '.join(columns)}.")
+    hint = f' Did you mean "{shorten(next(c for c in columns if c.lower() == close[0]))}"?' if close else ""
+    raise UserError(f'The {role} column "{shorten(name)}" is not in "{file_name}".{hint} Pick one of the available '
+                    f"columns: {listing(columns)}.")
 
 
 def _pick_columns(table: pa.Table, options: IngestOptions, file_name: str, need_label: bool):
@@ -170,14 +179,15 @@ def _pick_columns(table: pa.Table, options: IngestOptions, file_name: str, need_
         text, guessed = _suggest(table.slice(0, PREVIEW_ROWS).to_pandas(), text=text, label=label)
         label = guessed if need_label else None
     if text is None:
-        raise UserError(f'Found no text column in "{file_name}" (columns: {", ".join(columns)}). Choose the '
+        raise UserError(f'Found no text column in "{file_name}" (columns: {listing(columns)}). Choose the '
                         "column that holds the text.")
     if need_label and label is None:
-        raise UserError(f'Found no label column in "{file_name}" (columns: {", ".join(columns)}). Classification '
+        raise UserError(f'Found no label column in "{file_name}" (columns: {listing(columns)}). Classification '
                         "needs a text column and a label column (for a .txt file: one `label<TAB>text` per line); "
                         "choose the label column, or pick the text-generation task.")
     if text == label:
-        raise UserError(f'"{text}" was chosen as both the text and the label column. Choose two different columns.')
+        raise UserError(f'"{shorten(text)}" was chosen as both the text and the label column. '
+                        "Choose two different columns.")
     return text, label
 
 
@@ -192,6 +202,9 @@ def prepare_dataset(path, options: IngestOptions, validation_path=None, *, max_b
     return TASKS[options.task].prepare(path, options, validation_path, max_bytes, max_rows)
 
 
+MAX_SEED = 2**32 - 1  # numpy's seed range; a larger one cannot seed the split
+
+
 def _check_options(options: IngestOptions) -> None:
     if options.task not in TASKS:
         raise UserError(f'Unknown task "{options.task}". Choose one of: {", ".join(TASKS)}.')
@@ -200,6 +213,8 @@ def _check_options(options: IngestOptions) -> None:
                         f"{options.validation_fraction}.")
     if options.token_budget < 1:
         raise UserError(f"token_budget must be at least 1, not {options.token_budget}.")
+    if not 0 <= options.seed <= MAX_SEED:
+        raise UserError(f"seed must be a whole number from 0 to {MAX_SEED:,} (got {options.seed:.3g}).")
 
 
 def _clean_rows(table: pa.Table, text_column: str, label_column: str) -> tuple[pa.Table, int, int]:
@@ -242,10 +257,10 @@ def _encode_labels(labels: pa.ChunkedArray) -> tuple[list[str], np.ndarray]:
 
 def _check_classes(labels: list[str], counts: np.ndarray, label_column: str, file_name: str) -> None:
     if len(labels) < 2:
-        found = f'only the class "{labels[0]}"' if labels else "no labels"
+        found = f'only the class "{shorten(labels[0])}"' if labels else "no labels"
         raise UserError(f'Found {found} in the label column "{label_column}" of "{file_name}". Classification needs '
                         "at least two different labels: check that the right label column is chosen.")
-    rare = [f'"{name}" ({plural(count, "row")})' for name, count in zip(labels, counts) if count < 2]
+    rare = [f'"{shorten(name)}" ({plural(count, "row")})' for name, count in zip(labels, counts) if count < 2]
     if rare:
         more = f" and {len(rare) - 10:,} more" if len(rare) > 10 else ""
         raise UserError(f"Every class needs at least 2 rows (one to train on, one to validate); these have fewer: "
@@ -302,20 +317,22 @@ class _Rows:
     warnings: list[str]
     empty_rows: int
     missing_labels: int
+    columns: list[dict] = field(default_factory=list)  # the training file's column schema
 
 
 def _load_rows(path: Path, options: IngestOptions, validation_path: Path | None, max_bytes: int,
                max_rows: int) -> _Rows:
-    read = read_arrow(path, max_bytes=max_bytes, max_rows=max_rows)
+    read = read_arrow(path, max_bytes=max_bytes, max_rows=max_rows, max_columns=options.max_columns)
     text_column, label_column = _pick_columns(read.table, options, path.name, need_label=True)
     train, empty_rows, missing_labels = _clean_rows(read.table, text_column, label_column)
     if train.num_rows == 0:
         raise UserError(f'"{path.name}" has no rows with both a text (column "{text_column}") and a label (column '
                         f'"{label_column}"). Fill them in, or choose other columns.')
     rows = _Rows(train, train.num_rows, text_column, label_column, _read_details(read), list(read.warnings),
-                 empty_rows, missing_labels)
+                 empty_rows, missing_labels, column_schema(read))
     if validation_path is not None:
-        held_out = read_arrow(validation_path, max_bytes=max_bytes, max_rows=max_rows)
+        held_out = read_arrow(validation_path, max_bytes=max_bytes, max_rows=max_rows,
+                              max_columns=options.max_columns)
         names = held_out.table.column_names
         validation, empty_rows, missing_labels = _clean_rows(
             held_out.table, resolve_column(text_column, names, "text", validation_path.name),
@@ -400,7 +417,8 @@ def prepare_classification(path: Path, options: IngestOptions, validation_path: 
         source_rows=int(label_codes.size) + rows.empty_rows + rows.missing_labels, **duplicates)
     return PreparedDataset(task=options.task, name=options.name or path.stem, text_column=rows.text_column,
                            label_column=rows.label_column, train=train.to_pandas(), validation=validation.to_pandas(),
-                           labels=labels, classes=classes, report=report, warnings=warnings, content_hash=digest)
+                           labels=labels, classes=classes, report=report, warnings=warnings, content_hash=digest,
+                           columns=rows.columns)
 
 
 # --- text generation -----------------------------------------------------------------------------
@@ -412,6 +430,7 @@ class _Corpus:
     details: dict
     empty_rows_dropped: int
     warnings: list[str]
+    columns: list[dict]
 
 
 def _read_corpus(path: Path, options: IngestOptions, max_bytes: int, max_rows: int) -> _Corpus:
@@ -419,15 +438,15 @@ def _read_corpus(path: Path, options: IngestOptions, max_bytes: int, max_rows: i
     if path.suffix.lower() == ".txt":
         text, encoding, warnings = read_text(path, max_bytes=max_bytes)
         details = {"format": "txt", "encoding": encoding, "delimiter": None, "quoting": False, "ragged_rows": 0}
-        corpus = _Corpus(text, "text", details, 0, warnings)
+        corpus = _Corpus(text, "text", details, 0, warnings, [{"name": "text", "type": "string"}])
     else:
-        read = read_arrow(path, max_bytes=max_bytes, max_rows=max_rows)
+        read = read_arrow(path, max_bytes=max_bytes, max_rows=max_rows, max_columns=options.max_columns)
         column, _ = _pick_columns(read.table, options, path.name, need_label=False)
         texts = read.table[column]
         keep = pc.invert(_blank(texts))
         kept = texts.filter(keep)
         corpus = _Corpus("\n".join(kept.to_pylist()), column, _read_details(read),
-                         len(texts) - len(kept), list(read.warnings))
+                         len(texts) - len(kept), list(read.warnings), column_schema(read))
     if not corpus.text.strip():
         raise UserError(f'"{path.name}" contains no text. Upload a file with the text to learn from.')
     return corpus
@@ -482,7 +501,7 @@ def prepare_generation(path: Path, options: IngestOptions, validation_path: Path
     return PreparedDataset(task=options.task, name=options.name or path.stem, text_column=corpus.text_column,
                            label_column=None, train=pa.table({"text": train}).to_pandas(),
                            validation=pa.table({"text": validation}).to_pandas(), labels=[], classes={},
-                           report=report, warnings=warnings, content_hash=digest)
+                           report=report, warnings=warnings, content_hash=digest, columns=corpus.columns)
 
 
 # --- storage -------------------------------------------------------------------------------------
@@ -516,7 +535,8 @@ def _store(prepared: PreparedDataset, repo, datasets_dir: Path):
                 name=prepared.name, task=prepared.task, content_hash=prepared.content_hash, path=str(final),
                 text_column=prepared.text_column, label_column=prepared.label_column, rows=prepared.rows,
                 train_rows=len(prepared.train), validation_rows=len(prepared.validation), labels=prepared.labels,
-                classes=prepared.classes, report=prepared.report)
+                classes=prepared.classes, report=prepared.report, columns=prepared.columns,
+                input_columns=[prepared.text_column], target_column=prepared.label_column)
         except BaseException:
             raced = _find_quietly(repo, prepared.content_hash)
             if raced is not None and Path(raced.path) == final:  # another process stored it meanwhile
@@ -596,6 +616,7 @@ def load_split(record: DatasetRecord, split: Literal["train", "validation"]) -> 
 
 def ingest(path, options: IngestOptions, *, validation_path=None, settings, repo) -> IngestOutcome:
     """Prepare and store a dataset file; reuses the stored dataset when the content is the same."""
+    options = replace(options, max_columns=settings.max_columns)
     prepared = prepare_dataset(path, options, validation_path, max_bytes=settings.max_upload_bytes,
                                max_rows=settings.max_rows)
     record, reused = _store(prepared, repo, Path(settings.datasets_dir))
@@ -611,7 +632,7 @@ def ingest_summary(outcome: IngestOutcome) -> dict:
     record = outcome.dataset
     return {"dataset_id": record.id, "name": record.name, "task": record.task, "rows": record.rows,
             "train_rows": record.train_rows, "validation_rows": record.validation_rows,
-            "text_column": record.text_column, "label_column": record.label_column,
+            "text_column": record.text_column, "label_column": record.label_column, "columns": list(record.columns),
             "classes": dict(record.classes), "labels": list(record.labels), "warnings": list(outcome.warnings),
             "reused": outcome.reused}
 

@@ -111,6 +111,8 @@ class JobRunner:
     # ---- public actions ---------------------------------------------------------------------
     def submit(self, config: TrainConfig) -> int:
         """Validate the dataset reference, queue a run and wake a worker; returns the run id."""
+        if config.dataset_id is None:  # e.g. the config of an imported model
+            raise UserError("Pick a dataset to train on: this configuration has none.")
         dataset = self._repo.get_dataset(config.dataset_id)
         if dataset.task != config.task:
             raise UserError(f"Dataset {dataset.id} was prepared for {dataset.task}, not {config.task}. "
@@ -241,6 +243,7 @@ class JobRunner:
             dataset = self._repo.get_dataset(config.dataset_id)
             output_dir.mkdir(parents=True, exist_ok=True)
             resume = has_checkpoint(output_dir)
+            self._rewind_metrics(run_id, output_dir, resume)
             result = self._train(config, dataset, output_dir, run_id, stop, resume)
         except Cancelled:
             status = "interrupted" if self._shutdown.is_set() else "cancelled"
@@ -261,6 +264,19 @@ class JobRunner:
             self._repo.finish(run_id, "succeeded", metrics=result.metrics)
             self._repo.add_artifact(run_id, "model", str(output_dir))
             self._log_line(output_dir, "run succeeded")
+
+    def _rewind_metrics(self, run_id: int, output_dir: Path, resume: bool) -> None:
+        """Forget the metric rows the coming attempt will write again: those past the checkpoint it
+        resumes from (all of them when it starts afresh), so each (step, key) is stored once."""
+        step = 0
+        if resume:
+            from backend.training.checkpoints import checkpoint_step, latest_checkpoint  # torch only when a job runs
+
+            checkpoint = latest_checkpoint(output_dir)
+            step = checkpoint_step(checkpoint) if checkpoint is not None else 0
+        dropped = self._repo.delete_metrics_after(run_id, step)
+        if dropped:
+            log.info("run %d: %d metric rows past step %d dropped before training", run_id, dropped, step)
 
     def _train(self, config, dataset, output_dir, run_id, stop, resume):
         train_fn = self._train_fn

@@ -13,6 +13,7 @@ from backend.tasks.text_classification.predictor import load_predictor
 from backend.tasks.text_classification.metrics import classification_metrics
 from backend.data.reading import read_table
 from backend.settings import Settings
+from backend.spreadsheet import neutralise_formulas
 
 PREVIEW_ROWS = 20
 
@@ -32,7 +33,8 @@ class BatchResult:
 def predict_file(path: Path, model_dir: Path, out_dir: Path, *, settings: Settings,
                  text_column: str | None = None) -> BatchResult:
     """Predict each row of `path` with the model in `model_dir`; writes predictions.csv into `out_dir`."""
-    frame = read_table(path, max_bytes=settings.max_upload_bytes, max_rows=settings.max_rows).frame
+    frame = read_table(path, max_bytes=settings.max_upload_bytes, max_rows=settings.max_rows,
+                       max_columns=settings.max_columns).frame
     if frame.empty:
         raise UserError(f"{path.name} has no rows to predict. Upload a file with one text per row.")
     predictor = load_predictor(model_dir)
@@ -59,6 +61,6 @@ def predict_file(path: Path, model_dir: Path, out_dir: Path, *, settings: Settin
                                              [ids[p] for p in out.loc[mask, "predicted_label"]], predictor.labels)
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path = out_dir / f"{path.stem}-predictions.csv"
-    out.to_csv(csv_path, index=False)
+    neutralise_formulas(out).to_csv(csv_path, index=False)  # a spreadsheet must not run a cell as a formula
     return BatchResult(rows=len(out), text_column=text_column, label_column=label_column, csv_path=csv_path,
                        preview=out.head(PREVIEW_ROWS), metrics=metrics)

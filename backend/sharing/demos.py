@@ -113,6 +113,14 @@ def open_demo(repo: Repository, token: str | None) -> DemoTarget:
     return DemoTarget(demo=demo, run=run)
 
 
+def demo_takes_files(repo: Repository, token: str | None) -> bool:
+    """True when the token opens a demo whose model takes a file, so its page may upload one."""
+    try:
+        return get_task(open_demo(repo, token).run.task).takes_files  # today's tasks take text only
+    except (DemoUnavailable, ValueError):  # no such link, or a task this version does not offer
+        return False
+
+
 def model_card(target: DemoTarget) -> str:
     """The run's model card (README.md in its folder) without its YAML front matter; '' when there is none."""
     path = target.model_dir / "README.md"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import secrets
 import shutil
@@ -29,9 +30,7 @@ from pathlib import Path, PurePosixPath
 from pydantic import ValidationError
 
 from backend.config import TrainConfig
-
-
-from backend.errors import UserError
+from backend.errors import UserError, shorten
 from backend.tasks.registry import get_task, list_tasks
 from storage.records import RunRecord
 from storage.repository import Repository
@@ -45,6 +44,15 @@ MODEL_SUFFIXES = (".safetensors", ".json", ".txt", ".md", ".model")
 LEFT_OUT = {"train.log"}
 DEFAULT_MAX_IMPORT_MB = 2048
 DEFAULT_MAX_IMPORT_FILES = 200
+DEFAULT_MAX_IMPORT_PARAMS = 1_000_000_000
+# What an imported model may keep: weights, configs, tokenizer files, card, run config and metrics.
+# Anything else (a hundred padding .json files, say) is left out, however it is named.
+IMPORTED_FILES = frozenset({
+    "model.safetensors", "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+    "special_tokens_map.json", "added_tokens.json", "vocab.txt", "vocab.json", "merges.txt", "spiece.model",
+    "sentencepiece.bpe.model", "tokenizer.model", "README.md", "run_config.json", "metrics.json", "modelsmith.json"})
+MAX_METADATA_BYTES = 64 * 1024 * 1024  # all kept files but the weights together (a big tokenizer.json is ~20 MB)
+WEIGHTS_PER_CONFIG = 4  # config.json may describe at most this many times the parameters the weights hold
 COPY_CHUNK = 1 << 20
 IMPORT_PREFIX = ".import-"
 MAC_METADATA = "__MACOSX/"  # resource forks macOS's Finder adds to zips
@@ -65,6 +73,7 @@ class ImportLimits:
 
     max_bytes: int = DEFAULT_MAX_IMPORT_MB * 1024 * 1024
     max_files: int = DEFAULT_MAX_IMPORT_FILES
+    max_params: int = DEFAULT_MAX_IMPORT_PARAMS  # of the model config.json describes, checked before it is built
 
 
 @dataclass(frozen=True)
@@ -79,7 +88,8 @@ class ImportResult:
 
 def import_limits(settings) -> ImportLimits:
     """The import limits of these Settings (MODELSMITH_MAX_IMPORT_MB, MODELSMITH_MAX_IMPORT_FILES)."""
-    return ImportLimits(max_bytes=int(settings.max_import_mb * 1024 * 1024), max_files=int(settings.max_import_files))
+    return ImportLimits(max_bytes=int(settings.max_import_mb * 1024 * 1024), max_files=int(settings.max_import_files),
+                        max_params=int(settings.max_import_params))
 
 
 # --- export --------------------------------------------------------------------------------------
@@ -115,13 +125,16 @@ def export_name(run: RunRecord, suffix: str = "") -> str:
     return f"{slug}-run{run.id}{suffix}"
 
 
-def resolve_out(out: Path, default_name: str) -> Path:
-    """`out` itself, or `out/default_name` when `out` is an existing folder."""
+def resolve_out(out: Path | str, default_name: str) -> Path:
+    """`out` itself, or `out/default_name` when `out` is a folder: an existing one, or a path
+    written with a trailing slash (`downloads/`), which is created if needed."""
+    # Check the text before Path() drops the trailing separator that says "a folder".
+    is_folder = str(out).endswith(("/", os.sep))
     out = Path(out).expanduser()
-    return out / default_name if out.is_dir() else out
+    return out / default_name if is_folder or out.is_dir() else out
 
 
-def export_zip(run: RunRecord, out: Path) -> ExportResult:
+def export_zip(run: RunRecord, out: Path | str) -> ExportResult:
     """Write the run's model as a zip at `out` (a file, or a folder to put <name>-run<id>.zip in)."""
     folder = model_folder(run)
     target = resolve_out(out, export_name(run, ".zip"))
@@ -210,7 +223,7 @@ def select_members(files: list[zipfile.ZipInfo]) -> tuple[dict[str, zipfile.ZipI
     chosen: dict[str, zipfile.ZipInfo] = {}
     for info in files:
         relative = info.filename.replace("\\", "/")[len(prefix):]
-        if "/" in relative or not relative.endswith(MODEL_SUFFIXES) or relative in LEFT_OUT or relative in chosen:
+        if "/" in relative or relative not in IMPORTED_FILES or relative in chosen:
             skipped.append(info.filename)
         else:
             chosen[relative] = info
@@ -220,12 +233,17 @@ def select_members(files: list[zipfile.ZipInfo]) -> tuple[dict[str, zipfile.ZipI
                 "with safetensors (`model.save_pretrained(folder)` does) and zip it again.") if pickles else ""
         raise UserError("The archive has no model.safetensors and config.json at its top level (or in one folder)."
                         f"{hint} Export a run with Modelsmith, or zip a Hugging Face model folder.")
+    metadata = sum(info.file_size for name, info in chosen.items() if name != "model.safetensors")
+    if metadata > MAX_METADATA_BYTES:
+        raise UserError(f"The archive is refused: its config, tokenizer and card files hold {metadata / 1e6:,.1f} MB; "
+                        f"a model needs at most {MAX_METADATA_BYTES / 1e6:,.0f} MB of them. Zip the model folder "
+                        "as save_pretrained wrote it.")
     return chosen, skipped
 
 
 def _unpack(archive: zipfile.ZipFile, chosen: dict[str, zipfile.ZipInfo], target: Path, max_bytes: int) -> None:
     """Copy the chosen members into `target`, counting real bytes (headers can lie about sizes)."""
-    written = 0
+    written = metadata = 0
     for name, info in chosen.items():
         destination = target / name
         if destination.resolve().parent != target.resolve():  # belt and braces after check_archive
@@ -233,10 +251,86 @@ def _unpack(archive: zipfile.ZipFile, chosen: dict[str, zipfile.ZipInfo], target
         with archive.open(info) as source, open(destination, "wb") as sink:
             while chunk := source.read(COPY_CHUNK):
                 written += len(chunk)
+                metadata += len(chunk) if name != "model.safetensors" else 0
                 if written > max_bytes:
                     raise UserError(f"The archive unpacks to more than {max_bytes / 1e6:,.1f} MB "
                                     "(MODELSMITH_MAX_IMPORT_MB); it is refused.")
+                if metadata > MAX_METADATA_BYTES:
+                    raise UserError(f"The archive is refused: its config, tokenizer and card files unpack to more "
+                                    f"than {MAX_METADATA_BYTES / 1e6:,.0f} MB.")
                 sink.write(chunk)
+
+
+# --- import: bound the model's size before anything is built ------------------------------------
+
+WIDTH_KEYS = ("hidden_size", "n_embd", "d_model", "dim", "embedding_dim", "embed_dim")
+LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers")
+FFN_KEYS = ("intermediate_size", "n_inner", "ffn_dim", "hidden_dim", "encoder_ffn_dim")
+POSITION_KEYS = ("max_position_embeddings", "n_positions")
+EXPERT_KEYS = ("num_local_experts", "num_experts")
+
+
+def _whole(config: dict, keys: tuple[str, ...], default: int = 0) -> int:
+    """The largest whole-number value among `keys` (top level or the Modelsmith template); UserError if not a number."""
+    found = default
+    for source in (config, config.get("template") if isinstance(config.get("template"), dict) else {}):
+        for key in keys:
+            value = source.get(key)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise UserError(f"config.json in the archive has {key} = {shorten(repr(value), 40)}; it must be a "
+                                "whole number of 0 or more. The archive is not a usable model folder.")
+            found = max(found, value)
+    return found
+
+
+def estimated_parameters(config: dict) -> int:
+    """About how many parameters the model config.json describes has (a transformer's or LSTM's count, generous).
+
+    Computed from the numbers alone, so an absurd config costs nothing: embeddings (vocab x width),
+    positions, and per layer attention (4 width^2) plus the feed-forward block (2 width x ffn, per expert).
+    """
+    width = _whole(config, WIDTH_KEYS, 1)
+    ffn = _whole(config, FFN_KEYS) or 4 * width
+    experts = max(1, _whole(config, EXPERT_KEYS))
+    labels = max(len(config.get("labels") or []), len(config.get("id2label") or {}), _whole(config, ("num_labels",)))
+    per_layer = 4 * width * width + 2 * width * ffn * experts
+    return (_whole(config, ("vocab_size",)) * width + _whole(config, POSITION_KEYS) * width
+            + max(1, _whole(config, LAYER_KEYS, 1)) * per_layer + labels * width)
+
+
+def stored_parameters(weights: Path) -> int:
+    """How many numbers model.safetensors holds, from its header alone (nothing is loaded)."""
+    from safetensors import safe_open
+
+    total = 0
+    try:
+        with safe_open(str(weights), framework="np") as handle:
+            for key in handle.keys():
+                count = 1
+                for size in handle.get_slice(key).get_shape():
+                    count *= int(size)
+                total += count
+    except Exception as exc:  # safetensors' own errors for a damaged header
+        raise UserError(f"The model in the archive could not be loaded: model.safetensors is damaged "
+                        f"({shorten(exc, 200)}). Export or save the model again.") from exc
+    return total
+
+
+def check_model_size(folder: Path, max_params: int) -> None:
+    """Refuse a model too big to build, or whose config.json describes far more than its weights hold."""
+    config = _read_json(folder / "config.json")
+    if config is None:
+        raise UserError("config.json in the archive is not a JSON object; it is not a model folder.")
+    described = estimated_parameters(config)
+    stored = stored_parameters(folder / "model.safetensors")
+    if max(described, stored) > max_params:
+        raise UserError(f"The model is too big to import: config.json describes about {described:,} parameters "
+                        f"and the weights hold {stored:,}; the limit is {max_params:,} (MODELSMITH_MAX_IMPORT_PARAMS).")
+    if described > WEIGHTS_PER_CONFIG * stored + 1_000_000:
+        raise UserError(f"config.json describes a model of about {described:,} parameters, but model.safetensors "
+                        f"holds only {stored:,}: the two files do not belong together. Zip the model folder again.")
 
 
 # --- import: describe and record the model ------------------------------------------------------
@@ -252,16 +346,17 @@ def _read_json(path: Path) -> dict | None:
 def describe_model(folder: Path, name: str) -> tuple[TrainConfig, str, list[str]]:
     """(config, config JSON to store, notes) of an unpacked model folder.
 
-    A Modelsmith export carries run_config.json, stored as is. A bare folder gets a minimal
-    config inferred from config.json; its dataset_id is a placeholder (1), since the run has
-    no dataset here: the run row's dataset_id stays empty.
+    A Modelsmith export carries run_config.json; a bare folder gets a minimal config inferred
+    from config.json. Either way its dataset_id is None: the dataset the model was trained on
+    (an id in another database, if any) is not here, and Clone must not pick an unrelated one.
     """
     notes: list[str] = []
     run_config = folder / "run_config.json"
     if run_config.is_file():
         text = run_config.read_text(encoding="utf-8")
         try:
-            return TrainConfig.model_validate_json(text), text, notes
+            config = TrainConfig.model_validate_json(text).model_copy(update={"dataset_id": None})
+            return config, config.model_dump_json(), notes
         except ValidationError as exc:
             notes.append(f"run_config.json does not fit this version of Modelsmith ({exc.error_count()} "
                          "problem(s)); the settings were inferred from config.json instead.")
@@ -274,14 +369,16 @@ def describe_model(folder: Path, name: str) -> tuple[TrainConfig, str, list[str]
 
 
 def _infer_config(model_config: dict, name: str) -> TrainConfig:
-    """The config of a model folder without run_config.json: the first task that recognises its config.json."""
+    """The config of a model folder without run_config.json: the first task that recognises its config.json.
+
+    An imported model has no dataset here (dataset_id None)."""
     origin = model_config.get("_name_or_path")
     origin = origin if isinstance(origin, str) and origin and not origin.startswith(("/", ".")) else "imported"
     for task in list_tasks():
         try:
             settings = task.infer_settings(model_config, origin)
             if settings is not None:
-                return TrainConfig(name=name[:200], dataset_id=1, task=task.name, **settings)
+                return TrainConfig(name=name[:200], dataset_id=None, task=task.name, **settings)
         except (KeyError, ValueError, TypeError) as exc:
             raise UserError(f"config.json of this Modelsmith model is damaged ({exc}); export the run again.") from exc
     architectures = [str(a) for a in model_config.get("architectures") or []]
@@ -345,6 +442,7 @@ def import_model(archive_path: Path, repo: Repository, runs_dir: Path, *, name: 
             chosen, skipped = select_members(check_archive(archive, limits))
             staging.mkdir()
             _unpack(archive, chosen, staging, limits.max_bytes)
+        check_model_size(staging, limits.max_params)  # before any model is built from config.json
         info = _read_json(staging / MANIFEST) or {}
         default_name = str(info.get("name") or archive_path.stem)
         config, config_json, notes = describe_model(staging, (name or "").strip() or default_name)
@@ -354,7 +452,8 @@ def import_model(archive_path: Path, repo: Repository, runs_dir: Path, *, name: 
         _ensure_card(staging, run_name, archive_path.name)
         metrics = _read_json(staging / "metrics.json") or {}
         run = repo.add_imported_run(name=run_name, task=config.task, template=config.template.kind,
-                                    config_json=config_json, metrics=metrics, place=_placer(staging, runs_dir))
+                                    config_json=config_json, metrics=metrics, place=_placer(staging, runs_dir),
+                                    imported_from=archive_path.name)
     except zipfile.BadZipFile as exc:
         raise UserError(f"'{archive_path.name}' is a damaged zip archive ({exc}). Download or zip it again.") from exc
     except (RuntimeError, NotImplementedError) as exc:  # zipfile's words for encrypted / unknown compression

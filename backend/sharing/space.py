@@ -34,7 +34,8 @@ APP_FILES = ("app.py", "text_model.py")
 MODEL_DIR = "model"
 SPACE_COLORS = ("red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray")
 # The Space installs these; the same specifiers as Modelsmith's requirements.txt, so the demo runs
-# on the versions the model was trained with. torch is pinned exactly, as in ours.
+# on the versions the model was trained with, except Gradio: the Space's app uses only Gradio 6.0's
+# API (the app itself needs 6.31 for its launch options). torch is pinned exactly, as in ours.
 REQUIREMENTS = ("torch==2.13.0", "gradio>=6.0,<7", "transformers>=5.0,<6", "safetensors>=0.5",
                 "tokenizers>=0.21,<1", "huggingface_hub>=1.0")
 DEFAULT_GRADIO_VERSION = "6.0.0"
@@ -125,7 +126,7 @@ def write_space(run: RunRecord, target: Path, *, title: str | None = None, emoji
                    *(f"{MODEL_DIR}/{name}" for name in model_names)])
 
 
-def export_space(run: RunRecord, out: Path, *, as_zip: bool = False, title: str | None = None,
+def export_space(run: RunRecord, out: Path | str, *, as_zip: bool = False, title: str | None = None,
                  emoji: str = "🛠️", color_from: str = "indigo", color_to: str = "blue") -> ExportResult:
     """Write a Space for `run` at `out`: a folder, or a zip when as_zip (an existing folder gets <name>-run<id>-space).
 

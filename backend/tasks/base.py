@@ -75,6 +75,7 @@ class Task:
     infer_settings: Callable[..., Any]  # (config.json dict, base model) -> TrainConfig fields (template, ...),
                                         # or None when the folder is not this task's model (imports)
     training_defaults: Mapping[str, Mapping[str, float | int]] = field(default_factory=dict)  # per template kind
+    takes_files: bool = False        # its models read a file (an image), so its demo page may upload one
 
     @property
     def template_kinds(self) -> tuple[str, ...]:

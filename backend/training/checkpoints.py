@@ -17,12 +17,13 @@ import shutil
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, TypeVar
-
-from accelerate import Accelerator
-from transformers import PreTrainedTokenizerBase
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from backend.errors import UserError
+
+if TYPE_CHECKING:  # annotations only: finding a checkpoint (the job runner) must not import torch
+    from accelerate import Accelerator
+    from transformers import PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,11 @@ def latest_checkpoint(output_dir: Path) -> Path | None:
         return None
     complete = [p for p in root.iterdir() if CHECKPOINT_NAME.fullmatch(p.name) and (p / CHECKPOINT_STATE).is_file()]
     return max(complete, key=lambda p: int(CHECKPOINT_NAME.fullmatch(p.name).group(1)), default=None)
+
+
+def checkpoint_step(checkpoint: Path) -> int:
+    """The optimizer step a checkpoint folder (step-00000120) was saved at."""
+    return int(CHECKPOINT_NAME.fullmatch(Path(checkpoint).name).group(1))
 
 
 def begin_run(config_json: str, output_dir: Path, resume: bool) -> Path | None:

@@ -44,3 +44,12 @@ def test_a_space_without_persistent_storage_uses_the_local_folder(clean_env, tmp
     clean_env.setenv("SPACE_ID", "someone/modelsmith")
     clean_env.setattr(settings_module, "Path", lambda value: tmp_path / "absent" if value == "/data" else Path(value))
     assert Settings().home == Path("./modelsmith_data")
+
+
+@pytest.mark.parametrize("jobs", [0, 2, 16])
+def test_max_concurrent_jobs_other_than_one_is_refused_with_the_reason(clean_env, jobs):
+    # The app's runs share one process-wide training lock: a second worker would only show a
+    # waiting run as "running".
+    with pytest.raises(ValueError, match="app trains one run at a time.*python app.py train"):
+        Settings(max_concurrent_jobs=jobs)
+    assert Settings().max_concurrent_jobs == 1

@@ -19,7 +19,7 @@ import pytest
 from tests.reliability.support import (APP, AppProcess, complete_checkpoints, free_port, ingest_toy, integrity,
                                        record_figures, tiny_lstm, wait_until)
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 FINAL = ("succeeded", "failed", "cancelled", "interrupted")
 # tiny_lstm(epochs=3) as `--set` overrides of the CLI
 CLI_TINY_LSTM = {"epochs": 3, "batch_size": 8, "learning_rate": 0.01, "max_length": 32, "log_every_steps": 5,

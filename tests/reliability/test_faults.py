@@ -20,6 +20,8 @@ import torch
 from tests.conftest import PROJECT_ROOT
 from tests.reliability.support import complete_checkpoints, ingest_toy, integrity, record_figures, tiny_lstm
 
+pytestmark = [pytest.mark.slow]  # faults injected into real trainings
+
 OOM_TEXT = "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.2 GiB total capacity)"
 
 

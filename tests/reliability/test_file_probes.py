@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import urllib.parse
 
+import pytest
+
 from tests.reliability.support import http_get, record_figures
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # probes the running app
 
 # Bytes that would show a leak: SQLite's header, Parquet's magic, safetensors' header, /etc/passwd.
 SECRETS = (b"SQLite format 3", b"PAR1", b"__metadata__", b"root:x:0:0")

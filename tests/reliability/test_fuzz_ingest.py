@@ -25,6 +25,8 @@ from backend.data.store import IngestOptions, ingest
 from backend.errors import UserError
 from tests.reliability.support import ingest_toy, record_figures
 
+pytestmark = [pytest.mark.slow]  # many generated files
+
 EXTENSIONS = [".csv", ".tsv", ".txt", ".json", ".jsonl", ".parquet"]
 FUZZ = hypothesis_settings(max_examples=100, deadline=None, derandomize=True, database=None,
                            suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

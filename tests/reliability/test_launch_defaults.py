@@ -12,9 +12,13 @@ import urllib.error
 import urllib.request
 import uuid
 
+import pytest
+
 from tests.conftest import PROJECT_ROOT
 from tests.reliability.conftest import UPLOAD_LIMIT_MB
 from tests.reliability.support import gradio_config, http_get, listening_addresses, write_toy_csv
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # checked against the running app
 
 PUBLIC_ENDPOINTS = {"/predict", "/generate"}  # the only handlers meant for API clients
 

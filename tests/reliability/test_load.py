@@ -12,6 +12,8 @@ import pytest
 from tests.conftest import PROJECT_ROOT
 from tests.reliability.support import record_figures, tiny_lstm, wait_until
 
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # clients against the app while it trains
+
 CLIENTS = 5
 SECONDS = 10
 

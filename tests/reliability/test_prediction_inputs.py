@@ -18,6 +18,8 @@ import pytest
 from tests.conftest import PROJECT_ROOT
 from tests.reliability.support import record_figures
 
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # checked against the running app
+
 ONE_MB = "spam and eggs " * (1024 * 1024 // 14)
 AWKWARD = {
     "empty": "",

@@ -10,6 +10,7 @@ THREADS = 8
 WRITES = 200
 
 
+@pytest.mark.slow
 def test_concurrent_writers_never_see_database_is_locked(repo, add_dataset, make_config):
     dataset = add_dataset()
     run_ids = [repo.create_run(make_config(dataset.id)) for _ in range(2)]

@@ -66,6 +66,8 @@ def labels_of(result: dict) -> dict[str, float]:
     return {item["label"]: item["confidence"] for item in result["confidences"]}
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_a_demo_link_predicts_with_its_own_run_only(trained, server):
     services, classifier, generator = trained
     token = publish_demo(services.repo, classifier.id).token

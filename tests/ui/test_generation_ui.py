@@ -176,6 +176,8 @@ def test_generation_streams_growing_text_and_repeats_with_a_seed(trained):
     assert greedy == " on a mat.\nbig dogs run far!\n"  # the trained model continues the pattern
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_fast_tokens_are_sent_in_fewer_updates_with_the_same_text(trained):
     services, lm_run, _, _ = trained
     every_token = generate(services, lm_run, max_new_tokens=300)
@@ -269,6 +271,8 @@ def test_the_app_exposes_predict_and_generate_and_nothing_else(trained):
     assert sorted(public) == ["generate", "predict"]  # every other handler stays private
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_generate_api_streams_to_gradio_client_even_for_runs_trained_after_start(trained):
     import socket
 

@@ -144,6 +144,7 @@ def test_estimate_measures_the_config(services, toy_csv):
     assert "Parameters:**" in text and "Time per epoch on CPU" in text and "activations" in text
 
 
+@pytest.mark.e2e
 def test_train_watch_predict_and_compare(services, toy_csv):
     dataset = ingest_toy(services, toy_csv)
     assert "position 1" in launch(services, dataset.id, "first")
@@ -220,6 +221,7 @@ def test_playground_refuses_unfinished_runs_and_huge_texts(services, toy_csv):
     assert download is None and "ms-error" in summary
 
 
+@pytest.mark.e2e
 def test_batch_prediction_scores_a_labelled_file(services, toy_csv):
     dataset = ingest_toy(services, toy_csv)
     launch(services, dataset.id)

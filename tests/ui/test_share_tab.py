@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import gradio as gr
 import pytest
 
-from ui import playground_tab, share_tab
+from ui import playground_tab, runs_tab, share_tab
 from ui.app import build_app, launch_kwargs
 from tests.ui.share_fixtures import fake_run, train_classifier
 
@@ -83,7 +83,10 @@ def test_link_urls_follow_the_address_the_browser_used(settings):
     assert share_tab.base_url(settings) == "http://127.0.0.1:7860"
     behind_proxy = SimpleNamespace(headers={"host": "10.0.0.2:7860", "x-forwarded-host": "demo.example.org",
                                             "x-forwarded-proto": "https"}, url=SimpleNamespace(scheme="http"))
-    assert share_tab.base_url(settings, behind_proxy) == "https://demo.example.org"
+    proxied = settings.model_copy(update={"trust_proxy": True})
+    assert share_tab.base_url(proxied, behind_proxy) == "https://demo.example.org"
+    # Without MODELSMITH_TRUST_PROXY the forwarded headers could be anyone's: the Host header counts.
+    assert share_tab.base_url(settings, behind_proxy) == "http://10.0.0.2:7860"
     direct = SimpleNamespace(headers={"host": "192.168.1.5:7860"}, url=SimpleNamespace(scheme="http"))
     assert share_tab.demo_url(share_tab.base_url(settings, direct), "abc") == "http://192.168.1.5:7860/demo/abc/"
     everywhere = settings.model_copy(update={"host": "0.0.0.0", "port": 8000})
@@ -121,6 +124,8 @@ def test_push_to_hub_checks_its_fields_before_any_network_call(services, tmp_pat
     assert "Traceback" not in caught.value.message and "hf_x" not in caught.value.message  # never echoed
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_import_a_downloaded_model_as_a_new_run(services, tmp_path):
     trained = train_classifier(services, tmp_path)
     archive = share_tab.on_download(services, trained.id)
@@ -133,6 +138,16 @@ def test_import_a_downloaded_model_as_a_new_run(services, tmp_path):
     # The imported run can get a demo link like any other.
     message, table, _ = share_tab.on_publish(services, imported.id, 0, None)
     assert list(table["status"]) == ["active"]
+    # It has no dataset here (the zip's run config named the original one): Clone picks none, and
+    # the Runs tab says where it came from.
+    assert imported.dataset_id is None and imported.config.dataset_id is None
+    assert imported.imported_from == Path(archive).name
+    _, dataset_value, *_ = runs_tab.on_clone(services, imported.id)
+    assert dataset_value is None
+    header = runs_tab.on_refresh_run(services, imported.id)[1]
+    assert f"imported from {Path(archive).name}" in header and "#None" not in header
+    table = runs_tab.on_refresh_list(services, "all", None)[0]
+    assert list(table.loc[table["id"] == imported.id, "dataset"]) == [f"imported from {Path(archive).name}"]
 
 
 def test_import_refuses_what_is_not_a_model_zip(services, tmp_path):

@@ -20,6 +20,7 @@ tokens (nanoGPT's crop) and is re-read. An LSTM carries its state forward, one s
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -200,6 +201,7 @@ class _TransformerStepper:
         self.model, self.device, self.context_length = model, device, context_length
         self.ids: list[int] = []
         self.cache = None
+        self.cache_argument = cache_argument(model)
 
     def start(self, ids: list[int]) -> torch.Tensor:
         self.ids = list(ids)
@@ -210,18 +212,33 @@ class _TransformerStepper:
         if self.cache is None or len(self.ids) > self.context_length:
             return self._reread()
         with torch.inference_mode():
-            # Transformers 5 calls the key/value cache `cache` (`past_key_values` is deprecated).
-            output = self.model(input_ids=torch.tensor([[token]], device=self.device), cache=self.cache,
-                                use_cache=True)
-        self.cache = output.cache
+            output = self.model(input_ids=torch.tensor([[token]], device=self.device), use_cache=True,
+                                **{self.cache_argument: self.cache})
+        self.cache = _cache_of(output)
         return output.logits[0, -1]
 
     def _reread(self) -> torch.Tensor:
         self.ids = self.ids[-self.context_length:]
         with torch.inference_mode():
             output = self.model(input_ids=torch.tensor([self.ids], device=self.device), use_cache=True)
-        self.cache = output.cache
+        self.cache = _cache_of(output)
         return output.logits[0, -1]
+
+
+def cache_argument(model: nn.Module) -> str:
+    """The keyword the model's forward takes its key/value cache by.
+
+    Transformers renamed `past_key_values` to `cache` during 5.x (5.24 takes both, warning on the
+    old name; 5.0-5.17 know only `past_key_values`), so ask the signature rather than the version.
+    """
+    parameters = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in parameters else "past_key_values"
+
+
+def _cache_of(output) -> object:
+    """The key/value cache of a forward's output under either name (see `cache_argument`)."""
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else getattr(output, "past_key_values", None)
 
 
 def _load_generator(folder: Path, device: str) -> Generator:

@@ -196,3 +196,66 @@ def test_the_default_trainer_gets_the_runners_settings_not_the_environments(repo
     finally:
         runner.shutdown()
     assert seen == [settings] and seen[0].device != "mps"
+
+
+class CheckpointingTrainer:
+    """Saves a (state-only) checkpoint every 3 steps like the real trainer, resumes from the latest,
+    and is stopped after step 5 the first time: steps 4-5 are reported twice in all."""
+
+    def __init__(self, steps=8):
+        self.steps = steps
+        self.stop_after = 5
+
+    def __call__(self, config, dataset, output_dir, *, on_progress, should_stop, resume=False):
+        import json
+
+        from backend.training.checkpoints import checkpoint_step, latest_checkpoint
+
+        checkpoint = latest_checkpoint(output_dir) if resume else None
+        start = checkpoint_step(checkpoint) if checkpoint is not None else 0
+        for step in range(start + 1, self.steps + 1):
+            on_progress(step, {"train_loss": 1.0 / step, "progress": step / self.steps})
+            if step % 3 == 0:
+                folder = output_dir / "checkpoints" / f"step-{step:08d}"
+                folder.mkdir(parents=True, exist_ok=True)
+                (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+            if step == self.stop_after:
+                self.stop_after = None
+                raise Cancelled()
+        return FakeResult(metrics={"macro_f1": 1.0})
+
+
+def test_resume_replaces_the_metric_rows_past_the_checkpoint(repo, settings, dataset_id):
+    runner = JobRunner(repo, settings, train_fn=CheckpointingTrainer())
+    run_id = runner.submit(config(dataset_id))
+    assert runner.run_job(run_id).status == "cancelled"
+    assert [m.step for m in repo.get_metrics(run_id, ["train_loss"])] == [1, 2, 3, 4, 5]
+    runner.resume(run_id)
+    assert runner.run_job(run_id).status == "succeeded"
+    rows = [(m.step, m.key) for m in repo.get_metrics(run_id)]
+    assert len(rows) == len(set(rows)) == 16  # 8 steps x (train_loss, progress), none twice
+    assert [m.step for m in repo.get_metrics(run_id, ["train_loss"])] == list(range(1, 9))
+
+
+def test_delete_metrics_after_keeps_the_steps_up_to_the_checkpoint(repo, settings, dataset_id):
+    run_id = repo.create_run(config(dataset_id))
+    for step in (5, 6, 7, 8):
+        repo.add_metrics(run_id, step, {"loss": 1.0 / step, "accuracy": step / 10})
+    assert repo.delete_metrics_after(run_id, 6) == 4
+    assert sorted({m.step for m in repo.get_metrics(run_id)}) == [5, 6] and len(repo.get_metrics(run_id)) == 4
+
+
+def test_a_run_waiting_for_the_trainer_shows_queued_until_it_starts(repo, settings, dataset_id):
+    fake = FakeTrainer(steps=40, step_seconds=0.02)
+    runner = JobRunner(repo, settings, train_fn=fake)
+    first, second = runner.submit(config(dataset_id, "a")), runner.submit(config(dataset_id, "b"))
+    runner.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not repo.get_metrics(first) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert (repo.get_run(first).status, repo.get_run(second).status) == ("running", "queued")
+        assert runner.wait(second, timeout=20).status == "succeeded"
+    finally:
+        runner.shutdown()
+    assert fake.max_active == 1 and fake.started == [first, second]

@@ -140,6 +140,8 @@ def test_imports_a_zipped_hugging_face_classifier_folder(repo, settings, tmp_pat
     assert _scores(run.output_dir) == _scores(folder)
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_imports_a_zipped_gpt2_folder_as_a_language_model(repo, settings, tmp_path):
     folder = tiny_gpt2_folder(tmp_path / "gpt2")
     run = import_model(_zip_folder(folder, tmp_path / "gpt2.zip"), repo, settings.runs_dir, name="tiny gpt").run

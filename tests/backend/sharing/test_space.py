@@ -23,6 +23,8 @@ from backend.errors import UserError
 from backend.sharing.space import REQUIREMENTS, export_space, gradio_version
 from tests.backend.export_fixtures import record_run
 
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # starts exported Spaces as processes
+
 TEXTS = ["a good movie with friends", "bad food in town", "good bad"]
 PROMPTS = ["the cat", ""]
 START_TIMEOUT_S = 180

@@ -101,3 +101,22 @@ def test_bad_settings_and_missing_models_are_user_errors(tmp_path):
         generator.generate("the", temperature=-1)
     with pytest.raises(UserError, match="No trained model"):
         load_generator(tmp_path)
+
+
+@pytest.mark.parametrize("kind", ["transformer-lm", "transformer-lm-finetune"])
+def test_cached_steps_match_rereading_the_whole_context(kind):
+    # The key/value cache's keyword changed name within Transformers 5 (`past_key_values` ->
+    # `cache`); a step fed through the cache must give the logits of reading everything again.
+    from backend.tasks.text_generation.generator import _TransformerStepper
+
+    generator = trained(kind)[0].generator
+    ids = generator.prompt_ids("big dogs")
+    cached = _TransformerStepper(generator.model, generator.device, generator.context_length)
+    cached.start(ids)
+    followers = generator.prompt_ids(" run")
+    for token in followers:
+        logits = cached.step(token)
+    assert cached.cache is not None and len(cached.ids) <= generator.context_length
+    fresh = _TransformerStepper(generator.model, generator.device, generator.context_length)
+    expected = fresh.start(ids + followers)
+    torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-4)

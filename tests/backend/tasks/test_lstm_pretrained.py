@@ -16,6 +16,8 @@ from backend.tasks.text_classification.lstm import PRETRAINED_EMBEDDINGS, build_
 from backend.tasks.text_classification.transformer import resolve_base_model
 from backend.tasks.text_classification.tokenization import encode, pad_batch
 
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # trains with MiniLM's word vectors
+
 LABELS = ["negative", "positive"]
 
 

@@ -13,6 +13,8 @@ from backend.training.run import get_accelerator, train
 from tests.backend.training_fixtures import (Recorder, finetune_config, lstm_config, make_dataset, never, rule_dataset,
                                              rule_rows, scratch_config)
 
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # each module fixture trains tiny models first
+
 
 @pytest.fixture(scope="module", params=["lstm", "transformer-scratch"])
 def trained(request, tmp_path_factory):

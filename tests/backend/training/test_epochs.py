@@ -16,6 +16,8 @@ from backend.training.run import get_accelerator, resolve_precision, train
 from tests.backend.training_fixtures import (Recorder, finetune_config, lstm_config, make_dataset, never, rule_dataset,
                                              rule_rows, scratch_config, tiny_bert_folder)
 
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # every template trained end to end
+
 PROBE_TEXTS = ["a good story", "bad", "the music was good and the food bad", "", "rain rain rain"]
 
 

@@ -24,6 +24,8 @@ from tests.backend.lm_fixtures import (PATTERN, corpus_dataset, dataset, lstm_lm
                                        transformer_lm_config)
 from tests.backend.training_fixtures import Recorder, never
 
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # language models trained end to end
+
 SCRATCH_KINDS = ["lstm-lm", "transformer-lm"]
 
 

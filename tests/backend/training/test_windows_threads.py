@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from backend.training.run import get_accelerator, train
@@ -27,5 +28,7 @@ def test_lstm_lm_trains_on_one_thread_and_restores_the_count(tmp_path):
     assert _threads_during_training(lstm_lm_config(max_steps=10, eval_every_steps=5), tmp_path) == {1}
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_transformer_lm_keeps_the_thread_count(tmp_path):
     assert 2 in _threads_during_training(transformer_lm_config(max_steps=10, eval_every_steps=5), tmp_path)
