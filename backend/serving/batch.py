@@ -13,7 +13,7 @@ from backend.tasks.text_classification.predictor import load_predictor
 from backend.tasks.text_classification.metrics import classification_metrics
 from backend.data.reading import read_table
 from backend.settings import Settings
-from backend.spreadsheet import neutralise_formulas
+from backend.serving.spreadsheet import neutralise_formulas
 
 PREVIEW_ROWS = 20
 
