@@ -81,7 +81,7 @@ def guard_policy(services: Services) -> GuardPolicy:
                                     share=settings.share, bind_host=settings.host),
         max_body_bytes=settings.max_request_bytes, max_upload_bytes=settings.max_upload_bytes,
         max_demo_upload_bytes=DEMO_MAX_UPLOAD_BYTES,
-        demo_takes_files=services.demo_takes_files)
+        demo_takes_files=lambda token: services.demo_takes_files(token))
 
 
 def server_kwargs(services: Services) -> dict:

@@ -89,6 +89,12 @@ class Task:
         return f"block_size (now {getattr(config.template, 'block_size', '?')})"
 
 
+def clamp_length(requested: int, *limits: int | None) -> int:
+    """The tokens one example may hold: what the config asks (max_length or block_size), within
+    every limit that applies (the tokenizer's, the position embeddings', the text's length)."""
+    return int(min([requested, *(int(limit) for limit in limits if limit is not None)]))
+
+
 def template_kind(template: type[TemplateConfig]) -> str:
     """The `kind` a template class writes into its configs."""
     return str(template.model_fields["kind"].default)

@@ -7,7 +7,8 @@ what every run does the same way: start or resume from a checkpoint, make the fi
 put the best weights back, write metrics.json and the model card, and remove the checkpoints.
 
 Also here, so training and the Estimate agree: the optimizer (`build_optimizer`), the linear
-warm-up schedule, and `clamp_length`, the one place a max_length / block_size meets its limits.
+warm-up schedule, and (from backend.tasks.base, which templates import without loading Accelerate)
+`clamp_length`, the one place a max_length / block_size meets its limits.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from backend.config import TrainConfig
 from backend.sharing.model_card import write_model_card
+from backend.tasks.base import clamp_length  # noqa: F401 (the strategies and the estimate import it from here)
 from backend.tasks.registry import get_task
 from backend.training.checkpoints import CHECKPOINTS_DIR, begin_run, load_checkpoint
 from storage.records import DatasetRecord
@@ -152,9 +154,3 @@ def build_optimizer(model: nn.Module, config: TrainConfig, device: torch.device,
 def linear_schedule(optimizer: torch.optim.Optimizer, config: TrainConfig, total_steps: int):
     """Linear warm-up over `warmup_ratio` of the steps, then linear decay to zero."""
     return get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
-
-
-def clamp_length(requested: int, *limits: int | None) -> int:
-    """The tokens one example may hold: what the config asks (max_length or block_size), within
-    every limit that applies (the tokenizer's, the position embeddings', the text's length)."""
-    return int(min([requested, *(int(limit) for limit in limits if limit is not None)]))

@@ -23,9 +23,9 @@ from pathlib import Path
 from transformers import (AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, BertConfig,
                           BertForSequenceClassification, PreTrainedModel, PreTrainedTokenizerBase)
 
-from backend.training.core import clamp_length
 from backend.tasks.text_classification.configs import DEFAULT_ENCODER, TransformerScratchTemplate, TransformerTemplate
 from backend.errors import UserError
+from backend.tasks.base import clamp_length
 from backend.tasks.text_classification.tokenization import train_tokenizer
 
 log = logging.getLogger(__name__)

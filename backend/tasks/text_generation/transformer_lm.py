@@ -23,9 +23,9 @@ import torch
 from transformers import (AutoConfig, AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel,
                           PreTrainedModel, PreTrainedTokenizerBase)
 
-from backend.training.core import clamp_length
 from backend.tasks.text_generation.configs import TransformerLmFinetuneTemplate, TransformerLmTemplate
 from backend.errors import UserError
+from backend.tasks.base import clamp_length
 from backend.tasks.text_classification.transformer import resolve_base_model
 
 log = logging.getLogger(__name__)
