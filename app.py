@@ -329,9 +329,8 @@ def serve(settings) -> int:
     """Recover orphaned runs, start the workers and serve the UI until stopped."""
     from backend.errors import UserError
     from backend.services import build_services, lock_home
-    # Import the UI (gradio, torch, transformers) before any worker thread starts: a job importing
-    # transformers while this thread does fails with a half-initialised module.
-    from ui.app import build_app, parse_auth
+    from backend.startup import start_in_background
+    from ui.app import build_app, parse_auth  # gradio only: torch and transformers load in the background
     from ui.server import server_kwargs
 
     try:
@@ -344,7 +343,11 @@ def serve(settings) -> int:
         log.warning("MODELSMITH_SHARE is on: anyone with the share link gets the WHOLE app (datasets, runs, "
                     "training)%s. For one model, publish a demo link instead.",
                     "" if settings.auth else " and there is no login (set MODELSMITH_AUTH)")
-    services = build_services(settings)
+    try:
+        services = build_services(settings)
+    except UserError as exc:  # e.g. MODELSMITH_DATABASE_URL names a server that is down
+        log.error("%s", exc)
+        return 2
 
     def on_sigterm(signum, frame):  # container stop: running jobs checkpoint and end `interrupted`
         log.info("signal %s: stopping jobs", signum)
@@ -352,9 +355,11 @@ def serve(settings) -> int:
         sys.exit(0)
 
     signal.signal(signal.SIGTERM, on_sigterm)  # before any job starts, so none is cut off unsaved
-    services.runner.recover(all_running=True)
-    services.runner.start()
+    services.recover_at_start()
     demo = build_app(services)
+    # The page answers while torch and transformers load; workers start once they are loaded, so
+    # no job imports transformers while another thread does (that fails with a half-initialised module).
+    start_in_background(settings, then=services.runner.start)
     try:
         demo.launch(**server_kwargs(services))  # the main app at /, demo links at /demo/<token>/
     finally:

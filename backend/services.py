@@ -9,25 +9,24 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
-from typing import IO
-
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from backend.errors import UserError
 from backend.jobs.runner import JobRunner
 from backend.settings import Settings
 from backend.tasks.base import Task
 from backend.tasks.registry import DEFAULT_TASK, TASKS, get_task, list_tasks, task_of_template
-from storage.database import make_engine, make_sessions, migrate
+from storage.database import DatabaseUnavailable, make_engine, make_sessions, migrate
 from storage.models import utcnow  # noqa: F401 (re-exported for the UI)
 from storage.records import DatasetRecord, DemoRecord, MetricRecord, RunRecord  # noqa: F401 (re-exported)
 from storage.repository import InUse, NotFound, Repository  # noqa: F401 (re-exported)
 
-__all__ = ["Services", "build_services", "lock_home", "device_description", "list_tasks", "get_task", "default_task", "task_names",
-           "task_of_template", "task_of_run", "DatasetRecord", "DemoRecord", "MetricRecord", "RunRecord", "InUse",
-           "NotFound", "utcnow"]
+__all__ = ["Services", "build_services", "lock_home", "device_description", "list_tasks", "get_task", "default_task",
+           "task_names", "task_of_template", "task_of_run", "DatasetRecord", "DemoRecord", "MetricRecord",
+           "RunRecord", "InUse", "NotFound", "utcnow"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +44,20 @@ class Services:
         """Stop the workers and release the database."""
         self.runner.shutdown()
         self.engine.dispose()
+
+    @property
+    def shares_database(self) -> bool:
+        """True for a database server (PostgreSQL) that apps and workers on other machines may use too."""
+        return self.engine.dialect.name != "sqlite"
+
+    def recover_at_start(self) -> list[int]:
+        """Mark the runs a dead process left `running` as `interrupted` when the app starts; returns their ids.
+
+        A SQLite file belongs to this app (one serving app per home), so every `running` row is an
+        orphan. A shared server may hold runs that live processes elsewhere are training: only
+        those whose heartbeat is stale are dead, and the workers' periodic sweep takes the rest.
+        """
+        return self.runner.recover(all_running=not self.shares_database)
 
     # ---- datasets ------------------------------------------------------------------------
     def list_datasets(self) -> list[DatasetRecord]:
@@ -87,6 +100,18 @@ class Services:
     def get_metrics(self, run_id: int, keys: list[str] | None = None) -> list[MetricRecord]:
         """A run's recorded progress (only `keys` when given)."""
         return self.repo.get_metrics(int(run_id), keys)
+
+    def best_so_far_by_run(self, runs: list[RunRecord]) -> dict[int, str]:
+        """For runs still training: the best score of their evaluations so far, as the runs table shows it."""
+        from backend.run_review import best_so_far_by_run
+
+        return best_so_far_by_run(self.repo, runs)
+
+    def misclassified(self, run_id: int, limit: int = 50):
+        """Validation texts a finished classifier gets wrong, most confident mistakes first (a DataFrame)."""
+        from backend.run_review import misclassified
+
+        return misclassified(self.repo, int(run_id), limit)
 
     def language_model_folder(self, run_id) -> Path:
         """The model folder of a succeeded run that generates text; UserError saying which run to pick."""
@@ -163,8 +188,11 @@ def task_of_run(run: RunRecord) -> Task:
 def build_services(settings: Settings, *, train_fn=None) -> Services:
     """Create the home dir, migrate the DB to head and build the repository and job runner."""
     settings.ensure_dirs()
-    engine = make_engine(settings.resolved_database_url)
-    migrate(engine)
+    try:
+        engine = make_engine(settings.resolved_database_url)
+        migrate(engine)
+    except DatabaseUnavailable as exc:  # a wrong URL or a server that is down: say which and what to check
+        raise UserError(str(exc)) from None
     repo = Repository(make_sessions(engine))
     return Services(settings=settings, repo=repo, runner=JobRunner(repo, settings, train_fn=train_fn), engine=engine)
 
@@ -200,11 +228,7 @@ def lock_home(settings: Settings) -> IO[str] | None:
 
 
 def device_description(settings: Settings) -> str:
-    """Human name of the device training will use: 'CPU', or the GPU's name."""
-    import torch
+    """Human name of the device training will use: 'CPU', or the GPU's name (loads torch)."""
+    from backend.training.devices import device_description as describe  # torch only when asked
 
-    if settings.device in ("auto", "cuda") and torch.cuda.is_available():
-        return f"GPU: {torch.cuda.get_device_name(0)}"
-    if settings.device in ("auto", "mps") and getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return "Apple GPU (MPS)"
-    return "CPU"
+    return describe(settings)

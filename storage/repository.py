@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -15,6 +17,8 @@ from backend.config import FINISHED_STATUSES, RUN_STATUSES, TrainConfig
 from storage.database import READ_ONLY
 from storage.models import Artifact, Dataset, Demo, Metric, Run, utcnow
 from storage.records import ArtifactRecord, DatasetRecord, DemoRecord, MetricRecord, RunRecord
+
+log = logging.getLogger(__name__)
 
 
 class NotFound(Exception):
@@ -34,6 +38,21 @@ def _plain(value: object) -> object:
     if hasattr(value, "tolist"):
         return value.tolist()
     return str(value)
+
+
+def _text(value: str | None, limit: int | None = None) -> str | None:
+    """A string as every database stores it: no NUL characters, at most `limit` characters.
+
+    SQLite keeps both; PostgreSQL refuses a NUL in text and a value longer than its VARCHAR, so
+    a column header or an error message taken from user data would make the write itself fail.
+    """
+    if value is None:
+        return None
+    value = value.replace("\x00", "")
+    return value[:limit] if limit else value
+
+
+NAME_LENGTH = 200  # the VARCHAR(200) of names and column names
 
 
 def _dataset_record(row: Dataset) -> DatasetRecord:
@@ -75,7 +94,9 @@ def _check_status(status: str, allowed: tuple[str, ...]) -> None:
         raise ValueError(f"'{status}' is not a run status here. Use one of: {', '.join(allowed)}.")
 
 
-MAX_ID = 2**63 - 1  # SQLite and PostgreSQL BIGINT: a larger number cannot name a row
+# Ids are INTEGER columns: 64-bit on SQLite but 32-bit on PostgreSQL, where a larger number is an
+# "integer out of range" error rather than no row. No row gets near 2**31 - 1 on either.
+MAX_ID = 2**31 - 1
 
 
 def _storable_id(value) -> bool:
@@ -117,12 +138,14 @@ class Repository:
         if input_columns is None:
             input_columns = [text_column] if text_column else []
         with self._sessions.begin() as session:
-            row = Dataset(name=name, task=task, content_hash=content_hash, path=path, text_column=text_column,
-                          label_column=label_column, rows=rows, train_rows=train_rows,
+            row = Dataset(name=_text(name, NAME_LENGTH), task=task, content_hash=content_hash, path=_text(path),
+                          text_column=_text(text_column, NAME_LENGTH),
+                          label_column=_text(label_column, NAME_LENGTH), rows=rows, train_rows=train_rows,
                           validation_rows=validation_rows, labels_json=_to_json(list(labels)),
                           classes_json=_to_json(dict(classes)), report_json=_to_json(report),
                           columns_json=_to_json(list(columns or [])), input_columns_json=_to_json(list(input_columns)),
-                          target_column=target_column if target_column is not None else label_column)
+                          target_column=_text(target_column if target_column is not None else label_column,
+                                              NAME_LENGTH))
             session.add(row)
             session.flush()
             return _dataset_record(row)
@@ -145,11 +168,11 @@ class Repository:
 
     def rename_dataset(self, dataset_id: int, name: str) -> None:
         """Give a dataset a new display name."""
-        name = name.strip()
+        name = _text(name).strip()
         if not name:
             raise ValueError("A dataset name cannot be empty. Type a name with at least one letter.")
         with self._sessions.begin() as session:
-            self._dataset_row(session, dataset_id).name = name[:200]
+            self._dataset_row(session, dataset_id).name = name[:NAME_LENGTH]
 
     def delete_dataset(self, dataset_id: int) -> None:
         """Delete a dataset's row; InUse while runs reference it."""
@@ -175,9 +198,9 @@ class Repository:
         """Queue a new run for `config`; returns its id."""
         with self._sessions.begin() as session:
             self._dataset_row(session, config.dataset_id)
-            run = Run(name=(name or config.name).strip()[:200], dataset_id=config.dataset_id, task=config.task,
-                      template=config.template.kind, status="queued", config_json=config.model_dump_json(),
-                      metrics_json="{}", progress=0.0)
+            run = Run(name=_text(name or config.name).strip()[:NAME_LENGTH], dataset_id=config.dataset_id,
+                      task=config.task, template=config.template.kind, status="queued",
+                      config_json=config.model_dump_json(), metrics_json="{}", progress=0.0)
             session.add(run)
             session.flush()
             if not run.name:
@@ -218,6 +241,28 @@ class Repository:
             run.started_at = run.started_at or now
             run.error = None
 
+    def claim(self, run_id: int, output_dir: str) -> bool:
+        """Take a queued run for this process (as mark_running); False if another process or thread took it first.
+
+        One conditional UPDATE: on PostgreSQL a second claimant waits for the first one's row lock,
+        then finds the status changed; on SQLite BEGIN IMMEDIATE queues writers. Either way exactly
+        one of several apps or workers sharing the database wins.
+        """
+        now = utcnow()
+        with self._sessions.begin() as session:
+            claimed = session.execute(
+                update(Run).where(Run.id == run_id, Run.status == "queued")
+                .values(status="running", output_dir=output_dir, heartbeat_at=now, error=None,
+                        started_at=func.coalesce(Run.started_at, now)))
+            return claimed.rowcount == 1
+
+    def cancel_queued(self, run_id: int) -> bool:
+        """Cancel a run that is still queued; False if a worker (in any process) has taken it meanwhile."""
+        with self._sessions.begin() as session:
+            cancelled = session.execute(update(Run).where(Run.id == run_id, Run.status == "queued")
+                                        .values(status="cancelled", finished_at=utcnow()))
+            return cancelled.rowcount == 1
+
     def heartbeat(self, run_id: int, progress: float | None = None) -> None:
         """The run is alive (and, optionally, this far along: 0..1)."""
         values: dict = {"heartbeat_at": utcnow()}
@@ -231,7 +276,7 @@ class Repository:
         _check_status(status, FINISHED_STATUSES)
         with self._sessions.begin() as session:
             run = self._run_row(session, run_id)
-            run.status, run.finished_at, run.error = status, utcnow(), error
+            run.status, run.finished_at, run.error = status, utcnow(), _text(error)
             if metrics is not None:
                 run.metrics_json = _to_json(metrics)
             if status == "succeeded":
@@ -273,9 +318,9 @@ class Repository:
         """
         now = utcnow()
         with self._sessions.begin() as session:
-            run = Run(name=name.strip()[:200], dataset_id=None, task=task, template=template, status="succeeded",
-                      config_json=config_json, metrics_json=_to_json(metrics), progress=1.0, started_at=now,
-                      finished_at=now, imported_from=(imported_from or "")[:500] or None)
+            run = Run(name=_text(name).strip()[:NAME_LENGTH], dataset_id=None, task=task, template=template,
+                      status="succeeded", config_json=config_json, metrics_json=_to_json(metrics), progress=1.0,
+                      started_at=now, finished_at=now, imported_from=_text(imported_from or "", 500) or None)
             session.add(run)
             session.flush()
             if not run.name:
@@ -300,8 +345,15 @@ class Repository:
         """Append one value per key at `step`, in one transaction; NotFound if the run is gone.
 
         Appending, not replacing, keeps a step trained twice visible (a resume that went back too
-        far); the job runner drops the rows past a checkpoint before resuming from it.
+        far); the job runner drops the rows past a checkpoint before resuming from it. NaN and
+        infinite values (a diverging loss) are left out: SQLite would store NaN as NULL and refuse
+        the row, PostgreSQL would keep a value no JSON reader accepts.
         """
+        finite = {key: float(value) for key, value in values.items() if math.isfinite(float(value))}
+        if len(finite) < len(values):
+            log.warning("run %d step %s: not storing non-finite %s", run_id, step,
+                        sorted(set(values) - set(finite)))
+        values = finite
         if not values:
             return
         now = utcnow()

@@ -25,6 +25,16 @@ def home(tmp_path, monkeypatch):
 
 
 @pytest.fixture
+def home_on_each_database(home, each_database_url, monkeypatch):
+    """The home dir, with the database first the SQLite file in it, then a fresh PostgreSQL database."""
+    if each_database_url:
+        monkeypatch.setenv("MODELSMITH_DATABASE_URL", each_database_url)
+    else:
+        monkeypatch.delenv("MODELSMITH_DATABASE_URL", raising=False)
+    return home
+
+
+@pytest.fixture
 def toy_csv(tmp_path):
     rows = ["message,verdict"]
     for i in range(40):
@@ -57,7 +67,8 @@ def test_bad_input_exits_2_with_a_message(capsys, home, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.e2e
-def test_train_predict_runs_round_trip(capsys, home, toy_csv):
+def test_train_predict_runs_round_trip(capsys, home_on_each_database, toy_csv):
+    home = home_on_each_database
     code, ingested = run_cli(capsys, "ingest", str(toy_csv), "--text-column", "message", "--label-column", "verdict")
     assert code == 0 and ingested["classes"] == {"happy": 40, "sad": 40}
     code, result = run_cli(capsys, "train", "--dataset", str(ingested["dataset_id"]), "--template", "lstm", *TINY_LSTM)
@@ -76,6 +87,14 @@ def test_train_predict_runs_round_trip(capsys, home, toy_csv):
     code, refused = run_cli(capsys, "train", "--dataset", str(ingested["dataset_id"]), "--template", "lstm",
                             "--set", "batch_size=0")
     assert code == 2 and "batch_size" in refused["error"]
+
+
+def test_an_unreachable_database_server_is_named_and_exits_2(capsys, home, monkeypatch):
+    monkeypatch.setenv("MODELSMITH_DATABASE_URL", f"postgresql://modelsmith:s3cret@/modelsmith?host={home}/no-server")
+    code, result = run_cli(capsys, "runs")
+    assert code == 2
+    assert result["error"].startswith("Cannot connect to the database postgresql+psycopg://modelsmith:***@/modelsmith")
+    assert "Check MODELSMITH_DATABASE_URL" in result["error"] and "s3cret" not in result["error"]
 
 
 def test_cli_subprocess_prints_json_only_on_stdout(tmp_path):

@@ -7,11 +7,12 @@ from functools import partial
 
 import gradio as gr
 
-from backend.services import Services, device_description
+from backend.services import Services
 from backend.settings import Settings
+from backend.startup import device_if_loaded
 from ui.data_tab import build_data_tab, on_page_load
 from ui.playground_tab import build_playground_tab, on_pick_run, on_refresh_runs, predictions_dir
-from ui.runs_tab import build_runs_tab, on_refresh_list
+from ui.runs_tab import TITLE_JS, build_runs_tab, on_refresh_list, on_run_finished, on_watch_runs
 from ui.share_tab import build_share_tab
 from ui.share_tab import on_refresh_runs as on_refresh_share_runs
 from ui.train_tab import build_train_tab
@@ -34,8 +35,9 @@ footer {visibility: hidden}
 THEME = gr.themes.Soft(primary_hue="indigo")
 
 
-def header_html(services: Services, device: str) -> str:
-    """Title, the device training uses, and how many runs train and wait."""
+def header_html(services: Services, device: str | None = None) -> str:
+    """Title, the device training uses (once torch is loaded), and how many runs train and wait."""
+    device = device or device_if_loaded(services.settings) or "loading…"
     queued = services.runner.queue_length()
     running = len(services.list_runs("running"))
     return (f"<div class='ms-header'><div><h1>Modelsmith</h1>"
@@ -47,10 +49,14 @@ def header_html(services: Services, device: str) -> str:
 
 def build_app(services: Services) -> gr.Blocks:
     """The whole UI; every handler gets `services` bound, so handlers stay plain functions."""
-    device = device_description(services.settings)
     private = {"api_visibility": "private"}
     with gr.Blocks(title="Modelsmith", analytics_enabled=False) as demo:
-        header = gr.HTML(header_html(services, device), elem_id="header")
+        header = gr.HTML(header_html(services), elem_id="header")
+        # Runs that ended while the page is open: a toast and the tab title, whichever tab is shown.
+        # Outside the tabs: a tab's components (and timers) only work once the tab was opened, and a
+        # hidden Textbox, not a gr.State: a State set by a timer does not run browser-side code.
+        active_runs = gr.State()
+        run_notice = gr.Textbox(visible=False)
         with gr.Tabs() as tabs:
             with gr.Tab("1 · Data", id="data"):
                 data_placeholder = gr.Column()  # filled below, once the Train tab's dataset picker exists
@@ -72,7 +78,10 @@ def build_app(services: Services) -> gr.Blocks:
         demo.load(partial(on_refresh_runs, services), playground_runs, playground_runs, **private).then(
             partial(on_pick_run, services), playground_runs, playground_examples, **private)
         timer = gr.Timer(HEADER_REFRESH_SECONDS)
-        timer.tick(partial(header_html, services, device), None, header, show_progress="hidden", queue=False,
+        timer.tick(partial(on_watch_runs, services), active_runs, [active_runs, run_notice], show_progress="hidden",
+                   queue=False, **private)
+        run_notice.change(on_run_finished, run_notice, None, js=TITLE_JS, **private)
+        timer.tick(partial(header_html, services), None, header, show_progress="hidden", queue=False,
                    **private)
         playground_tab.select(partial(on_refresh_runs, services), playground_runs, playground_runs, **private)
         for trigger in (demo.load, share_tab.select):  # runs that finished (or were imported) since

@@ -8,11 +8,12 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
+from backend.corpus_overview import corpus_overview
 from backend.data.store import IngestOptions, ingest_summary, load_split, read_table, suggest_columns
-from backend.services import Services, default_task, get_task, list_tasks
 from backend.data.uploads import discard_upload
+from backend.services import Services, default_task, get_task, list_tasks
 from ui.errors import shows_errors, unchanged
-from ui.formatting import class_counts, dataset_choices, datasets_table, error_box, histogram, report_markdown
+from ui.formatting import class_counts, corpus_markdown, dataset_choices, datasets_table, error_box, histogram, report_markdown
 
 PREVIEW_ROWS = 20
 
@@ -20,21 +21,29 @@ PREVIEW_ROWS = 20
 def task_choices() -> list[tuple[str, str]]:
     """(label, name) of every registered task, for the upload's task radio."""
     return [(task.upload_label, task.name) for task in list_tasks()]
+
+
 NO_COLUMN = "(none)"
 FILE_TYPES = [".csv", ".tsv", ".json", ".jsonl", ".parquet", ".txt"]
 UPLOAD_HINT = "Upload a CSV, TSV, JSON, JSONL, Parquet or TXT file to see its first rows here."
 
 
+def _no_preview():
+    # Hidden rather than empty: an empty table still shows placeholder headers "1 2 3".
+    return gr.update(value=pd.DataFrame(), visible=False)
+
+
 def _upload_failed(message: str):
-    return (pd.DataFrame(), gr.update(choices=[], value=None), gr.update(choices=[NO_COLUMN], value=NO_COLUMN),
+    return (_no_preview(), gr.update(choices=[], value=None), gr.update(choices=[NO_COLUMN], value=NO_COLUMN),
             error_box(message))
 
 
-@shows_errors(fallback=_upload_failed)
+# No toast: the message stays in one place, under the file it is about.
+@shows_errors(fallback=_upload_failed, toast=False)
 def on_upload(services: Services, path: str | None):
     """Preview the uploaded file and preselect the suggested text and label columns."""
     if not path:
-        return (pd.DataFrame(), gr.update(choices=[], value=None), gr.update(choices=[NO_COLUMN], value=NO_COLUMN),
+        return (_no_preview(), gr.update(choices=[], value=None), gr.update(choices=[NO_COLUMN], value=NO_COLUMN),
                 UPLOAD_HINT)
     settings = services.settings
     read = read_table(Path(path), max_bytes=settings.max_upload_bytes, max_rows=settings.max_rows,
@@ -46,7 +55,7 @@ def on_upload(services: Services, path: str | None):
             f"encoding {read.encoding}" + (f", delimiter `{read.delimiter!r}`" if read.delimiter else "")]
     info += [f"Warning: {w}" for w in read.warnings]
     info.append("Check the suggested columns, then press **Ingest**.")
-    return (frame.head(PREVIEW_ROWS),
+    return (gr.update(value=frame.head(PREVIEW_ROWS), visible=True),
             gr.update(choices=columns, value=text_column),
             gr.update(choices=[NO_COLUMN, *columns], value=label_column or NO_COLUMN),
             "\n\n".join(info))
@@ -81,12 +90,24 @@ def on_ingest(services: Services, path: str | None, task: str, text_column: str 
     # The stored Parquet is the dataset now: the raw upload must not linger in Gradio's served cache.
     for uploaded in (path, validation_path):
         discard_upload(uploaded, gr.utils.get_upload_folder())
-    lengths = load_split(record, "train")["text"].astype(str).str.len().tolist()
+    task = get_task(record.task)
+    if task.stores_corpus:  # one long text per split: report the corpus, histogram its lines
+        overview = corpus_overview(record)
+        report, lengths = corpus_markdown(summary, overview), overview["line_lengths"]
+    else:
+        report = report_markdown(summary, record.report)
+        lengths = load_split(record, "train")["text"].astype(str).str.len().tolist()
     gr.Info("Dataset stored." if not outcome.reused else "The same content was already stored: reusing it.")
     # Text generation has no classes: only the length histogram is worth showing.
-    return (report_markdown(summary, record.report), gr.update(visible=True),
+    return (report, gr.update(visible=True),
             gr.update(value=class_counts(record.classes), visible=bool(record.classes)),
-            histogram(lengths), *refresh_datasets(services, select=record.id))
+            length_bars(lengths, task.length_title), *refresh_datasets(services, select=record.id))
+
+
+def length_bars(lengths: list[int], title: str):
+    """The length histogram with its bars in numeric order (a string axis would sort "100–119" before "20–39")."""
+    bars = histogram(lengths)
+    return gr.update(value=bars, sort=bars["length"].tolist(), title=title)
 
 
 def refresh_datasets(services: Services, select: int | None = None):
@@ -153,7 +174,8 @@ def build_data_tab(services: Services, train_dataset: gr.Dropdown):
             upload = gr.File(label="Data file", type="filepath", elem_id="data-upload", file_types=FILE_TYPES,
                              height=140)
             file_info = gr.Markdown(UPLOAD_HINT, elem_id="file-info")
-            preview = gr.Dataframe(label="Preview (first rows)", interactive=False, max_height=330, wrap=True)
+            preview = gr.Dataframe(label="Preview (first rows)", interactive=False, max_height=330, wrap=True,
+                                   visible=False, elem_id="data-preview")
         with gr.Column(scale=2):
             task = gr.Radio(task_choices(), value=default_task().name, label="Task")
             text_column = gr.Dropdown([], label="Text column", info="The text the model reads.", elem_id="text-column")
@@ -176,13 +198,14 @@ def build_data_tab(services: Services, train_dataset: gr.Dropdown):
     gr.Markdown("### Stored datasets")
     records = services.list_datasets()
     table = gr.Dataframe(datasets_table(records), interactive=False, max_height=300, elem_id="datasets-table")
-    with gr.Row(equal_height=True):
+    with gr.Row(equal_height=False):
         selected = gr.Dropdown(dataset_choices(records), value=None, label="Dataset (or click a row above)",
                                scale=3, elem_id="dataset-picker")
         new_name = gr.Textbox(label="New name", scale=2)
-        rename_button = gr.Button("Rename", scale=1)
+        rename_button = gr.Button("Rename", scale=0, size="sm", min_width=90, elem_id="rename-dataset")
         confirm = gr.Checkbox(label="Yes, delete it", value=False, scale=1)
-        delete_button = gr.Button("Delete", variant="stop", scale=1)
+        delete_button = gr.Button("Delete", variant="stop", scale=0, size="sm", min_width=90,
+                                  elem_id="delete-dataset")
 
     refresh_outputs = [table, selected, train_dataset]
     upload.change(partial(on_upload, services), upload, [preview, text_column, label_column, file_info],

@@ -42,6 +42,29 @@ def _fail(exc: Exception) -> gr.Error:
     return gr.Error(user_message(exc), print_exception=False)
 
 
+def demo_page_url(services: Services, request: gr.Request | None) -> str:
+    """This demo's address as the visitor's browser reached it."""
+    from ui.share_tab import base_url, demo_url
+
+    return demo_url(base_url(services.settings, request), token_of(request))
+
+
+def visitor_card(card: str, url: str, panel: str) -> str:
+    """The model card for a visitor: its "How to use" (which names files they do not have) becomes
+    the `gradio_client` call of this very page."""
+    if not card:
+        return ""
+    head = card.split("\n## How to use", 1)[0].rstrip()
+    if panel == "generate":
+        call = ('text = client.predict("Once upon a time", 200, 0.8, api_name="/generate")  '
+                "# prompt, max new tokens, temperature")
+    else:
+        call = 'result = client.predict("some text", api_name="/predict")  # the label and its confidences'
+    result = call.split(" =")[0]
+    return (f"{head}\n\n## Use it from Python\n\n`pip install gradio_client`, then:\n\n```python\n"
+            f"from gradio_client import Client\n\nclient = Client({url!r})\n{call}\nprint({result})\n```\n")
+
+
 def on_open(services: Services, request: gr.Request | None):
     """Fill the page for the link's run, or say that the link does not open anything.
 
@@ -56,7 +79,7 @@ def on_open(services: Services, request: gr.Request | None):
     generates = task_of_run(target.run).panel == "generate"
     what = "writes text that continues your prompt" if generates else "sorts a text into one of its classes"
     title = f"## {target.run.name}\nA model trained with Modelsmith; it {what}."
-    card = model_card(target)
+    card = visitor_card(model_card(target), demo_page_url(services, request), task_of_run(target.run).panel)
     return (title, gr.update(value="", visible=False), gr.update(visible=not generates), gr.update(visible=generates),
             gr.update(visible=bool(card)), card)
 

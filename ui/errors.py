@@ -37,16 +37,17 @@ def _message(exc: BaseException) -> str:
     return f"Something went wrong ({type(exc).__name__}). The details are in the server log."
 
 
-def shows_errors(handler=None, *, fallback=None):
+def shows_errors(handler=None, *, fallback=None, toast: bool = True):
     """Decorator: expected errors become readable messages; bugs are logged, then shown politely.
 
     Without `fallback` the message is raised as gr.Error (a red toast; the API caller gets it too).
     With `fallback(message) -> outputs` it is shown as a gr.Warning toast and the handler returns
     `fallback`'s outputs instead, so the message can also stay on the page (say, in a report area)
-    and the other outputs are left alone rather than marked as failed.
+    and the other outputs are left alone rather than marked as failed. `toast=False` leaves the
+    toast out where the fallback's message already sits next to what the person just did.
     """
     if handler is None:
-        return functools.partial(shows_errors, fallback=fallback)
+        return functools.partial(shows_errors, fallback=fallback, toast=toast)
 
     @functools.wraps(handler)
     def wrapper(*args, **kwargs):
@@ -61,7 +62,8 @@ def shows_errors(handler=None, *, fallback=None):
             message = user_message(exc)
         if fallback is None:
             raise gr.Error(message, print_exception=False) from None
-        gr.Warning(message)
+        if toast:
+            gr.Warning(message)
         return fallback(message)
 
     return wrapper

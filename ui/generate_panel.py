@@ -12,15 +12,15 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import gradio as gr
 from pydantic import ValidationError
 
 from backend.errors import UserError
-from backend.tasks.text_generation.generator import load_generator
 from backend.serving.generation_settings import MAX_NEW_TOKENS, GenerationSettings, check_prompt
-from backend.services import Services
-from backend.services import NotFound
+from backend.services import NotFound, Services
+from backend.startup import load_model_stack
 from ui.errors import user_message
 
 log = logging.getLogger(__name__)
@@ -35,11 +35,26 @@ STREAM_INTERVAL_S = 0.1
 
 
 class StopSwitches:
-    """One stop flag per browser session: Stop ends the generation that session is running, no other."""
+    """One stop flag per browser session: Stop ends the generation that session is running, no other.
+
+    It also keeps how each session's last generation ended (seed, tokens, stopped), for the line
+    under the text: the public `generate` endpoint returns the text alone.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._events: dict[str, threading.Event] = {}
+        self._outcomes: dict[str, str] = {}
+
+    def record(self, session: str, outcome: str) -> None:
+        """Remember how the session's generation ended (replacing the one before)."""
+        with self._lock:
+            self._outcomes[session] = outcome
+
+    def outcome(self, session: str) -> str:
+        """How the session's last generation ended, once ('' when there is none)."""
+        with self._lock:
+            return self._outcomes.pop(session, "")
 
     def start(self, session: str) -> threading.Event:
         """A fresh flag for a new generation of `session` (a later Stop sets this one)."""
@@ -98,6 +113,9 @@ def on_generate(services: Services, switches: StopSwitches, run_id, prompt, max_
     settings = read_settings(max_new_tokens, temperature, top_k, top_p, seed)
     try:
         prompt = check_prompt(prompt)
+        load_model_stack()  # torch and transformers load on first use, not at start-up
+        from backend.tasks.text_generation.generator import load_generator
+
         generator = load_generator(services.language_model_folder(run_id))
         dropped = generator.dropped_characters(prompt)
     except (UserError, NotFound) as exc:
@@ -106,16 +124,19 @@ def on_generate(services: Services, switches: StopSwitches, run_id, prompt, max_
         gr.Warning(f"The model never saw these characters, so they were left out of the prompt: {dropped}")
     stop = switches.start(session)
     text = sent = ""
+    tokens = 0
     try:
         yield text  # clear the previous continuation at once
         sent_at = time.monotonic()
         for piece in generator.stream(prompt, should_stop=stop.is_set, **settings.model_dump()):
             text += piece
+            tokens += 1
             if time.monotonic() - sent_at >= interval_s:
                 yield text
                 sent, sent_at = text, time.monotonic()
         if text != sent:
             yield text
+        switches.record(session, outcome_text(tokens, settings.seed, stopped=stop.is_set()))
     except UserError as exc:
         raise gr.Error(str(exc), print_exception=False) from None
     except Exception as exc:  # a bug: logged with its trace, shown politely
@@ -123,6 +144,18 @@ def on_generate(services: Services, switches: StopSwitches, run_id, prompt, max_
         raise gr.Error(user_message(exc), print_exception=False) from None
     finally:
         switches.finish(session, stop)
+
+
+def outcome_text(tokens: int, seed: int, stopped: bool) -> str:
+    """'Stopped at 57 tokens · seed 123 ...' or 'Wrote 200 tokens · seed 123 ...'."""
+    count = f"{tokens:,} token{'' if tokens == 1 else 's'}"
+    done = f"Stopped at {count}" if stopped else f"Wrote {count}"
+    return f"{done} · seed **{seed}** (the same seed, prompt and settings write the same text again)"
+
+
+def on_generation_ended(switches: StopSwitches, session: str = "") -> str:
+    """The line under the continuation: tokens written, stopped or not, and the seed used."""
+    return switches.outcome(session)
 
 
 def on_stop(switches: StopSwitches, session: str = "") -> None:
@@ -134,8 +167,17 @@ def _session(request: gr.Request | None) -> str:
     return getattr(request, "session_hash", None) or ""
 
 
-def build_generate_panel(services: Services, run_picker: gr.Dropdown, visible: bool) -> tuple[gr.Column, gr.Textbox]:
-    """Lay out the generation panel and wire Generate (API name `generate`) and Stop; returns (panel, prompt)."""
+class GeneratePanel(NamedTuple):
+    """The parts of the generation panel the Playground clears when the run or an example changes."""
+
+    panel: gr.Column
+    prompt: gr.Textbox
+    output: gr.Textbox
+    outcome: gr.Markdown
+
+
+def build_generate_panel(services: Services, run_picker: gr.Dropdown, visible: bool) -> GeneratePanel:
+    """Lay out the generation panel and wire Generate (API name `generate`) and Stop."""
     fields = GenerationSettings.model_fields
     with gr.Column(visible=visible) as panel:
         with gr.Row(equal_height=False):
@@ -161,6 +203,7 @@ def build_generate_panel(services: Services, run_picker: gr.Dropdown, visible: b
             with gr.Column():
                 output = gr.Textbox(label="Continuation (streamed as it is written)", lines=14, max_lines=30,
                                     interactive=False, autoscroll=True, buttons=["copy"], elem_id="generated")
+                outcome = gr.Markdown(elem_id="generate-outcome")
 
     switches = StopSwitches()
 
@@ -172,7 +215,12 @@ def build_generate_panel(services: Services, run_picker: gr.Dropdown, visible: b
     def stop(request: gr.Request) -> None:
         on_stop(switches, _session(request))
 
+    def ended(request: gr.Request) -> str:
+        return on_generation_ended(switches, _session(request))
+
+    generate_button.click(lambda: "", None, outcome, queue=False, api_visibility="private")
     generate_button.click(generate, [run_picker, prompt, max_new_tokens, temperature, top_k, top_p, seed], output,
-                          api_name="generate", concurrency_limit=2, show_progress="minimal")
+                          api_name="generate", concurrency_limit=2, show_progress="minimal").then(
+        ended, None, outcome, api_visibility="private")
     stop_button.click(stop, None, None, queue=False, api_visibility="private")
-    return panel, prompt
+    return GeneratePanel(panel, prompt, output, outcome)

@@ -16,15 +16,15 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from backend.serving.batch import predict_file
 from backend.data.store import load_split
 from backend.errors import UserError
 from backend.serving.generation_settings import parse_run_id
-from backend.tasks.text_classification.predictor import load_predictor
 from backend.services import RunRecord, Services, task_of_run
 from backend.settings import Settings
+from backend.startup import load_model_stack
+from ui.downloads import download_when_ready
 from ui.errors import shows_errors
-from ui.formatting import confusion_html, error_box
+from ui.formatting import confusion_html, error_box, predictions_first
 from ui.generate_panel import build_generate_panel
 
 EXAMPLES = 6
@@ -111,9 +111,18 @@ def on_refresh_runs(services: Services, selected):
 
 
 def on_show_panel(services: Services, run_id):
-    """Show the classifier's panel or the generation panel, after the picked run's task."""
+    """Show the classifier's panel or the generation panel, after the picked run's task.
+
+    Texts, prompts and results of the run picked before go: they belong to another model.
+    """
     generates = _run_panel(services, run_id) == "generate"
-    return gr.update(visible=not generates), gr.update(visible=generates)
+    return gr.update(visible=not generates), gr.update(visible=generates), "", None, "", "", ""
+
+
+def on_example(sample):
+    """An example fills the text and the prompt; results of the text before go."""
+    text = sample[0] if sample else ""
+    return text, text, None, "", ""
 
 
 def prompt_examples(texts, count: int = EXAMPLES) -> list[str]:
@@ -131,20 +140,24 @@ def prompt_examples(texts, count: int = EXAMPLES) -> list[str]:
 
 def on_pick_run(services: Services, run_id):
     """A few validation texts of the run's dataset to click and try (a classifier: a balanced mix of classes)."""
+    none = gr.update(samples=[], visible=False)  # no heading over an empty list
     if not run_id:
-        return gr.update(samples=[])
+        return none
     try:
         run = services.get_run(int(run_id))
+        if run.dataset_id is None:  # an imported model: no validation set here
+            return none
         frame = load_split(services.get_dataset(run.dataset_id), "validation")
     except Exception:  # deleted datasets or runs have no examples: that is fine
-        return gr.update(samples=[])
+        return none
     if frame.empty:
-        return gr.update(samples=[])
+        return none
     if _panel(run) == "generate":
-        return gr.update(samples=[[start] for start in prompt_examples(frame["text"])])
+        starts = prompt_examples(frame["text"])
+        return gr.update(samples=[[start] for start in starts], visible=bool(starts))
     per_class = max(1, EXAMPLES // max(frame["label"].nunique(), 1)) if "label" in frame else EXAMPLES
     picks = frame.groupby("label", sort=True).head(per_class) if "label" in frame else frame
-    return gr.update(samples=[[str(t)[:500]] for t in picks["text"].head(EXAMPLES)])
+    return gr.update(samples=[[str(t)[:500]] for t in picks["text"].head(EXAMPLES)], visible=True)
 
 
 @shows_errors
@@ -156,6 +169,9 @@ def on_predict(services: Services, run_id, text: str) -> dict[str, float]:
     if len(text) > MAX_TEXT_CHARS:
         raise gr.Error(f"The text has {len(text):,} characters; the limit is {MAX_TEXT_CHARS:,}. "
                        "Shorten it (the model only reads the first max-length tokens anyway).", print_exception=False)
+    load_model_stack()  # torch and transformers load on first use, not at start-up
+    from backend.tasks.text_classification.predictor import load_predictor
+
     predictor = load_predictor(_run_folder(services, run_id))
     return predictor.predict([text])[0]["scores"]
 
@@ -170,6 +186,9 @@ def on_batch(services: Services, run_id, path: str | None):
     if not path:
         raise gr.Error("Upload a CSV, TSV or TXT file with one text per row.", print_exception=False)
     folder = _run_folder(services, run_id)
+    load_model_stack()
+    from backend.serving.batch import predict_file
+
     out_dir = fresh_download_folder(services.settings, "predictions")
     result = predict_file(Path(path), folder, out_dir, settings=services.settings)
     summary = f"Predicted **{result.rows:,}** rows from the `{result.text_column}` column."
@@ -178,7 +197,7 @@ def on_batch(services: Services, run_id, path: str | None):
         summary += (f" Against the `{result.label_column}` column: accuracy **{result.metrics['accuracy']:.3f}**, "
                     f"macro F1 **{result.metrics['macro_f1']:.3f}**.")
         confusion = confusion_html(result.metrics)
-    return str(result.csv_path), summary, result.preview, confusion
+    return str(result.csv_path), summary, predictions_first(result.preview), confusion
 
 
 def build_playground_tab(services: Services) -> tuple[gr.Dropdown, gr.Dataset]:
@@ -196,7 +215,7 @@ def build_playground_tab(services: Services) -> tuple[gr.Dropdown, gr.Dataset]:
     # One examples list above both panels: a click fills the text to classify and the prompt alike.
     examples_input = gr.Textbox(visible=False)
     examples = gr.Dataset(components=[examples_input], samples=[], label="Examples from the validation set "
-                          "(click one)", elem_id="playground-examples")
+                          "(click one)", elem_id="playground-examples", visible=False)
     with gr.Column(visible=not generates) as classify_panel:
         with gr.Row(equal_height=False):
             with gr.Column():
@@ -219,16 +238,18 @@ def build_playground_tab(services: Services) -> tuple[gr.Dropdown, gr.Dataset]:
                     batch_summary = gr.Markdown(elem_id="batch-summary")
             batch_preview = gr.Dataframe(label="First predictions", interactive=False, max_height=300)
             batch_confusion = gr.HTML()
-    generate_panel, prompt = build_generate_panel(services, run_picker, visible=generates)
+    generation = build_generate_panel(services, run_picker, visible=generates)
 
     private = {"api_visibility": "private"}
+    results = [label, generation.output, generation.outcome]
     run_picker.change(partial(on_pick_run, services), run_picker, examples, **private)
-    run_picker.change(partial(on_show_panel, services), run_picker, [classify_panel, generate_panel], **private)
-    examples.click(lambda sample: (sample[0], sample[0]) if sample else ("", ""), examples, [text, prompt],
-                   **private)
+    run_picker.change(partial(on_show_panel, services), run_picker,
+                      [classify_panel, generation.panel, text, *results, generation.prompt], **private)
+    examples.click(on_example, examples, [text, generation.prompt, *results], **private)
     predict_button.click(partial(on_predict, services), [run_picker, text], label, api_name="predict",
                          concurrency_limit=4)
     text.submit(partial(on_predict, services), [run_picker, text], label, concurrency_limit=4, **private)
-    batch_button.click(partial(on_batch, services), [run_picker, batch_file],
-                       [download, batch_summary, batch_preview, batch_confusion], concurrency_limit=1, **private)
+    download_when_ready(batch_button.click(partial(on_batch, services), [run_picker, batch_file],
+                                           [download, batch_summary, batch_preview, batch_confusion],
+                                           concurrency_limit=1, **private), download)
     return run_picker, examples

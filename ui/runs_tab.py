@@ -20,6 +20,7 @@ from backend.services import NotFound, RunRecord, Services, default_task, get_ta
 from ui.errors import shows_errors, unchanged
 from ui.formatting import (LOSS_KEYS, confusion_html, curves, per_class_table, progress_html, quality_keys,
                            run_choices, run_origin, runs_table)
+from ui.plots import curve_plot, step_range
 from ui.train_tab import TrainForm, fill_from_config, form_fields
 
 REFRESH_SECONDS = 2.0
@@ -28,19 +29,55 @@ ALL = "all"
 COMPARE_METRICS = [("validation macro F1", "eval_macro_f1"), ("validation accuracy", "eval_accuracy"),
                    ("validation loss", "eval_loss"), ("training loss", "train_loss"),
                    ("validation bits per character", "eval_bits_per_char"), ("validation perplexity", "eval_perplexity")]
-RUN_VIEW_SIZE = 13  # outputs of on_refresh_run
+RUN_VIEW_SIZE = 15  # outputs of on_refresh_run
+LEARNING_RATE_KEYS = {"learning_rate": "learning rate"}
+FINISHED_STATUSES = ("succeeded", "failed", "cancelled", "interrupted")
 CLONE_OUTPUTS = 1 + 4 + len(form_fields())  # the tabs, then TrainForm.all_inputs
+
+
+# The browser tab's title says a run ended (seen from another tab); it returns to normal on focus.
+TITLE_JS = """(notice) => {
+  if (notice) {
+    document.title = "✓ " + notice + " · Modelsmith";
+    window.addEventListener("focus", () => { document.title = "Modelsmith"; }, {once: true});
+  }
+  return notice;
+}"""
 
 
 def _dataset_names(services: Services) -> dict[int, str]:
     return {d.id: d.name for d in services.list_datasets()}
 
 
+def run_to_follow(runs: list[RunRecord]):
+    """The run a freshly opened page follows: one that is training, else the newest."""
+    running = [r.id for r in runs if r.status == "running"]
+    return running[0] if running else (runs[0].id if runs else None)
+
+
+def on_watch_runs(services: Services, seen: tuple | None):
+    """(what this page has seen, a notice of runs that ended since it last looked).
+
+    `seen` is (ids queued or running, newest run id). A run that ended counts if the page saw it
+    active, or if it is newer than any the page had seen (a short run can start and end between
+    two ticks). The notice is 'Run #3 “spam” succeeded.'; gr.skip() when nothing ended.
+    """
+    runs = services.list_runs()
+    now = (sorted(r.id for r in runs if r.status in ("queued", "running")), max((r.id for r in runs), default=0))
+    if seen is None:  # a page that just opened: runs that ended before are not news
+        return now, gr.skip()
+    active, newest = seen
+    ended = [r for r in runs if (r.id in active or r.id > newest) and r.status in FINISHED_STATUSES]
+    notice = " ".join(f"Run #{r.id} “{r.name}” {r.status}." for r in ended)
+    return now, notice or gr.skip()
+
+
 def on_refresh_list(services: Services, status_filter: str | None, selected, shown=None):
-    """The runs table and the run pickers, filtered by status; skipped when nothing changed.
+    """The runs table and the run pickers; skipped when nothing changed.
 
     `shown` is (fingerprint, newest run id) of what the page shows. A run newer than the page has
-    seen gets selected, so launching a run and opening this tab follows it.
+    seen gets selected, so launching a run and opening this tab follows it; a page opened afresh
+    follows the run that is training, not a newer queued one.
     """
     everything = services.list_runs()
     newest = everything[0].id if everything else None
@@ -51,15 +88,23 @@ def on_refresh_list(services: Services, status_filter: str | None, selected, sho
         return gr.skip(), gr.skip(), gr.skip(), shown
     ids = {r.id for r in everything}
     seen_newest = shown[1] if shown else None
-    if newest is not None and seen_newest is not None and newest > seen_newest:
+    if shown is None:
+        keep = run_to_follow(everything)
+    elif newest is not None and seen_newest is not None and newest > seen_newest:
         keep = newest
     else:
         keep = selected if selected in ids else newest
     shown_runs = everything if status_filter in (None, "", ALL) else [r for r in everything if r.status == status_filter]
     choices = run_choices(everything)
     fingerprint = (status_filter, keep, *fingerprint[2:])
-    return (runs_table(shown_runs, names), gr.update(choices=choices, value=keep), gr.update(choices=choices),
-            (fingerprint, newest))
+    table = runs_table(shown_runs, names, services.best_so_far_by_run(shown_runs))
+    return table, gr.update(choices=choices, value=keep), gr.update(choices=choices), (fingerprint, newest)
+
+
+def on_run_finished(notice: str | None):
+    """A toast for runs that ended while the page was open (the tab title changes too, in the browser)."""
+    if notice:
+        gr.Info(notice, title="Training finished", duration=None)
 
 
 def _empty_view(message: str = "Select a run to follow it."):
@@ -68,7 +113,8 @@ def _empty_view(message: str = "Select a run to follow it."):
     off = gr.update(interactive=False)
     return (f"<div class='ms-muted'>{html.escape(message)}</div>", "", gr.update(value=frame),
             gr.update(value=quality, y_lim=[0, 1]), gr.update(visible=False), pd.DataFrame(), "", "",
-            gr.update(value="", visible=False), off, off, off, None)
+            gr.update(value="", visible=False), off, off, off, gr.update(value=curves([], LEARNING_RATE_KEYS)),
+            gr.update(visible=False), None)
 
 
 def on_refresh_run(services: Services, run_id, shown: str | None = None):
@@ -90,16 +136,23 @@ def on_refresh_run(services: Services, run_id, shown: str | None = None):
     latest = {m.key: m.value for m in metrics}
     per_class = per_class_table(run.metrics)
     confusion = confusion_html(run.metrics)
+    has_curves = bool(metrics)  # an imported run carries final metrics only: no empty plots for it
+    steps = step_range(curves(metrics, {**LOSS_KEYS, **LEARNING_RATE_KEYS}))  # one x-axis for all three plots
     return (progress_html(run, latest), _run_header(run),
-            gr.update(value=curves(metrics, LOSS_KEYS, every_series=True), visible=True),
-            gr.update(value=curves(metrics, quality_keys(run.task), every_series=True), visible=True,
-                      y_lim=_quality_range(run.task)),
+            gr.update(value=curves(metrics, LOSS_KEYS, every_series=True), visible=has_curves, x_lim=steps),
+            gr.update(value=curves(metrics, quality_keys(run.task), every_series=True), visible=has_curves,
+                      y_lim=_quality_range(run.task), x_lim=steps),
             gr.update(visible=not per_class.empty or bool(confusion)), per_class, confusion,
             read_log_tail(run.output_dir, LOG_LINES),
             gr.update(value=_error_text(run), visible=bool(run.error)),
             gr.update(interactive=run.status in ("queued", "running")),
             gr.update(interactive=run.status in RESUMABLE_STATUSES),
             gr.update(interactive=run.status != "running"),
+            # hidden until a rate was logged: an empty plot draws a collapsed axis
+            gr.update(value=curves(metrics, LEARNING_RATE_KEYS), x_lim=steps,
+                      visible=any(m.key in LEARNING_RATE_KEYS for m in metrics)),
+            gr.update(visible=task_of_run(run).panel == "classify" and run.dataset_id is not None
+                      and run.status == "succeeded"),
             fingerprint)
 
 
@@ -110,8 +163,11 @@ def _quality_range(task: str):
 
 
 def on_hide_plots():
-    """Hide the curves before another run is drawn: showing them again rebuilds their legend and axes."""
-    return gr.update(visible=False), gr.update(visible=False), None
+    """Hide the curves before another run is drawn: showing them again rebuilds their legend and axes.
+
+    The misclassified examples of the previous run go too.
+    """
+    return gr.update(visible=False), gr.update(visible=False), gr.update(visible=False), None, pd.DataFrame()
 
 
 def _run_header(run: RunRecord) -> str:
@@ -122,10 +178,27 @@ def _run_header(run: RunRecord) -> str:
     task = task_of_run(run)
     length = (f"max length {config.max_length}" if task.uses_max_length else "")
     duration = (f"{config.max_steps} steps" if task.uses_max_steps and config.max_steps
-                else f"{config.epochs} epochs")
-    return (f"### #{run.id} {run.name}\n{run.task} · **{run.template}** · {run_origin(run)} · "
-            f"{duration} · batch {config.batch_size} · learning rate {config.learning_rate:g}"
-            f"{' · ' + length if length else ''}\n\n<small>{settings}</small>")
+                else plural(config.epochs, "epoch"))
+    header = (f"### #{run.id} {run.name}\n{run.task} · **{run.template}** · {run_origin(run)} · "
+              f"{duration} · batch {config.batch_size} · learning rate {config.learning_rate:g}"
+              f"{' · ' + length if length else ''}\n\n<small>{settings}</small>")
+    if run.dataset_id is None:  # imported: its curves stay where it was trained
+        header += "\n\n" + _carried_metrics(run.metrics)
+    return header
+
+
+def _carried_metrics(metrics: dict) -> str:
+    """The validation metrics an imported zip carried (its training curves stay where it was trained)."""
+    scalars = {k: v for k, v in (metrics or {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    if not scalars:
+        return "_The imported model carried no metrics._"
+    rows = "\n".join(f"| {k.replace('_', ' ')} | {v:.4g} |" for k, v in scalars.items())
+    return f"**Metrics from the imported zip** (measured where it was trained)\n\n| metric | value |\n|---|---|\n{rows}"
+
+
+def plural(count: int, word: str) -> str:
+    """'1 epoch', '3 epochs'."""
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
 def _error_text(run: RunRecord) -> str:
@@ -180,6 +253,17 @@ def on_clone(services: Services, run_id):
     return (gr.update(selected="train"), *fill_from_config(config))
 
 
+@shows_errors(fallback=unchanged(1))
+def on_misclassified(services: Services, run_id):
+    """Validation texts the selected run's model gets wrong (text, true, predicted, confidence)."""
+    if not run_id:
+        raise gr.Error("Pick a run first.", print_exception=False)
+    frame = services.misclassified(int(run_id))
+    if frame.empty:
+        gr.Info("The model classifies every validation text it was checked on correctly.")
+    return frame
+
+
 def on_table_select(evt: gr.SelectData):
     """Clicking a row of the runs table follows that run."""
     row = evt.row_value or []
@@ -211,7 +295,8 @@ def on_compare(services: Services, run_ids, metric_key: str):
     differing = table[table.astype(str).nunique(axis=1) > 1] if len(table) else table
     differing = differing.reset_index().rename(columns={"index": "setting / metric"})
     # Shown again after on_hide_compare: the plot rebuilds its legend for these runs.
-    return gr.update(value=pd.concat(frames, ignore_index=True), visible=True), differing.astype(str)
+    frame = pd.concat(frames, ignore_index=True)
+    return gr.update(value=frame, visible=True, x_lim=step_range(frame)), differing.astype(str)
 
 
 def build_runs_tab(services: Services, train_form: TrainForm, tabs: gr.Tabs):
@@ -219,9 +304,10 @@ def build_runs_tab(services: Services, train_form: TrainForm, tabs: gr.Tabs):
     runs = services.list_runs()
     with gr.Row(equal_height=True):
         status_filter = gr.Dropdown([ALL, *RUN_STATUSES], value=ALL, label="Show runs", scale=1)
-        run_picker = gr.Dropdown(run_choices(runs), value=runs[0].id if runs else None, label="Follow run", scale=3,
+        run_picker = gr.Dropdown(run_choices(runs), value=run_to_follow(runs), label="Follow run", scale=3,
                                  elem_id="run-picker")
-    table = gr.Dataframe(runs_table(runs, _dataset_names(services)), interactive=False, max_height=260,
+    table = gr.Dataframe(runs_table(runs, _dataset_names(services), services.best_so_far_by_run(runs)),
+                         interactive=False, max_height=260,
                          label="All runs (click a row to follow it)", elem_id="runs-table")
     header = gr.Markdown()
     progress = gr.HTML(progress_html(None, {}), elem_id="run-progress")
@@ -234,12 +320,16 @@ def build_runs_tab(services: Services, train_form: TrainForm, tabs: gr.Tabs):
         delete_button = gr.Button("Delete", elem_id="delete-run", interactive=False)
     action_state = gr.State()
     with gr.Row():
-        loss_plot = gr.LinePlot(x="step", y="value", color="series", title="Loss", height=280, color_title="")
-        quality_plot = gr.LinePlot(x="step", y="value", color="series", title="Validation metrics", height=280,
-                                   color_title="", y_lim=[0, 1])
+        loss_plot = curve_plot(title="Loss", height=280, elem_id="loss-plot")
+        quality_plot = curve_plot(title="Validation metrics", height=280, y_lim=[0, 1], elem_id="quality-plot")
+        lr_plot = curve_plot(title="Learning rate", height=280, elem_id="lr-plot")
     with gr.Row(visible=False, equal_height=False) as details:
         per_class = gr.Dataframe(label="Per-class metrics (best checkpoint)", interactive=False, scale=1)
         confusion = gr.HTML(elem_id="confusion")
+    with gr.Accordion("Misclassified validation examples", open=False, visible=False) as mistakes_box:
+        mistakes_button = gr.Button("Find misclassified examples", elem_id="find-misclassified", size="sm")
+        mistakes = gr.Dataframe(label="Most confident mistakes first", interactive=False, max_height=300, wrap=True,
+                                elem_id="misclassified")
     log_tail = gr.Textbox(label="Log (last lines)", lines=6, max_lines=LOG_LINES + 4, interactive=False,
                           autoscroll=True)
     with gr.Accordion("Compare runs", open=False):
@@ -248,14 +338,13 @@ def build_runs_tab(services: Services, train_form: TrainForm, tabs: gr.Tabs):
                                          elem_id="compare-picker")
             compare_metric = gr.Dropdown(COMPARE_METRICS, value="eval_macro_f1", label="Curve", scale=1)
             compare_button = gr.Button("Compare", scale=1, elem_id="compare")
-        compare_plot = gr.LinePlot(x="step", y="value", color="series", title="Overlaid curves", height=300,
-                                   visible=False, color_title="")
+        compare_plot = curve_plot(title="Overlaid curves", height=300, visible=False, elem_id="compare-plot")
         compare_table = gr.Dataframe(label="Settings and metrics that differ", interactive=False)
 
     run_shown = gr.State()  # fingerprint of the run view this page shows (per browser tab)
     list_shown = gr.State()  # (fingerprint, newest run id) of the runs list this page shows
     run_outputs = [progress, header, loss_plot, quality_plot, details, per_class, confusion, log_tail, error,
-                   stop_button, resume_button, delete_button, run_shown]
+                   stop_button, resume_button, delete_button, lr_plot, mistakes_box, run_shown]
     list_outputs = [table, run_picker, compare_picker, list_shown]
     refresh_run = partial(on_refresh_run, services)
     refresh_list = partial(on_refresh_list, services)
@@ -266,7 +355,8 @@ def build_runs_tab(services: Services, train_form: TrainForm, tabs: gr.Tabs):
     timer.tick(refresh_run, [run_picker, run_shown], run_outputs, show_progress="hidden", queue=False, **private)
     status_filter.change(lambda: None, None, list_shown, **private).then(
         refresh_list, [status_filter, run_picker, list_shown], list_outputs, **private)
-    run_picker.change(on_hide_plots, None, [loss_plot, quality_plot, run_shown], **private).then(
+    mistakes_button.click(partial(on_misclassified, services), run_picker, mistakes, **private)
+    run_picker.change(on_hide_plots, None, [loss_plot, quality_plot, lr_plot, run_shown, mistakes], **private).then(
         refresh_run, run_picker, run_outputs, show_progress="hidden", **private)
     table.select(on_table_select, None, run_picker, **private)
 

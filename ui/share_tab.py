@@ -15,6 +15,7 @@ from backend.sharing.export import export_zip
 from backend.sharing.space import export_space
 from backend.services import DemoRecord, Services, utcnow
 from backend.settings import Settings
+from ui.downloads import download_when_ready
 from ui.errors import shows_errors, unchanged
 from ui.formatting import run_choices
 from ui.playground_tab import fresh_download_folder
@@ -89,6 +90,18 @@ def on_refresh_runs(services: Services, selected):
     runs = _succeeded(services)
     ids = {r.id for r in runs}
     return gr.update(choices=run_choices(runs), value=selected if selected in ids else (runs[0].id if runs else None))
+
+
+def on_copy_link(services: Services, run_id, request: gr.Request | None = None):
+    """The run's newest active demo link in a box with a copy button (hidden when it has none)."""
+    if not run_id:
+        return gr.update(value="", visible=False)
+    now = utcnow()
+    active = [demo for demo in services.list_demos(int(run_id)) if demo.status(now) == "active"]
+    if not active:
+        return gr.update(value="", visible=False)
+    newest = max(active, key=lambda demo: demo.id)
+    return gr.update(value=demo_url(base_url(services.settings, request), newest.token), visible=True)
 
 
 @shows_errors(fallback=unchanged(3))
@@ -186,6 +199,8 @@ def build_share_tab(services: Services):
                                info="0 = never", elem_id="share-expiry")
             publish = gr.Button("Publish demo link", variant="primary", elem_id="share-publish")
         published = gr.Markdown(elem_id="share-published")
+        link_box = gr.Textbox(label="Newest active link (copy it with the button)", interactive=False,
+                              buttons=["copy"], visible=False, elem_id="share-link-copy")
         links = gr.Dataframe(pd.DataFrame(columns=LINK_COLUMNS), label="Links of this run", interactive=False,
                              elem_id="share-links")
         with gr.Row(equal_height=False):
@@ -225,11 +240,17 @@ def build_share_tab(services: Services):
     def revoke_link(run_id, demo_id, request: gr.Request):
         return on_revoke(services, run_id, demo_id, request)
 
-    run_picker.change(pick_run, run_picker, [published, links, revoke_picker], **private)
-    publish.click(publish_link, [run_picker, expiry], [published, links, revoke_picker], **private)
-    revoke.click(revoke_link, [run_picker, revoke_picker], [published, links, revoke_picker], **private)
-    download.click(partial(on_download, services), run_picker, export_file, concurrency_limit=2, **private)
-    space.click(partial(on_export_space, services), run_picker, export_file, concurrency_limit=2, **private)
+    def copy_link(run_id, request: gr.Request):
+        return on_copy_link(services, run_id, request)
+
+    for event in (run_picker.change(pick_run, run_picker, [published, links, revoke_picker], **private),
+                  publish.click(publish_link, [run_picker, expiry], [published, links, revoke_picker], **private),
+                  revoke.click(revoke_link, [run_picker, revoke_picker], [published, links, revoke_picker],
+                               **private)):
+        event.then(copy_link, run_picker, link_box, **private)
+    for button, handler in ((download, on_download), (space, on_export_space)):
+        download_when_ready(button.click(partial(handler, services), run_picker, export_file, concurrency_limit=2,
+                                         **private), export_file)
     push.click(partial(on_push_hub, services), [run_picker, hub_repo, hub_token, hub_private, hub_kind], pushed,
                concurrency_limit=1, **private)
     import_button.click(partial(on_import, services), [import_file, import_name, run_picker], [imported, run_picker],

@@ -10,19 +10,24 @@ import types
 import typing
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Literal, get_args, get_origin
 
 import gradio as gr
 from pydantic import BaseModel
 
-from backend.config import (TEMPLATE_TRAINING_FIELDS, TrainConfig, default_config, template_classes, template_description,
-                            templates_of)
-from backend.services import Services, default_task, get_task, list_tasks, task_of_template
+from backend.config import (TEMPLATE_TRAINING_FIELDS, TrainConfig, default_config, template_classes,
+                            template_description, templates_of)
+from backend.services import Services, default_task, get_task, list_tasks, task_names, task_of_template
+from backend.startup import load_model_stack
+from ui.downloads import download_when_ready
 from ui.errors import shows_errors
 from ui.formatting import dataset_choices, error_box, format_bytes, format_seconds
 
 BASIC_FIELDS = ("epochs", "batch_size", "learning_rate", "max_length")
 NOT_IN_FORM = {"name", "dataset_id", "task", "template", *BASIC_FIELDS}
+# Settings only some tasks read, and the Task flag that says whether one does: the others never see them.
+TASK_ONLY_FIELDS = {"max_length": "uses_max_length", "max_steps": "uses_max_steps", "eval_batches": "uses_max_steps"}
 
 
 def task_choices() -> list[tuple[str, str]]:
@@ -38,7 +43,7 @@ def _unwrap_optional(annotation):
     return annotation, False
 
 
-def field_input(model: type[BaseModel], name: str, value=None) -> gr.components.Component:
+def field_input(model: type[BaseModel], name: str, value=None, visible: bool = True) -> gr.components.Component:
     """A form input for one pydantic field: its type picks the component, its description the help."""
     info = model.model_fields[name]
     annotation, optional = _unwrap_optional(info.annotation)
@@ -46,14 +51,15 @@ def field_input(model: type[BaseModel], name: str, value=None) -> gr.components.
     label = name.replace("_", " ").capitalize()
     help_text = " ".join(filter(None, [info.description, _range_text(info)])) or None
     if get_origin(annotation) is Literal:
-        return gr.Dropdown(list(get_args(annotation)), value=default, label=label, info=help_text)
+        return gr.Dropdown(list(get_args(annotation)), value=default, label=label, info=help_text, visible=visible)
     if annotation is bool:
-        return gr.Checkbox(value=bool(default), label=label, info=help_text)
+        return gr.Checkbox(value=bool(default), label=label, info=help_text, visible=visible)
     if annotation is int:
-        return gr.Number(value=default, label=label, info=help_text, precision=0)
+        return gr.Number(value=default, label=label, info=help_text, precision=0, visible=visible)
     if annotation is float:
-        return gr.Number(value=default, label=label + (" (optional)" if optional else ""), info=help_text)
-    return gr.Textbox(value="" if default is None else str(default), label=label, info=help_text)
+        return gr.Number(value=default, label=label + (" (optional)" if optional else ""), info=help_text,
+                         visible=visible)
+    return gr.Textbox(value="" if default is None else str(default), label=label, info=help_text, visible=visible)
 
 
 def _range_text(info) -> str:
@@ -131,8 +137,14 @@ def on_task_change(task: str, kind: str | None):
 
 
 def on_task_fields(task: str):
-    """Show max length only where the task uses it: a language model reads `block size` tokens instead."""
-    return gr.update(visible=get_task(task).uses_max_length if task else True)
+    """Show each task's own settings only (TASK_ONLY_FIELDS order): a classifier has no max steps or eval
+    batches, a language model reads `block size` tokens instead of a max length."""
+    return tuple(gr.update(visible=_shown_for(field_name, task)) for field_name in TASK_ONLY_FIELDS)
+
+
+def on_form_changed():
+    """Any change of the form makes the shown estimate and launch message stale: clear them."""
+    return "", ""
 
 
 def on_dataset_picked(services: Services, dataset_id):
@@ -166,6 +178,11 @@ def _opening_value(opening: TrainConfig, field_name: str):
     return getattr(opening, field_name) if field_name in TEMPLATE_TRAINING_FIELDS else None
 
 
+def _shown_for(field_name: str, task: str | None) -> bool:
+    flag = TASK_ONLY_FIELDS.get(field_name)
+    return flag is None or (task in task_names() and getattr(get_task(task), flag))
+
+
 def _task_of(kind: str) -> str:
     return task_of_template(kind).name
 
@@ -173,6 +190,7 @@ def _task_of(kind: str) -> str:
 @shows_errors(fallback=error_box)
 def on_estimate(services: Services, dataset_id, task, kind, name, *values):
     """Measure two training steps of this config on this device; show params, memory, time per epoch."""
+    load_model_stack()
     from backend.training.estimate import estimate
 
     config = build_config(dataset_id, task, kind, name, list(values))
@@ -181,20 +199,40 @@ def on_estimate(services: Services, dataset_id, task, kind, name, *values):
     memory_note = ("measured peak on the GPU" if result.measured_peak else
                    f"weights {format_bytes(result.weights_bytes)} + gradients and optimizer state "
                    f"{format_bytes(result.training_state_bytes)} + activations {format_bytes(result.activation_bytes)}")
-    whole_run = (f"{result.total_steps:,} steps" if config.max_steps else f"{config.epochs} epochs")
+    whole_run = (f"{result.total_steps:,} steps" if config.max_steps else plural(config.epochs, "epoch"))
     budget = config.time_budget_seconds
     seconds = min(result.seconds_total, budget) if budget else result.seconds_total
-    lines = ["#### Estimate (from two measured training steps)",
+    low, high = (min(result.seconds_per_step_low * result.total_steps, seconds),
+                 min(result.seconds_per_step_high * result.total_steps, budget or float("inf")))
+    lines = ["#### Estimate (from three measured training steps)",
              f"- **Parameters:** {result.parameters:,} ({result.trainable_parameters:,} trainable)",
              f"- **Memory for training:** about {format_bytes(result.memory_bytes)} ({memory_note})",
              f"- **Time per epoch on {device_name(result.device)}:** about {format_seconds(result.seconds_per_epoch)} "
              f"({result.steps_per_epoch:,} steps × {result.seconds_per_step:.2f} s)",
-             f"- **Whole run ({whole_run}):** about {format_seconds(seconds)}, plus evaluation"
-             + (" (the time budget ends it sooner)" if budget and budget < result.seconds_total else "")]
+             f"- **Whole run ({whole_run}):** about {format_seconds(seconds)} (range {format_seconds(low)}"
+             f"–{format_seconds(high)} from the fastest and slowest step), plus evaluation"
+             + (" (the time budget ends it sooner)" if budget and budget < result.seconds_total else ""),
+             "", f"<small>{load_note(result.load_average, result.cpu_count)} Once the run trains, its ETA "
+             "in the Runs tab comes from its own measured steps.</small>"]
     warnings = dataset.report.get("warnings", [])
     if warnings:
         lines += ["", f"**Dataset warnings ({dataset.name}):**", *[f"- {w}" for w in warnings]]
     return "\n".join(lines)
+
+
+def plural(count: int, word: str) -> str:
+    """'1 epoch', '3 epochs'."""
+    return f"{count:,} {word}" if count == 1 else f"{count:,} {word}s"
+
+
+def load_note(load_average: float | None, cpu_count: int) -> str:
+    """Why the estimate may be off: it was measured under the machine's load at that moment."""
+    if load_average is None:
+        return "Measured under the machine's current load: other jobs starting or stopping change the time."
+    busy = load_average / max(cpu_count, 1)
+    state = "busy" if busy > 1.2 else "partly busy" if busy > 0.5 else "mostly idle"
+    return (f"Measured while the machine was {state} (load {load_average:.1f} on {cpu_count} cores): "
+            "if other jobs start or stop, training gets slower or faster with them.")
 
 
 def device_name(device: str) -> str:
@@ -211,6 +249,49 @@ def on_launch(services: Services, dataset_id, task, kind, name, *values):
     where = f"position {queued.index(run_id) + 1}" if run_id in queued else "starting now"
     gr.Info(f"Run #{run_id} queued.")
     return f"Run **#{run_id}** queued ({where}). Follow it in the **Runs** tab."
+
+
+@shows_errors(fallback=lambda message: (None, error_box(message)))
+def on_save_config(services: Services, dataset_id, task, kind, name, *values):
+    """Write the form's config as a JSON file to download, and show the equivalent CLI command."""
+    from backend.config_files import cli_command, save_config
+    from ui.playground_tab import fresh_download_folder
+
+    config = build_config(dataset_id, task, kind, name, list(values))
+    path = save_config(config, fresh_download_folder(services.settings, "config"))
+    return str(path), command_markdown(cli_command(config))
+
+
+@shows_errors(fallback=lambda message: (None, error_box(message)))
+def on_show_command(dataset_id, task, kind, name, *values):
+    """The `python app.py train ...` command that launches the same run from a shell."""
+    from backend.config_files import cli_command
+
+    return gr.skip(), command_markdown(cli_command(build_config(dataset_id, task, kind, name, list(values))))
+
+
+def command_markdown(command: str) -> str:
+    return f"**The same run from a shell:**\n```bash\n{command}\n```"
+
+
+def _load_failed(message: str):
+    return (*[gr.skip()] * (4 + len(form_fields())), error_box(message))
+
+
+@shows_errors(fallback=_load_failed)
+def on_load_config(services: Services, path):
+    """Fill the form from a saved config file; a file that is not one gets a message and changes nothing."""
+    from backend.config_files import load_config
+
+    if not path:
+        return (*[gr.skip()] * (4 + len(form_fields())), "")
+    config = load_config(Path(path))  # a file that is not a config: UserError, shown by _load_failed
+    note = f"Loaded {Path(path).name}."
+    if config.dataset_id not in {d.id for d in services.list_datasets()}:
+        note += f" Its dataset #{config.dataset_id} is not stored here: pick a dataset before launching."
+    values = fill_from_config(config)
+    values[3] = config.name  # a loaded config keeps its name (a Clone adds "(clone)")
+    return (*values, note)
 
 
 @dataclass
@@ -253,7 +334,8 @@ def build_train_tab(services: Services) -> TrainForm:
     opening = default_config(1, first_kind)  # the template the form opens on
     with gr.Row():
         for owner, field_name in pairs[: len(BASIC_FIELDS)]:
-            components[(owner, field_name)] = field_input(TrainConfig, field_name, _opening_value(opening, field_name))
+            components[(owner, field_name)] = field_input(TrainConfig, field_name, _opening_value(opening, field_name),
+                                                          visible=_shown_for(field_name, opening.task))
     groups = {}
     with gr.Accordion("Advanced settings", open=False):
         with gr.Row(equal_height=False):
@@ -262,7 +344,8 @@ def build_train_tab(services: Services) -> TrainForm:
                 for owner, field_name in pairs:
                     if owner == "config" and field_name not in BASIC_FIELDS:
                         components[(owner, field_name)] = field_input(TrainConfig, field_name,
-                                                                      _opening_value(opening, field_name))
+                                                                      _opening_value(opening, field_name),
+                                                                      visible=_shown_for(field_name, opening.task))
             with gr.Column():
                 gr.Markdown("**Model**")
                 for kind, template_class in template_classes().items():
@@ -278,12 +361,21 @@ def build_train_tab(services: Services) -> TrainForm:
         with gr.Column():
             launch_button = gr.Button("Launch training", variant="primary", elem_id="launch")
             launch_output = gr.Markdown(elem_id="launch-output")
+    with gr.Accordion("Config file and command line", open=False):
+        with gr.Row(equal_height=True):
+            command_button = gr.Button("Show CLI command", size="sm", elem_id="show-command")
+            save_button = gr.Button("Save config", size="sm", elem_id="save-config")
+            load_button = gr.UploadButton("Load config", file_types=[".json"], type="filepath", size="sm",
+                                          elem_id="load-config")
+        config_file = gr.File(label="Saved config (JSON)", interactive=False, height=80, elem_id="config-file")
+        command_output = gr.Markdown(elem_id="cli-command")
 
     form = TrainForm(dataset=dataset, task=task, template=template, name=name,
                      inputs=[components[pair] for pair in pairs])
     training_defaults = [components[("config", field)] for field in TEMPLATE_TRAINING_FIELDS]
     # .change, not .input: a dataset pick and Clone set the task too, and the field must follow.
-    task.change(on_task_fields, task, components[("config", "max_length")], api_visibility="private")
+    task.change(on_task_fields, task, [components[("config", name)] for name in TASK_ONLY_FIELDS],
+                api_visibility="private")
     task.input(on_task_change, [task, template], [template, *training_defaults], api_visibility="private")
     # .change: a dataset just ingested in the Data tab is picked here too, and the form must follow
     # its task. Clone sets dataset, task and template together, so the template then still fits.
@@ -294,4 +386,12 @@ def build_train_tab(services: Services) -> TrainForm:
     estimate_button.click(partial(on_estimate, services), form.all_inputs, estimate_output, api_visibility="private",
                           concurrency_limit=1)
     launch_button.click(partial(on_launch, services), form.all_inputs, launch_output, api_visibility="private")
+    for component in form.all_inputs:  # an estimate of other settings would mislead: it goes on any change
+        component.change(on_form_changed, None, [estimate_output, launch_output], queue=False, show_progress="hidden",
+                         api_visibility="private")
+    command_button.click(on_show_command, form.all_inputs, [config_file, command_output], api_visibility="private")
+    download_when_ready(save_button.click(partial(on_save_config, services), form.all_inputs,
+                                          [config_file, command_output], api_visibility="private"), config_file)
+    load_button.upload(partial(on_load_config, services), load_button, [*form.all_inputs, command_output],
+                       api_visibility="private")
     return form

@@ -126,8 +126,7 @@ class JobRunner:
         run = self._repo.get_run(run_id)
         if run.status == "queued":
             with self._claim_lock:
-                if self._repo.get_run(run_id).status == "queued":
-                    self._repo.finish(run_id, "cancelled")
+                if self._repo.cancel_queued(run_id):  # one UPDATE: a claim by another process wins or loses whole
                     return "cancelled"
         event = self._stops.get(run_id)
         if event is not None:
@@ -203,27 +202,28 @@ class JobRunner:
     def _claim_next(self) -> RunRecord | None:
         with self._claim_lock:
             queued = [] if self._shutdown.is_set() else self._repo.queued_runs()
-            if not queued:
-                return None
-            run = queued[0]
-            self._mark_running(run.id)
-            return run
+            for run in queued:  # oldest first; another process sharing the database may take one first
+                if self._mark_running(run.id):
+                    return run
+            return None
 
-    def _mark_running(self, run_id: int) -> None:
+    def _mark_running(self, run_id: int) -> bool:
         # The folder first: a crash right after must never leave a row pointing at a missing folder.
         output_dir = self._settings.runs_dir / str(run_id)
         output_dir.mkdir(parents=True, exist_ok=True)
-        self._repo.mark_running(run_id, str(output_dir))
+        if not self._repo.claim(run_id, str(output_dir)):
+            return False
         self._stops[run_id] = threading.Event()
+        return True
 
     def run_job(self, run_id: int, *, claimed: bool = False) -> RunRecord:
         """Train one run to its end in the calling thread; a worker thread never dies of a job."""
         if not claimed:
             with self._claim_lock:
                 run = self._repo.get_run(run_id)
-                if run.status != "queued":
+                if run.status != "queued" or not self._mark_running(run_id):
+                    run = self._repo.get_run(run_id)
                     raise UserError(f"Run {run_id} is {run.status}, not queued.")
-                self._mark_running(run_id)
         stop = self._stops[run_id]
         beating = threading.Event()
         beater = threading.Thread(target=self._beat, args=(run_id, beating), daemon=True)

@@ -18,6 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from backend.errors import UserError
+from backend.startup import load_model_stack
 from backend.tasks.registry import get_task
 from storage.models import utcnow
 from storage.records import DemoRecord, RunRecord
@@ -156,7 +157,8 @@ def demo_predict(repo: Repository, token: str | None, text: str | None) -> dict[
     text = _check_text(text, "text")
     if not text.strip():
         raise UserError("Type a text to classify first.")
-    from backend.tasks.text_classification.predictor import load_predictor  # torch loads only when a demo is used
+    load_model_stack()  # torch loads only when a demo is used, in one thread at a time
+    from backend.tasks.text_classification.predictor import load_predictor
 
     return load_predictor(target.model_dir).predict([text])[0]["scores"]
 
@@ -175,7 +177,8 @@ def demo_stream(repo: Repository, token: str | None, prompt: str | None, *, max_
     max_new_tokens = int(max_new_tokens)
     if not 1 <= max_new_tokens <= MAX_DEMO_NEW_TOKENS:
         raise UserError(f"Length must be between 1 and {MAX_DEMO_NEW_TOKENS} tokens (got {max_new_tokens}).")
-    from backend.tasks.text_generation.generator import load_generator  # torch loads only when a demo is used
+    load_model_stack()  # torch loads only when a demo is used, in one thread at a time
+    from backend.tasks.text_generation.generator import load_generator
 
     generator = load_generator(target.model_dir)
     checked = [time.monotonic()]

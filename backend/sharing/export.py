@@ -400,6 +400,9 @@ def model_labels(folder: Path) -> list[str]:
 
 def check_loads(folder: Path, task: str) -> None:
     """Load the model once from safetensors (no cache), so a broken archive fails before it is recorded."""
+    from backend.startup import load_model_stack
+
+    load_model_stack()  # one thread at a time imports torch and transformers
     try:
         get_task(task).load_model(folder)
     except UserError:

@@ -76,6 +76,11 @@ class Task:
                                         # or None when the folder is not this task's model (imports)
     training_defaults: Mapping[str, Mapping[str, float | int]] = field(default_factory=dict)  # per template kind
     takes_files: bool = False        # its models read a file (an image), so its demo page may upload one
+    stores_corpus: bool = False      # a dataset is one text per split: the Data tab reports it as a corpus
+    length_title: str = "Text length (characters, training split)"  # the Data tab's length histogram
+    headline_key: str = "eval_macro_f1"   # progress key of the score the Runs table shows while training
+    headline_format: str = "{label} {value:.3f}"  # how that score reads ("macro F1 0.956")
+    headline_label: str = "macro F1"
 
     @property
     def template_kinds(self) -> tuple[str, ...]:

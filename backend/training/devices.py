@@ -79,3 +79,12 @@ def is_out_of_memory(exc: BaseException) -> bool:
     """Whether `exc` is the device (or the host) running out of memory."""
     return isinstance(exc, torch.cuda.OutOfMemoryError) or (
         isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
+
+
+def device_description(settings: Settings) -> str:
+    """Human name of the device training will use: 'CPU', or the GPU's name."""
+    if settings.device in ("auto", "cuda") and torch.cuda.is_available():
+        return f"GPU: {torch.cuda.get_device_name(0)}"
+    if settings.device in ("auto", "mps") and getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "Apple GPU (MPS)"
+    return "CPU"

@@ -1,20 +1,23 @@
-"""Before launch: parameter count, memory and time per epoch, from two measured training steps.
+"""Before launch: parameter count, memory and time per epoch, from a few measured training steps.
 
 Classifiers and language models alike: a language model's steps are random windows of
 `block_size` tokens, so its "epoch" is one pass over the training tokens.
 
 The model is built as the trainer would build it (its tokenizer trained on a sample of the
-data), and two optimizer steps on real batches of the dataset are timed on this process's
-device. The first step pays one-off costs (allocations, kernel selection), so the second is the
-one we scale. Memory is arithmetic plus a measurement, and labelled an estimate:
-weights, gradients and AdamW's two moments take 4 bytes each per trainable parameter (fp32), and
-activations are the outputs of every layer on the longest batch, which autograd keeps for the
-backward pass. On CUDA the measured peak allocation is reported instead when it is larger.
+data), and four optimizer steps on real batches of the dataset are timed on this process's
+device. The first step pays one-off costs (allocations, kernel selection); the median of the
+other three is the one we scale, and their spread (with the machine's load) is the range shown.
+Memory is arithmetic plus a measurement, and labelled an estimate: weights, gradients and
+AdamW's two moments take 4 bytes each per trainable parameter (fp32), and activations are the
+outputs of every layer on the longest batch, which autograd keeps for the backward pass. On
+CUDA the measured peak allocation is reported instead when it is larger.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -33,6 +36,7 @@ from storage.records import DatasetRecord
 SAMPLE_ROWS = 2000  # enough text to train a representative vocabulary quickly
 SAMPLE_CHARS = 200_000  # the same for a language model's corpus
 BYTES_PER_VALUE = 4  # fp32
+TIMED_STEPS = 3  # typical steps timed after the warm-up step: their spread is the estimate's range
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,12 @@ class Estimate:
     total_steps: int            # the whole run: max_steps if set, else epochs x steps_per_epoch
     seconds_total: float        # training steps only (evaluation and checkpoints come on top)
     device: str
+    # The timed steps' fastest and slowest (per optimizer step): on a shared machine one step says
+    # little, and a run's speed follows the load, which may change after the estimate.
+    seconds_per_step_low: float = 0.0
+    seconds_per_step_high: float = 0.0
+    load_average: float | None = None  # of the last minute, when the estimate ran (None: unknown)
+    cpu_count: int = 1
 
     def as_dict(self) -> dict:
         """Plain dict, for JSON output."""
@@ -86,12 +96,12 @@ class _ActivationMeter:
 
 
 def estimate(config: TrainConfig, dataset: DatasetRecord) -> Estimate:
-    """Build the run's model, time two optimizer steps on real batches, scale to an epoch (as its task trains)."""
+    """Build the run's model, time a few optimizer steps on real batches, scale to an epoch (as its task trains)."""
     return get_task(config.task).estimate(config, dataset)
 
 
 def estimate_classifier(config: TrainConfig, dataset: DatasetRecord) -> Estimate:
-    """A classifier: two steps on the longest and on typical batches of the training texts."""
+    """A classifier: a step on the longest batch, then typical batches of the training texts."""
     from backend.tasks.text_classification.templates import build_model, logits_of
     from backend.tasks.text_classification.tokenization import encode, pad_batch
     from backend.training.devices import default_device
@@ -115,25 +125,26 @@ def estimate_classifier(config: TrainConfig, dataset: DatasetRecord) -> Estimate
         batch = {k: v.to(device) for k, v in pad_batch(rows, tokenizer.pad_token_id or 0).items()}
         return F.cross_entropy(logits_of(model, batch).float(), torch.zeros(len(rows), dtype=torch.long, device=device))
 
-    activation_bytes, seconds = _time_two_steps(model, config, device, lambda step: loss_of((longest, typical)[step]),
-                                                ADAM_BETAS)
+    activation_bytes, seconds = _time_steps(model, config, device,
+                                            lambda step: loss_of(longest if step == 0 else typical), ADAM_BETAS)
     steps_per_epoch = math.ceil(len(texts) / config.batch_size / config.gradient_accumulation_steps)
     return _summarise(config, device, model, activation_bytes, seconds, steps_per_epoch)
 
 
-def _time_two_steps(model: nn.Module, config: TrainConfig, device: torch.device,
-                    loss_of: Callable[[int], torch.Tensor], betas: tuple[float, float]) -> tuple[int, float]:
-    """(activation bytes of step 0, seconds of step 1) of two steps of the training's own optimizer on `loss_of(step)`.
+def _time_steps(model: nn.Module, config: TrainConfig, device: torch.device,
+                loss_of: Callable[[int], torch.Tensor], betas: tuple[float, float]) -> tuple[int, list[float]]:
+    """(activation bytes of step 0, seconds of each later step) of 1 + TIMED_STEPS steps of the
+    training's own optimizer (core.build_optimizer) on `loss_of(step)`.
 
     The first step pays one-off costs (allocations, kernel selection) and is the one whose layer
-    outputs are measured; the second is the typical step.
+    outputs are measured; the later ones are typical steps.
     """
     model.to(device).train()
     optimizer = build_optimizer(model, config, device, betas)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    activation_bytes, seconds = 0, 0.0
-    for step in range(2):
+    activation_bytes, seconds = 0, []
+    for step in range(1 + TIMED_STEPS):
         meter = _ActivationMeter(model) if step == 0 else None
         started = time.perf_counter()
         loss = loss_of(step)
@@ -145,12 +156,13 @@ def _time_two_steps(model: nn.Module, config: TrainConfig, device: torch.device,
         optimizer.zero_grad()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        seconds = time.perf_counter() - started
+        if step > 0:
+            seconds.append(time.perf_counter() - started)
     return activation_bytes, seconds
 
 
 def _summarise(config: TrainConfig, device: torch.device, model: nn.Module, activation_bytes: int,
-               seconds_per_batch: float, steps_per_epoch: int) -> Estimate:
+               step_seconds: list[float], steps_per_epoch: int) -> Estimate:
     parameters = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     weights = parameters * BYTES_PER_VALUE
@@ -159,21 +171,29 @@ def _summarise(config: TrainConfig, device: torch.device, model: nn.Module, acti
     measured = False
     if device.type == "cuda" and torch.cuda.max_memory_allocated(device) > memory:
         memory, measured = int(torch.cuda.max_memory_allocated(device)), True
-    per_step = seconds_per_batch * config.gradient_accumulation_steps
+    per_step = statistics.median(step_seconds) * config.gradient_accumulation_steps
+    low, high = (min(step_seconds) * config.gradient_accumulation_steps,
+                 max(step_seconds) * config.gradient_accumulation_steps)
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # not on every platform
+        load = None
     total_steps = config.max_steps or steps_per_epoch * config.epochs
     return Estimate(parameters=parameters, trainable_parameters=trainable, weights_bytes=weights,
                     training_state_bytes=training_state, activation_bytes=int(activation_bytes),
                     memory_bytes=int(memory), measured_peak=measured, seconds_per_step=per_step,
                     steps_per_epoch=steps_per_epoch, seconds_per_epoch=per_step * steps_per_epoch,
-                    total_steps=total_steps, seconds_total=per_step * total_steps, device=str(device))
+                    total_steps=total_steps, seconds_total=per_step * total_steps, device=str(device),
+                    seconds_per_step_low=low, seconds_per_step_high=high, load_average=load,
+                    cpu_count=os.cpu_count() or 1)
 
 
 def estimate_language_model(config: TrainConfig, dataset: DatasetRecord) -> Estimate:
-    """A language model, built on a sample of the text: two steps on random windows."""
+    """A language model, built on a sample of the text: a few steps on random windows."""
+    from backend.tasks.text_generation.batching import read_text, sample_batch
     from backend.tasks.text_generation.templates import build_lm, lm_logits
     from backend.tasks.text_generation.tokenization import encode_corpus
     from backend.training.devices import default_device
-    from backend.tasks.text_generation.batching import read_text, sample_batch
     from backend.training.windows import ADAM_BETAS
 
     text = read_text(dataset, "train")
@@ -188,12 +208,12 @@ def estimate_language_model(config: TrainConfig, dataset: DatasetRecord) -> Esti
     device = default_device()
     corpus = torch.from_numpy(ids)
 
-    def loss_of(step: int) -> torch.Tensor:  # every window has block_size tokens: any two steps will do
+    def loss_of(step: int) -> torch.Tensor:  # every window has block_size tokens: any steps will do
         inputs, targets = (t.to(device) for t in sample_batch(corpus, block_size, config.batch_size, config.seed, step))
         logits = lm_logits(model, inputs)
         return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1))
 
-    activation_bytes, seconds = _time_two_steps(model, config, device, loss_of, ADAM_BETAS)
+    activation_bytes, seconds = _time_steps(model, config, device, loss_of, ADAM_BETAS)
     tokens_per_step = config.batch_size * block_size * config.gradient_accumulation_steps
     steps_per_epoch = max(1, math.ceil(total_tokens / tokens_per_step))
     return _summarise(config, device, model, activation_bytes, seconds, steps_per_epoch)

@@ -1,10 +1,22 @@
-"""Storage fixtures: factories for a stored dataset and a small TrainConfig (on top of `repo`)."""
+"""Storage fixtures: every test runs on SQLite and on PostgreSQL; dataset and config factories."""
 
 import pytest
 
 from backend.config import TrainConfig
 
 from backend.tasks.text_classification.configs import LstmTemplate
+
+
+@pytest.fixture
+def database_url(each_database_url):
+    """Each storage test runs twice: on the SQLite file, then on a fresh PostgreSQL database."""
+    return each_database_url
+
+
+@pytest.fixture
+def dialect(database_url) -> str:
+    """'sqlite' or 'postgresql': the database this variant of the test runs on."""
+    return "postgresql" if database_url.startswith("postgresql") else "sqlite"
 
 
 @pytest.fixture

@@ -1,4 +1,7 @@
-"""Engine and sessions: SQLite pragmas, folder creation, any cwd, readers that never wait on a writer."""
+"""Engine and sessions: SQLite pragmas, folder creation, any cwd, readers that never wait on a writer.
+
+Tests taking `repo` or `settings` run on SQLite and on PostgreSQL (tests/storage/conftest.py).
+"""
 
 import threading
 
@@ -6,7 +9,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
-from storage.database import READ_ONLY, make_engine, make_sessions, migrate
+from storage.database import READ_ONLY, DatabaseUnavailable, make_engine, make_sessions, migrate
 from storage.repository import Repository
 
 
@@ -15,7 +18,9 @@ def _pragmas(connection):
             for name in ("journal_mode", "foreign_keys", "busy_timeout", "synchronous")}
 
 
-def test_every_pooled_connection_has_the_pragmas(repo, settings):
+def test_every_pooled_connection_has_the_pragmas(repo, settings, dialect):
+    if dialect != "sqlite":
+        pytest.skip("SQLite pragmas; PostgreSQL's engine is checked in test_postgresql.py")
     with repo._sessions() as session:
         assert _pragmas(session) == {"journal_mode": "wal", "foreign_keys": 1, "busy_timeout": 30000,
                                      "synchronous": 1}  # 1 = NORMAL
@@ -48,14 +53,15 @@ def test_sessions_keep_objects_readable_after_commit(repo):
     assert repo._sessions.kw["expire_on_commit"] is False
 
 
-def test_migrate_works_from_any_working_directory(tmp_path, monkeypatch):
+def test_migrate_works_from_any_working_directory(tmp_path, monkeypatch, settings, dialect):
     monkeypatch.chdir(tmp_path)  # no migrations folder here: the path must not depend on the cwd
-    engine = make_engine(f"sqlite:///{tmp_path / 'elsewhere.db'}")
+    engine = make_engine(settings.resolved_database_url)
     migrate(engine)
     migrate(engine)  # at head already: a no-op, as at every start-up
     with engine.connect() as connection:
         assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0004"
-        assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1  # switched back on after migrating
+        if dialect == "sqlite":
+            assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1  # switched back on after migrating
     engine.dispose()
 
 
@@ -86,3 +92,12 @@ def test_reads_do_not_wait_for_an_open_write_transaction(repo, settings, add_dat
         assert not reader.is_alive()
     assert result["datasets"] == [dataset]  # a consistent snapshot without the uncommitted change
     writer_engine.dispose()
+
+
+def test_a_sqlite_file_that_cannot_be_opened_says_what_to_check(tmp_path):
+    path = tmp_path / "modelsmith.db"
+    path.mkdir()  # a folder where the database file should be (root ignores permission bits, so not chmod)
+    engine = make_engine(f"sqlite:///{path}")
+    with pytest.raises(DatabaseUnavailable, match="unable to open database file. Check that its folder exists"):
+        migrate(engine)
+    engine.dispose()

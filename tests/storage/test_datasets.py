@@ -77,3 +77,15 @@ def test_dataset_used_by_runs_cannot_be_deleted(repo, add_dataset, make_config):
         repo.delete_run(run_id)
     repo.delete_dataset(record.id)  # free once no run refers to it
     assert repo.list_datasets() == []
+
+
+def test_user_text_that_postgresql_would_refuse_is_stored_cleaned(repo, add_dataset):
+    # A NUL in a header or a file name, and a header longer than VARCHAR(200): SQLite keeps both,
+    # PostgreSQL refuses the write. The repository stores the same cleaned text on both.
+    long_header = "h" * 250
+    dataset = add_dataset(name="toy\x00data" + "n" * 300, text_column="te\x00xt", label_column=long_header)
+    stored = repo.get_dataset(dataset.id)
+    assert stored.name == "toydata" + "n" * 193 and len(stored.name) == 200
+    assert (stored.text_column, stored.label_column, stored.target_column) == ("text", "h" * 200, "h" * 200)
+    repo.rename_dataset(dataset.id, "  re\x00named  ")
+    assert repo.get_dataset(dataset.id).name == "renamed"

@@ -58,3 +58,12 @@ def test_artifacts_are_listed_oldest_first(repo, run_id):
     assert [(a.run_id, a.kind, a.path) for a in artifacts] == [
         (run_id, "checkpoint", "/tmp/runs/1/checkpoints/step-10"), (run_id, "model", "/tmp/runs/1")]
     assert artifacts[0].id < artifacts[1].id and artifacts[0].created_at is not None
+
+
+def test_non_finite_values_are_left_out_on_every_database(repo, run_id):
+    # A diverging loss: SQLite turned NaN into NULL and refused the row (reported as a missing run),
+    # PostgreSQL stored it. Both now keep the finite values of the step and drop the rest.
+    repo.add_metrics(run_id, 1, {"train_loss": float("nan"), "grad_norm": float("inf"), "progress": 0.5})
+    repo.add_metrics(run_id, 2, {"train_loss": float("-inf")})
+    assert [(m.key, m.step, m.value) for m in repo.get_metrics(run_id)] == [("progress", 1, 0.5)]
+    assert repo.latest_metrics(run_id) == {"progress": 0.5}

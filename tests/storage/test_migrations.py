@@ -1,4 +1,7 @@
-"""Alembic: a fresh DB reaches head, models match migrations, an 0001 DB upgrades without losing rows."""
+"""Alembic: a fresh DB reaches head, models match migrations, an 0001 DB upgrades without losing rows.
+
+Each test runs on SQLite and on PostgreSQL (tests/storage/conftest.py): every migration must run on both.
+"""
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -27,8 +30,8 @@ def _version(engine):
         return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
-def test_fresh_database_reaches_head(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'fresh.db'}")
+def test_fresh_database_reaches_head(settings):
+    engine = make_engine(settings.resolved_database_url)
     migrate(engine)
     assert {"datasets", "runs", "metrics", "artifacts", "alembic_version"} <= set(inspect(engine).get_table_names())
     assert _version(engine) == "0004"
@@ -39,8 +42,8 @@ def test_fresh_database_reaches_head(tmp_path):
     engine.dispose()
 
 
-def test_models_match_the_migrations(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'compare.db'}")
+def test_models_match_the_migrations(settings):
+    engine = make_engine(settings.resolved_database_url)
     migrate(engine)
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True,
@@ -49,8 +52,8 @@ def test_models_match_the_migrations(tmp_path):
     engine.dispose()
 
 
-def test_database_at_0001_upgrades_to_head_without_losing_rows(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+def test_database_at_0001_upgrades_to_head_without_losing_rows(settings):
+    engine = make_engine(settings.resolved_database_url)
     migrate(engine, "0001")
     assert _version(engine) == "0001"
     assert "artifacts" not in inspect(engine).get_table_names()

@@ -14,9 +14,10 @@ from storage.repository import NotFound
 
 
 def _age_heartbeat(repo, run_id, seconds):
+    # Date arithmetic in Python: SQLite's datetime() and PostgreSQL's interval arithmetic differ.
+    aged = repo.get_run(run_id).heartbeat_at - timedelta(seconds=seconds)
     with repo._sessions.begin() as session:
-        session.execute(text("UPDATE runs SET heartbeat_at = datetime(heartbeat_at, :shift) WHERE id = :id"),
-                        {"shift": f"-{seconds} seconds", "id": run_id})
+        session.execute(text("UPDATE runs SET heartbeat_at = :aged WHERE id = :id"), {"aged": aged, "id": run_id})
 
 
 def test_create_run_derives_columns_from_the_config(repo, add_dataset, make_config):
@@ -165,3 +166,47 @@ def test_delete_run_removes_its_metrics_and_artifacts(repo, add_dataset, make_co
         assert session.execute(text("SELECT count(*) FROM metrics WHERE run_id = :i"), {"i": run_id}).scalar() == 0
         assert session.execute(text("SELECT count(*) FROM artifacts WHERE run_id = :i"), {"i": run_id}).scalar() == 0
     assert len(repo.get_metrics(keep)) == 2 and len(repo.list_artifacts(keep)) == 1
+
+
+def test_claim_takes_a_queued_run_once(repo, run_id):
+    assert repo.claim(run_id, "/tmp/runs/claimed") is True
+    run = repo.get_run(run_id)
+    assert (run.status, run.output_dir, run.error) == ("running", "/tmp/runs/claimed", None)
+    assert run.started_at is not None and run.heartbeat_at == run.started_at
+    assert repo.claim(run_id, "/tmp/runs/second") is False  # a second claimant (another process) gets nothing
+    assert repo.get_run(run_id).output_dir == "/tmp/runs/claimed"
+    repo.finish(run_id, "cancelled")
+    repo.requeue(run_id)
+    assert repo.claim(run_id, "/tmp/runs/claimed") is True  # resumed: queued again, claimable again
+    assert repo.get_run(run_id).started_at == run.started_at  # the first start time is kept
+    assert repo.claim(999, "/tmp/runs/none") is False
+
+
+def test_an_error_or_name_with_a_nul_character_is_stored(repo, add_dataset, make_config):
+    # An error message quoting user data must not make the write of the failure fail (PostgreSQL
+    # refuses NUL in text), or the run would stay `running` until the heartbeat sweep.
+    run_id = repo.create_run(make_config(add_dataset().id, name="nul\x00name"))
+    repo.finish(run_id, "failed", error="Column 'a\x00b' is missing.")
+    run = repo.get_run(run_id)
+    assert (run.name, run.status, run.error) == ("nulname", "failed", "Column 'ab' is missing.")
+
+
+def test_cancel_queued_loses_to_a_claim_and_a_claim_loses_to_it(repo, add_dataset, make_config):
+    dataset = add_dataset()
+    first, second = (repo.create_run(make_config(dataset.id)) for _ in range(2))
+    assert repo.claim(first, "/tmp/runs/first")  # a worker in another process took it
+    assert repo.cancel_queued(first) is False
+    assert repo.get_run(first).status == "running"  # not overwritten while it trains
+    assert repo.cancel_queued(second) is True
+    run = repo.get_run(second)
+    assert run.status == "cancelled" and run.finished_at is not None
+    assert repo.claim(second, "/tmp/runs/second") is False  # a cancelled run is not trained
+
+
+@pytest.mark.parametrize("run_id", [2**31, 2**40, 2**63 - 1, -1])
+def test_an_id_no_row_can_have_is_simply_not_found(repo, run_id):
+    # PostgreSQL's INTEGER ids are 32-bit: 2**31 is "integer out of range" there, not a missing row.
+    with pytest.raises(NotFound, match=f"Run {run_id} does not exist"):
+        repo.get_run(run_id)
+    with pytest.raises(NotFound, match=f"Dataset {run_id} does not exist"):
+        repo.get_dataset(run_id)

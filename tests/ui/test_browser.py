@@ -31,8 +31,11 @@ def free_port() -> int:
 def app_url(services):
     from ui.app import build_app, launch_kwargs
 
+    from backend.startup import start_in_background
+
     services.runner.start()
     demo = build_app(services)
+    start_in_background(services.settings)  # as `python app.py` does: torch loads while the page is up
     kwargs = launch_kwargs(services.settings) | {"server_port": free_port(), "prevent_thread_lock": True,
                                                   "quiet": True}
     demo.launch(**kwargs)

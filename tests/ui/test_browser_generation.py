@@ -84,6 +84,8 @@ def test_train_a_language_model_and_stream_text(page, app_url, tmp_path, service
     page.locator("#generate").click()  # same seed (the form's 42), same text
     page.wait_for_timeout(300)
     assert wait_until_idle(page) == first and len(first) > 20
+    # the seed used is shown, so the text can be written again
+    expect(page.locator("#generate-outcome")).to_contain_text("seed 42")
     snap(page, "generation_playground")
 
     # Stop: a long continuation, stopped as soon as it has begun, ends well before its length.
@@ -97,3 +99,6 @@ def test_train_a_language_model_and_stream_text(page, app_url, tmp_path, service
     page.locator("#stop-generate").click()
     stopped = wait_until_idle(page)
     assert 0 < len(stopped) < 2000
+    # Stop says where it stopped (a character model: one token per character)
+    expect(page.locator("#generate-outcome")).to_contain_text(f"Stopped at {len(stopped):,} tokens")
+    snap(page, "item8_generation_stopped")

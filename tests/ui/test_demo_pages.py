@@ -266,6 +266,13 @@ def test_page_handler_shows_the_run_or_says_why_not(trained):
     assert generator.name in title and unavailable["visible"] is False
     assert classify["visible"] is False and write["visible"] is True
     assert card_box["visible"] is True and card and not card.startswith("---")  # no YAML front matter
+    # a visitor gets the gradio_client call of this page, not code that needs the model's files
+    assert "load_generator" not in card and "path/to/this/folder" not in card and "backend." not in card
+    assert f"Client('http://127.0.0.1:{services.settings.port}/demo/{token}/')" in card
+    assert 'api_name="/generate"' in card and "## Validation metrics" in card
+    classifier_token = publish_demo(services.repo, classifier.id).token
+    card = on_open(services, SimpleNamespace(path_params={"token": classifier_token}))[-1]
+    assert 'client.predict("some text", api_name="/predict")' in card and "load_predictor" not in card
     for request in (None, SimpleNamespace(path_params={}), SimpleNamespace(path_params={"token": "../../etc"})):
         title, unavailable, classify, write, card_box, card = on_open(services, request)
         assert NOT_AVAILABLE in unavailable["value"] and unavailable["visible"] is True

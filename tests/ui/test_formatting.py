@@ -30,3 +30,27 @@ def test_curves_keep_numeric_types_and_every_series():
 def test_sizes_and_progress_read_well():
     assert format_bytes(512) == "512 bytes" and format_bytes(3 * 2**20) == "3.0 MB" and format_bytes(25 * 2**30) == "25 GB"
     assert "Select a run" in progress_html(None, {})
+
+
+def test_a_training_runs_eta_says_it_comes_from_its_own_pace():
+    from datetime import datetime
+
+    from storage.records import RunRecord
+
+    run = RunRecord(id=1, name="r", dataset_id=1, task="text-classification", template="lstm", status="running",
+                    config_json="{}", started_at=datetime(2026, 1, 1), progress=0.4)
+    html = progress_html(run, {"eta_seconds": 125.0, "total_steps": 100.0})
+    assert "ETA 2m05s (at this run's measured pace)" in html and "step ~40 of 100" in html
+
+
+def test_batch_preview_puts_the_prediction_first_and_cuts_long_texts():
+    import pandas as pd
+
+    from ui.formatting import PREVIEW_TEXT_CHARS, predictions_first
+
+    preview = pd.DataFrame({"text": ["x" * 5000, "short"], "label": ["a", "b"], "predicted_label": ["a", "a"],
+                            "score_a": [0.9, 0.6], "score_b": [0.1, 0.4]})
+    shown = predictions_first(preview)
+    assert list(shown.columns) == ["predicted_label", "score_a", "score_b", "text", "label"]
+    assert shown["text"][0] == "x" * PREVIEW_TEXT_CHARS + "…" and shown["text"][1] == "short"
+    assert preview["text"][0] == "x" * 5000  # the frame given (and the CSV written from it) stays whole

@@ -67,8 +67,8 @@ def generate(services, run_id, prompt="the cat", session="s", switches=None, int
     """The list of values the streaming handler yields (by default every token: no update interval)."""
     values = {**SETTINGS, "seed": 3, **settings}
     return list(generate_panel.on_generate(
-        services, switches or generate_panel.StopSwitches(), run_id, prompt, values["max_new_tokens"],
-        values["temperature"], values["top_k"], values["top_p"], values["seed"], session=session,
+        services, switches if switches is not None else generate_panel.StopSwitches(), run_id, prompt,
+        values["max_new_tokens"], values["temperature"], values["top_k"], values["top_p"], values["seed"], session=session,
         interval_s=interval_s))
 
 
@@ -85,8 +85,10 @@ def test_train_tab_offers_the_language_model_templates_with_their_settings():
     fields = set(train_tab.form_fields())
     assert {("lstm-lm", "block_size"), ("lstm-lm", "tokenizer"), ("transformer-lm", "num_heads"),
             ("transformer-lm-finetune", "base_model"), ("config", "max_steps"), ("config", "eval_batches")} <= fields
-    assert train_tab.on_task_fields("text-generation")["visible"] is False  # max length: unused by LMs
-    assert train_tab.on_task_fields("text-classification")["visible"] is True
+    # each task shows its own settings only: max length (classifier), max steps and eval batches (LM)
+    assert list(train_tab.TASK_ONLY_FIELDS) == ["max_length", "max_steps", "eval_batches"]
+    assert [u["visible"] for u in train_tab.on_task_fields("text-generation")] == [False, True, True]
+    assert [u["visible"] for u in train_tab.on_task_fields("text-classification")] == [True, False, False]
 
 
 def test_train_tab_refuses_a_bad_language_model_config(services):
@@ -152,12 +154,16 @@ def test_run_picker_lists_both_kinds_and_switches_panels(trained):
     labels = dict((value, label) for label, value in picker["choices"])
     assert set(labels) == {lm_run, classifier_run} and picker["value"] == lm_run
     assert "text generator" in labels[lm_run] and "classifier" in labels[classifier_run]
-    classify, generation = playground_tab.on_show_panel(services, lm_run)
+    classify, generation, *cleared = playground_tab.on_show_panel(services, lm_run)
     assert (classify["visible"], generation["visible"]) == (False, True)
-    classify, generation = playground_tab.on_show_panel(services, classifier_run)
+    # the classifier's text, its prediction, the old continuation and the prompt go with the switch
+    assert cleared == ["", None, "", "", ""]
+    classify, generation, *_ = playground_tab.on_show_panel(services, classifier_run)
     assert (classify["visible"], generation["visible"]) == (True, False)
-    classify, generation = playground_tab.on_show_panel(services, None)
+    classify, generation, *_ = playground_tab.on_show_panel(services, None)
     assert (classify["visible"], generation["visible"]) == (True, False)
+    assert playground_tab.on_example(["a spam text"]) == ("a spam text", "a spam text", None, "", "")
+    assert playground_tab.on_pick_run(services, None)["visible"] is False  # no heading over no examples
     prompts = [sample[0] for sample in playground_tab.on_pick_run(services, lm_run)["samples"]]
     assert prompts and all(prompt in PATTERN for prompt in prompts)  # starts of validation lines
 
@@ -170,6 +176,11 @@ def test_generation_streams_growing_text_and_repeats_with_a_seed(trained):
     assert len(pieces) == SETTINGS["max_new_tokens"]  # a character model: one token, one character
     assert all(later.startswith(earlier) and len(later) > len(earlier) for earlier, later in zip(pieces, pieces[1:]))
     assert generate(services, lm_run)[-1] == pieces[-1]  # same seed, same text
+    switches = generate_panel.StopSwitches()
+    random_text = generate(services, lm_run, seed=None, switches=switches)[-1]
+    ended = generate_panel.on_generation_ended(switches, "s")
+    seed_used = int(ended.split("seed **")[1].split("**")[0])  # an empty seed: a random one, shown
+    assert generate(services, lm_run, seed=seed_used)[-1] == random_text
     others = {generate(services, lm_run, seed=seed)[-1] for seed in (4, 5, 6)}
     assert others - {pieces[-1]}
     greedy = generate(services, lm_run, prompt="the cat sat", max_new_tokens=29, temperature=0)[-1]
@@ -204,7 +215,11 @@ def test_stop_ends_the_stream_of_its_own_session_only(trained):
     generate_panel.on_stop(switches, "mine")
     rest = list(mine)
     assert len(seen[-1]) + len(rest) < 20  # stopped after the token being sampled, far before 500
+    stopped_at = len(rest[-1]) if rest else len(seen[-1])  # a character model: one token per character
+    assert generate_panel.on_generation_ended(switches, "mine").startswith(f"Stopped at {stopped_at:,} tokens")
     assert len(list(other)[-1]) == 50  # the other session's generation was not stopped
+    assert generate_panel.on_generation_ended(switches, "other").startswith("Wrote 50 tokens · seed **1**")
+    assert generate_panel.on_generation_ended(switches, "other") == ""  # told once
     assert len(switches) == 0  # finished generations leave no flag behind
     generate_panel.on_stop(switches, "nobody")  # a Stop with nothing running is harmless
 
@@ -300,3 +315,20 @@ def test_generate_api_streams_to_gradio_client_even_for_runs_trained_after_start
             client.predict(late, "hello", api_name="/predict")
     finally:
         demo.close()
+
+
+def test_a_corpus_report_gives_characters_vocabulary_split_and_a_sample(services, tmp_path):
+    corpus = tmp_path / "poem.txt"
+    text = "".join(f"line {i} of the little poem\n" for i in range(100))
+    corpus.write_text(text, encoding="utf-8")
+    report, charts, classes, lengths, *_ = data_tab.on_ingest(services, str(corpus), "text-generation", None, None,
+                                                              None, "poem", 10)
+    assert "Rows:" not in report and "training 1" not in report
+    assert f"**Characters:** {len(text):,} in 100 lines (600 words)" in report
+    assert "**Vocabulary:** 22 distinct characters, 105 distinct words" in report
+    assert "validation" in report and "line 0 of the little poem" in report  # the sample
+    dataset = services.repo.list_datasets()[0]
+    assert f"training {dataset.report['train_characters']:,} characters" in report
+    assert lengths["title"] == "Line length (characters)"
+    # every line is 25-26 characters: the histogram is of lines, not one bar for the whole text
+    assert lengths["value"]["count"].sum() == 100 and lengths["sort"] == lengths["value"]["length"].tolist()

@@ -1,12 +1,16 @@
 """UI handlers as plain functions: no server, real Services, readable errors."""
 
 import math
+import shlex
+import warnings
 
 import gradio as gr
 import pandas as pd
 import pytest
 
-from backend.config import template_classes, TrainConfig
+from backend.config import TrainConfig, apply_overrides, default_config, template_classes
+from backend.data.store import load_split
+from backend.tasks.text_classification.predictor import load_predictor
 from tests.ui.conftest import TINY_LSTM_VALUES, form_values
 from ui import data_tab, playground_tab, runs_tab, train_tab
 from ui.app import build_app, launch_kwargs, parse_auth
@@ -26,7 +30,8 @@ def launch(services, dataset_id, name="", **overrides):
 
 def test_upload_previews_and_suggests_columns(services, toy_csv):
     preview, text_update, label_update, info = data_tab.on_upload(services, str(toy_csv))
-    assert list(preview.columns) == ["message", "verdict"] and len(preview) == data_tab.PREVIEW_ROWS
+    assert preview["visible"] is True
+    assert list(preview["value"].columns) == ["message", "verdict"] and len(preview["value"]) == data_tab.PREVIEW_ROWS
     assert text_update["value"] == "message" and label_update["value"] == "verdict"
     assert "80 rows" in info
 
@@ -38,7 +43,8 @@ def test_ingest_reports_charts_and_lists_the_dataset(services, toy_csv):
     assert charts["visible"] is True
     assert classes["visible"] is True
     assert classes["value"].set_index("class")["rows"].to_dict() == {"happy": 40, "sad": 40}
-    assert lengths["count"].sum() == 64  # the training split: 80% of 80 rows
+    assert lengths["value"]["count"].sum() == 64  # the training split: 80% of 80 rows
+    assert lengths["sort"] == lengths["value"]["length"].tolist()  # bars in numeric order, not as strings
     assert table["name"].tolist() == ["feedback"]
     dataset_id = services.repo.list_datasets()[0].id
     assert picker["value"] == dataset_id and train_picker["value"] == dataset_id  # ready to train
@@ -55,9 +61,13 @@ def test_bad_upload_shows_a_message_not_a_trace(services, tmp_path):
     assert services.repo.list_datasets() == []
     garbage = tmp_path / "garbage.csv"
     garbage.write_bytes(bytes(range(256)) * 40)
-    with pytest.warns(UserWarning):
+    with warnings.catch_warnings(record=True) as toasts:  # gr.Warning outside a server is a UserWarning
+        warnings.simplefilter("always")
         preview, _, _, info = data_tab.on_upload(services, str(garbage))
-    assert preview.empty and "ms-error" in info
+    assert not toasts  # the message shows once, under the upload: no toast repeating it
+    assert preview["visible"] is False and preview["value"].empty and "ms-error" in info
+    preview, _, _, info = data_tab.on_upload(services, None)  # before an upload: no table of placeholder headers
+    assert preview["visible"] is False and info == data_tab.UPLOAD_HINT
 
 
 def test_rename_and_delete_dataset(services, toy_csv):
@@ -152,25 +162,40 @@ def test_train_watch_predict_and_compare(services, toy_csv):
     assert "position 2" in launch(services, dataset.id, "second", epochs=2)
     second = services.repo.list_runs()[0].id
     table, picker, _, shown = runs_tab.on_refresh_list(services, "all", None)
-    assert picker["value"] == second and set(table["status"]) == {"queued"}
+    assert picker["value"] == second
+    seen, notice = runs_tab.on_watch_runs(services, None)
+    assert seen == ([first, second], second) and notice == SKIPPED and set(table["status"]) == {"queued"}
     services.runner.start()
     assert services.runner.wait(first, 120).status == "succeeded"
     assert services.runner.wait(second, 120).status == "succeeded"
 
     table, picker, _, shown = runs_tab.on_refresh_list(services, "all", first, shown)
     assert set(table["status"]) == {"succeeded"} and set(table["progress"]) == {"100%"}
+    seen, notice = runs_tab.on_watch_runs(services, seen)  # a toast and the tab title
+    assert seen == ([], second) and notice == f"Run #{second} “second” succeeded. Run #{first} “first” succeeded."
     assert picker["value"] == first  # the person's choice is kept
     assert runs_tab.on_refresh_list(services, "all", first, shown) == (SKIPPED, SKIPPED, SKIPPED, shown)
     assert runs_tab.on_refresh_list(services, "failed", first, None)[0].empty
 
     view = runs_tab.on_refresh_run(services, first)
-    progress, header, losses, quality, details, per_class, confusion, log_tail, error, stop, resume, delete, seen = view
+    (progress, header, losses, quality, details, per_class, confusion, log_tail, error, stop, resume, delete,
+     learning_rate, mistakes_box, seen) = view
     assert "data-progress='100.0'" in progress and "#" in header
     assert set(losses["value"]["series"]) == {"train", "validation"}
     assert "macro F1" in set(quality["value"]["series"])
     assert details["visible"] is True and sorted(per_class["class"]) == ["happy", "sad"]
     assert "ms-confusion" in confusion and "run succeeded" in log_tail and error["visible"] is False
     assert stop["interactive"] is False and resume["interactive"] is False and delete["interactive"] is True
+    assert set(learning_rate["value"]["series"]) == {"learning rate"} and learning_rate["value"]["value"].gt(0).all()
+    assert learning_rate["visible"] is True
+    assert mistakes_box["visible"] is True
+    wrong = runs_tab.on_misclassified(services, second)
+    assert list(wrong.columns) == ["text", "true", "predicted", "confidence"]
+    validation = load_split(services.repo.get_dataset(dataset.id), "validation")
+    predicted = load_predictor(services.repo.get_run(second).output_dir).predict(validation["text"].tolist())
+    expected = {t for t, true, p in zip(validation["text"], validation["label"], predicted) if p["label"] != true}
+    assert set(wrong["text"]) == expected and (wrong["true"] != wrong["predicted"]).all()
+    assert wrong["confidence"].is_monotonic_decreasing
     unchanged = runs_tab.on_refresh_run(services, first, seen)  # nothing new: nothing is redrawn
     assert unchanged[-1] == seen and all(u == SKIPPED for u in unchanged[:-1])
 
@@ -286,3 +311,48 @@ def test_launch_is_safe_by_default(settings):
     assert parse_auth("ann:pw1, bob:pw2") == [("ann", "pw1"), ("bob", "pw2")]
     with pytest.raises(ValueError, match="user:password"):
         parse_auth("justaname")
+
+
+def test_any_form_change_clears_the_estimate_and_launch_message():
+    assert train_tab.on_form_changed() == ("", "")
+
+
+def test_estimate_says_one_epoch_and_gives_a_range_and_the_load(services, toy_csv):
+    dataset = ingest_toy(services, toy_csv)
+    text = train_tab.on_estimate(services, dataset.id, "text-classification", "lstm", "",
+                                 *form_values(**{**TINY_LSTM_VALUES, "epochs": 1}))
+    assert "Whole run (1 epoch):" in text and "1 epochs" not in text
+    assert "(range " in text and "from the fastest and slowest step" in text
+    assert "Measured " in text and "its ETA in the Runs tab comes from its own measured steps" in text
+    assert train_tab.plural(3, "epoch") == "3 epochs"
+
+
+def test_a_saved_config_loads_back_into_the_form_and_shows_its_cli_command(services, toy_csv, tmp_path):
+    dataset = ingest_toy(services, toy_csv)
+    values = form_values(**{**TINY_LSTM_VALUES, "epochs": 2})
+    path, command = train_tab.on_save_config(services, dataset.id, "text-classification", "lstm", "my run", *values)
+    assert f"python app.py train --dataset {dataset.id} --template lstm" in command and "--set epochs=2" in command
+    assert "--set hidden_size=16" in command and "'name=my run'" in command
+    loaded = train_tab.on_load_config(services, path)
+    assert loaded[0] == dataset.id and loaded[1] == "text-classification"
+    assert loaded[2]["value"] == "lstm" and loaded[3] == "my run" and list(loaded[4:-1]) == values
+    assert loaded[-1] == "Loaded my-run-config.json."
+    # the command launches the same config through the CLI's own parser
+    words = shlex.split(command)
+    overrides = dict(words[i + 1].split("=", 1) for i, w in enumerate(words) if w == "--set")
+    assert apply_overrides(default_config(dataset.id, "lstm"), overrides) == train_tab.build_config(
+        dataset.id, "text-classification", "lstm", "my run", values)
+
+
+def test_a_file_that_is_no_config_is_refused_with_a_reason(services, tmp_path):
+    cases = {"notjson.json": "not json at all", "list.json": "[1, 2]",
+             "wrong.json": '{"dataset_id": 1, "epochs": 0, "template": {"kind": "lstm"}}'}
+    reasons = {"notjson.json": "is not a JSON file", "list.json": "holds a JSON list",
+               "wrong.json": "epochs: Input should be greater than or equal to 1"}
+    for name, content in cases.items():
+        path = tmp_path / name
+        path.write_text(content)
+        with pytest.warns(UserWarning, match=reasons[name]):
+            outputs = train_tab.on_load_config(services, str(path))
+        assert all(o == SKIPPED for o in outputs[:-1]) and "ms-error" in outputs[-1]
+        assert reasons[name] in outputs[-1] and "Traceback" not in outputs[-1]

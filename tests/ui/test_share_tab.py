@@ -40,6 +40,12 @@ def test_publish_list_and_revoke_a_link(services, tmp_path):
     assert message == "" and listed.equals(table)
     message, empty, picker = share_tab.on_pick_run(services, None, None)
     assert empty.empty and picker["choices"] == []
+    # the newest active link sits in a box with a copy button; none active: no box
+    copy = share_tab.on_copy_link(services, run.id, None)
+    assert copy["visible"] is True and copy["value"] == f"http://127.0.0.1:7860/demo/{newest.token}/"
+    share_tab.on_revoke(services, run.id, newest.id, None)
+    assert share_tab.on_copy_link(services, run.id, None)["visible"] is False
+    assert share_tab.on_copy_link(services, None, None)["visible"] is False
 
 
 @pytest.mark.parametrize("hours, problem", [(-1, "cannot be negative"), (10**6, "between 0 and 8760"),

@@ -1,4 +1,7 @@
-"""JobRunner with a fake, fast train function: queue order, stop, failure, recovery, shutdown."""
+"""JobRunner with a fake, fast train function: queue order, stop, failure, recovery, shutdown.
+
+Every test that touches the database runs on the SQLite file and on PostgreSQL.
+"""
 
 import threading
 import time
@@ -6,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from sqlalchemy import text
 
 from backend.config import TrainConfig
 
@@ -49,6 +53,12 @@ class FakeTrainer:
         finally:
             with self._lock:
                 self.active -= 1
+
+
+@pytest.fixture
+def database_url(each_database_url):
+    """The runner's queue, progress and recovery on the SQLite file, then on a fresh PostgreSQL database."""
+    return each_database_url
 
 
 @pytest.fixture
@@ -153,6 +163,29 @@ def test_recovery_marks_orphaned_running_runs_interrupted(repo, settings, datase
     assert runner.recover(all_running=True) == [orphan]
     assert repo.get_run(orphan).status == "interrupted"
     assert repo.get_run(waiting).status == "queued"
+
+
+def test_app_start_sweeps_only_dead_runs_of_a_shared_database(repo, settings, dataset_id, database_url):
+    from backend.services import build_services
+
+    services = build_services(settings, train_fn=FakeTrainer())
+    try:
+        live, dead = (services.runner.submit(config(dataset_id, name)) for name in ("live", "dead"))
+        for run_id in (live, dead):
+            repo.mark_running(run_id, str(settings.runs_dir / str(run_id)))
+        aged = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(seconds=settings.heartbeat_timeout_s + 5)
+        with repo._sessions.begin() as session:  # `dead` stopped beating; `live` beat just now
+            session.execute(text("UPDATE runs SET heartbeat_at = :aged WHERE id = :id"), {"aged": aged, "id": dead})
+        swept = services.recover_at_start()
+    finally:
+        services.close()
+    if database_url:  # PostgreSQL: `live` may be training on another machine
+        assert services.shares_database and swept == [dead]
+        assert repo.get_run(live).status == "running"
+    else:  # the app owns its SQLite file: nothing else can be training
+        assert not services.shares_database and swept == [live, dead]
+        assert repo.get_run(live).status == "interrupted"
+    assert repo.get_run(dead).status == "interrupted"
 
 
 def test_shutdown_interrupts_running_job(repo, settings, dataset_id):

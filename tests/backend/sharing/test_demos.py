@@ -15,6 +15,12 @@ from tests.ui.share_fixtures import fake_run
 
 
 @pytest.fixture
+def database_url(each_database_url):
+    """Demo links (tokens, expiry, revocation, cascade) on the SQLite file, then on PostgreSQL."""
+    return each_database_url
+
+
+@pytest.fixture
 def services(settings):
     from backend.services import build_services
 

@@ -38,6 +38,9 @@ def test_estimate_counts_parameters_memory_and_time(dataset):
     assert small.steps_per_epoch == 8 and small.seconds_per_step > 0
     assert small.seconds_per_epoch == pytest.approx(small.seconds_per_step * 8)
     assert small.total_steps == 8 * 3 and small.seconds_total == pytest.approx(small.seconds_per_epoch * 3)
+    # The range comes from the timed steps: the median lies inside it; the load is read, when the OS gives it.
+    assert 0 < small.seconds_per_step_low <= small.seconds_per_step <= small.seconds_per_step_high
+    assert small.cpu_count >= 1 and (small.load_average is None or small.load_average >= 0)
     wider = estimate(config(hidden_size=64), dataset)
     assert wider.parameters > small.parameters and wider.activation_bytes > small.activation_bytes
 

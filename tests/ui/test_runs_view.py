@@ -1,0 +1,99 @@
+"""Runs tab: lone evaluation points, best-so-far, which run a fresh page follows, imported runs."""
+
+from tests.ui.test_handlers import SKIPPED, ingest_toy, launch
+from ui import runs_tab
+from ui.formatting import LOSS_KEYS, curves
+from ui.plots import CurvePlot, curve_plot, has_lone_point, step_range
+
+
+def _metric(key, step, value):
+    from storage.records import MetricRecord
+
+    return MetricRecord(run_id=1, key=key, step=step, value=value)
+
+
+def test_a_single_evaluation_is_drawn_as_a_point_with_integer_steps():
+    plot = curve_plot(title="Loss")
+    assert isinstance(plot, CurvePlot) and plot.x_axis_format == "d"  # step 157 reads "157", not "157.000000"
+    one_eval = curves([_metric("train_loss", s, 1.0 / s) for s in (50, 100, 157)] + [_metric("eval_loss", 157, 0.4)],
+                      LOSS_KEYS, every_series=True)
+    assert has_lone_point(one_eval) and plot.postprocess(one_eval).mark == "point"
+    two_evals = curves([_metric("eval_loss", 100, 0.5), _metric("eval_loss", 157, 0.4),
+                        _metric("train_loss", 100, 0.6), _metric("train_loss", 157, 0.5)], LOSS_KEYS)
+    assert not has_lone_point(two_evals) and plot.postprocess(two_evals).mark == "line"
+    # The placeholder NaN of a series without values is not a point to draw.
+    no_eval = curves([_metric("train_loss", 10, 0.7), _metric("train_loss", 20, 0.6)], LOSS_KEYS, every_series=True)
+    assert not has_lone_point(no_eval) and plot.postprocess(no_eval).mark == "line"
+    # The x-axis starts at 0 and is at least 10 steps wide, so its ticks are whole steps.
+    assert step_range(one_eval) == [0, 164] and step_range(curves([], LOSS_KEYS)) == [0, 10]
+    # Gradio rebuilds a component from its constructor on a property update: the class must survive it.
+    rebuilt = CurvePlot(**{**plot.constructor_args, "render": False})
+    assert rebuilt.postprocess(one_eval).mark == "point"
+
+
+def test_best_column_shows_the_best_evaluation_while_a_run_trains(services, toy_csv):
+    dataset = ingest_toy(services, toy_csv)
+    launch(services, dataset.id, "live")
+    run_id = services.repo.list_runs()[0].id
+    services.repo.mark_running(run_id, str(services.settings.runs_dir / str(run_id)))
+    for step, score in ((10, 0.71), (20, 0.956), (30, 0.90)):
+        services.repo.add_metrics(run_id, step, {"eval_macro_f1": score, "train_loss": 0.5})
+    table = runs_tab.on_refresh_list(services, "all", run_id)[0]
+    assert table.loc[table["id"] == run_id, "best"].item() == "macro F1 0.956 so far"
+    services.repo.finish(run_id, "succeeded", metrics={"macro_f1": 0.956, "accuracy": 0.95})
+    table = runs_tab.on_refresh_list(services, "all", run_id)[0]
+    assert table.loc[table["id"] == run_id, "best"].item() == "macro F1 0.956"
+
+
+def test_a_reloaded_page_follows_the_running_run_not_the_newest_queued_one(services, toy_csv):
+    dataset = ingest_toy(services, toy_csv)
+    launch(services, dataset.id, "training")
+    running = services.repo.list_runs()[0].id
+    launch(services, dataset.id, "waiting")
+    queued = services.repo.list_runs()[0].id
+    services.repo.mark_running(running, str(services.settings.runs_dir / str(running)))
+    _, picker, _, shown = runs_tab.on_refresh_list(services, "all", queued, None)  # a fresh page
+    assert picker["value"] == running
+    launch(services, dataset.id, "just launched")  # a run launched from this page is followed
+    newest = services.repo.list_runs()[0].id
+    assert runs_tab.on_refresh_list(services, "all", running, shown)[1]["value"] == newest
+
+
+def test_a_finished_run_notifies_once(services, toy_csv):
+    dataset = ingest_toy(services, toy_csv)
+    launch(services, dataset.id, "quick")
+    run_id = services.repo.list_runs()[0].id
+    seen, notice = runs_tab.on_watch_runs(services, None)  # a page opened now
+    assert seen == ([run_id], run_id) and notice == SKIPPED
+    services.repo.mark_running(run_id, str(services.settings.runs_dir / str(run_id)))
+    seen, notice = runs_tab.on_watch_runs(services, seen)
+    assert seen == ([run_id], run_id) and notice == SKIPPED
+    services.repo.finish(run_id, "failed", error="boom")
+    seen, notice = runs_tab.on_watch_runs(services, seen)
+    assert seen == ([], run_id) and notice == f"Run #{run_id} “quick” failed."
+    assert runs_tab.on_watch_runs(services, seen) == (([], run_id), SKIPPED)  # already told
+    # a short run that starts and ends between two looks is news too
+    launch(services, dataset.id, "blink")
+    blink = services.repo.list_runs()[0].id
+    services.repo.mark_running(blink, str(services.settings.runs_dir / str(blink)))
+    services.repo.finish(blink, "succeeded", metrics={"macro_f1": 1.0})
+    assert runs_tab.on_watch_runs(services, seen)[1] == f"Run #{blink} “blink” succeeded."
+
+
+def test_an_imported_run_says_where_it_came_from_and_shows_the_zip_metrics(services, toy_csv):
+    from backend.config import default_config
+
+    config = default_config(1, "lstm")
+    run = services.repo.add_imported_run(name="spam v2", task="text-classification", template="lstm",
+                                         config_json=config.model_dump_json(),
+                                         metrics={"accuracy": 0.97, "macro_f1": 0.941},
+                                         place=lambda run_id: str(services.settings.runs_dir / str(run_id)),
+                                         imported_from="spam-run3.zip")
+    view = runs_tab.on_refresh_run(services, run.id)
+    header, losses, quality, learning_rate = view[1], view[2], view[3], view[12]
+    assert "#None" not in header and "imported from spam-run3.zip" in header
+    assert "| accuracy | 0.97 |" in header and "| macro f1 | 0.941 |" in header
+    assert losses["visible"] is False and quality["visible"] is False and learning_rate["visible"] is False
+    table = runs_tab.on_refresh_list(services, "all", run.id)[0]
+    row = table.loc[table["id"] == run.id].iloc[0]
+    assert row["dataset"] == "imported from spam-run3.zip" and row["duration"] == "" and row["best"] == "macro F1 0.941"
