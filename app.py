@@ -52,7 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     ingest = commands.add_parser("ingest", help="Upload a dataset file into the store.")
     ingest.add_argument("path")
     ingest.add_argument("--validation", help="Optional separate validation file.")
-    ingest.add_argument("--task", default="text-classification", choices=["text-classification", "text-generation"])
+    from backend.tasks.registry import DEFAULT_TASK, TASKS  # pydantic only: the CLI still starts fast
+
+    ingest.add_argument("--task", default=DEFAULT_TASK, choices=list(TASKS))
     ingest.add_argument("--text-column")
     ingest.add_argument("--label-column")
     ingest.add_argument("--name")
@@ -81,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_generate_parser(commands) -> None:
-    from backend.generation_settings import GenerationSettings  # pydantic only: the CLI still starts fast
+    from backend.serving.generation_settings import GenerationSettings  # pydantic only: the CLI still starts fast
 
     generate = commands.add_parser("generate", help="Continue a prompt with a finished text-generation run.")
     generate.add_argument("--run", type=int, required=True)
@@ -179,7 +181,7 @@ def _services(settings):
 
 
 def cmd_ingest(settings, args):
-    from backend.data import IngestOptions, ingest, ingest_summary
+    from backend.data.store import IngestOptions, ingest, ingest_summary
 
     services = _services(settings)
     options = IngestOptions(task=args.task, text_column=args.text_column, label_column=args.label_column,
@@ -218,10 +220,10 @@ def _headline(metrics: dict) -> dict:
 
 
 def cmd_train(settings, args):
-    from backend.config import TEMPLATE_CLASSES, apply_overrides, default_config
+    from backend.config import apply_overrides, default_config, template_classes
 
-    if args.template not in TEMPLATE_CLASSES:
-        raise BadInput(f"Unknown template '{args.template}'. Choose one of: {', '.join(TEMPLATE_CLASSES)}.")
+    if args.template not in template_classes():
+        raise BadInput(f"Unknown template '{args.template}'. Choose one of: {', '.join(template_classes())}.")
     overrides = {}
     for item in args.set:
         if "=" not in item:
@@ -243,14 +245,15 @@ def cmd_resume(settings, args):
 
 
 def cmd_predict(settings, args):
-    from backend.inference import load_predictor
+    from backend.tasks.registry import get_task
+    from backend.tasks.text_classification.predictor import load_predictor
 
     services = _services(settings)
     run = services.repo.get_run(args.run)
     if run.status != "succeeded" or not run.output_dir:
         raise BadInput(f"Run {run.id} is {run.status}; only succeeded runs can predict. "
                        "Pick a succeeded run from `python app.py runs`.")
-    if run.task == "text-generation":
+    if get_task(run.task).panel != "classify":
         raise BadInput(f"Run {run.id} is a text-generation model: it writes text rather than classify it. "
                        f'Use `python app.py generate --run {run.id} "a prompt"`, or pick a classification run.')
     return load_predictor(Path(run.output_dir)).predict(list(args.texts)), 0
@@ -265,8 +268,8 @@ def cmd_generate(settings, args):
     """Write a continuation of the prompt; one JSON object with the settings used (seed included)."""
     from pydantic import ValidationError
 
-    from backend.generation import load_generator
-    from backend.generation_settings import GenerationSettings, check_prompt, language_model_folder
+    from backend.tasks.text_generation.generator import load_generator
+    from backend.serving.generation_settings import GenerationSettings, check_prompt, language_model_folder
 
     given = {name: getattr(args, name) for name in GenerationSettings.model_fields}
     try:
@@ -287,8 +290,8 @@ EXPORT_FORMATS = ("zip", "space", "space-zip")
 
 def cmd_export(settings, args):
     """Write a run's model as a zip or a Space; JSON with run_id, format, path and files."""
-    from backend.export import export_zip
-    from backend.space_export import export_space
+    from backend.sharing.export import export_zip
+    from backend.sharing.space import export_space
 
     if args.format not in EXPORT_FORMATS:
         raise BadInput(f"--format '{args.format}' is unknown; use one of: {', '.join(EXPORT_FORMATS)}.")
@@ -308,7 +311,7 @@ def cmd_export(settings, args):
 
 def cmd_import(settings, args):
     """Import a model zip as a succeeded run; JSON with run_id, task, labels and notes."""
-    from backend.export import import_limits, import_model
+    from backend.sharing.export import import_limits, import_model
 
     services = _services(settings)
     result = import_model(Path(args.path), services.repo, settings.runs_dir, name=args.name,

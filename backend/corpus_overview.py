@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from backend.data import load_split
+from backend.data.store import load_split
 from storage.records import DatasetRecord
 
 SAMPLE_CHARS = 300

@@ -8,29 +8,28 @@ from pathlib import Path
 import pandas as pd
 
 from backend.errors import UserError
+from backend.tasks.registry import TASKS
 from storage.records import RunRecord
 from storage.repository import Repository
 
-# (metric key logged at each evaluation, name in the runs table, True when higher is better)
-HEADLINE_BY_TASK = {"text-classification": ("eval_macro_f1", "macro F1", True),
-                    "text-generation": ("eval_bits_per_char", "bits/char", False)}
 MISCLASSIFIED_ROWS = 2_000  # validation texts scored per request: enough to find the errors, quick on a CPU
 MISCLASSIFIED_COLUMNS = ["text", "true", "predicted", "confidence"]
 
 
 def best_so_far(repo: Repository, run: RunRecord) -> float | None:
     """The best headline score any evaluation of `run` logged (macro F1: highest; bits/char: lowest)."""
-    key, _, higher = HEADLINE_BY_TASK.get(run.task, (None, None, True))
-    values = [m.value for m in repo.get_metrics(run.id, [key])] if key else []
+    task = TASKS.get(run.task)
+    values = [m.value for m in repo.get_metrics(run.id, [task.headline_key])] if task else []
     if not values:
         return None
-    return max(values) if higher else min(values)
+    return max(values) if task.higher_is_better else min(values)
 
 
 def headline_text(task: str, value: float) -> str:
     """'macro F1 0.956' or '1.234 bits/char'."""
-    _, name, _ = HEADLINE_BY_TASK.get(task, (None, "score", True))
-    return f"{value:.3f} bits/char" if task == "text-generation" else f"{name} {value:.3f}"
+    if task not in TASKS:
+        return f"score {value:.3f}"
+    return TASKS[task].headline_format.format(label=TASKS[task].headline_label, value=value)
 
 
 def best_so_far_by_run(repo: Repository, runs: list[RunRecord]) -> dict[int, str]:
@@ -49,11 +48,11 @@ def misclassified(repo: Repository, run_id: int, limit: int = 50) -> pd.DataFram
 
     Scores the first MISCLASSIFIED_ROWS validation texts of the run's dataset with its saved model.
     """
-    from backend.data import load_split
+    from backend.data.store import load_split
     from backend.startup import load_model_stack
 
     run = repo.get_run(run_id)
-    if run.task != "text-classification":
+    if run.task not in TASKS or TASKS[run.task].panel != "classify":
         raise UserError(f"Run #{run.id} is a {run.task} model: only classifiers have misclassified examples.")
     if run.status != "succeeded" or not run.output_dir:
         raise UserError(f"Run #{run.id} is {run.status}: misclassified examples need a finished run.")
@@ -61,7 +60,7 @@ def misclassified(repo: Repository, run_id: int, limit: int = 50) -> pd.DataFram
         raise UserError(f"Run #{run.id} was imported: it has no validation set here to check.")
     frame = load_split(repo.get_dataset(run.dataset_id), "validation").head(MISCLASSIFIED_ROWS)
     load_model_stack()
-    from backend.inference import load_predictor
+    from backend.tasks.text_classification.predictor import load_predictor
 
     predictions = load_predictor(Path(run.output_dir)).predict(frame["text"].astype(str).tolist())
     rows = [{"text": text, "true": str(true), "predicted": p["label"], "confidence": round(p["scores"][p["label"]], 3)}

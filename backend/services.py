@@ -1,17 +1,32 @@
-"""Wire the process together once: settings -> engine -> repository -> job runner."""
+"""Wire the process together once (settings -> engine -> repository -> job runner), and the service
+functions the UI calls: the UI talks to the backend through these, never to the repository itself.
+
+Record types, the repository's errors and the task registry are re-exported here for the same reason:
+`ui/` imports `backend`, and only `backend` imports `storage`.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO
 
 from backend.errors import UserError
-from backend.jobs import JobRunner
+from backend.jobs.runner import JobRunner
 from backend.settings import Settings
+from backend.tasks.base import Task
+from backend.tasks.registry import DEFAULT_TASK, TASKS, get_task, list_tasks, task_of_template
 from storage.database import DatabaseUnavailable, make_engine, make_sessions, migrate
-from storage.repository import Repository
+from storage.models import utcnow  # noqa: F401 (re-exported for the UI)
+from storage.records import DatasetRecord, DemoRecord, MetricRecord, RunRecord  # noqa: F401 (re-exported)
+from storage.repository import InUse, NotFound, Repository  # noqa: F401 (re-exported)
+
+__all__ = ["Services", "build_services", "lock_home", "device_description", "list_tasks", "get_task", "default_task",
+           "task_names", "task_of_template", "task_of_run", "DatasetRecord", "DemoRecord", "MetricRecord",
+           "RunRecord", "InUse", "NotFound", "utcnow"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +58,131 @@ class Services:
         those whose heartbeat is stale are dead, and the workers' periodic sweep takes the rest.
         """
         return self.runner.recover(all_running=not self.shares_database)
+
+    # ---- datasets ------------------------------------------------------------------------
+    def list_datasets(self) -> list[DatasetRecord]:
+        """Every stored dataset, newest first."""
+        return self.repo.list_datasets()
+
+    def get_dataset(self, dataset_id: int) -> DatasetRecord:
+        """One dataset; NotFound when it does not exist."""
+        return self.repo.get_dataset(int(dataset_id))
+
+    def rename_dataset(self, dataset_id: int, name: str) -> None:
+        """Give a dataset a new name."""
+        self.repo.rename_dataset(int(dataset_id), name)
+
+    def ingest(self, path: Path, options, validation_path: Path | None = None):
+        """Prepare and store an uploaded dataset file (backend.data.store.ingest) under this app's limits."""
+        from backend.data.store import ingest
+
+        return ingest(path, options, validation_path=validation_path, settings=self.settings, repo=self.repo)
+
+    def delete_dataset(self, dataset_id: int) -> None:
+        """Delete a dataset and its files; InUse while runs use it."""
+        from backend.data.store import delete_dataset
+
+        delete_dataset(self.repo, int(dataset_id))
+
+    # ---- runs ----------------------------------------------------------------------------
+    def list_runs(self, status: str | None = None) -> list[RunRecord]:
+        """Every run (or those with `status`), newest first."""
+        return self.repo.list_runs(status)
+
+    def get_run(self, run_id: int) -> RunRecord:
+        """One run; NotFound when it does not exist."""
+        return self.repo.get_run(int(run_id))
+
+    def queued_runs(self) -> list[RunRecord]:
+        """Runs waiting for a worker, in the order they will start."""
+        return self.repo.queued_runs()
+
+    def get_metrics(self, run_id: int, keys: list[str] | None = None) -> list[MetricRecord]:
+        """A run's recorded progress (only `keys` when given)."""
+        return self.repo.get_metrics(int(run_id), keys)
+
+    def best_so_far_by_run(self, runs: list[RunRecord]) -> dict[int, str]:
+        """For runs still training: the best score of their evaluations so far, as the runs table shows it."""
+        from backend.run_review import best_so_far_by_run
+
+        return best_so_far_by_run(self.repo, runs)
+
+    def misclassified(self, run_id: int, limit: int = 50):
+        """Validation texts a finished classifier gets wrong, most confident mistakes first (a DataFrame)."""
+        from backend.run_review import misclassified
+
+        return misclassified(self.repo, int(run_id), limit)
+
+    def language_model_folder(self, run_id) -> Path:
+        """The model folder of a succeeded run that generates text; UserError saying which run to pick."""
+        from backend.serving.generation_settings import language_model_folder
+
+        return language_model_folder(self.repo, run_id)
+
+    def import_model(self, path: Path, *, name: str | None = None):
+        """Import a model zip as a succeeded run, under this app's import limits."""
+        from backend.sharing.export import import_limits, import_model
+
+        return import_model(Path(path), self.repo, self.settings.runs_dir, name=name,
+                            limits=import_limits(self.settings))
+
+    # ---- demo links ----------------------------------------------------------------------
+    def list_demos(self, run_id: int | None = None) -> list[DemoRecord]:
+        """Demo links (of one run when given)."""
+        return self.repo.list_demos(None if run_id is None else int(run_id))
+
+    def publish_demo(self, run_id: int, expires_in_hours: float | None = None) -> DemoRecord:
+        """Create a demo link for a succeeded run."""
+        from backend.sharing.demos import publish_demo
+
+        return publish_demo(self.repo, int(run_id), expires_in_hours)
+
+    def revoke_demo(self, demo_id: int, run_id: int | None = None) -> DemoRecord:
+        """Turn a demo link off at once."""
+        from backend.sharing.demos import revoke_demo
+
+        return revoke_demo(self.repo, int(demo_id), run_id)
+
+    def open_demo(self, token: str | None):
+        """The run a demo token opens right now; DemoUnavailable otherwise."""
+        from backend.sharing.demos import open_demo
+
+        return open_demo(self.repo, token)
+
+    def demo_takes_files(self, token: str | None) -> bool:
+        """Whether a demo token's model reads files (so its page may upload one)."""
+        from backend.sharing.demos import demo_takes_files
+
+        return demo_takes_files(self.repo, token)
+
+    def demo_predict(self, token: str | None, text: str | None) -> dict[str, float]:
+        """Class probabilities of one text from a demo token's classifier."""
+        from backend.sharing.demos import demo_predict
+
+        return demo_predict(self.repo, token, text)
+
+    def demo_stream(self, token: str | None, prompt: str | None, **options) -> Iterator[str]:
+        """A demo token's language model continuing `prompt`, in pieces (options: see backend.sharing.demos)."""
+        from backend.sharing.demos import demo_stream
+
+        return demo_stream(self.repo, token, prompt, **options)
+
+
+# ---- tasks ---------------------------------------------------------------------------------
+
+def task_names() -> tuple[str, ...]:
+    """The names of every registered task."""
+    return tuple(TASKS)
+
+
+def default_task() -> Task:
+    """The task forms open on."""
+    return TASKS[DEFAULT_TASK]
+
+
+def task_of_run(run: RunRecord) -> Task:
+    """The task a run (or an imported model) does."""
+    return get_task(run.task)
 
 
 def build_services(settings: Settings, *, train_fn=None) -> Services:
@@ -88,11 +228,7 @@ def lock_home(settings: Settings) -> IO[str] | None:
 
 
 def device_description(settings: Settings) -> str:
-    """Human name of the device training will use: 'CPU', or the GPU's name."""
-    import torch
+    """Human name of the device training will use: 'CPU', or the GPU's name (loads torch)."""
+    from backend.training.devices import device_description as describe  # torch only when asked
 
-    if settings.device in ("auto", "cuda") and torch.cuda.is_available():
-        return f"GPU: {torch.cuda.get_device_name(0)}"
-    if settings.device in ("auto", "mps") and getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return "Apple GPU (MPS)"
-    return "CPU"
+    return describe(settings)

@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     @classmethod
     def _one_job_per_process(cls, value: int) -> int:
         # Accelerate's training state (gradient accumulation, registered models) is process-wide,
-        # so the app's runs train one at a time (backend.devices.training_lock); a larger value
+        # so the app's runs train one at a time (backend.training.devices.training_lock); a larger value
         # would only show queued runs as "running" while they wait.
         if value != 1:
             raise ValueError(f"must be 1 (got {value}): the app trains one run at a time and queues the others. "

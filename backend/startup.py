@@ -16,8 +16,8 @@ from backend.settings import Settings
 
 log = logging.getLogger(__name__)
 
-MODEL_MODULES = ("torch", "transformers", "backend.inference", "backend.generation", "backend.batch",
-                 "backend.trainer", "backend.lm_trainer", "backend.estimate")
+MODEL_MODULES = ("torch", "transformers", "backend.tasks.text_classification.predictor", "backend.tasks.text_generation.generator", "backend.serving.batch",
+                 "backend.training.epochs", "backend.training.windows", "backend.training.estimate")
 _lock = threading.Lock()
 _loaded = False
 _device: str | None = None
@@ -49,7 +49,7 @@ def device_if_loaded(settings: Settings) -> str | None:
     if not _loaded:
         return None
     if _device is None:
-        from backend.services import device_description
+        from backend.training.devices import device_description
 
         _device = device_description(settings)
     return _device

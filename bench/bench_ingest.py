@@ -53,8 +53,8 @@ def cpu_seconds():
     return usage.ru_utime + usage.ru_stime
 
 import pandas as pd
-from backend.data import IngestOptions, ingest, prepare_dataset
-from backend.reading import read_arrow
+from backend.data.store import IngestOptions, ingest, prepare_dataset
+from backend.data.reading import read_arrow
 from backend.settings import Settings
 from storage.database import make_engine, make_sessions, migrate
 from storage.repository import Repository
@@ -82,7 +82,7 @@ elif kind == "floor":
     # quoted line breaks, so a lower bound), fingerprint the texts for exact duplicates, write
     # uncompressed Parquet without dictionaries or statistics. No cleaning, split or report.
     import hashlib, pyarrow as pa, pyarrow.csv as pa_csv, pyarrow.parquet as pq
-    from backend.report import text_codes
+    from backend.data.report import text_codes
     data = Path(path).read_bytes()
     hashlib.sha256(data).hexdigest()
     table = pa_csv.read_csv(pa.BufferReader(data), parse_options=pa_csv.ParseOptions(newlines_in_values=False),

@@ -130,7 +130,8 @@ def free_port() -> int:
 
 
 def _small_lstm(dataset_id: int, **overrides):
-    from backend.config import LstmTemplate, TrainConfig
+    from backend.config import TrainConfig
+    from backend.tasks.text_classification.configs import LstmTemplate
 
     values = dict(dataset_id=dataset_id, template=LstmTemplate(vocab_size=2000, embedding_dim=32, hidden_size=32),
                   epochs=1, batch_size=32, learning_rate=0.005, max_length=64, log_every_steps=10, seed=1)
@@ -139,7 +140,7 @@ def _small_lstm(dataset_id: int, **overrides):
 
 def run_bench(clients: int, seconds: float, data: Path, home: Path) -> dict:
     """Set up a home with a trained model, serve it, run the busy then idle load; returns the results."""
-    from backend.data import IngestOptions, ingest, load_split
+    from backend.data.store import IngestOptions, ingest, load_split
     from backend.services import build_services
     from backend.settings import Settings
     from ui.app import build_app, launch_kwargs

@@ -6,7 +6,7 @@ Not a test. Run from the project root:
                                       [--threads N] [--set key=value ...] [--tag NAME] [--no-reference]
     python bench/bench_shakespeare.py --preset gpu --budgets 180 --marks 60,180 --no-reference
 
-Every run uses the device and precision the app would pick (backend.devices: the GPU in bf16 where
+Every run uses the device and precision the app would pick (backend.training.devices: the GPU in bf16 where
 there is one, else the CPU), and the results say which, with the GPU's name and torch/CUDA versions.
 `--preset gpu` trains transformer-lm at nanoGPT's GPU recipe (config/train_shakespeare_char.py: 6
 layers, 6 heads, 384 wide, block 256, batch 64, dropout 0.2, lr 1e-3; nanoGPT reports 1.4697
@@ -16,12 +16,12 @@ and MFU = tokens/s x training FLOPs per token / the GPU's dense bf16 peak (bench
 
 Each measurement runs in a fresh subprocess (no run inherits another's caches, threads or
 Accelerate state):
-- ../shared/data/tiny_shakespeare/input.txt is read by backend.data.prepare_dataset as a
+- ../shared/data/tiny_shakespeare/input.txt is read by backend.data.store.prepare_dataset as a
   text-generation dataset (90/10 split by position, as nanoGPT does) into a temporary folder;
-- backend.trainer.train runs backend.config.default_config(<template>) with character
+- backend.training.run.train runs backend.config.default_config(<template>) with character
   tokenization, time_budget_seconds=<budget> and max_steps=10,000,000 so the budget (not the
   epoch count) ends the run; `--set` overrides any other setting;
-- the saved run folder is reloaded with backend.generation.load_generator, scored on the *whole*
+- the saved run folder is reloaded with backend.tasks.text_generation.generator.load_generator, scored on the *whole*
   validation text (non-overlapping blocks of the model's block size) and asked for a 200-character
   sample (empty prompt, seed 0, temperature 0.8).
 
@@ -81,7 +81,7 @@ log = logging.getLogger("bench_shakespeare")
 
 def _dataset(folder: Path):
     """Tiny Shakespeare through the app's own ingestion, written where a DatasetRecord can point."""
-    from backend.data import IngestOptions, prepare_dataset
+    from backend.data.store import IngestOptions, prepare_dataset
     from storage.records import DatasetRecord
 
     prepared = prepare_dataset(CORPUS, IngestOptions(task="text-generation", name="tiny_shakespeare"),
@@ -95,8 +95,8 @@ def _dataset(folder: Path):
 
 def _full_validation(generator, text: str, block_size: int) -> dict:
     """Bits per character of the saved model over the whole validation text."""
-    from backend.lm_tokenization import encode_corpus
-    from backend.lm_trainer import evaluate_lm, make_eval_blocks
+    from backend.tasks.text_generation.tokenization import encode_corpus
+    from backend.training.windows import evaluate_lm, make_eval_blocks
 
     ids, characters = encode_corpus(generator.tokenizer, text)
     blocks = make_eval_blocks(ids, characters, block_size, count=10**9)
@@ -110,9 +110,9 @@ def child(job: dict) -> dict:
     if job.get("threads"):
         torch.set_num_threads(int(job["threads"]))
     from backend.config import apply_overrides, default_config
-    from backend.generation import load_generator
-    from backend.lm_trainer import read_text
-    from backend.trainer import get_accelerator, train
+    from backend.tasks.text_generation.generator import load_generator
+    from backend.training.windows import read_text
+    from backend.training.run import get_accelerator, train
     from bench.hardware import device_facts, transformer_flops_per_token
 
     with tempfile.TemporaryDirectory(prefix="modelsmith-shakespeare-") as tmp:

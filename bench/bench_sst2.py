@@ -7,9 +7,9 @@ Not a test. Run from the project root:
 What runs, each measurement in a fresh subprocess (so no run inherits another's caches, threads or
 Accelerate state):
 - ours-<template>: ../shared/data/sst2/train.csv (validation = dev.csv) ingested with
-  backend.data.prepare_dataset + store_dataset into a temporary home, trained by
-  backend.trainer.train with backend.config.default_config(<template>) (`--epochs` and `--set
-  key=value` override it; the README's figures use neither), the saved run folder reloaded with backend.inference.load_predictor and scored on
+  backend.data.store.prepare_dataset + store_dataset into a temporary home, trained by
+  backend.training.run.train with backend.config.default_config(<template>) (`--epochs` and `--set
+  key=value` override it; the README's figures use neither), the saved run folder reloaded with backend.tasks.text_classification.predictor.load_predictor and scored on
   test.csv;
 - plain-hf-transformer: a plain `transformers.Trainer` on the same CSVs with the same base model
   (the bundled MiniLM-L6 folder), batch size, learning rate, max length, epochs, weight decay,
@@ -17,7 +17,7 @@ Accelerate state):
   evaluated once per epoch, no checkpoints; the last epoch's model is scored on test.csv.
 
 Both systems run on the device and precision the app would pick (the GPU in bf16 where there is
-one, else the CPU in fp32): ours through backend.devices, the plain Trainer with the same
+one, else the CPU in fp32): ours through backend.training.devices, the plain Trainer with the same
 `use_cpu` / `bf16` / `fp16` arguments. The results name the device, GPU, torch and CUDA versions.
 
 Training samples/s = training rows x epochs / training wall time, where the wall time covers model
@@ -89,10 +89,10 @@ def _read_csv(path: Path) -> tuple[list[str], list[str]]:
 
 def run_ours(job: dict) -> dict:
     """Train one template with our trainer at its default config, reload the run, score test.csv."""
-    from backend.inference import load_predictor
+    from backend.tasks.text_classification.predictor import load_predictor
     from backend.services import build_services
     from backend.settings import Settings
-    from backend.trainer import train
+    from backend.training.run import train
     from bench.hardware import device_facts
 
     services = build_services(Settings(home=Path(job["home"])))
@@ -184,7 +184,7 @@ def run_plain_hf(job: dict) -> dict:
 
     from bench.hardware import device_facts
 
-    facts = device_facts()  # the device and precision our own run used (backend.devices)
+    facts = device_facts()  # the device and precision our own run used (backend.training.devices)
     start, cpu_start = time.perf_counter(), _cpu_seconds()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForSequenceClassification.from_pretrained(
@@ -247,8 +247,8 @@ def child_main(job_path: Path) -> None:
 # --- parent: ingest once, one subprocess per system, report --------------------------------------
 
 def ingest(home: Path, train_csv: Path) -> dict:
-    """Prepare and store SST-2 (validation = dev.csv) in `home` through backend.data; returns the record's facts."""
-    from backend.data import IngestOptions, prepare_dataset, store_dataset
+    """Prepare and store SST-2 (validation = dev.csv) in `home` through backend.data.store; returns the record's facts."""
+    from backend.data.store import IngestOptions, prepare_dataset, store_dataset
     from backend.services import build_services
     from backend.settings import Settings
 

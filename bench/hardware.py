@@ -1,7 +1,7 @@
 """What the benchmarks ran on: device, precision, GPU name, torch/CUDA versions, and a GPU's peak FLOP/s.
 
 Shared by the benchmark scripts so every results file says where its figures come from. The device
-and precision are the ones the app itself would pick (backend.devices), so a benchmark runs on the
+and precision are the ones the app itself would pick (backend.training.devices), so a benchmark runs on the
 GPU whenever there is one, in bf16 where the GPU supports it, exactly as a user's run would.
 """
 
@@ -21,7 +21,7 @@ def device_facts() -> dict:
     """Device, precision and versions that a run in this process would use."""
     import torch
 
-    from backend.devices import resolve_device, resolve_precision
+    from backend.training.devices import resolve_device, resolve_precision
 
     device = resolve_device("auto")
     facts = {"device": device, "precision": resolve_precision(device, "auto"), "torch": torch.__version__,

@@ -6,7 +6,8 @@ space.json's `family` says how the files in ./model were saved:
 - "lstm": Modelsmith's LSTM classifier (model.safetensors + config.json + tokenizer.json);
 - "lstm-lm": Modelsmith's LSTM language model.
 The LSTM classes and the sampling loop are standalone copies of Modelsmith's
-backend/templates/lstm.py, backend/templates/lstm_lm.py and backend/generation.py, so the Space
+backend/tasks/text_classification/lstm.py, backend/tasks/text_generation/lstm_lm.py and
+backend/tasks/text_generation/generator.py, so the Space
 gives the predictions (and, for one seed, the text) the app gave.
 """
 

@@ -39,7 +39,7 @@ def header_html(services: Services, device: str | None = None) -> str:
     """Title, the device training uses (once torch is loaded), and how many runs train and wait."""
     device = device or device_if_loaded(services.settings) or "loading…"
     queued = services.runner.queue_length()
-    running = len(services.repo.list_runs("running"))
+    running = len(services.list_runs("running"))
     return (f"<div class='ms-header'><div><h1>Modelsmith</h1>"
             "<div class='ms-muted'>Turn your own text data into a model: upload, train, try.</div></div>"
             f"<div class='ms-status'><span class='ms-pill'>Device: <b>{html.escape(device)}</b></span>"

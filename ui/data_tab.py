@@ -8,16 +8,21 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from backend.data import IngestOptions, delete_dataset, ingest, ingest_summary, load_split, read_table, suggest_columns
 from backend.corpus_overview import corpus_overview
-from backend.services import Services
-from backend.uploads import discard_upload
+from backend.data.store import IngestOptions, ingest_summary, load_split, read_table, suggest_columns
+from backend.data.uploads import discard_upload
+from backend.services import Services, default_task, get_task, list_tasks
 from ui.errors import shows_errors, unchanged
 from ui.formatting import class_counts, corpus_markdown, dataset_choices, datasets_table, error_box, histogram, report_markdown
 
 PREVIEW_ROWS = 20
-TASKS = [("Text classification (text → label)", "text-classification"),
-         ("Text generation (learn to write like the text)", "text-generation")]
+
+
+def task_choices() -> list[tuple[str, str]]:
+    """(label, name) of every registered task, for the upload's task radio."""
+    return [(task.upload_label, task.name) for task in list_tasks()]
+
+
 NO_COLUMN = "(none)"
 FILE_TYPES = [".csv", ".tsv", ".json", ".jsonl", ".parquet", ".txt"]
 UPLOAD_HINT = "Upload a CSV, TSV, JSON, JSONL, Parquet or TXT file to see its first rows here."
@@ -57,8 +62,8 @@ def on_upload(services: Services, path: str | None):
 
 
 def on_task_change(task: str):
-    """Text generation has no label: hide the label column picker."""
-    return gr.update(visible=task == "text-classification")
+    """Show the label column picker only for a task that needs one (text generation has no label)."""
+    return gr.update(visible=get_task(task).needs_label_column if task else True)
 
 
 def _ingest_failed(message: str):
@@ -76,17 +81,17 @@ def on_ingest(services: Services, path: str | None, task: str, text_column: str 
         raise gr.Error("This upload was already ingested and removed from the upload cache. "
                        "Upload the file again to ingest it again.", print_exception=False)
     options = IngestOptions(task=task, text_column=text_column or None,
-                            label_column=None if label_column in (None, "", NO_COLUMN) or task != "text-classification"
-                            else label_column,
+                            label_column=label_column if label_column not in (None, "", NO_COLUMN)
+                            and get_task(task).needs_label_column else None,
                             validation_fraction=float(validation_percent) / 100.0, name=(name or "").strip() or None)
-    outcome = ingest(Path(path), options, validation_path=Path(validation_path) if validation_path else None,
-                     settings=services.settings, repo=services.repo)
+    outcome = services.ingest(Path(path), options, Path(validation_path) if validation_path else None)
     summary = ingest_summary(outcome)
     record = outcome.dataset
     # The stored Parquet is the dataset now: the raw upload must not linger in Gradio's served cache.
     for uploaded in (path, validation_path):
         discard_upload(uploaded, gr.utils.get_upload_folder())
-    if record.task == "text-generation":  # one long text per split: report the corpus, histogram its lines
+    task = get_task(record.task)
+    if task.stores_corpus:  # one long text per split: report the corpus, histogram its lines
         overview = corpus_overview(record)
         report, lengths = corpus_markdown(summary, overview), overview["line_lengths"]
     else:
@@ -96,11 +101,7 @@ def on_ingest(services: Services, path: str | None, task: str, text_column: str 
     # Text generation has no classes: only the length histogram is worth showing.
     return (report, gr.update(visible=True),
             gr.update(value=class_counts(record.classes), visible=bool(record.classes)),
-            length_bars(lengths, LENGTH_TITLES[record.task]), *refresh_datasets(services, select=record.id))
-
-
-LENGTH_TITLES = {"text-classification": "Text length (characters, training split)",
-                 "text-generation": "Line length (characters)"}
+            length_bars(lengths, task.length_title), *refresh_datasets(services, select=record.id))
 
 
 def length_bars(lengths: list[int], title: str):
@@ -114,7 +115,7 @@ def refresh_datasets(services: Services, select: int | None = None):
 
     `select` picks that dataset in both pickers (the one just ingested).
     """
-    records = services.repo.list_datasets()
+    records = services.list_datasets()
     choices = dataset_choices(records)
     if select in {r.id for r in records}:
         return datasets_table(records), gr.update(choices=choices, value=select), gr.update(choices=choices,
@@ -129,7 +130,7 @@ def on_rename(services: Services, dataset_id: int | None, new_name: str):
         raise gr.Error("Pick a dataset to rename.", print_exception=False)
     if not (new_name or "").strip():
         raise gr.Error("Type the new name first.", print_exception=False)
-    services.repo.rename_dataset(int(dataset_id), new_name)
+    services.rename_dataset(int(dataset_id), new_name)
     gr.Info("Renamed.")
     return refresh_datasets(services, select=int(dataset_id))
 
@@ -141,7 +142,7 @@ def on_delete(services: Services, dataset_id: int | None, confirmed: bool):
         raise gr.Error("Pick a dataset to delete.", print_exception=False)
     if not confirmed:
         raise gr.Error("Tick “Yes, delete it” to confirm: deleting cannot be undone.", print_exception=False)
-    delete_dataset(services.repo, int(dataset_id))
+    services.delete_dataset(int(dataset_id))
     gr.Info(f"Dataset {dataset_id} deleted.")
     return (*refresh_datasets(services), False)
 
@@ -154,7 +155,7 @@ def on_table_select(evt: gr.SelectData):
 
 def on_page_load(services: Services, train_dataset_value):
     """A (re)loaded page shows the datasets stored since the app started."""
-    records = services.repo.list_datasets()
+    records = services.list_datasets()
     choices = dataset_choices(records)
     ids = {r.id for r in records}
     keep = train_dataset_value if train_dataset_value in ids else (records[0].id if records else None)
@@ -176,7 +177,7 @@ def build_data_tab(services: Services, train_dataset: gr.Dropdown):
             preview = gr.Dataframe(label="Preview (first rows)", interactive=False, max_height=330, wrap=True,
                                    visible=False, elem_id="data-preview")
         with gr.Column(scale=2):
-            task = gr.Radio(TASKS, value="text-classification", label="Task")
+            task = gr.Radio(task_choices(), value=default_task().name, label="Task")
             text_column = gr.Dropdown([], label="Text column", info="The text the model reads.", elem_id="text-column")
             label_column = gr.Dropdown([NO_COLUMN], value=NO_COLUMN, label="Label column",
                                        info="What the model learns to predict.", elem_id="label-column")
@@ -195,7 +196,7 @@ def build_data_tab(services: Services, train_dataset: gr.Dropdown):
                                   height=260, x_label_angle=-30, y_lim=[0, None])
 
     gr.Markdown("### Stored datasets")
-    records = services.repo.list_datasets()
+    records = services.list_datasets()
     table = gr.Dataframe(datasets_table(records), interactive=False, max_height=300, elem_id="datasets-table")
     with gr.Row(equal_height=False):
         selected = gr.Dropdown(dataset_choices(records), value=None, label="Dataset (or click a row above)",

@@ -3,7 +3,7 @@
 This is a Blocks of its own, mounted beside the main app (see ui/server.py), so its API holds
 only what is defined here: `/predict` (classification) and `/generate` (generation). Neither
 takes a run id: the token comes from the URL the request was made to, and every call looks it
-up again in the database (backend.demos.open_demo), so a revoked or expired link stops at once.
+up again in the database (backend.sharing.demos.open_demo), so a revoked or expired link stops at once.
 """
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ from collections.abc import Iterator
 
 import gradio as gr
 
-from backend.demos import (MAX_DEMO_NEW_TOKENS, DemoUnavailable, demo_predict, demo_stream, model_card,
-                           open_demo)
+from backend.sharing.demos import MAX_DEMO_NEW_TOKENS, DemoUnavailable, model_card
 from backend.errors import UserError
-from backend.services import Services
+from backend.services import Services, task_of_run
 from ui.errors import user_message
 from ui.generate_panel import StopSwitches
 
@@ -50,13 +49,13 @@ def demo_page_url(services: Services, request: gr.Request | None) -> str:
     return demo_url(base_url(services.settings, request), token_of(request))
 
 
-def visitor_card(card: str, url: str, task: str) -> str:
+def visitor_card(card: str, url: str, panel: str) -> str:
     """The model card for a visitor: its "How to use" (which names files they do not have) becomes
     the `gradio_client` call of this very page."""
     if not card:
         return ""
     head = card.split("\n## How to use", 1)[0].rstrip()
-    if task == "text-generation":
+    if panel == "generate":
         call = ('text = client.predict("Once upon a time", 200, 0.8, api_name="/generate")  '
                 "# prompt, max new tokens, temperature")
     else:
@@ -73,14 +72,14 @@ def on_open(services: Services, request: gr.Request | None):
     model card accordion and the card's text.
     """
     try:
-        target = open_demo(services.repo, token_of(request))
+        target = services.open_demo(token_of(request))
     except DemoUnavailable as exc:
         hidden = gr.update(visible=False)
         return "## Demo not available", gr.update(value=str(exc), visible=True), hidden, hidden, hidden, ""
-    generates = target.run.task == "text-generation"
+    generates = task_of_run(target.run).panel == "generate"
     what = "writes text that continues your prompt" if generates else "sorts a text into one of its classes"
     title = f"## {target.run.name}\nA model trained with Modelsmith; it {what}."
-    card = visitor_card(model_card(target), demo_page_url(services, request), target.run.task)
+    card = visitor_card(model_card(target), demo_page_url(services, request), task_of_run(target.run).panel)
     return (title, gr.update(value="", visible=False), gr.update(visible=not generates), gr.update(visible=generates),
             gr.update(visible=bool(card)), card)
 
@@ -88,7 +87,7 @@ def on_open(services: Services, request: gr.Request | None):
 def on_predict(services: Services, text: str | None, request: gr.Request | None) -> dict[str, float]:
     """Class probabilities of `text` from the link's classifier (the `/predict` endpoint)."""
     try:
-        return demo_predict(services.repo, token_of(request), text)
+        return services.demo_predict(token_of(request), text)
     except Exception as exc:
         raise _fail(exc) from None
 
@@ -104,7 +103,7 @@ def on_generate(services: Services, switches: StopSwitches, prompt: str | None, 
     stop = switches.start(session)
     text = ""
     try:
-        for piece in demo_stream(services.repo, token_of(request), prompt,
+        for piece in services.demo_stream(token_of(request), prompt,
                                  max_new_tokens=int(max_new_tokens or DEFAULT_NEW_TOKENS),
                                  temperature=float(temperature or 0.8), should_stop=stop.is_set):
             text += piece

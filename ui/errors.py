@@ -8,9 +8,9 @@ import logging
 import gradio as gr
 from pydantic import ValidationError
 
-from backend.config import TEMPLATE_CLASSES
+from backend.config import template_classes
 from backend.errors import UserError, bounded
-from storage.repository import InUse, NotFound
+from backend.services import InUse, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ def _message(exc: BaseException) -> str:
         for error in exc.errors():
             # loc of a template field is ('template', '<kind>', 'field'): the kind tag adds nothing.
             loc = [str(p) for p in error["loc"] if not str(p).startswith(("function-", "tagged-union"))]
-            if len(loc) >= 2 and loc[0] == "template" and loc[1] in TEMPLATE_CLASSES:
+            if len(loc) >= 2 and loc[0] == "template" and loc[1] in template_classes():
                 loc = ["template", *loc[2:]]
             field = ".".join(loc)
             message = error["msg"].removeprefix("Value error, ")

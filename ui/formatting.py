@@ -8,22 +8,15 @@ from datetime import datetime, timezone
 import numpy as np
 import pandas as pd
 
-from storage.records import DatasetRecord, MetricRecord, RunRecord
+from backend.services import DatasetRecord, MetricRecord, RunRecord, list_tasks
 
 LOSS_KEYS = {"train_loss": "train", "eval_loss": "validation"}
-QUALITY_KEYS_BY_TASK = {
-    "text-classification": {"eval_accuracy": "accuracy", "eval_macro_f1": "macro F1",
-                            "eval_macro_precision": "macro precision", "eval_macro_recall": "macro recall"},
-    # Perplexity (e.g. 2000 for a fresh BPE model) would flatten bits/char (~1-10) on a shared axis;
-    # it is exp(validation loss), already drawn, and stays in the metrics and in Compare.
-    "text-generation": {"eval_bits_per_char": "bits/char"},
-}
-QUALITY_KEYS = {k: v for keys in QUALITY_KEYS_BY_TASK.values() for k, v in keys.items()}
-
-
 def quality_keys(task: str) -> dict[str, str]:
-    """The validation-metric curves worth drawing for a task."""
-    return QUALITY_KEYS_BY_TASK.get(task, QUALITY_KEYS)
+    """The validation-metric curves worth drawing for a task (every task's, for one this version lacks)."""
+    tasks = {t.name: t for t in list_tasks()}
+    if task in tasks:
+        return dict(tasks[task].quality_curves)
+    return {k: v for t in tasks.values() for k, v in t.quality_curves.items()}
 
 
 def dataset_label(record: DatasetRecord) -> str:

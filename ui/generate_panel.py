@@ -18,10 +18,9 @@ import gradio as gr
 from pydantic import ValidationError
 
 from backend.errors import UserError
-from backend.generation_settings import MAX_NEW_TOKENS, GenerationSettings, check_prompt, language_model_folder
-from backend.services import Services
+from backend.serving.generation_settings import MAX_NEW_TOKENS, GenerationSettings, check_prompt
+from backend.services import NotFound, Services
 from backend.startup import load_model_stack
-from storage.repository import NotFound
 from ui.errors import user_message
 
 log = logging.getLogger(__name__)
@@ -121,9 +120,9 @@ def on_generate(services: Services, switches: StopSwitches, run_id, prompt, max_
     try:
         prompt = check_prompt(prompt)
         load_model_stack()  # torch and transformers load on first use, not at start-up
-        from backend.generation import load_generator
+        from backend.tasks.text_generation.generator import load_generator
 
-        generator = load_generator(language_model_folder(services.repo, run_id))
+        generator = load_generator(services.language_model_folder(run_id))
         dropped = generator.dropped_characters(prompt)
     except (UserError, NotFound) as exc:
         raise gr.Error(str(exc), print_exception=False) from None

@@ -16,13 +16,12 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from backend.data import load_split
+from backend.data.store import load_split
 from backend.errors import UserError
-from backend.generation_settings import parse_run_id
-from backend.services import Services
+from backend.serving.generation_settings import parse_run_id
+from backend.services import RunRecord, Services, task_of_run
 from backend.settings import Settings
 from backend.startup import load_model_stack
-from storage.records import RunRecord
 from ui.downloads import download_when_ready
 from ui.errors import shows_errors
 from ui.formatting import confusion_html, error_box, predictions_first
@@ -33,37 +32,51 @@ MAX_TEXT_CHARS = 100_000
 KEEP_DOWNLOADS_S = 24 * 3600  # prediction files and exports are downloads, not records: cleared after a day
 BATCH_TYPES = [".csv", ".tsv", ".txt", ".jsonl", ".json", ".parquet"]
 PROMPT_EXAMPLE_CHARS = 40  # a prompt example is the start of a validation line: the model writes the rest
-TASK_NAMES = {"text-classification": "classifier", "text-generation": "text generator"}
 
 
 def _succeeded(services: Services) -> list[RunRecord]:
-    return services.repo.list_runs("succeeded")
+    return services.list_runs("succeeded")
 
 
 def run_choices(runs: list[RunRecord]) -> list[tuple[str, int]]:
     """(label, id) pairs that say what each run does, since both kinds share one picker."""
-    return [(f"#{r.id} {r.name} · {TASK_NAMES.get(r.task, r.task)}", r.id) for r in runs]
+    return [(f"#{r.id} {r.name} · {_model_noun(r)}", r.id) for r in runs]
+
+
+def _model_noun(run: RunRecord) -> str:
+    try:
+        return task_of_run(run).model_noun
+    except ValueError:  # a task this version does not offer: say its name
+        return run.task
 
 
 def _run_folder(services: Services, run_id) -> Path:
     if not run_id:
         raise gr.Error("Pick a finished run first (the Runs tab shows which ones succeeded).", print_exception=False)
     try:
-        run = services.repo.get_run(parse_run_id(run_id))
+        run = services.get_run(parse_run_id(run_id))
     except UserError as exc:
         raise gr.Error(str(exc), print_exception=False) from None
     if run.status != "succeeded" or not run.output_dir:
         raise gr.Error(f"Run #{run.id} is {run.status}; only succeeded runs can predict.", print_exception=False)
-    if run.task != "text-classification":
-        raise gr.Error(f"Run #{run.id} is a {TASK_NAMES.get(run.task, run.task)}: it writes text rather than "
+    if _panel(run) != "classify":
+        raise gr.Error(f"Run #{run.id} is a {_model_noun(run)}: it writes text rather than "
                        "classify it. Use the Generate panel (or the `generate` API), or pick a classifier.",
                        print_exception=False)
     return Path(run.output_dir)
 
 
-def _task(services: Services, run_id) -> str | None:
+def _panel(run: RunRecord | None) -> str | None:
+    """The panel that shows a run's model ("classify", "generate"), as its task says; None when unknown."""
     try:
-        return services.repo.get_run(parse_run_id(run_id)).task if run_id else None
+        return task_of_run(run).panel if run is not None else None
+    except ValueError:
+        return None
+
+
+def _run_panel(services: Services, run_id) -> str | None:
+    try:
+        return _panel(services.get_run(parse_run_id(run_id))) if run_id else None
     except Exception:  # deleted meanwhile, or typed in: the handlers say so when used
         return None
 
@@ -102,7 +115,7 @@ def on_show_panel(services: Services, run_id):
 
     Texts, prompts and results of the run picked before go: they belong to another model.
     """
-    generates = _task(services, run_id) == "text-generation"
+    generates = _run_panel(services, run_id) == "generate"
     return gr.update(visible=not generates), gr.update(visible=generates), "", None, "", "", ""
 
 
@@ -131,15 +144,15 @@ def on_pick_run(services: Services, run_id):
     if not run_id:
         return none
     try:
-        run = services.repo.get_run(int(run_id))
+        run = services.get_run(int(run_id))
         if run.dataset_id is None:  # an imported model: no validation set here
             return none
-        frame = load_split(services.repo.get_dataset(run.dataset_id), "validation")
+        frame = load_split(services.get_dataset(run.dataset_id), "validation")
     except Exception:  # deleted datasets or runs have no examples: that is fine
         return none
     if frame.empty:
         return none
-    if run.task == "text-generation":
+    if _panel(run) == "generate":
         starts = prompt_examples(frame["text"])
         return gr.update(samples=[[start] for start in starts], visible=bool(starts))
     per_class = max(1, EXAMPLES // max(frame["label"].nunique(), 1)) if "label" in frame else EXAMPLES
@@ -157,7 +170,7 @@ def on_predict(services: Services, run_id, text: str) -> dict[str, float]:
         raise gr.Error(f"The text has {len(text):,} characters; the limit is {MAX_TEXT_CHARS:,}. "
                        "Shorten it (the model only reads the first max-length tokens anyway).", print_exception=False)
     load_model_stack()  # torch and transformers load on first use, not at start-up
-    from backend.inference import load_predictor
+    from backend.tasks.text_classification.predictor import load_predictor
 
     predictor = load_predictor(_run_folder(services, run_id))
     return predictor.predict([text])[0]["scores"]
@@ -174,7 +187,7 @@ def on_batch(services: Services, run_id, path: str | None):
         raise gr.Error("Upload a CSV, TSV or TXT file with one text per row.", print_exception=False)
     folder = _run_folder(services, run_id)
     load_model_stack()
-    from backend.batch import predict_file
+    from backend.serving.batch import predict_file
 
     out_dir = fresh_download_folder(services.settings, "predictions")
     result = predict_file(Path(path), folder, out_dir, settings=services.settings)
@@ -191,7 +204,7 @@ def build_playground_tab(services: Services) -> tuple[gr.Dropdown, gr.Dataset]:
     """Lay out the Playground tab; returns the run picker and the examples, which the app refreshes."""
     runs = _succeeded(services)
     first = runs[0] if runs else None
-    generates = first is not None and first.task == "text-generation"
+    generates = _panel(first) == "generate"
     run_picker = gr.Dropdown(run_choices(runs), value=first.id if first else None, label="Finished run",
                              info="Runs that trained successfully: classifiers and text generators.",
                              elem_id="playground-run",

@@ -15,11 +15,8 @@ import gradio as gr
 import pandas as pd
 
 from backend.config import RESUMABLE_STATUSES, RUN_STATUSES
-from backend.jobs import read_log_tail
-from backend.run_review import best_so_far_by_run, misclassified
-from backend.services import Services
-from storage.records import RunRecord
-from storage.repository import NotFound
+from backend.jobs.runner import read_log_tail
+from backend.services import NotFound, RunRecord, Services, default_task, get_task, task_names, task_of_run
 from ui.errors import shows_errors, unchanged
 from ui.formatting import (LOSS_KEYS, confusion_html, curves, per_class_table, progress_html, quality_keys,
                            run_choices, run_origin, runs_table)
@@ -49,7 +46,7 @@ TITLE_JS = """(notice) => {
 
 
 def _dataset_names(services: Services) -> dict[int, str]:
-    return {d.id: d.name for d in services.repo.list_datasets()}
+    return {d.id: d.name for d in services.list_datasets()}
 
 
 def run_to_follow(runs: list[RunRecord]):
@@ -65,7 +62,7 @@ def on_watch_runs(services: Services, seen: tuple | None):
     active, or if it is newer than any the page had seen (a short run can start and end between
     two ticks). The notice is 'Run #3 “spam” succeeded.'; gr.skip() when nothing ended.
     """
-    runs = services.repo.list_runs()
+    runs = services.list_runs()
     now = (sorted(r.id for r in runs if r.status in ("queued", "running")), max((r.id for r in runs), default=0))
     if seen is None:  # a page that just opened: runs that ended before are not news
         return now, gr.skip()
@@ -82,7 +79,7 @@ def on_refresh_list(services: Services, status_filter: str | None, selected, sho
     seen gets selected, so launching a run and opening this tab follows it; a page opened afresh
     follows the run that is training, not a newer queued one.
     """
-    everything = services.repo.list_runs()
+    everything = services.list_runs()
     newest = everything[0].id if everything else None
     names = _dataset_names(services)
     fingerprint = (status_filter, selected, tuple((r.id, r.name, r.status, round(r.progress, 3), bool(r.metrics),
@@ -100,7 +97,7 @@ def on_refresh_list(services: Services, status_filter: str | None, selected, sho
     shown_runs = everything if status_filter in (None, "", ALL) else [r for r in everything if r.status == status_filter]
     choices = run_choices(everything)
     fingerprint = (status_filter, keep, *fingerprint[2:])
-    table = runs_table(shown_runs, names, best_so_far_by_run(services.repo, shown_runs))
+    table = runs_table(shown_runs, names, services.best_so_far_by_run(shown_runs))
     return table, gr.update(choices=choices, value=keep), gr.update(choices=choices), (fingerprint, newest)
 
 
@@ -112,7 +109,7 @@ def on_run_finished(notice: str | None):
 
 def _empty_view(message: str = "Select a run to follow it."):
     frame = curves([], LOSS_KEYS, every_series=True)
-    quality = curves([], quality_keys("text-classification"), every_series=True)
+    quality = curves([], quality_keys(default_task().name), every_series=True)
     off = gr.update(interactive=False)
     return (f"<div class='ms-muted'>{html.escape(message)}</div>", "", gr.update(value=frame),
             gr.update(value=quality, y_lim=[0, 1]), gr.update(visible=False), pd.DataFrame(), "", "",
@@ -129,10 +126,10 @@ def on_refresh_run(services: Services, run_id, shown: str | None = None):
     if not run_id:
         return _empty_view()
     try:
-        run = services.repo.get_run(int(run_id))
+        run = services.get_run(int(run_id))
     except NotFound:
         return _empty_view(f"Run #{run_id} no longer exists. Pick another run.")
-    metrics = services.repo.get_metrics(run.id)
+    metrics = services.get_metrics(run.id)
     fingerprint = f"{run.id}:{run.status}:{len(metrics)}:{run.progress}:{run.finished_at}:{run.error}"
     if fingerprint == shown:
         return (*[gr.skip()] * (RUN_VIEW_SIZE - 1), shown)
@@ -154,7 +151,7 @@ def on_refresh_run(services: Services, run_id, shown: str | None = None):
             # hidden until a rate was logged: an empty plot draws a collapsed axis
             gr.update(value=curves(metrics, LEARNING_RATE_KEYS), x_lim=steps,
                       visible=any(m.key in LEARNING_RATE_KEYS for m in metrics)),
-            gr.update(visible=run.task == "text-classification" and run.dataset_id is not None
+            gr.update(visible=task_of_run(run).panel == "classify" and run.dataset_id is not None
                       and run.status == "succeeded"),
             fingerprint)
 
@@ -162,7 +159,7 @@ def on_refresh_run(services: Services, run_id, shown: str | None = None):
 def _quality_range(task: str):
     # Scores of a classifier live in [0, 1]; a fixed axis keeps a flat 1.0 line readable. Bits per
     # char start near 4-10: [0, None] scales to them (None alone would keep the plot's earlier [0, 1]).
-    return [0, 1] if task == "text-classification" else [0, None]
+    return list(get_task(task).quality_range) if task in task_names() else [0, None]
 
 
 def on_hide_plots():
@@ -178,8 +175,9 @@ def _run_header(run: RunRecord) -> str:
     template = config.template.model_dump()
     settings = ", ".join(f"{k}={v}" for k, v in template.items() if k != "kind")
     # A language model trains max_steps when set (else epochs) and reads block_size, not max_length.
-    length = (f"max length {config.max_length}" if run.task == "text-classification" else "")
-    duration = (f"{config.max_steps} steps" if run.task == "text-generation" and config.max_steps
+    task = task_of_run(run)
+    length = (f"max length {config.max_length}" if task.uses_max_length else "")
+    duration = (f"{config.max_steps} steps" if task.uses_max_steps and config.max_steps
                 else plural(config.epochs, "epoch"))
     header = (f"### #{run.id} {run.name}\n{run.task} · **{run.template}** · {run_origin(run)} · "
               f"{duration} · batch {config.batch_size} · learning rate {config.learning_rate:g}"
@@ -244,7 +242,7 @@ def on_clone(services: Services, run_id):
     """Open the Train tab prefilled with the selected run's config."""
     if not run_id:
         raise gr.Error("Pick a run first.", print_exception=False)
-    run = services.repo.get_run(int(run_id))
+    run = services.get_run(int(run_id))
     if run.dataset_id is None:
         gr.Info(f"Settings of run #{run_id} copied. It was imported and has no dataset here: pick one, then launch.")
     else:
@@ -260,7 +258,7 @@ def on_misclassified(services: Services, run_id):
     """Validation texts the selected run's model gets wrong (text, true, predicted, confidence)."""
     if not run_id:
         raise gr.Error("Pick a run first.", print_exception=False)
-    frame = misclassified(services.repo, int(run_id))
+    frame = services.misclassified(int(run_id))
     if frame.empty:
         gr.Info("The model classifies every validation text it was checked on correctly.")
     return frame
@@ -282,10 +280,10 @@ def on_compare(services: Services, run_ids, metric_key: str):
     frames, columns = [], {}
     for run_id in run_ids:
         try:
-            run = services.repo.get_run(run_id)
+            run = services.get_run(run_id)
         except NotFound:
             continue
-        frames.append(curves(services.repo.get_metrics(run_id, [metric_key]), {metric_key: label},
+        frames.append(curves(services.get_metrics(run_id, [metric_key]), {metric_key: label},
                              run_name=f"#{run.id} {run.name}"))
         flat = {"template": run.template, "dataset": run.dataset_id, "status": run.status}
         config = run.config.model_dump()
@@ -303,12 +301,12 @@ def on_compare(services: Services, run_ids, metric_key: str):
 
 def build_runs_tab(services: Services, train_form: TrainForm, tabs: gr.Tabs):
     """Lay out the Runs tab and its timer; returns (filter, run picker, outputs, list state) for the page load."""
-    runs = services.repo.list_runs()
+    runs = services.list_runs()
     with gr.Row(equal_height=True):
         status_filter = gr.Dropdown([ALL, *RUN_STATUSES], value=ALL, label="Show runs", scale=1)
         run_picker = gr.Dropdown(run_choices(runs), value=run_to_follow(runs), label="Follow run", scale=3,
                                  elem_id="run-picker")
-    table = gr.Dataframe(runs_table(runs, _dataset_names(services), best_so_far_by_run(services.repo, runs)),
+    table = gr.Dataframe(runs_table(runs, _dataset_names(services), services.best_so_far_by_run(runs)),
                          interactive=False, max_height=260,
                          label="All runs (click a row to follow it)", elem_id="runs-table")
     header = gr.Markdown()

@@ -18,7 +18,7 @@ import gradio as gr
 from fastapi import FastAPI
 from starlette.routing import Mount
 
-from backend.demos import DEMO_PATH, demo_takes_files
+from backend.sharing.demos import DEMO_PATH
 from backend.services import Services
 from backend.settings import Settings
 from ui.app import CSS, THEME, launch_kwargs, private_paths
@@ -81,7 +81,7 @@ def guard_policy(services: Services) -> GuardPolicy:
                                     share=settings.share, bind_host=settings.host),
         max_body_bytes=settings.max_request_bytes, max_upload_bytes=settings.max_upload_bytes,
         max_demo_upload_bytes=DEMO_MAX_UPLOAD_BYTES,
-        demo_takes_files=lambda token: demo_takes_files(services.repo, token))
+        demo_takes_files=lambda token: services.demo_takes_files(token))
 
 
 def server_kwargs(services: Services) -> dict:

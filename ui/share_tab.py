@@ -9,14 +9,12 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from backend.demos import MAX_EXPIRY_HOURS, demo_path, publish_demo, revoke_demo
+from backend.sharing.demos import MAX_EXPIRY_HOURS, demo_path
 from backend.errors import UserError
-from backend.export import export_zip, import_limits, import_model
-from backend.space_export import export_space
-from backend.services import Services
+from backend.sharing.export import export_zip
+from backend.sharing.space import export_space
+from backend.services import DemoRecord, Services, utcnow
 from backend.settings import Settings
-from storage.models import utcnow
-from storage.records import DemoRecord
 from ui.downloads import download_when_ready
 from ui.errors import shows_errors, unchanged
 from ui.formatting import run_choices
@@ -28,13 +26,13 @@ SHARE_WARNING = ("**MODELSMITH_SHARE is on:** this whole app has a public Gradio
 
 
 def _succeeded(services: Services):
-    return services.repo.list_runs("succeeded")
+    return services.list_runs("succeeded")
 
 
 def _run(services: Services, run_id):
     if not run_id:
         raise UserError("Pick a finished run first (the Runs tab shows which ones succeeded).")
-    return services.repo.get_run(int(run_id))
+    return services.get_run(int(run_id))
 
 
 def base_url(settings: Settings, request: gr.Request | None = None) -> str:
@@ -80,7 +78,7 @@ def _links_view(services: Services, run_id, request: gr.Request | None):
     """The links table and the revoke picker of one run."""
     if not run_id:
         return links_table([], ""), gr.update(choices=[], value=None)
-    demos = services.repo.list_demos(int(run_id))
+    demos = services.list_demos(int(run_id))
     now = utcnow()
     choices = _link_choices(demos, now)
     return (links_table(demos, base_url(services.settings, request), now),
@@ -99,7 +97,7 @@ def on_copy_link(services: Services, run_id, request: gr.Request | None = None):
     if not run_id:
         return gr.update(value="", visible=False)
     now = utcnow()
-    active = [demo for demo in services.repo.list_demos(int(run_id)) if demo.status(now) == "active"]
+    active = [demo for demo in services.list_demos(int(run_id)) if demo.status(now) == "active"]
     if not active:
         return gr.update(value="", visible=False)
     newest = max(active, key=lambda demo: demo.id)
@@ -123,7 +121,7 @@ def on_publish(services: Services, run_id, expiry_hours, request: gr.Request | N
     if expiry_hours is not None and expiry_hours < 0:
         raise UserError(f"Expiry cannot be negative (got {expiry_hours:g}). Use 0 for a link that never expires, "
                         f"or up to {MAX_EXPIRY_HOURS} hours.")
-    demo = publish_demo(services.repo, run.id, expiry_hours or None)
+    demo = services.publish_demo(run.id, expiry_hours or None)
     url = demo_url(base_url(services.settings, request), demo.token)
     expires = f"It expires on {_when(demo.expires_at, '')}." if demo.expires_at else "It never expires."
     message = (f"Demo link of **{run.name}** (run #{run.id}) is live: [{url}]({url})\n\n{expires} "
@@ -137,7 +135,7 @@ def on_revoke(services: Services, run_id, demo_id, request: gr.Request | None = 
     run = _run(services, run_id)
     if not demo_id:
         raise UserError("Pick an active link to revoke (the list shows the run's active links).")
-    revoke_demo(services.repo, int(demo_id), run.id)
+    services.revoke_demo(int(demo_id), run.id)
     message = f"Demo link #{int(demo_id)} is off: its page now says the demo is not available."
     return (message, *_links_view(services, run.id, request))
 
@@ -159,10 +157,10 @@ def on_export_space(services: Services, run_id) -> str:
 @shows_errors
 def on_push_hub(services: Services, run_id, repo_id: str, token: str, private: bool, kind: str = "model") -> str:
     """Push the run to a Hub repo (its model, or a Space demo); the token serves this call only, never stored."""
-    from backend.hub import push_to_hub  # huggingface_hub loads only when someone pushes
+    from backend.sharing.hub import push_to_hub  # huggingface_hub loads only when someone pushes
 
     run = _run(services, run_id)
-    # backend.hub checks the name and the token before any network call and explains Hub errors.
+    # backend.sharing.hub checks the name and the token before any network call and explains Hub errors.
     url = push_to_hub(run, repo_id or "", token=token or "", private=bool(private), kind=kind or "model")
     what = "a Space" if kind == "space" else "a model repository"
     return f"Pushed **{run.name}** to {what}: [{url}]({url})."
@@ -177,9 +175,7 @@ def on_import(services: Services, path: str | None, name: str | None, selected):
     """Import a model zip as a succeeded run (Playground and Share can use it); returns a message and the runs."""
     if not path:
         raise UserError("Upload a model zip first: one made by Download, or a zip of a Hugging Face model folder.")
-    settings = services.settings
-    result = import_model(Path(path), services.repo, settings.runs_dir, name=name,
-                          limits=import_limits(settings))
+    result = services.import_model(Path(path), name=name)
     notes = "".join(f"\n- {note}" for note in result.notes)
     message = (f"Imported **{result.run.name}** as run #{result.run.id} ({result.run.task}). "
                f"Try it in the Playground or publish a demo link.{notes}")

@@ -16,9 +16,9 @@ from typing import Literal, get_args, get_origin
 import gradio as gr
 from pydantic import BaseModel
 
-from backend.config import (TEMPLATE_CLASSES, TEMPLATE_TRAINING_FIELDS, TEMPLATES_BY_TASK, TrainConfig, default_config,
-                            template_description)
-from backend.services import Services
+from backend.config import (TEMPLATE_TRAINING_FIELDS, TrainConfig, default_config, template_classes,
+                            template_description, templates_of)
+from backend.services import Services, default_task, get_task, list_tasks, task_names, task_of_template
 from backend.startup import load_model_stack
 from ui.downloads import download_when_ready
 from ui.errors import shows_errors
@@ -26,10 +26,13 @@ from ui.formatting import dataset_choices, error_box, format_bytes, format_secon
 
 BASIC_FIELDS = ("epochs", "batch_size", "learning_rate", "max_length")
 NOT_IN_FORM = {"name", "dataset_id", "task", "template", *BASIC_FIELDS}
-TASK_CHOICES = [("Text classification", "text-classification"), ("Text generation", "text-generation")]
-# Settings only one task reads: the others never see them in the form.
-TASK_ONLY_FIELDS = {"max_length": "text-classification", "max_steps": "text-generation",
-                    "eval_batches": "text-generation"}
+# Settings only some tasks read, and the Task flag that says whether one does: the others never see them.
+TASK_ONLY_FIELDS = {"max_length": "uses_max_length", "max_steps": "uses_max_steps", "eval_batches": "uses_max_steps"}
+
+
+def task_choices() -> list[tuple[str, str]]:
+    """(label, name) of every registered task, for the task radio."""
+    return [(task.label, task.name) for task in list_tasks()]
 
 
 def _unwrap_optional(annotation):
@@ -78,7 +81,7 @@ def form_fields() -> list[tuple[str, str]]:
     """(owner, field) pairs in form order: owner is 'config' or a template kind."""
     pairs = [("config", name) for name in BASIC_FIELDS]
     pairs += [("config", name) for name in TrainConfig.model_fields if name not in NOT_IN_FORM]
-    for kind, template in TEMPLATE_CLASSES.items():
+    for kind, template in template_classes().items():
         pairs += [(kind, name) for name in template.model_fields if name != "kind"]
     return pairs
 
@@ -95,7 +98,7 @@ def build_config(dataset_id, task: str, kind: str, name: str, values: list) -> T
     """A validated TrainConfig from the form's values (pydantic errors name the field)."""
     if not dataset_id:
         raise gr.Error("Pick a dataset first (upload one in the Data tab).", print_exception=False)
-    if kind not in TEMPLATES_BY_TASK.get(task, ()):
+    if kind not in templates_of(task):
         raise gr.Error(f"Pick a template for {task}.", print_exception=False)
     config_values: dict = {}
     template_values: dict = {"kind": kind}
@@ -104,7 +107,7 @@ def build_config(dataset_id, task: str, kind: str, name: str, values: list) -> T
         if owner == "config" and value is not None:
             config_values[name_] = value
         elif owner == kind and (value is not None or _unwrap_optional(
-                TEMPLATE_CLASSES[kind].model_fields[name_].annotation)[1]):
+                template_classes()[kind].model_fields[name_].annotation)[1]):
             template_values[name_] = value
     return TrainConfig.model_validate({**config_values, "name": (name or "").strip(), "dataset_id": int(dataset_id),
                                        "task": task, "template": template_values})
@@ -120,13 +123,13 @@ def config_values(config: TrainConfig) -> list:
         elif owner == config.template.kind:
             values.append(template.get(name))
         else:
-            values.append(TEMPLATE_CLASSES[owner].model_fields[name].default)
+            values.append(template_classes()[owner].model_fields[name].default)
     return values
 
 
 def on_task_change(task: str, kind: str | None):
     """Offer the task's templates; keep the chosen one if it fits, else pick the first (and its training settings)."""
-    kinds = TEMPLATES_BY_TASK.get(task, ())
+    kinds = templates_of(task)
     if kind in kinds:
         return gr.update(choices=[(k, k) for k in kinds], value=kind), *(gr.skip() for _ in TEMPLATE_TRAINING_FIELDS)
     first = kinds[0] if kinds else None
@@ -136,7 +139,7 @@ def on_task_change(task: str, kind: str | None):
 def on_task_fields(task: str):
     """Show each task's own settings only (TASK_ONLY_FIELDS order): a classifier has no max steps or eval
     batches, a language model reads `block size` tokens instead of a max length."""
-    return tuple(gr.update(visible=only == task) for only in TASK_ONLY_FIELDS.values())
+    return tuple(gr.update(visible=_shown_for(field_name, task)) for field_name in TASK_ONLY_FIELDS)
 
 
 def on_form_changed():
@@ -149,22 +152,22 @@ def on_dataset_picked(services: Services, dataset_id):
     if not dataset_id:
         return gr.skip()
     try:
-        return services.repo.get_dataset(int(dataset_id)).task
+        return services.get_dataset(int(dataset_id)).task
     except Exception:  # deleted meanwhile: launching will say so
         return gr.skip()
 
 
 def on_template_change(kind: str | None):
     """Show the chosen template's description and its settings group."""
-    updates = [gr.update(visible=(group_kind == kind)) for group_kind in TEMPLATE_CLASSES]
-    description = f"_{template_description(kind)}_" if kind in TEMPLATE_CLASSES else ""
+    updates = [gr.update(visible=(group_kind == kind)) for group_kind in template_classes()]
+    description = f"_{template_description(kind)}_" if kind in template_classes() else ""
     return (description, *updates)
 
 
 def on_template_picked(kind: str | None):
     """A person picked a template: switch to its usual epochs, learning rate and weight decay
     (not on Clone, which keeps the cloned run's own)."""
-    if kind not in TEMPLATE_CLASSES:
+    if kind not in template_classes():
         return tuple(gr.update() for _ in TEMPLATE_TRAINING_FIELDS)
     config = default_config(1, kind, _task_of(kind))
     return tuple(gr.update(value=getattr(config, field)) for field in TEMPLATE_TRAINING_FIELDS)
@@ -175,22 +178,23 @@ def _opening_value(opening: TrainConfig, field_name: str):
     return getattr(opening, field_name) if field_name in TEMPLATE_TRAINING_FIELDS else None
 
 
-def _shown_for(field_name: str, task: str) -> bool:
-    return TASK_ONLY_FIELDS.get(field_name, task) == task
+def _shown_for(field_name: str, task: str | None) -> bool:
+    flag = TASK_ONLY_FIELDS.get(field_name)
+    return flag is None or (task in task_names() and getattr(get_task(task), flag))
 
 
 def _task_of(kind: str) -> str:
-    return next(task for task, kinds in TEMPLATES_BY_TASK.items() if kind in kinds)
+    return task_of_template(kind).name
 
 
 @shows_errors(fallback=error_box)
 def on_estimate(services: Services, dataset_id, task, kind, name, *values):
     """Measure two training steps of this config on this device; show params, memory, time per epoch."""
     load_model_stack()
-    from backend.estimate import estimate
+    from backend.training.estimate import estimate
 
     config = build_config(dataset_id, task, kind, name, list(values))
-    dataset = services.repo.get_dataset(config.dataset_id)
+    dataset = services.get_dataset(config.dataset_id)
     result = estimate(config, dataset)
     memory_note = ("measured peak on the GPU" if result.measured_peak else
                    f"weights {format_bytes(result.weights_bytes)} + gradients and optimizer state "
@@ -241,7 +245,7 @@ def on_launch(services: Services, dataset_id, task, kind, name, *values):
     """Validate the form into a TrainConfig and queue the run."""
     config = build_config(dataset_id, task, kind, name, list(values))
     run_id = services.runner.submit(config)
-    queued = [r.id for r in services.repo.queued_runs()]
+    queued = [r.id for r in services.queued_runs()]
     where = f"position {queued.index(run_id) + 1}" if run_id in queued else "starting now"
     gr.Info(f"Run #{run_id} queued.")
     return f"Run **#{run_id}** queued ({where}). Follow it in the **Runs** tab."
@@ -283,7 +287,7 @@ def on_load_config(services: Services, path):
         return (*[gr.skip()] * (4 + len(form_fields())), "")
     config = load_config(Path(path))  # a file that is not a config: UserError, shown by _load_failed
     note = f"Loaded {Path(path).name}."
-    if config.dataset_id not in {d.id for d in services.repo.list_datasets()}:
+    if config.dataset_id not in {d.id for d in services.list_datasets()}:
         note += f" Its dataset #{config.dataset_id} is not stored here: pick a dataset before launching."
     values = fill_from_config(config)
     values[3] = config.name  # a loaded config keeps its name (a Clone adds "(clone)")
@@ -307,25 +311,27 @@ class TrainForm:
 
 def fill_from_config(config: TrainConfig) -> list:
     """Values for TrainForm.all_inputs from a stored config (Clone)."""
-    return [config.dataset_id, config.task, gr.update(choices=[(k, k) for k in TEMPLATES_BY_TASK[config.task]],
+    return [config.dataset_id, config.task, gr.update(choices=[(k, k) for k in templates_of(config.task)],
                                                       value=config.template.kind),
             f"{config.name or 'run'} (clone)", *config_values(config)]
 
 
 def build_train_tab(services: Services) -> TrainForm:
     """Lay out the Train tab and wire its events; returns the form for Clone."""
-    records = services.repo.list_datasets()
+    records = services.list_datasets()
+    first_task = default_task()
+    first_kind = first_task.default_template
     with gr.Row():
         dataset = gr.Dropdown(dataset_choices(records), value=records[0].id if records else None, label="Dataset",
                               scale=2, elem_id="train-dataset")
-        task = gr.Radio(TASK_CHOICES, value="text-classification", label="Task", scale=2)
-        template = gr.Dropdown([(k, k) for k in TEMPLATES_BY_TASK["text-classification"]], value="lstm",
+        task = gr.Radio(task_choices(), value=first_task.name, label="Task", scale=2)
+        template = gr.Dropdown([(k, k) for k in first_task.template_kinds], value=first_kind,
                                label="Template", scale=1)
-    description = gr.Markdown(f"_{template_description('lstm')}_")
+    description = gr.Markdown(f"_{template_description(first_kind)}_")
     name = gr.Textbox(label="Run name", placeholder="optional: a name to find the run again")
     pairs = form_fields()
     components: dict[tuple[str, str], gr.components.Component] = {}
-    opening = default_config(1, "lstm")  # the template the form opens on
+    opening = default_config(1, first_kind)  # the template the form opens on
     with gr.Row():
         for owner, field_name in pairs[: len(BASIC_FIELDS)]:
             components[(owner, field_name)] = field_input(TrainConfig, field_name, _opening_value(opening, field_name),
@@ -342,8 +348,8 @@ def build_train_tab(services: Services) -> TrainForm:
                                                                       visible=_shown_for(field_name, opening.task))
             with gr.Column():
                 gr.Markdown("**Model**")
-                for kind, template_class in TEMPLATE_CLASSES.items():
-                    with gr.Group(visible=(kind == "lstm")) as group:
+                for kind, template_class in template_classes().items():
+                    with gr.Group(visible=(kind == first_kind)) as group:
                         for owner, field_name in pairs:
                             if owner == kind:
                                 components[(owner, field_name)] = field_input(template_class, field_name)

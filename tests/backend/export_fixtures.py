@@ -49,7 +49,7 @@ def _config(kind: str) -> TrainConfig:
 @functools.cache
 def trained_folder(kind: str) -> Path:
     """The run folder of one finished tiny run of `kind`, trained once per session."""
-    from backend.trainer import get_accelerator, train
+    from backend.training.run import get_accelerator, train
 
     config = _config(kind)
     if config.task == "text-generation":

@@ -1,6 +1,6 @@
 """Tiny text corpora, tiny language-model configs and runs trained once per test session.
 
-Imported explicitly by tests/backend/test_lm_*.py and test_generation*.py. Runs are cached in
+Imported explicitly by tests/backend/training/test_windows*.py and tests/backend/tasks/test_generator.py. Runs are cached in
 this module (not pytest fixtures) so the two test files share them instead of training twice.
 """
 
@@ -22,7 +22,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from backend.config import LstmLmTemplate, TrainConfig, TransformerLmFinetuneTemplate, TransformerLmTemplate
+from backend.config import TrainConfig
+
+from backend.tasks.text_generation.configs import LstmLmTemplate, TransformerLmFinetuneTemplate, TransformerLmTemplate
 from storage.records import DatasetRecord
 from tests.backend.training_fixtures import Recorder, never
 
@@ -76,7 +78,7 @@ def tiny_gpt2_folder(folder: Path) -> Path:
     """A tiny random GPT-2 + byte-level BPE tokenizer saved in HF format: a local 'pretrained' causal LM."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from backend.lm_tokenization import train_bpe_tokenizer
+    from backend.tasks.text_generation.tokenization import train_bpe_tokenizer
 
     tokenizer = train_bpe_tokenizer(PATTERN * 20, vocab_size=280, block_size=64)
     config = GPT2Config(vocab_size=len(tokenizer), n_positions=64, n_embd=32, n_layer=2, n_head=2,
@@ -104,7 +106,7 @@ def dataset() -> DatasetRecord:
 @functools.cache
 def trained(kind: str):
     """(TrainResult, Recorder) of one finished tiny run per template kind, trained once per session."""
-    from backend.trainer import get_accelerator, train
+    from backend.training.run import get_accelerator, train
 
     if kind == "lstm-lm":
         config = lstm_lm_config()

@@ -3,8 +3,9 @@
 import pytest
 from pydantic import ValidationError
 
-from backend.config import (TEMPLATE_CLASSES, LstmTemplate, TrainConfig, TransformerScratchTemplate,
-                            apply_overrides, default_config, template_description)
+from backend.config import template_classes, TrainConfig, apply_overrides, default_config, template_description
+
+from backend.tasks.text_classification.configs import LstmTemplate, TransformerScratchTemplate
 
 
 def test_json_round_trip_keeps_template_kind():
@@ -40,7 +41,7 @@ def test_extra_fields_are_refused():
 
 
 def test_every_template_has_a_description():
-    for kind in TEMPLATE_CLASSES:
+    for kind in template_classes():
         assert len(template_description(kind)) > 20
 
 

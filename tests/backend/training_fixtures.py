@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from backend.config import LstmTemplate, TrainConfig, TransformerScratchTemplate, TransformerTemplate
+from backend.config import TrainConfig
+
+from backend.tasks.text_classification.configs import LstmTemplate, TransformerScratchTemplate, TransformerTemplate
 from storage.records import DatasetRecord
 
 FILLER = ("the movie plot was a story about people who went to town and met friends there on weekend "
@@ -61,7 +63,7 @@ def tiny_bert_folder(folder: Path) -> Path:
     """A tiny random BERT + WordPiece tokenizer saved in HF format: a local 'pretrained' base model."""
     from transformers import BertConfig, BertModel
 
-    from backend.tokenization import train_tokenizer
+    from backend.tasks.text_classification.tokenization import train_tokenizer
 
     tokenizer = train_tokenizer([text for text, _ in rule_rows(300, seed=3)], "wordpiece", 120, 64)
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,

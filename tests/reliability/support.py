@@ -21,7 +21,7 @@ from pathlib import Path
 from tests.conftest import PROJECT_ROOT
 
 APP = PROJECT_ROOT / "app.py"
-CHECKPOINT_STATE = "trainer_state.json"  # backend.checkpoints.CHECKPOINT_STATE: marks a complete checkpoint
+CHECKPOINT_STATE = "trainer_state.json"  # backend.training.checkpoints.CHECKPOINT_STATE: marks a complete checkpoint
 
 
 def free_port() -> int:
@@ -55,7 +55,8 @@ def write_toy_csv(path: Path, pairs: int = 200) -> Path:
 
 def tiny_lstm(dataset_id: int, **overrides):
     """A small LSTM run: ~45 optimizer steps per epoch on the toy CSV, a checkpoint at every epoch end."""
-    from backend.config import LstmTemplate, TrainConfig
+    from backend.config import TrainConfig
+    from backend.tasks.text_classification.configs import LstmTemplate
 
     values = dict(dataset_id=dataset_id, template=LstmTemplate(vocab_size=100, embedding_dim=16, hidden_size=16),
                   epochs=2, batch_size=8, learning_rate=0.01, max_length=32, log_every_steps=5, seed=7)
@@ -64,7 +65,7 @@ def tiny_lstm(dataset_id: int, **overrides):
 
 def ingest_toy(services, folder: Path, pairs: int = 200):
     """Store the toy CSV as a dataset; returns its record."""
-    from backend.data import IngestOptions, ingest
+    from backend.data.store import IngestOptions, ingest
 
     path = write_toy_csv(folder / "toy.csv", pairs)
     options = IngestOptions(text_column="message", label_column="verdict", validation_fraction=0.1)

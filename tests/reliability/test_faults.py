@@ -39,7 +39,7 @@ def test_oom_from_train_fn_fails_with_advice_and_the_next_job_succeeds(tmp_path)
     """A train function raising torch.OutOfMemoryError: that run fails with advice, the queue goes on."""
     from backend.services import build_services
     from backend.settings import Settings
-    from backend.trainer import train
+    from backend.training.run import train
 
     def train_fn(config, dataset, output_dir, **kwargs):
         if config.name == "too-big":
@@ -63,7 +63,7 @@ def test_oom_from_train_fn_fails_with_advice_and_the_next_job_succeeds(tmp_path)
 
 def test_oom_in_model_forward_fails_with_advice_and_the_next_job_succeeds(services, tmp_path, monkeypatch):
     """The real trainer, its model forward raising OOM once: advice names batch_size and max_length."""
-    import backend.trainer as trainer
+    import backend.training.epochs as trainer
 
     real_logits = trainer.logits_of
     raised = []
@@ -93,7 +93,7 @@ def test_oom_in_model_forward_fails_with_advice_and_the_next_job_succeeds(servic
 CRASH_IN_SAVE = r"""
 import os, signal, sys
 sys.path.insert(0, sys.argv[1])
-import backend.trainer as trainer
+import backend.training.epochs as trainer
 from backend.services import build_services
 from backend.settings import Settings
 
@@ -142,7 +142,7 @@ def test_crash_inside_checkpoint_save_resumes_from_the_previous_checkpoint(servi
     assert services.repo.get_run(run_id).status == "interrupted"
     assert integrity(services.settings.home / "modelsmith.db") == ("ok", [])
     services.runner.resume(run_id)
-    with caplog.at_level(logging.INFO, logger="backend.checkpoints"):
+    with caplog.at_level(logging.INFO, logger="backend.training.checkpoints"):
         run = services.runner.run_job(run_id)
     assert run.status == "succeeded", run.error
     resumed = [int(m) for m in re.findall(r"resumed from \S+ \(step (\d+)\)", caplog.text)]
@@ -203,7 +203,7 @@ def test_concurrent_writers_and_a_reader_never_see_database_is_locked(services, 
 
 def test_ctrl_c_while_the_cli_trains_marks_the_run_interrupted_at_once(services, tmp_path):
     """KeyboardInterrupt reaches the job in the CLI's main thread: the row says interrupted, not running."""
-    from backend.jobs import JobRunner
+    from backend.jobs.runner import JobRunner
 
     def train_fn(config, dataset, output_dir, *, on_progress, should_stop, resume=False):
         on_progress(5, {"train_loss": 0.5, "progress": 0.1})
@@ -225,8 +225,8 @@ def test_checkpoint_files_are_on_disk_before_the_rename_publishes_them(tmp_path,
     """A power cut (not just a killed process) must not leave a complete-looking but hollow checkpoint."""
     from dataclasses import dataclass
 
-    import backend.checkpoints as checkpoints
-    from backend.devices import get_accelerator
+    import backend.training.checkpoints as checkpoints
+    from backend.training.devices import get_accelerator
 
     @dataclass
     class State:

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from backend.data import IngestOptions, ingest
+from backend.data.store import IngestOptions, ingest
 from backend.errors import UserError
 from tests.reliability.support import ingest_toy, record_figures
 

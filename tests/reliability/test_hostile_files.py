@@ -80,7 +80,7 @@ def test_inflated_config_is_refused_before_the_model_is_built(served, tmp_path):
 
 
 def test_parameter_limit_is_a_setting(served, tmp_path):
-    from backend.export import ImportLimits, import_model
+    from backend.sharing.export import ImportLimits, import_model
 
     archive = _zip(_model_folder(served), tmp_path / "model.zip")
     repo, runs_dir = served.services.repo, tmp_path / "runs"
@@ -91,7 +91,7 @@ def test_parameter_limit_is_a_setting(served, tmp_path):
 
 def test_import_keeps_only_model_files(served, tmp_path):
     """100 padding .json files (1 MB each, a few KB zipped) are left out; the run folder holds the model only."""
-    from backend.export import import_model
+    from backend.sharing.export import import_model
 
     padding = {f"pad_{i}.json": b"0" * 1_000_000 for i in range(100)}
     archive = _zip(_model_folder(served), tmp_path / "padded.zip", extra=padding)
@@ -106,7 +106,7 @@ def test_import_keeps_only_model_files(served, tmp_path):
 
 def test_bloated_tokenizer_is_refused(served, tmp_path):
     """Padding hidden under an allowed name: 70 MB of tokenizer_config.json passes no more."""
-    from backend.export import import_model
+    from backend.sharing.export import import_model
 
     archive = _zip(_model_folder(served), tmp_path / "bloated.zip",
                    extra={"tokenizer_config.json": b" " * 70_000_000})
@@ -116,7 +116,7 @@ def test_bloated_tokenizer_is_refused(served, tmp_path):
 
 def test_batch_predictions_csv_has_no_formulas(served, tmp_path):
     """Cells starting with = + - @ tab or CR get a leading quote (OWASP); numeric columns such as -0.5 stay numbers."""
-    from backend.batch import predict_file
+    from backend.serving.batch import predict_file
 
     path = tmp_path / "formulas.csv"
     rows = [["text", "amount"], ['=HYPERLINK("http://evil.example","click")', "-0.5"], ["+cmd|' /C calc'!A0", "1.5"],
@@ -140,7 +140,7 @@ def test_batch_predictions_csv_has_no_formulas(served, tmp_path):
 def test_error_messages_do_not_echo_a_megabyte(tmp_path, settings, repo, capsys, monkeypatch):
     """A 1 MB label (one class only) and a 1 MB column name: the messages stay short."""
     import app
-    from backend.data import IngestOptions, ingest
+    from backend.data.store import IngestOptions, ingest
 
     label = "L" * 1_000_000
     path = tmp_path / "one_class.csv"

@@ -197,7 +197,7 @@ def _cached_files(folder: Path) -> set[Path]:
 
 def test_demo_mount_takes_no_anonymous_uploads(served):
     """/demo/<token>/gradio_api/upload: refused for a made-up token and for a valid text-model token."""
-    from backend.demos import publish_demo, revoke_demo
+    from backend.sharing.demos import publish_demo, revoke_demo
 
     demo = publish_demo(served.services.repo, served.run_id)
     try:

@@ -143,7 +143,7 @@ def test_upload_is_removed_from_gradio_cache_after_ingest(tmp_path, monkeypatch)
 
 
 def test_discard_upload_never_touches_files_outside_the_cache(tmp_path):
-    from backend.uploads import discard_upload
+    from backend.data.uploads import discard_upload
 
     cache = tmp_path / "cache"
     cache.mkdir()

@@ -40,7 +40,7 @@ def _check_scores(scores: dict, labels) -> None:
 
 @pytest.fixture(scope="module")
 def predictor(served):
-    from backend.inference import load_predictor
+    from backend.tasks.text_classification.predictor import load_predictor
 
     return load_predictor(served.services.repo.get_run(served.run_id).output_dir)
 

@@ -2,7 +2,9 @@
 
 import pytest
 
-from backend.config import LstmTemplate, TrainConfig
+from backend.config import TrainConfig
+
+from backend.tasks.text_classification.configs import LstmTemplate
 
 
 @pytest.fixture

@@ -6,7 +6,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import text
 
-from backend.config import TransformerTemplate, TrainConfig
+from backend.config import TrainConfig
+
+from backend.tasks.text_classification.configs import TransformerTemplate
 from storage.records import RunRecord
 from storage.repository import NotFound
 

@@ -10,9 +10,9 @@ import zipfile
 import pytest
 from sqlalchemy import text
 
-from backend.export import export_zip
-from backend.inference import load_predictor
-from backend.jobs import JobRunner
+from backend.sharing.export import export_zip
+from backend.tasks.text_classification.predictor import load_predictor
+from backend.jobs.runner import JobRunner
 from storage.database import make_engine, make_sessions, migrate
 from storage.repository import Repository
 from tests.backend.export_fixtures import trained_folder

@@ -30,12 +30,12 @@ TINY_LSTM_VALUES = {"epochs": 3, "batch_size": 8, "learning_rate": 0.01, "vocab_
 
 def form_values(kind="lstm", **overrides):
     """Train-form values in form order: defaults from the config classes, overrides by field name for `kind`."""
-    from backend.config import TEMPLATE_CLASSES, TrainConfig
+    from backend.config import template_classes, TrainConfig
     from ui import train_tab
 
     values = []
     for owner, name in train_tab.form_fields():
-        model = TrainConfig if owner == "config" else TEMPLATE_CLASSES[owner]
+        model = TrainConfig if owner == "config" else template_classes()[owner]
         value = model.model_fields[name].default
         if owner in ("config", kind) and name in overrides:
             value = overrides[name]

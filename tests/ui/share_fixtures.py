@@ -6,7 +6,7 @@ import socket
 from pathlib import Path
 
 from backend.config import apply_overrides, default_config
-from backend.data import IngestOptions, ingest
+from backend.data.store import IngestOptions, ingest
 from tests.ui.conftest import TINY_LSTM_VALUES
 
 LM_PATTERN = "the cat sat on a mat.\nbig dogs run far!\n"

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from gradio_client import Client
 
-from backend.demos import publish_demo, revoke_demo
+from backend.sharing.demos import publish_demo, revoke_demo
 from storage.models import utcnow
 from tests.ui.share_fixtures import free_port, train_classifier, train_generator
 
@@ -282,12 +282,12 @@ def test_page_handler_shows_the_run_or_says_why_not(trained):
 def test_a_stream_stops_on_stop_and_on_revoke(trained, monkeypatch):
     from types import SimpleNamespace
 
-    import backend.demos
+    import backend.sharing.demos
     from ui.demo_page import on_generate
     from ui.generate_panel import StopSwitches
 
     services, classifier, generator = trained
-    monkeypatch.setattr(backend.demos, "REVOCATION_CHECK_S", 0.0)  # look the token up before every token
+    monkeypatch.setattr(backend.sharing.demos, "REVOCATION_CHECK_S", 0.0)  # look the token up before every token
     switches = StopSwitches()
     for how in ("stop", "revoke"):
         demo = publish_demo(services.repo, generator.id)

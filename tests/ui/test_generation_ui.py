@@ -8,7 +8,7 @@ import gradio as gr
 import pytest
 import torch
 
-from backend.config import TEMPLATE_CLASSES, TEMPLATES_BY_TASK
+from backend.config import template_classes, templates_of
 from tests.ui.conftest import TINY_LSTM_VALUES, form_values
 from ui import data_tab, generate_panel, playground_tab, runs_tab, train_tab
 from ui.app import build_app
@@ -76,12 +76,12 @@ def generate(services, run_id, prompt="the cat", session="s", switches=None, int
 
 def test_train_tab_offers_the_language_model_templates_with_their_settings():
     template, epochs, learning_rate, weight_decay = train_tab.on_task_change("text-generation", "lstm")
-    assert [value for _, value in template["choices"]] == list(TEMPLATES_BY_TASK["text-generation"])
+    assert [value for _, value in template["choices"]] == list(templates_of("text-generation"))
     assert template["value"] == "lstm-lm" and learning_rate["value"] == 4e-3
     assert epochs["value"] == 3 and weight_decay["value"] == 0.01  # the LSTM classifier's 10 and 0.1 do not carry over
     description, *groups = train_tab.on_template_change("transformer-lm")
     assert "GPT-2-style" in description
-    assert [g["visible"] for g in groups] == [kind == "transformer-lm" for kind in TEMPLATE_CLASSES]
+    assert [g["visible"] for g in groups] == [kind == "transformer-lm" for kind in template_classes()]
     fields = set(train_tab.form_fields())
     assert {("lstm-lm", "block_size"), ("lstm-lm", "tokenizer"), ("transformer-lm", "num_heads"),
             ("transformer-lm-finetune", "base_model"), ("config", "max_steps"), ("config", "eval_batches")} <= fields

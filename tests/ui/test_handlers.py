@@ -8,9 +8,9 @@ import gradio as gr
 import pandas as pd
 import pytest
 
-from backend.config import TEMPLATE_CLASSES, TrainConfig, apply_overrides, default_config
-from backend.data import load_split
-from backend.inference import load_predictor
+from backend.config import TrainConfig, apply_overrides, default_config, template_classes
+from backend.data.store import load_split
+from backend.tasks.text_classification.predictor import load_predictor
 from tests.ui.conftest import TINY_LSTM_VALUES, form_values
 from ui import data_tab, playground_tab, runs_tab, train_tab
 from ui.app import build_app, launch_kwargs, parse_auth
@@ -111,8 +111,8 @@ def test_form_reads_defaults_help_and_ranges_from_the_fields():
     assert ("lstm", "bidirectional") in pairs and ("transformer", "base_model") in pairs
     with gr.Blocks():
         batch = train_tab.field_input(TrainConfig, "batch_size")
-        pooling = train_tab.field_input(TEMPLATE_CLASSES["lstm"], "pooling")
-        bidirectional = train_tab.field_input(TEMPLATE_CLASSES["lstm"], "bidirectional")
+        pooling = train_tab.field_input(template_classes()["lstm"], "pooling")
+        bidirectional = train_tab.field_input(template_classes()["lstm"], "bidirectional")
     assert isinstance(batch, gr.Number) and batch.value == 32 and "(1 to 4,096)" in batch.info
     assert isinstance(pooling, gr.Dropdown) and pooling.value == "mean"  # the field default
     assert isinstance(bidirectional, gr.Checkbox) and bidirectional.value is True
@@ -140,7 +140,7 @@ def test_switching_task_and_template_updates_the_form():
     assert template["value"] == "lstm" and training == [SKIPPED] * 3  # a fitting template keeps the form's values
     description, *groups = train_tab.on_template_change("transformer")
     assert "pretrained" in description
-    assert [g["visible"] for g in groups] == [kind == "transformer" for kind in TEMPLATE_CLASSES]
+    assert [g["visible"] for g in groups] == [kind == "transformer" for kind in template_classes()]
     epochs, learning_rate, weight_decay = train_tab.on_template_picked("transformer")
     assert (epochs["value"], learning_rate["value"], weight_decay["value"]) == (3, 5e-5, 0.01)
     epochs, learning_rate, weight_decay = train_tab.on_template_picked("lstm")  # and back: the LSTM's own

@@ -64,7 +64,7 @@ def build_classifier(template, labels: list[str], train_images, seed: int = 42) 
     if isinstance(template, CnnTemplate):
         mean, std = dataset_statistics(train_images, template.input_size, seed)
         return ImageClassifier(Cnn(template, len(labels)), template, labels, template.input_size, mean, std)
-    from backend.tasks.image_classification.pretrained import build_pretrained
+    from backend.tasks.image_classification.model import build_pretrained
 
     return build_pretrained(template, labels)
 

@@ -1,6 +1,6 @@
 """Validation metrics of an image classifier, and the validation images it got wrong.
 
-The numbers are the text classifier's (backend.metrics: accuracy, macro P/R/F1, per class,
+The numbers are the text classifier's (backend.tasks.text_classification.metrics: accuracy, macro P/R/F1, per class,
 confusion matrix, from scikit-learn); images add the misclassified list for the Runs gallery.
 """
 
@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from backend.metrics import classification_metrics
+from backend.tasks.text_classification.metrics import classification_metrics
 from backend.tasks.image_classification.batches import to_pixels
 
 MAX_MISCLASSIFIED = 200  # the gallery shows the most confident mistakes first
@@ -31,7 +31,7 @@ class Misclassified:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Metrics (backend.metrics' dict plus 'loss') and the misclassified images, most confident first."""
+    """Metrics (classification_metrics' dict plus 'loss') and the misclassified images, most confident first."""
 
     metrics: dict
     misclassified: list[Misclassified]

@@ -71,6 +71,15 @@ def save_classifier(model: ImageClassifier, folder: Path) -> None:
     (folder / META_FILE).write_text(json.dumps(model.metadata(), indent=2, ensure_ascii=False), encoding="utf-8")
 
 
+def build_pretrained(template, labels: list[str]) -> ImageClassifier:
+    """A pretrained model with a new head for `labels`, wrapped with its processor's size and normalisation."""
+    from backend.tasks.image_classification.pretrained import new_head_network, processor_settings
+
+    network, processor = new_head_network(template, labels)
+    size, mean, std = processor_settings(processor)
+    return ImageClassifier(network, template, labels, size, mean, std, processor=processor)
+
+
 def load_classifier(folder: Path) -> ImageClassifier:
     """A classifier saved by save_classifier, in eval mode on the CPU; UserError when files are missing."""
     folder = Path(folder)

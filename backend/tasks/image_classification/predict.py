@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from backend.errors import UserError
-from backend.metrics import classification_metrics
+from backend.tasks.text_classification.metrics import classification_metrics
 from backend.tasks.image_classification.archive import ArchiveLimits, list_images, open_archive, read_member
 from backend.tasks.image_classification.batches import to_pixels
 from backend.tasks.image_classification.images import (ImageProblem, ImageTooLarge, load_rgb, resize_square,

@@ -17,7 +17,6 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassi
 
 from backend.errors import UserError
 from backend.tasks.image_classification.config import PretrainedImageTemplate
-from backend.tasks.image_classification.model import ImageClassifier
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +37,10 @@ def resolve_source(base_model: str) -> str:
     return name
 
 
-def build_pretrained(template: PretrainedImageTemplate, labels: list[str]) -> ImageClassifier:
-    """The base model with a new head for `labels`, wrapped with its processor's size and normalisation."""
+def new_head_network(template: PretrainedImageTemplate, labels: list[str]):
+    """The base model with a new head for `labels`, and its image processor: (network, processor).
+
+    model.build_pretrained wraps them (this module does not import model.py, which loads through it)."""
     source = resolve_source(template.base_model)
     try:
         config = AutoConfig.from_pretrained(source, trust_remote_code=False)
@@ -59,9 +60,8 @@ def build_pretrained(template: PretrainedImageTemplate, labels: list[str]) -> Im
     except (OSError, ValueError) as exc:
         raise UserError(f"Base model '{template.base_model}' could not be loaded: {str(exc).splitlines()[0][:300]}. "
                         "It needs model.safetensors weights and an image-classification architecture.") from exc
-    size, mean, std = processor_settings(processor)
-    log.info("fine-tuning %s at %d px with %d labels", source, size, len(labels))
-    return ImageClassifier(network, template, labels, size, mean, std, processor=processor)
+    log.info("fine-tuning %s at %d px with %d labels", source, processor_settings(processor)[0], len(labels))
+    return network, processor
 
 
 def processor_settings(processor) -> tuple[int, list[float], list[float]]:

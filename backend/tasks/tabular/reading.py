@@ -1,6 +1,6 @@
 """Read a table upload (CSV/TSV, xlsx, Parquet, JSON/JSONL) into a pandas DataFrame with types kept.
 
-Unlike backend.reading (which keeps every column as a string, for text tasks), a table keeps its
+Unlike backend.data.reading (which keeps every column as a string, for text tasks), a table keeps its
 numbers, booleans and dates: pandas infers them. Missing-value markers common in spreadsheets and
 UCI files (`?`, `NA`, `N/A`, `null`, empty) become real missing values, and the space that some
 files put after every delimiter ("39, State-gov") is stripped by the parser.

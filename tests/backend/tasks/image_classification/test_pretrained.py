@@ -57,7 +57,7 @@ def test_other_families_get_a_new_head_and_reload_identically(tmp_path, family):
 
     from backend.tasks.image_classification.config import PretrainedImageTemplate
     from backend.tasks.image_classification.model import load_classifier, save_classifier
-    from backend.tasks.image_classification.pretrained import build_pretrained
+    from backend.tasks.image_classification.model import build_pretrained
 
     model = build_pretrained(PretrainedImageTemplate(base_model=str(tiny_model_folder(tmp_path, family))),
                              ["cat", "dog", "eel"]).eval()

@@ -1,0 +1,1 @@
+"""Collect and prepare: read uploads, check them, store Parquet splits, report."""

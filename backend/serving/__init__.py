@@ -1,0 +1,1 @@
+"""Serving finished models: cached predictors, batch prediction, generation settings."""

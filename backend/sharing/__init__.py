@@ -1,0 +1,1 @@
+"""Sharing a model: export and import, demo links, Space export, the Hub, model cards."""

@@ -1,0 +1,1 @@
+"""Tasks as plug-ins: backend.tasks.registry.TASKS lists them; one package per task."""

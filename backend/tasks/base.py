@@ -1,0 +1,110 @@
+"""What a task is: the one object the rest of the code asks about a task, instead of testing its name.
+
+A task (text classification, text generation, ...) is a package under `backend/tasks/` that
+exposes one `Task` and is listed in `backend.tasks.registry.TASKS`. The UI, the job runner, the
+exporters and the CLI ask it: its label, which columns a dataset needs, its templates, how a run
+trains, which metric picks the best checkpoint, how a finished model predicts, which panel shows
+it. Behaviour is named as "module:function" and imported on first use, so importing the registry
+(which `backend.config` does) never loads torch, and no module imports its own caller.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+# Which Playground / demo / Space panel renders a task's models: the UI keeps the gradio code
+# for each panel and picks one by this key.
+Panel = Literal["classify", "generate"]
+
+
+class TemplateConfig(BaseModel):
+    """Base of every template's settings: frozen, no unknown keys, and a `kind` that names it."""
+
+    model_config = {"frozen": True, "extra": "forbid"}
+    kind: str
+
+
+class Entry:
+    """A function named "package.module:function", imported when first called."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._function: Callable[..., Any] | None = None
+
+    def __call__(self, *args, **kwargs):
+        if self._function is None:
+            module, _, name = self.path.partition(":")
+            self._function = getattr(importlib.import_module(module), name)
+        return self._function(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"Entry({self.path!r})"
+
+
+@dataclass(frozen=True, eq=False)
+class Task:
+    """Everything the code outside `backend/tasks/` needs to know about one task."""
+
+    name: str                        # stored with datasets and runs, e.g. "text-classification"
+    label: str                       # what the Train tab and the CLI show
+    upload_label: str                # what the Data tab shows, with a hint of the input and output
+    model_noun: str                  # what its model is called in pickers and messages ("classifier")
+    templates: tuple[type[TemplateConfig], ...]  # in the order the Train tab offers them
+    default_template: str            # the kind the Train tab opens on
+    panel: Panel                     # which Playground / demo / Space panel renders its models
+    pipeline_tag: str                # the Hugging Face pipeline that loads an exported model
+    needs_label_column: bool         # a dataset needs a label (target) column besides the text
+    best_metric: str                 # validation metric that picks the best checkpoint
+    best_metric_label: str
+    higher_is_better: bool
+    quality_curves: Mapping[str, str]  # progress key -> label of the Runs tab's quality chart
+    quality_range: tuple[float | None, float | None]  # y-axis of that chart (None = free)
+    uses_max_length: bool            # TrainConfig.max_length applies (else the template's block_size)
+    uses_max_steps: bool             # TrainConfig.max_steps applies
+    exports_labels: bool             # an exported / imported model carries class names
+    prepare: Callable[..., Any]      # (path, options, validation_path, *, max_bytes, max_rows) -> PreparedDataset
+    train: Callable[..., Any]        # (config, dataset, output_dir, on_progress, should_stop, resume, accelerator) -> TrainResult
+    estimate: Callable[..., Any]     # (config, dataset) -> Estimate
+    load_model: Callable[..., Any]   # (folder) -> the model, for checking an imported archive
+    render_card: Callable[..., Any]  # (config, dataset, metrics, *, best_step, stop_reason) -> Markdown
+    infer_settings: Callable[..., Any]  # (config.json dict, base model) -> TrainConfig fields (template, ...),
+                                        # or None when the folder is not this task's model (imports)
+    training_defaults: Mapping[str, Mapping[str, float | int]] = field(default_factory=dict)  # per template kind
+    takes_files: bool = False        # its models read a file (an image), so its demo page may upload one
+    stores_corpus: bool = False      # a dataset is one text per split: the Data tab reports it as a corpus
+    length_title: str = "Text length (characters, training split)"  # the Data tab's length histogram
+    headline_key: str = "eval_macro_f1"   # progress key of the score the Runs table shows while training
+    headline_format: str = "{label} {value:.3f}"  # how that score reads ("macro F1 0.956")
+    headline_label: str = "macro F1"
+
+    @property
+    def template_kinds(self) -> tuple[str, ...]:
+        """The kinds of this task's templates, in the order they are offered."""
+        return tuple(template_kind(template) for template in self.templates)
+
+    def length_setting(self, config) -> str:
+        """The setting that bounds a training example, with its value (for an out-of-memory hint)."""
+        if self.uses_max_length:
+            return f"max_length (now {config.max_length})"
+        return f"block_size (now {getattr(config.template, 'block_size', '?')})"
+
+
+def clamp_length(requested: int, *limits: int | None) -> int:
+    """The tokens one example may hold: what the config asks (max_length or block_size), within
+    every limit that applies (the tokenizer's, the position embeddings', the text's length)."""
+    return int(min([requested, *(int(limit) for limit in limits if limit is not None)]))
+
+
+def template_kind(template: type[TemplateConfig]) -> str:
+    """The `kind` a template class writes into its configs."""
+    return str(template.model_fields["kind"].default)
+
+
+def template_description(template: type[TemplateConfig]) -> str:
+    """First line of a template's docstring, for the UI and the CLI."""
+    return (template.__doc__ or template_kind(template)).strip().splitlines()[0]

@@ -1,0 +1,1 @@
+"""Text classification: a text in, one of the dataset's labels out."""

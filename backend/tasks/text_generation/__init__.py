@@ -1,0 +1,1 @@
+"""Text generation: learn to write like a text."""

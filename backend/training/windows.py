@@ -1,0 +1,337 @@
+"""The windows strategy of the training core: a language model, random windows of a token stream.
+
+nanoGPT's recipe (train.py, get_batch): the training text becomes one long array of token ids;
+each optimizer step samples `batch_size` random windows of block_size + 1 tokens (inputs and the
+tokens that follow them). Windows are drawn from a generator seeded by (seed, step), so a
+resumed run draws exactly the batches the uninterrupted run would have. Evaluation runs on a
+fixed set of blocks spread evenly over the validation text (`eval_batches` x `batch_size`), so
+every evaluation of a run scores the same tokens.
+
+Metrics: loss (mean token NLL in nats), perplexity (e^loss) and bits per character (total NLL
+/ ln 2 / characters the scored tokens cover), which compares runs with different tokenizers.
+The best model is the one with the lowest validation loss.
+
+The learning rate warms up, then follows a cosine down to a tenth of its peak. With a time
+budget, "how far along" is the larger of steps done and time spent, so a run cut short by its
+budget still ends at a low learning rate.
+
+Run by `backend.training.core.run_strategy` (resume, final evaluation, finish), from
+`backend.training.run.train` (which holds the training lock and picks the accelerator); lands in
+`output_dir` the same files as a classifier run, plus generation_config.json for Transformer models.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from tokenizers import Tokenizer
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+from backend.training.checkpoints import publish, save_checkpoint
+from backend.config import TrainConfig
+from backend.errors import Cancelled, UserError
+from backend.tasks.text_generation.batching import EvalBlocks, make_eval_blocks, read_text, sample_batch  # noqa: F401
+from backend.tasks.text_generation.metrics import bits_per_character, lm_metrics  # noqa: F401 (re-exported)
+from backend.tasks.text_generation.generator import Generator
+from backend.tasks.text_generation.tokenization import encode_corpus, wrap_lm_tokenizer
+from backend.training.run_clock import RunClock
+from backend.tasks.text_generation.templates import OWN_TOKENIZER_LM_KINDS, build_lm, lm_logits, save_lm
+from backend.tasks.text_generation.lstm_lm import LstmLanguageModel, load_lstm_lm_weights
+from backend.training.core import (ProgressFn, TrainResult, best_score, best_weights, build_optimizer, clamp_length,
+                                   cpu_copy, improves, patience_spent, run_strategy)
+from storage.records import DatasetRecord
+
+log = logging.getLogger(__name__)
+
+MIN_LEARNING_RATE_SHARE = 0.1  # the cosine ends at a tenth of the peak (nanoGPT: min_lr = lr / 10)
+ADAM_BETAS = (0.9, 0.99)  # nanoGPT's beta2 for small data: steadier early steps
+
+
+@dataclass
+class LmState:
+    """Where language-model training stands; saved with every checkpoint."""
+
+    global_step: int = 0
+    best_loss: float | None = None  # lowest validation loss so far
+    best_step: int = 0
+    best_metrics: dict = field(default_factory=dict)
+    evals_without_improvement: int = 0
+    elapsed_seconds: float = 0.0    # training time before this session (for the time budget)
+
+
+@dataclass
+class _LmRun:
+    """Everything the loop needs, built once by `_setup`."""
+
+    config: TrainConfig
+    accelerator: Accelerator
+    model: nn.Module
+    tokenizer: PreTrainedTokenizerBase
+    optimizer: torch.optim.Optimizer
+    train_ids: torch.Tensor   # (N,) int64 on the CPU: the whole training text
+    eval_blocks: EvalBlocks
+    block_size: int
+    output_dir: Path
+    steps_per_epoch: int
+    total_steps: int
+    own_tokenizer: bool
+    best_weights: dict[str, torch.Tensor] | None = None  # CPU copy of the best model so far
+    evaluated_at: int = -1
+    last_train_loss: float | None = None
+
+
+def evaluate_lm(model: nn.Module, blocks: EvalBlocks, batch_size: int, device: torch.device) -> dict[str, float]:
+    """Loss, perplexity and bits per character of `model` on the validation blocks."""
+    model.eval()
+    nll = torch.zeros((), device=device, dtype=torch.float64)
+    with torch.no_grad():
+        for start in range(0, len(blocks.inputs), batch_size):
+            inputs = blocks.inputs[start:start + batch_size].to(device)
+            targets = blocks.targets[start:start + batch_size].to(device)
+            logits = lm_logits(model, inputs)                                  # (B, T, V)
+            nll += F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="sum").double()
+    model.train()
+    return lm_metrics(nll.item(), blocks.targets.numel(), blocks.characters)
+
+
+def learning_rate_at(config: TrainConfig, progress: float) -> float:
+    """Linear warm-up over `warmup_ratio` of the run, then a cosine to a tenth of the peak."""
+    peak, warmup = config.learning_rate, config.warmup_ratio
+    if progress < warmup:
+        return peak * progress / warmup
+    decayed = min((progress - warmup) / max(1.0 - warmup, 1e-9), 1.0)
+    low = peak * MIN_LEARNING_RATE_SHARE
+    return low + 0.5 * (1.0 + math.cos(math.pi * decayed)) * (peak - low)
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+def train_lm(config: TrainConfig, dataset: DatasetRecord, output_dir: Path, on_progress: ProgressFn,
+             should_stop: Callable[[], bool], resume: bool, accelerator: Accelerator) -> TrainResult:
+    """Train `config.template` (a language model) on `dataset`; the best model lands in `output_dir`."""
+    return run_strategy(WINDOWS, config, dataset, output_dir, on_progress, should_stop, resume, accelerator)
+
+
+def _setup(config: TrainConfig, dataset: DatasetRecord, output_dir: Path, accelerator: Accelerator,
+           checkpoint: Path | None) -> _LmRun:
+    """Read and tokenize the text, build the model, fixed validation blocks and the optimizer; prepare them."""
+    set_seed(config.seed)  # python, numpy, torch (+cuda): weights and dropout repeat
+    train_text, val_text = read_text(dataset, "train"), read_text(dataset, "validation")
+    kind = config.template.kind
+    saved_tokenizer = None
+    if checkpoint is not None and kind in OWN_TOKENIZER_LM_KINDS:  # the vocabulary must come back identical
+        saved_tokenizer = wrap_lm_tokenizer(Tokenizer.from_file(str(checkpoint / "tokenizer.json")),
+                                            config.template.block_size)
+    model, tokenizer, block_size = build_lm(config, train_text, saved_tokenizer)
+    train_ids, _ = encode_corpus(tokenizer, train_text)
+    val_ids, val_characters = encode_corpus(tokenizer, val_text)
+    if len(train_ids) < 2 or len(val_ids) < 2:
+        raise UserError(f"Dataset '{dataset.name}' needs at least two tokens of text in both its training "
+                        f"and validation parts (it has {len(train_ids)} and {len(val_ids)}). Upload more text.")
+    vocab_size = model.get_input_embeddings().num_embeddings if not isinstance(model, LstmLanguageModel) \
+        else model.embedding.num_embeddings
+    top = int(max(train_ids.max(), val_ids.max()))
+    if top >= vocab_size:  # on CUDA an out-of-range id is a device assert that poisons the process
+        raise UserError(f"The tokenizer produced token id {top} but the model's vocabulary has {vocab_size} "
+                        "entries: the tokenizer and the weights do not belong together. Pick a base model "
+                        "folder whose tokenizer matches its weights.")
+    block_size = clamp_length(block_size, len(train_ids) - 1)
+    eval_blocks = make_eval_blocks(val_ids, val_characters, block_size, config.eval_batches * config.batch_size)
+
+    optimizer = build_optimizer(model, config, accelerator.device, ADAM_BETAS)
+    tokens_per_step = config.batch_size * block_size * config.gradient_accumulation_steps
+    steps_per_epoch = max(1, math.ceil(len(train_ids) / tokens_per_step))
+    total_steps = config.max_steps or steps_per_epoch * config.epochs
+
+    accelerator.gradient_accumulation_steps = config.gradient_accumulation_steps  # backward divides by it
+    # We accumulate by hand (no prepared dataloader): the optimizer must step and zero its
+    # gradients whenever we call it, whatever an earlier run left in Accelerate's shared state.
+    accelerator.gradient_state._set_sync_gradients(True)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    log.info("training %s on %d tokens (vocabulary %d, block %d, %d steps) on %s", kind, len(train_ids),
+             vocab_size, block_size, total_steps, accelerator.device)
+    return _LmRun(config=config, accelerator=accelerator, model=model, tokenizer=tokenizer, optimizer=optimizer,
+                  train_ids=torch.from_numpy(train_ids), eval_blocks=eval_blocks, block_size=block_size,
+                  output_dir=output_dir, steps_per_epoch=steps_per_epoch, total_steps=total_steps,
+                  own_tokenizer=kind in OWN_TOKENIZER_LM_KINDS)
+
+
+@contextlib.contextmanager
+def _recurrence_threads(run: _LmRun) -> Iterator[None]:
+    """One torch thread while an LSTM trains on the CPU; the previous count back afterwards.
+
+    The recurrence is hundreds of tiny ops per step (one per time step and gate), each a parallel
+    region whose threads meet at a barrier: a second thread gains little, and when other processes
+    share the cores a barrier waits for a descheduled thread. On the 2-core bench machine under a
+    load of 3, two threads trained 28x slower than one (49 vs 1,366 steps in 2 minutes).
+    """
+    lstm_on_cpu = run.accelerator.device.type == "cpu" and isinstance(
+        run.accelerator.unwrap_model(run.model), LstmLanguageModel)
+    before = torch.get_num_threads()
+    if lstm_on_cpu:
+        torch.set_num_threads(1)  # process-wide: inference running beside the training uses one thread too
+    try:
+        yield
+    finally:
+        if lstm_on_cpu:
+            torch.set_num_threads(before)
+
+
+class _Meter:
+    """Training loss and throughput between two progress reports, time spent, and how far along the run is."""
+
+    def __init__(self, run: _LmRun, state: LmState) -> None:
+        self.loss_sum = torch.zeros((), device=run.accelerator.device)  # .item() only when reporting
+        self.batches, self.blocks, self.window_start = 0, 0, time.monotonic()
+        self.clock = RunClock(state.global_step, state.elapsed_seconds, run.config.time_budget_seconds)
+
+    def add(self, loss: torch.Tensor, blocks: int) -> None:
+        self.loss_sum += loss.detach()
+        self.batches += 1
+        self.blocks += blocks
+
+    def progress(self, run: _LmRun, step: int) -> float:
+        """Share of the run done: steps, or time when a budget runs out first."""
+        done, budget = step / run.total_steps, self.clock.budget
+        return min(max(done, self.clock.spent() / budget) if budget else done, 1.0)
+
+    def report(self, run: _LmRun, state: LmState) -> dict[str, float]:
+        """Progress values for on_progress; starts a new window."""
+        now = time.monotonic()
+        run.last_train_loss = (self.loss_sum / max(self.batches, 1)).item()
+        seconds = max(now - self.window_start, 1e-9)
+        values = {"train_loss": run.last_train_loss,
+                  "train_perplexity": math.exp(min(run.last_train_loss, 700.0)),
+                  "learning_rate": float(run.optimizer.param_groups[0]["lr"]),
+                  "samples_per_second": self.blocks / seconds,
+                  "tokens_per_second": self.blocks * run.block_size / seconds,
+                  "eta_seconds": self.clock.eta(state.global_step, run.total_steps),
+                  **_position(run, state, self.progress(run, state.global_step))}
+        self.loss_sum.zero_()
+        self.batches, self.blocks, self.window_start = 0, 0, now
+        return values
+
+
+def _fit(run: _LmRun, state: LmState, on_progress: ProgressFn, should_stop: Callable[[], bool]) -> str:
+    """The training loop; returns why it ended: completed, early_stopping or time_budget."""
+    accelerator, config, model = run.accelerator, run.config, run.model
+    meter = _Meter(run, state)
+
+    def checkpoint() -> None:
+        """Save a resumable checkpoint of where the loop stands."""
+        state.elapsed_seconds = meter.clock.spent()
+        save_checkpoint(accelerator, run.output_dir, state, run.tokenizer if run.own_tokenizer else None)
+
+    eval_every = config.eval_every_steps or run.steps_per_epoch  # 0 = once per epoch of tokens
+    model.train()
+    while state.global_step < run.total_steps:
+        learning_rate = learning_rate_at(config, meter.progress(run, state.global_step + 1))
+        for group in run.optimizer.param_groups:
+            group["lr"] = learning_rate
+        for micro_batch in range(config.gradient_accumulation_steps):
+            inputs, targets = sample_batch(run.train_ids, run.block_size, config.batch_size, config.seed,
+                                           state.global_step, micro_batch)
+            inputs, targets = inputs.to(accelerator.device), targets.to(accelerator.device)
+            logits = lm_logits(model, inputs)                                       # (B, T, V)
+            loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+            accelerator.backward(loss)                                              # divides by accumulation
+            meter.add(loss, config.batch_size)
+        if config.max_grad_norm > 0:
+            accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+        run.optimizer.step()
+        run.optimizer.zero_grad(set_to_none=True)
+        state.global_step += 1
+        if state.global_step % config.log_every_steps == 0:
+            on_progress(state.global_step, meter.report(run, state))
+        if state.global_step % eval_every == 0 and state.global_step < run.total_steps:
+            _evaluate(run, state, on_progress, meter.progress(run, state.global_step))
+            checkpoint()
+            if patience_spent(config, state.evals_without_improvement):
+                return "early_stopping"
+        if meter.clock.budget_spent():
+            log.info("time budget of %.0f s spent at step %d", config.time_budget_seconds, state.global_step)
+            return "time_budget"
+        if should_stop():
+            checkpoint()
+            raise Cancelled()
+    return "completed"
+
+
+def _position(run: _LmRun, state: LmState, progress: float | None = None) -> dict[str, float]:
+    progress = state.global_step / run.total_steps if progress is None else progress
+    return {"epoch": state.global_step / run.steps_per_epoch, "progress": progress,
+            "total_steps": float(run.total_steps)}
+
+
+def _evaluate(run: _LmRun, state: LmState, on_progress: ProgressFn, progress: float | None = None) -> None:
+    """Evaluate, report, and save the model when its validation loss beats the best so far."""
+    metrics = evaluate_lm(run.model, run.eval_blocks, run.config.batch_size, run.accelerator.device)
+    run.evaluated_at = state.global_step
+    if run.last_train_loss is not None:
+        metrics["train_loss"] = run.last_train_loss
+        metrics["train_perplexity"] = math.exp(min(run.last_train_loss, 700.0))
+    metrics["step"] = state.global_step
+    score = best_score(run.config, metrics)  # validation loss (the task's best_metric)
+    if improves(run.config, score, state.best_loss):
+        state.best_loss, state.best_step, state.best_metrics = score, state.global_step, metrics
+        state.evals_without_improvement = 0
+        model = run.accelerator.unwrap_model(run.model)
+        run.best_weights = cpu_copy(model)
+        publish(run.output_dir, lambda folder: save_lm(model, run.tokenizer, run.block_size, folder))
+    else:
+        state.evals_without_improvement += 1
+    if progress is None:  # the final evaluation: the run is done
+        progress = 1.0
+    on_progress(state.global_step, {
+        "eval_loss": metrics["loss"], "eval_perplexity": metrics["perplexity"],
+        "eval_bits_per_char": metrics["bits_per_char"], **_position(run, state, progress)})
+
+
+def _restore_best(model: nn.Module, run: _LmRun) -> None:
+    """Put the best weights back into the in-memory model (from memory, or from our saved file)."""
+    weights = best_weights(run)
+    if isinstance(model, LstmLanguageModel):
+        load_lstm_lm_weights(model, weights)
+        return
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    missing = [name for name in missing if not name.startswith("lm_head")]  # tied to the embedding
+    if missing or unexpected:
+        log.warning("restoring the best weights: missing %s, unexpected %s", missing[:5], unexpected[:5])
+
+
+def _context_length(model: nn.Module, block_size: int) -> int:
+    # A Transformer sees at most its position embeddings; an LSTM carries its state, so the
+    # block size only bounds how much prompt it re-reads.
+    positions = getattr(getattr(model, "config", None), "n_positions", None) or \
+        getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    return int(positions) if positions else block_size
+
+
+class _Windows:
+    """The strategy `run_strategy` drives: random windows of the token stream, by optimizer steps."""
+
+    State = LmState
+    setup = staticmethod(_setup)
+    fit = staticmethod(_fit)
+    evaluate = staticmethod(_evaluate)
+    restore_best = staticmethod(_restore_best)
+    context = staticmethod(_recurrence_threads)
+
+    @staticmethod
+    def served(model: nn.Module, run: _LmRun) -> dict:
+        return {"generator": Generator(model, run.tokenizer, _context_length(model, run.block_size),
+                                       run.accelerator.device)}
+
+
+WINDOWS = _Windows()

@@ -1,0 +1,55 @@
+"""The registry: every task is complete and consistent, and each of its functions can be found."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+from backend.config import TrainConfig, default_config, template_classes, templates_of
+from backend.tasks.base import Entry, template_kind
+from backend.tasks.registry import DEFAULT_TASK, TASKS, get_task, task_of_template
+
+ENTRY_FIELDS = ("prepare", "train", "estimate", "load_model", "render_card")
+
+
+@pytest.mark.parametrize("name", list(TASKS))
+def test_every_task_is_consistent(name):
+    task = TASKS[name]
+    assert task.name == name and task.label and task.upload_label and task.model_noun
+    assert task.default_template in task.template_kinds
+    assert set(task.training_defaults) <= set(task.template_kinds)
+    assert task.panel in ("classify", "generate")
+    for kind in task.template_kinds:
+        assert task_of_template(kind) is task
+        config = default_config(1, kind)
+        assert config.task == name and TrainConfig.model_validate_json(config.model_dump_json()) == config
+
+
+@pytest.mark.parametrize("name", list(TASKS))
+def test_every_entry_of_a_task_names_a_function_that_exists(name):
+    task = TASKS[name]
+    for field in ENTRY_FIELDS:
+        entry = getattr(task, field)
+        assert isinstance(entry, Entry), field
+        module, _, function = entry.path.partition(":")
+        assert callable(getattr(importlib.import_module(module), function)), entry.path
+
+
+def test_template_kinds_are_unique_across_tasks():
+    kinds = [template_kind(t) for task in TASKS.values() for t in task.templates]
+    assert len(kinds) == len(set(kinds)) == len(template_classes())
+
+
+def test_a_template_of_another_task_is_refused():
+    lm_kind = templates_of("text-generation")[0]
+    with pytest.raises(ValueError, match="does not do text-classification"):
+        TrainConfig(dataset_id=1, task="text-classification", template={"kind": lm_kind})
+
+
+def test_unknown_names_are_refused_with_the_known_ones():
+    with pytest.raises(ValueError, match="unknown task 'nope'; pick one of text-classification, text-generation"):
+        get_task("nope")
+    with pytest.raises(ValueError, match="unknown template 'nope'"):
+        task_of_template("nope")
+    assert DEFAULT_TASK in TASKS
