@@ -97,7 +97,7 @@ def test_train_a_language_model_and_stream_text(page, app_url, tmp_path, service
     seed.press("Tab")
     # The tiny model writes 2,000 characters in well under a second, quicker than a person (or
     # Playwright) can press Stop: a few milliseconds per token give Stop a running generation to end.
-    from backend.generation import Generator
+    from backend.tasks.text_generation.generator import Generator
 
     fast_stream = Generator.stream
 
