@@ -113,16 +113,25 @@ def on_refresh_runs(services: Services, selected):
 def on_show_panel(services: Services, run_id):
     """Show the classifier's panel or the generation panel, after the picked run's task.
 
-    Texts, prompts and results of the run picked before go: they belong to another model.
+    Results of the run picked before go (they belong to another model), and so does the input of
+    the panel that hides; the input of the panel that shows stays: the picker is first set while
+    the page opens, when a person may already be typing.
+    Returns (classify panel, generation panel, text, label, continuation, outcome, prompt).
     """
     generates = _run_panel(services, run_id) == "generate"
-    return gr.update(visible=not generates), gr.update(visible=generates), "", None, "", "", ""
+    text = gr.update() if not generates else ""
+    prompt = gr.update() if generates else ""
+    return gr.update(visible=not generates), gr.update(visible=generates), text, None, "", "", prompt
 
 
-def on_example(sample):
-    """An example fills the text and the prompt; results of the text before go."""
-    text = sample[0] if sample else ""
-    return text, text, None, "", ""
+def on_example(services: Services, sample, run_id=None):
+    """An example fills the input of the panel that shows (the other stays empty); old results go.
+
+    Returns (text, prompt, label, continuation, outcome).
+    """
+    value = sample[0] if sample else ""
+    generates = _run_panel(services, run_id) == "generate"
+    return (("", value) if generates else (value, "")) + (None, "", "")
 
 
 def prompt_examples(texts, count: int = EXAMPLES) -> list[str]:
@@ -245,7 +254,8 @@ def build_playground_tab(services: Services) -> tuple[gr.Dropdown, gr.Dataset]:
     run_picker.change(partial(on_pick_run, services), run_picker, examples, **private)
     run_picker.change(partial(on_show_panel, services), run_picker,
                       [classify_panel, generation.panel, text, *results, generation.prompt], **private)
-    examples.click(on_example, examples, [text, generation.prompt, *results], **private)
+    examples.click(partial(on_example, services), [examples, run_picker], [text, generation.prompt, *results],
+                   **private)
     predict_button.click(partial(on_predict, services), [run_picker, text], label, api_name="predict",
                          concurrency_limit=4)
     text.submit(partial(on_predict, services), [run_picker, text], label, concurrency_limit=4, **private)

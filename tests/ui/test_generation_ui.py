@@ -154,15 +154,18 @@ def test_run_picker_lists_both_kinds_and_switches_panels(trained):
     labels = dict((value, label) for label, value in picker["choices"])
     assert set(labels) == {lm_run, classifier_run} and picker["value"] == lm_run
     assert "text generator" in labels[lm_run] and "classifier" in labels[classifier_run]
-    classify, generation, *cleared = playground_tab.on_show_panel(services, lm_run)
+    classify, generation, text, *results, prompt = playground_tab.on_show_panel(services, lm_run)
     assert (classify["visible"], generation["visible"]) == (False, True)
-    # the classifier's text, its prediction, the old continuation and the prompt go with the switch
-    assert cleared == ["", None, "", "", ""]
-    classify, generation, *_ = playground_tab.on_show_panel(services, classifier_run)
+    # the classifier's text and every old result go with the switch; the prompt shown stays as typed
+    assert (text, results, prompt) == ("", [None, "", ""], {"__type__": "update"})
+    classify, generation, text, *results, prompt = playground_tab.on_show_panel(services, classifier_run)
     assert (classify["visible"], generation["visible"]) == (True, False)
+    assert (text, results, prompt) == ({"__type__": "update"}, [None, "", ""], "")
     classify, generation, *_ = playground_tab.on_show_panel(services, None)
     assert (classify["visible"], generation["visible"]) == (True, False)
-    assert playground_tab.on_example(["a spam text"]) == ("a spam text", "a spam text", None, "", "")
+    # an example fills the input that shows, never the other panel's (no classifier text in the prompt)
+    assert playground_tab.on_example(services, ["a spam text"], classifier_run) == ("a spam text", "", None, "", "")
+    assert playground_tab.on_example(services, ["the cat"], lm_run) == ("", "the cat", None, "", "")
     assert playground_tab.on_pick_run(services, None)["visible"] is False  # no heading over no examples
     prompts = [sample[0] for sample in playground_tab.on_pick_run(services, lm_run)["samples"]]
     assert prompts and all(prompt in PATTERN for prompt in prompts)  # starts of validation lines
