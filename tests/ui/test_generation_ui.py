@@ -4,6 +4,8 @@ One tiny character LSTM LM and one tiny classifier are trained once for the modu
 form handlers and the job runner, as a person would), then every test uses them.
 """
 
+import time
+
 import gradio as gr
 import pytest
 import torch
@@ -225,6 +227,32 @@ def test_stop_ends_the_stream_of_its_own_session_only(trained):
     assert generate_panel.on_generation_ended(switches, "other") == ""  # told once
     assert len(switches) == 0  # finished generations leave no flag behind
     generate_panel.on_stop(switches, "nobody")  # a Stop with nothing running is harmless
+
+
+def test_a_slow_generation_streams_several_updates_a_second_but_no_more_than_one_an_interval(trained, monkeypatch):
+    """A model writing a token every 10 ms (2 s for 200): the browser gets a steady stream, not 3 chunks."""
+    from backend.tasks.text_generation.generator import Generator
+
+    services, lm_run, _, _ = trained
+    fast_stream = Generator.stream
+
+    def paced_stream(self, *args, **kwargs):
+        for piece in fast_stream(self, *args, **kwargs):
+            time.sleep(0.01)
+            yield piece
+
+    monkeypatch.setattr(Generator, "stream", paced_stream)
+    interval = generate_panel.STREAM_INTERVAL_S
+    times, values = [], []
+    for value in generate_panel.on_generate(services, generate_panel.StopSwitches(), lm_run, "the", 200, 1.0, 0,
+                                            1.0, 3, session="s", interval_s=interval):
+        times.append(time.monotonic())
+        values.append(value)
+    updates = values[1:-1]  # between the clear and the final text
+    assert len(updates) >= 8, len(updates)  # several a second over the >= 2 s it takes
+    gaps = [later - earlier for earlier, later in zip(times[1:-1], times[2:-1])]
+    assert all(gap >= interval * 0.9 for gap in gaps), gaps  # at most one update per interval
+    assert len(values[-1]) == 200 and all(values[-1].startswith(v) for v in updates)
 
 
 def test_a_new_generation_stops_the_one_its_session_still_runs(trained):
