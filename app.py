@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         emit({"error": str(exc)}, argparse.Namespace(json="--json" in argv))
         return 2
     configure_logging()  # control characters in names and texts are escaped: no forged log lines
-    for noisy in ("accelerate", "httpx", "urllib3"):  # per-file checkpoint chatter drowns the progress lines
+    # per-file checkpoint chatter and Alembic's per-plugin set-up lines drown the progress lines
+    for noisy in ("accelerate", "httpx", "urllib3", "alembic.runtime.plugins"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     settings, problem = load_settings()
     if problem:
