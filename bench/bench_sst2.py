@@ -33,7 +33,6 @@ import datetime as dt
 import json
 import logging
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -283,19 +282,16 @@ def measure(job: dict, folder: Path) -> dict:
 
 
 def machine() -> dict:
-    """Facts about this machine and checkout that the figures depend on."""
+    """Facts about this machine and checkout that the figures depend on (device, CPU, versions: bench.hardware)."""
     import torch
     import transformers
 
-    cpu_model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                      if line.startswith("model name")), platform.processor())
+    from bench.hardware import device_facts
+
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     dirty = subprocess.run(["git", "status", "--porcelain", "backend", "storage"], cwd=ROOT, capture_output=True,
                            text=True)
-    from bench.hardware import device_facts
-
-    return {**device_facts(), "nproc": os.cpu_count(), "cpu_model": cpu_model, "torch_threads": torch.get_num_threads(),
-            "python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
+    return {**device_facts(), "torch_threads": torch.get_num_threads(), "transformers": transformers.__version__,
             "git_commit": commit.stdout.strip(), "backend_or_storage_uncommitted": bool(dirty.stdout.strip())}
 
 
