@@ -4,6 +4,8 @@
     python app.py ingest PATH --json      # store a dataset, print its summary
     python app.py train --dataset 1 --template lstm --set epochs=2 --json
     python app.py predict --run 3 "some text" --json
+    python app.py ingest adult.csv --task tabular-classification --target income --json
+    python app.py predict --run 5 --file rows.csv --out predictions/ --json   # a table model
     python app.py generate --run 4 "Once upon a time" --seed 1 --json
     python app.py runs --json
     python app.py resume --run 3 --json
@@ -56,7 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     ingest.add_argument("--task", default=DEFAULT_TASK, choices=list(TASKS))
     ingest.add_argument("--text-column")
-    ingest.add_argument("--label-column")
+    ingest.add_argument("--label-column", "--target", dest="label_column",
+                        help="Label column (text) or target column (tables); default: suggested.")
+    ingest.add_argument("--drop", action="append", default=[], metavar="COLUMN",
+                        help="Tables: leave this column out of the inputs (repeatable).")
     ingest.add_argument("--name")
     ingest.add_argument("--validation-fraction", type=float, default=0.1)
     ingest.add_argument("--seed", type=int, default=42)
@@ -67,9 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="Override a setting, e.g. --set epochs=2 --set hidden_size=64")
 
-    predict = commands.add_parser("predict", help="Classify texts with a finished run.")
+    predict = commands.add_parser("predict", help="Classify texts, or predict rows of a table, with a finished run.")
     predict.add_argument("--run", type=int, required=True)
-    predict.add_argument("texts", nargs="+")
+    predict.add_argument("texts", nargs="*", help="Texts to classify (text classifiers).")
+    predict.add_argument("--file", help="Tables: a CSV/TSV/xlsx/Parquet/JSON file of rows; writes a predictions CSV.")
+    predict.add_argument("--json-rows", help='Tables: rows as JSON, e.g. \'[{"age": 39, "workclass": "State-gov"}]\'.')
+    predict.add_argument("--out", default=".", help="Tables with --file: folder for the predictions CSV.")
 
     _add_generate_parser(commands)
     _add_share_parsers(commands)
@@ -186,7 +194,8 @@ def cmd_ingest(settings, args):
 
     services = _services(settings)
     options = IngestOptions(task=args.task, text_column=args.text_column, label_column=args.label_column,
-                            validation_fraction=args.validation_fraction, seed=args.seed, name=args.name)
+                            validation_fraction=args.validation_fraction, seed=args.seed, name=args.name,
+                            drop_columns=tuple(args.drop))
     outcome = ingest(Path(args.path), options, validation_path=Path(args.validation) if args.validation else None,
                      settings=settings, repo=services.repo)
     return ingest_summary(outcome), 0
@@ -254,10 +263,33 @@ def cmd_predict(settings, args):
     if run.status != "succeeded" or not run.output_dir:
         raise BadInput(f"Run {run.id} is {run.status}; only succeeded runs can predict. "
                        "Pick a succeeded run from `python app.py runs`.")
-    if get_task(run.task).panel != "classify":
+    task = get_task(run.task)
+    if task.reads_rows:
+        return _predict_rows(task, run, args), 0
+    if args.file or args.json_rows:
+        raise BadInput(f"Run {run.id} is a {task.model_noun}: --file and --json-rows are for table models. "
+                       'Give the texts instead: `python app.py predict --run N "a text"`.')
+    if not args.texts:
+        raise BadInput('Give at least one text to classify: `python app.py predict --run N "a text"`.')
+    if task.panel != "classify":
         raise BadInput(f"Run {run.id} is a text-generation model: it writes text rather than classify it. "
                        f'Use `python app.py generate --run {run.id} "a prompt"`, or pick a classification run.')
     return load_predictor(Path(run.output_dir)).predict(list(args.texts)), 0
+
+
+def _predict_rows(task, run, args) -> dict:
+    """A table model's predictions: of --json-rows (returned), or of --file (a CSV written under --out)."""
+    from backend.tasks.tabular.serving import parse_json_rows
+
+    if bool(args.file) == bool(args.json_rows) or args.texts:
+        raise BadInput(f"Run {run.id} is a {task.model_noun}: give either --file rows.csv or --json-rows "
+                       "'[{\"column\": value, ...}]' (not texts).")
+    if args.json_rows:
+        return {"run_id": run.id, "predictions": task.predict_rows(Path(run.output_dir), parse_json_rows(args.json_rows))}
+    result = task.predict_table(Path(run.output_dir), Path(args.file), Path(args.out))
+    return {"run_id": run.id, "rows": result.rows, "path": str(result.csv_path.resolve()),
+            "missing_columns": result.missing_columns, "target_column": result.target_column,
+            "metrics": _headline(result.metrics)}
 
 
 def cmd_runs(settings, args):

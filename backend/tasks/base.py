@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 # Which Playground / demo / Space panel renders a task's models: the UI keeps the gradio code
 # for each panel and picks one by this key.
-Panel = Literal["classify", "generate"]
+Panel = Literal["classify", "generate", "table"]
 
 
 class TemplateConfig(BaseModel):
@@ -81,6 +81,12 @@ class Task:
     headline_key: str = "eval_macro_f1"   # progress key of the score the Runs table shows while training
     headline_format: str = "{label} {value:.3f}"  # how that score reads ("macro F1 0.956")
     headline_label: str = "macro F1"
+    # Tables (issue 15): a task whose models read a row of named, typed columns instead of one text.
+    # The Data tab then shows the table report and the target picker, the Playground a form per
+    # column, and `predict --file/--json-rows` goes through these two entries.
+    reads_rows: bool = False
+    predict_rows: Callable[..., Any] | None = None   # (model folder, [ {column: value} ]) -> [ {"prediction", ...} ]
+    predict_table: Callable[..., Any] | None = None  # (model folder, table file, out folder) -> TablePredictions
 
     @property
     def template_kinds(self) -> tuple[str, ...]:
