@@ -9,7 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("backend", "storage", "ui")
 # A task is asked, never named: outside its package and the registry, no code spells a task's name.
-TASK_NAME = re.compile(r"""["'](text-classification|text-generation)["']""")
+TASK_NAME = re.compile(r"""["'](text-classification|text-generation|tabular-classification|tabular-regression)["']""")
 TASK_NAME_ALLOWED = ("backend/tasks/",)
 
 

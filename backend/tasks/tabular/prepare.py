@@ -97,7 +97,7 @@ def _read(path: Path, max_bytes: int, max_rows: int, max_columns: int) -> pd.Dat
     path = Path(path)
     if path.is_file() and path.stat().st_size > max_bytes:
         raise UserError(f"{path.name} is {path.stat().st_size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB. "
-                        "Upload fewer rows or columns (or raise MODELSMITH_MAX_UPLOAD_BYTES).")
+                        "Upload fewer rows or columns (or raise MODELSMITH_MAX_UPLOAD_MB).")
     frame = read_table(path)
     if len(frame) > max_rows:
         raise UserError(f"{path.name} has {len(frame):,} rows; the limit is {max_rows:,}. Upload a sample of the "
