@@ -116,3 +116,25 @@ def predict_table(folder, path: Path, out_dir: Path) -> TablePredictions:
     return TablePredictions(rows=len(out), csv_path=csv_path, preview=out.head(PREVIEW_ROWS),
                             target_column=spec.target if metrics is not None else None, metrics=metrics,
                             missing_columns=missing)
+
+
+def form_fields(folder) -> list[dict]:
+    """One field per input column of a model, for a form: its kind, and the range or the values seen in training.
+
+    Each is {"column", "kind", "minimum", "maximum", "mean"} for numbers, {"column", "kind", "choices"} for
+    categories and booleans, {"column", "kind"} for dates.
+    """
+    preprocessor = load_tabular(folder).preprocessor
+    numeric = {f.column: f for f in preprocessor.numeric if f.part is None}
+    categorical = {f.column: f for f in preprocessor.categorical}
+    fields = []
+    for column, kind in preprocessor.spec.inputs.items():
+        if column in numeric:
+            feature = numeric[column]
+            fields.append({"column": column, "kind": kind, "minimum": feature.minimum, "maximum": feature.maximum,
+                           "mean": feature.mean})
+        elif column in categorical:
+            fields.append({"column": column, "kind": kind, "choices": list(categorical[column].values)})
+        else:
+            fields.append({"column": column, "kind": kind})
+    return fields

@@ -198,8 +198,8 @@ def test_reloaded_model_predicts_as_the_in_memory_one(services, settings, mixed_
     loaded = TabularModel.load(tmp_path / "run")
     np.testing.assert_allclose(loaded.predict_output(rows), result.predictor.predict_output(rows), rtol=1e-6)
     # New rows with an unknown category, a missing value and an absent column still get an answer.
-    answers = loaded.predict_records([{"x": 0.9, "color": "purple"}, {"x": None}])
-    assert [set(a) for a in answers] == [{"prediction", "probabilities"}] * 2
+    answers = loaded.predict_records([{"x": 0.9, "color": "purple"}, {"x": None}, {}])
+    assert [set(a) for a in answers] == [{"prediction", "probabilities"}] * 3
 
 
 def test_stop_cancels_a_boosting_run(services, cancer_csv):
