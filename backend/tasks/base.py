@@ -87,6 +87,11 @@ class Task:
     reads_rows: bool = False
     predict_rows: Callable[..., Any] | None = None   # (model folder, [ {column: value} ]) -> [ {"prediction", ...} ]
     predict_table: Callable[..., Any] | None = None  # (model folder, table file, out folder) -> TablePredictions
+    # Which files make up a saved model, for export and import (tables: a LightGBM text model or
+    # safetensors, beside template.json and preprocessing.json; no config.json).
+    weights_files: tuple[str, ...] = ("model.safetensors",)  # a model holds one of these
+    model_files: tuple[str, ...] = ("model.safetensors", "config.json")  # an import needs all of these
+    has_demo_page: bool = True   # a demo link and a Space app can show its models (tables: not yet)
 
     @property
     def template_kinds(self) -> tuple[str, ...]:
