@@ -273,3 +273,34 @@ def _bound_predict(services: Services, columns: list[str], kinds: list[str]):
     def predict(run_id, *values):
         return on_table_predict(services, run_id, columns, kinds, *values)
     return predict
+
+
+# --- Runs tab --------------------------------------------------------------------------------
+
+MOST_COLUMNS_SHOWN = 15
+
+
+def importance_frame(metrics: dict) -> pd.DataFrame:
+    """(column, importance) bars of a finished table model, largest first (empty for other runs)."""
+    importance = (metrics or {}).get("feature_importance") or {}
+    rows = sorted(((name, float(value.get("mean", 0.0))) for name, value in importance.items()),
+                  key=lambda item: -item[1])[:MOST_COLUMNS_SHOWN]
+    return pd.DataFrame({"column": pd.Series([name for name, _ in rows], dtype=str),
+                         "importance": pd.Series([value for _, value in rows], dtype="float64")})
+
+
+def on_show_importance(services: Services, run_id):
+    """The permutation importance chart of the followed run; hidden when it has none (text runs, unfinished)."""
+    try:
+        frame = importance_frame(services.get_run(int(run_id)).metrics) if run_id else pd.DataFrame()
+    except Exception:  # deleted meanwhile: the run view says so
+        frame = pd.DataFrame()
+    if frame.empty:
+        return gr.update(visible=False)
+    return gr.update(value=frame, visible=True, sort=frame["column"].tolist())
+
+
+def importance_plot() -> gr.BarPlot:
+    """A bar chart of the followed table model's permutation importances (hidden until a run has them)."""
+    return gr.BarPlot(x="column", y="importance", title="Column importance (validation score drop when shuffled)",
+                      height=280, x_label_angle=-30, y_lim=[0, None], visible=False, elem_id="importance-plot")

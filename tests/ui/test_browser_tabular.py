@@ -57,6 +57,7 @@ def test_train_gbdt_on_a_spreadsheet_and_predict_with_the_form(page, app_url, tm
     assert wait_for_progress(page, lambda p: p >= 100.0, timeout_s=180) == 100.0
     page.locator("#run-progress").get_by_text("succeeded").wait_for()
     page.locator("#confusion").get_by_text("Confusion matrix").wait_for()
+    page.locator("#importance-plot").wait_for()       # which columns mattered
     snap(page, "tabular_runs_finished")
     run = services.list_runs()[0]
     assert run.template == "gbdt" and run.config.template.num_rounds == 40

@@ -72,6 +72,11 @@ def test_a_tabular_run_from_the_train_form_and_the_playground_form(services, peo
     services.runner.start()
     assert services.runner.wait(run_id, 120).status == "succeeded"
 
+    importance = tabular_panels.on_show_importance(services, run_id)     # the Runs tab's chart
+    assert importance["visible"] is True and set(importance["value"]["column"]) == {"salary", "city", "age"}
+    assert importance["value"]["importance"].iloc[0] > 0.05 and importance["value"]["column"].iloc[0] == "salary"
+    assert tabular_panels.on_show_importance(services, None)["visible"] is False
+
     classify, generate, *_ = playground_tab.on_show_panel(services, run_id)
     assert classify["visible"] is False and generate["visible"] is False
     panel, _, _ = tabular_panels.on_show_table_panel(services, run_id)

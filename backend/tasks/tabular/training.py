@@ -93,6 +93,7 @@ def train_table(config, dataset, output_dir: Path, on_progress: Callable[[int, d
     metrics = dict(result.metrics)
     if spec.task == "classification":
         metrics["labels"] = list(model.preprocessor.classes)
+        metrics["per_class"] = per_class(metrics["confusion_matrix"], metrics["labels"])
     metrics["feature_importance"] = model.importances(validation, n_repeats=IMPORTANCE_REPEATS, seed=config.seed)
     metrics["best_step"] = result.best_step
     _save(model, output_dir)
@@ -104,6 +105,20 @@ def train_table(config, dataset, output_dir: Path, on_progress: Callable[[int, d
     on_progress(result.steps, {"progress": 1.0})
     return TrainResult(metrics=metrics, best_step=result.best_step, output_dir=output_dir,
                        stop_reason=result.stop_reason, predictor=model)
+
+
+def per_class(confusion: list[list[int]], labels: list[str]) -> dict[str, dict]:
+    """Precision, recall, F1 and support of each class, from the confusion matrix (rows: true classes)."""
+    rows = {}
+    for index, label in enumerate(labels):
+        hits = confusion[index][index]
+        predicted = sum(row[index] for row in confusion)
+        support = sum(confusion[index])
+        precision = hits / predicted if predicted else 0.0
+        recall = hits / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        rows[label] = {"precision": precision, "recall": recall, "f1": f1, "support": int(support)}
+    return rows
 
 
 def _save(model: TabularModel, output_dir: Path) -> None:

@@ -167,6 +167,9 @@ def test_each_template_trains_through_the_runner(services, cancer_csv, kind):
     assert not any(name.endswith((".pkl", ".pickle", ".bin", ".pt")) for name in files)
     assert run.metrics["accuracy"] > 0.85 and run.metrics["labels"] == ["benign", "malignant"]
     assert set(run.metrics["feature_importance"]) == set(dataset.input_columns)
+    per_class = run.metrics["per_class"]
+    assert sum(row["support"] for row in per_class.values()) == dataset.validation_rows
+    assert all(0 <= row["f1"] <= 1 for row in per_class.values())
     progress = {m.key for m in services.get_metrics(run.id)}
     assert {"eval_accuracy", "progress"} <= progress
     loss_key = "eval_loss" if kind == "gbdt" else "train_loss"
