@@ -222,6 +222,14 @@ def test_stop_cancels_a_boosting_run(services, cancer_csv):
     assert run.status == "cancelled"
     assert 0 < len(services.get_metrics(run_id, ["eval_loss"])) < 100000
 
+    # A queued run stopped before it starts is cancelled at once; resumed, it trains from the beginning.
+    small = apply_overrides(default_config(dataset.id, "gbdt", dataset.task), TINY["gbdt"])
+    services.runner.shutdown()          # no worker: the run stays queued until run_job below
+    queued = services.runner.submit(small)
+    assert services.runner.stop(queued) == "cancelled"
+    services.runner.resume(queued)
+    assert services.runner.run_job(queued).status == "succeeded"
+
 
 def run_cli(capsys, *argv):
     code = app.main([*argv, "--json"])
