@@ -286,7 +286,8 @@ def _predict_rows(task, run, args) -> dict:
         raise BadInput(f"Run {run.id} is a {task.model_noun}: give either --file rows.csv or --json-rows "
                        "'[{\"column\": value, ...}]' (not texts).")
     if args.json_rows:
-        return {"run_id": run.id, "predictions": task.predict_rows(Path(run.output_dir), parse_json_rows(args.json_rows))}
+        rows = parse_json_rows(args.json_rows)
+        return {"run_id": run.id, "predictions": task.predict_rows(Path(run.output_dir), rows)}
     result = task.predict_table(Path(run.output_dir), Path(args.file), Path(args.out))
     return {"run_id": run.id, "rows": result.rows, "path": str(result.csv_path.resolve()),
             "missing_columns": result.missing_columns, "target_column": result.target_column,

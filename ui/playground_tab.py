@@ -252,7 +252,7 @@ def build_playground_tab(services: Services) -> tuple[gr.Dropdown, gr.Dataset]:
             batch_preview = gr.Dataframe(label="First predictions", interactive=False, max_height=300)
             batch_confusion = gr.HTML()
     generation = build_generate_panel(services, run_picker, visible=generates)
-    build_table_panel(services, run_picker, visible=_panel(first) == "table")
+    build_table_panel(services, run_picker, visible=_panel(first) == "table", download_folder=fresh_download_folder)
 
     private = {"api_visibility": "private"}
     results = [label, generation.output, generation.outcome]

@@ -196,15 +196,16 @@ def _batch_failed(message: str):
 
 
 @shows_errors(fallback=_batch_failed)
-def on_table_batch(services: Services, run_id, path: str | None):
-    """Predict every row of an uploaded table; a CSV to download and, with the target column, the scores."""
-    from ui.playground_tab import fresh_download_folder
+def on_table_batch(services: Services, download_folder, run_id, path: str | None):
+    """Predict every row of an uploaded table; a CSV to download and, with the target column, the scores.
 
+    `download_folder(settings, family)` makes the folder the CSV is written to (the Playground's).
+    """
     if not path:
         raise gr.Error("Upload a CSV, xlsx or Parquet file with the model's input columns.", print_exception=False)
     if not run_id:
         raise gr.Error("Pick a finished run first.", print_exception=False)
-    result = services.predict_table(int(run_id), Path(path), fresh_download_folder(services.settings, "predictions"))
+    result = services.predict_table(int(run_id), Path(path), download_folder(services.settings, "predictions"))
     summary = f"Predicted **{result.rows:,}** rows."
     if result.missing_columns:
         summary += " Columns not in the file (treated as missing): " + ", ".join(
@@ -221,8 +222,11 @@ def on_table_batch(services: Services, run_id, path: str | None):
     return str(result.csv_path), summary, result.preview, confusion
 
 
-def build_table_panel(services: Services, run_picker: gr.Dropdown, visible: bool) -> TablePanel:
-    """The Playground's table panel: a form generated from the picked model's columns, and batch prediction."""
+def build_table_panel(services: Services, run_picker: gr.Dropdown, visible: bool, download_folder) -> TablePanel:
+    """The Playground's table panel: a form generated from the picked model's columns, and batch prediction.
+
+    `download_folder` is the Playground's fresh_download_folder (passed in: the Playground imports this module).
+    """
     private = {"api_visibility": "private"}
     with gr.Column(visible=visible, elem_id="table-panel") as panel:
         with gr.Row(equal_height=False):
@@ -261,7 +265,8 @@ def build_table_panel(services: Services, run_picker: gr.Dropdown, visible: bool
             button.click(_bound_predict(services, [f["column"] for f in fields], [f["kind"] for f in fields]),
                          [run_picker, *inputs], [prediction, number], **private)
 
-    download_when_ready(batch_button.click(partial(on_table_batch, services), [run_picker, batch_file],
+    predict_file = partial(on_table_batch, services, download_folder)
+    download_when_ready(batch_button.click(predict_file, [run_picker, batch_file],
                                            [download, batch_summary, batch_preview, batch_confusion],
                                            concurrency_limit=1, **private), download)
     run_picker.change(partial(on_show_table_panel, services), run_picker, [panel, prediction, number], **private)

@@ -98,7 +98,8 @@ def test_a_tabular_run_from_the_train_form_and_the_playground_form(services, peo
 
     rows = tmp_path / "new_people.csv"
     _people(60, seed=1).to_csv(rows, index=False)
-    path, summary, preview, confusion = tabular_panels.on_table_batch(services, run_id, str(rows))
+    folder = playground_tab.fresh_download_folder
+    path, summary, preview, confusion = tabular_panels.on_table_batch(services, folder, run_id, str(rows))
     assert "Predicted **60** rows" in summary and "accuracy" in summary and "<table" in confusion
     assert {"predicted_buys", "probability_yes"} <= set(pd.read_csv(path).columns)
 
@@ -109,5 +110,5 @@ def test_the_playground_form_refuses_a_missing_run(services):
     with pytest.raises(gr.Error, match="Pick a finished run"):
         tabular_panels.on_table_predict(services, None, ["x"], ["numeric"], 1.0)
     with pytest.warns(UserWarning, match="Upload a CSV"):
-        path, summary, *_ = tabular_panels.on_table_batch(services, 1, None)
+        path, summary, *_ = tabular_panels.on_table_batch(services, playground_tab.fresh_download_folder, 1, None)
     assert path is None and "ms-error" in summary

@@ -115,7 +115,8 @@ def choose_spec(frame: pd.DataFrame, schema: TableSchema, options, kind: Tabular
               else schema.suggested_target)
     dropped = {resolve_column(name, columns, "dropped", file_name) for name in getattr(options, "drop_columns", ())}
     if target in dropped:
-        raise UserError(f"{shorten(target)!r} is the target: it cannot also be dropped. Pick another target or keep it.")
+        raise UserError(f"{shorten(target)!r} is the target: it cannot also be dropped. Pick another target, "
+                        "or keep it.")
     target_info = schema.column(target)
     if kind == "classification" and target_info.kind == "numeric" and suggest_task(frame[target]) == "regression":
         raise UserError(f"The target {shorten(target)!r} holds numbers with {target_info.distinct:,} different values: "

@@ -26,6 +26,8 @@ from backend.tasks.tabular.config import TabularFitSettings
 from backend.tasks.tabular.fitting import fit_template
 from backend.tasks.tabular.model_io import TabularModel
 from backend.tasks.tabular.prepare import table_spec
+from backend.training.phases import METRICS_KEY as TIMING_KEY
+from backend.training.phases import PhaseTimes
 
 log = logging.getLogger(__name__)
 
@@ -69,39 +71,46 @@ def progress_values(values: dict, step: int, total_steps: int) -> dict[str, floa
 def train_table(config, dataset, output_dir: Path, on_progress: Callable[[int, dict], None],
                 should_stop: Callable[[], bool], resume: bool, accelerator=None):
     """Train `config.template` on a stored table; the best model and its card land in `output_dir`."""
+    from backend.sharing.model_card import write_model_card
     from backend.training.core import TrainResult   # the shared result type (loads torch, as training does)
 
     output_dir = Path(output_dir)
-    spec = table_spec(dataset)
-    train, validation = load_split(dataset, "train"), load_split(dataset, "validation")
-    if train.empty or validation.empty:
-        raise UserError(f"Dataset '{dataset.name}' needs rows in both its training and validation splits; "
-                        "upload it again with a validation share above 0.")
-    if resume:
-        log.info("tabular runs keep no checkpoint: run in %s starts again from the beginning", output_dir)
-    (output_dir / "run_config.json").write_text(config.model_dump_json(indent=2), encoding="utf-8")
-    settings = fit_settings(config, len(train))
-    template = config.template
-    if template.kind == "gbdt":
-        total = template.num_rounds
-    else:
-        total = settings.epochs * math.ceil(len(train) / settings.batch_size)
-    model, result = fit_template(template, spec, train, validation, settings,
-                                 on_progress=lambda step, values: on_progress(step, progress_values(values, step,
-                                                                                                    total)),
-                                 should_stop=should_stop)
+    phases = PhaseTimes()   # where the run's time went, shown in the Runs tab like every run's
+    with phases.measure("setup"):
+        spec = table_spec(dataset)
+        train, validation = load_split(dataset, "train"), load_split(dataset, "validation")
+        if train.empty or validation.empty:
+            raise UserError(f"Dataset '{dataset.name}' needs rows in both its training and validation splits; "
+                            "upload it again with a validation share above 0.")
+        if resume:
+            log.info("tabular runs keep no checkpoint: run in %s starts again from the beginning", output_dir)
+        (output_dir / "run_config.json").write_text(config.model_dump_json(indent=2), encoding="utf-8")
+        settings = fit_settings(config, len(train))
+        template = config.template
+        if template.kind == "gbdt":
+            total = template.num_rounds
+        else:
+            total = settings.epochs * math.ceil(len(train) / settings.batch_size)
+    with phases.measure("steps"):   # preprocessing, the fit and its per-epoch / per-round validation
+        model, result = fit_template(template, spec, train, validation, settings,
+                                     on_progress=lambda step, values: on_progress(step, progress_values(
+                                         values, step, total)),
+                                     should_stop=should_stop)
     metrics = dict(result.metrics)
-    if spec.task == "classification":
-        metrics["labels"] = list(model.preprocessor.classes)
-        metrics["per_class"] = per_class(metrics["confusion_matrix"], metrics["labels"])
-    metrics["feature_importance"] = model.importances(validation, n_repeats=IMPORTANCE_REPEATS, seed=config.seed)
-    metrics["best_step"] = result.best_step
-    _save(model, output_dir)
+    with phases.measure("evaluation"):
+        if spec.task == "classification":
+            metrics["labels"] = list(model.preprocessor.classes)
+            metrics["per_class"] = per_class(metrics["confusion_matrix"], metrics["labels"])
+        metrics["feature_importance"] = model.importances(validation, n_repeats=IMPORTANCE_REPEATS,
+                                                          seed=config.seed)
+        metrics["best_step"] = result.best_step
+    with phases.measure("saving"):
+        _save(model, output_dir)
+    with phases.measure("finishing"):
+        write_model_card(output_dir, config, dataset, metrics, best_step=result.best_step,
+                         stop_reason=result.stop_reason)
+    metrics[TIMING_KEY] = phases.as_metrics()
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
-    from backend.sharing.model_card import write_model_card
-
-    write_model_card(output_dir, config, dataset, metrics, best_step=result.best_step,
-                     stop_reason=result.stop_reason)
     on_progress(result.steps, {"progress": 1.0})
     return TrainResult(metrics=metrics, best_step=result.best_step, output_dir=output_dir,
                        stop_reason=result.stop_reason, predictor=model)

@@ -167,6 +167,8 @@ def test_each_template_trains_through_the_runner(services, cancer_csv, kind):
     assert not any(name.endswith((".pkl", ".pickle", ".bin", ".pt")) for name in files)
     assert run.metrics["accuracy"] > 0.85 and run.metrics["labels"] == ["benign", "malignant"]
     assert set(run.metrics["feature_importance"]) == set(dataset.input_columns)
+    timing = run.metrics["timing_seconds"]   # where the time went, as every run reports it
+    assert timing["steps"] > 0 and timing["total"] >= timing["steps"] + timing["evaluation"]
     per_class = run.metrics["per_class"]
     assert sum(row["support"] for row in per_class.values()) == dataset.validation_rows
     assert all(0 <= row["f1"] <= 1 for row in per_class.values())
