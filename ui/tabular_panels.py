@@ -264,6 +264,7 @@ def build_table_panel(services: Services, run_picker: gr.Dropdown, visible: bool
             button = gr.Button("Predict", variant="primary", elem_id="table-predict")
             button.click(_bound_predict(services, [f["column"] for f in fields], [f["kind"] for f in fields]),
                          [run_picker, *inputs], [prediction, number], **private)
+        _keep_render_private()
 
     predict_file = partial(on_table_batch, services, download_folder)
     download_when_ready(batch_button.click(predict_file, [run_picker, batch_file],
@@ -271,6 +272,18 @@ def build_table_panel(services: Services, run_picker: gr.Dropdown, visible: bool
                                            concurrency_limit=1, **private), download)
     run_picker.change(partial(on_show_table_panel, services), run_picker, [panel, prediction, number], **private)
     return TablePanel(panel=panel, prediction=prediction, number=number)
+
+
+def _keep_render_private() -> None:
+    """gr.render registers its re-render as an "undocumented" endpoint, which API clients may call; like every
+    handler but `predict` and `generate`, it stays private (the page still calls it)."""
+    from gradio.context import get_blocks_context
+
+    config = get_blocks_context()
+    renderable = config.renderables[-1]
+    for block_function in config.fns.values():
+        if block_function.renderable is renderable:
+            block_function.api_visibility = "private"
 
 
 def _bound_predict(services: Services, columns: list[str], kinds: list[str]):

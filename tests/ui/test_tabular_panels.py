@@ -65,8 +65,10 @@ def test_a_tabular_run_from_the_train_form_and_the_playground_form(services, peo
     assert train_tab.on_dataset_picked(services, dataset.id) == CLASSIFY
     templates, *_ = train_tab.on_task_change(CLASSIFY, "lstm")
     assert templates["value"] == "gbdt" and [k for _, k in templates["choices"]] == ["gbdt", "mlp", "ft-transformer"]
-    message = train_tab.on_launch(services, dataset.id, CLASSIFY, "gbdt", "people gbdt",
-                                  *form_values("gbdt", learning_rate=0.1, num_rounds=40, min_rows_per_leaf=5))
+    values = form_values("gbdt", learning_rate=0.1, num_rounds=40, min_rows_per_leaf=5)
+    with pytest.warns(UserWarning, match="No estimate for tables"):   # said, not a trace
+        assert "No estimate for tables" in train_tab.on_estimate(services, dataset.id, CLASSIFY, "gbdt", "", *values)
+    message = train_tab.on_launch(services, dataset.id, CLASSIFY, "gbdt", "people gbdt", *values)
     assert "queued" in message
     run_id = services.list_runs()[0].id
     services.runner.start()
