@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Label column (text) or target column (tables); default: suggested.")
     ingest.add_argument("--drop", action="append", default=[], metavar="COLUMN",
                         help="Tables: leave this column out of the inputs (repeatable).")
+    ingest.add_argument("--kind", action="append", default=[], metavar="COLUMN=KIND",
+                        help="Tables: read COLUMN as numeric, categorical, boolean or datetime (repeatable).")
     ingest.add_argument("--name")
     ingest.add_argument("--validation-fraction", type=float, default=0.1)
     ingest.add_argument("--seed", type=int, default=42)
@@ -196,10 +198,21 @@ def cmd_ingest(settings, args):
     services = _services(settings)
     options = IngestOptions(task=args.task, text_column=args.text_column, label_column=args.label_column,
                             validation_fraction=args.validation_fraction, seed=args.seed, name=args.name,
-                            drop_columns=tuple(args.drop))
+                            drop_columns=tuple(args.drop), column_kinds=tuple(_pairs(args.kind, "--kind")))
     outcome = ingest(Path(args.path), options, validation_path=Path(args.validation) if args.validation else None,
                      settings=settings, repo=services.repo)
     return ingest_summary(outcome), 0
+
+
+def _pairs(items: list[str], option: str) -> list[tuple[str, str]]:
+    """["a=b", ...] -> [("a", "b"), ...]; BadInput naming the option for an item without '='."""
+    pairs = []
+    for item in items:
+        if "=" not in item:
+            raise BadInput(f"{option} expects COLUMN=KIND, got '{item}'.")
+        key, value = item.rsplit("=", 1)
+        pairs.append((key.strip(), value.strip()))
+    return pairs
 
 
 def _print_progress(run_id: int, step: int, values: dict) -> None:

@@ -64,6 +64,7 @@ class IngestOptions:
     max_columns: int = MAX_COLUMNS  # wider files are refused (Settings.max_columns)
     # Tables (issue 15): columns the person leaves out of the inputs (label_column is the target).
     drop_columns: tuple[str, ...] = ()
+    column_kinds: tuple[tuple[str, str], ...] = ()  # (column, kind) overrides of the detected kinds
 
 
 @dataclass(frozen=True, eq=False)

@@ -21,8 +21,8 @@ import pandas as pd
 
 from backend.data.store import PreparedDataset, resolve_column
 from backend.errors import UserError, listing, shorten
-from backend.tasks.tabular.columns import (TableSchema, TableSpec, TabularTask, default_spec, infer_schema,
-                                           suggest_task)
+from backend.tasks.tabular.columns import (INPUT_KINDS, TableSchema, TableSpec, TabularTask, default_spec,
+                                           infer_schema, suggest_task)
 from backend.tasks.tabular.preprocessing import category_keys, to_numbers
 from backend.tasks.tabular.reading import read_table
 from backend.tasks.tabular.splitting import split_table
@@ -124,6 +124,15 @@ def choose_spec(frame: pd.DataFrame, schema: TableSchema, options, kind: Tabular
                         "tabular-regression task, or pick another target column.")
     spec = default_spec(schema, target, kind)
     inputs = {name: column_kind for name, column_kind in spec.inputs.items() if name not in dropped}
+    for name, column_kind in getattr(options, "column_kinds", ()):
+        column = resolve_column(name, columns, "kind override", file_name)
+        if column_kind not in INPUT_KINDS:
+            raise UserError(f"{shorten(column_kind)!r} is not a column kind; use one of {', '.join(INPUT_KINDS)} "
+                            f"(for {shorten(column)!r}).")
+        if column == target or column in dropped:
+            raise UserError(f"{shorten(column)!r} is {'the target' if column == target else 'left out'}: it takes "
+                            "no input kind. Remove the kind override, or keep the column as an input.")
+        inputs[column] = column_kind   # also brings back a column suggested for leaving out (an id, free text)
     if not inputs:
         raise UserError(f"No input column is left in {file_name}: every other column was dropped or is an "
                         f"identifier, constant or free text ({listing(columns)}). Keep at least one input column.")

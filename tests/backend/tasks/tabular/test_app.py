@@ -88,6 +88,17 @@ def test_ingest_stores_typed_columns_the_target_and_the_report(services, mixed_c
     assert again.reused and again.dataset.id == dataset.id
 
 
+def test_detected_kinds_can_be_overridden(services, mixed_csv):
+    dataset = _ingest(services, mixed_csv, label_column="label", column_kinds=(("flag", "categorical"),
+                                                                               ("X", "categorical")))
+    kinds = {c["name"]: c["kind"] for c in dataset.columns}
+    assert kinds["flag"] == "categorical" and kinds["x"] == "categorical" and kinds["noise"] == "numeric"
+    with pytest.raises(UserError, match="'number' is not a column kind; use one of numeric, categorical"):
+        _ingest(services, mixed_csv, label_column="label", column_kinds=(("x", "number"),))
+    with pytest.raises(UserError, match="'label' is the target: it takes no input kind"):
+        _ingest(services, mixed_csv, label_column="label", column_kinds=(("label", "categorical"),))
+
+
 def test_ingest_reports_a_planted_leak_and_suggests_the_target(services, tmp_path, breast_cancer):
     frame = breast_cancer.head(200).copy()
     frame["diagnosis_code"] = frame["target"].map({"malignant": 1, "benign": 0})
@@ -242,8 +253,12 @@ def test_the_cli_ingests_trains_and_predicts_a_table(capsys, tmp_path, monkeypat
     monkeypatch.setenv("MODELSMITH_HOME", str(tmp_path / "home"))
     table = tmp_path / "people.csv"
     mixed.to_csv(table, index=False)
-    code, ingested = run_cli(capsys, "ingest", str(table), "--task", CLASSIFY, "--target", "label", "--drop", "noise")
+    code, error = run_cli(capsys, "ingest", str(table), "--task", CLASSIFY, "--kind", "flag")
+    assert code == 2 and "--kind expects COLUMN=KIND" in error["error"]
+    code, ingested = run_cli(capsys, "ingest", str(table), "--task", CLASSIFY, "--target", "label", "--drop", "noise",
+                             "--kind", "flag=categorical")
     assert code == 0 and ingested["label_column"] == "label" and ingested["labels"] == ["no", "yes"]
+    assert {c["name"]: c["kind"] for c in ingested["columns"]}["flag"] == "categorical"
     code, run = run_cli(capsys, "train", "--dataset", str(ingested["dataset_id"]), "--template", "gbdt",
                         "--set", "num_rounds=30", "--set", "min_rows_per_leaf=5")
     assert code == 0 and run["status"] == "succeeded" and run["metrics"]["accuracy"] > 0.8
