@@ -114,3 +114,30 @@ def test_the_playground_form_refuses_a_missing_run(services):
     with pytest.warns(UserWarning, match="Upload a CSV"):
         path, summary, *_ = tabular_panels.on_table_batch(services, playground_tab.fresh_download_folder, 1, None)
     assert path is None and "ms-error" in summary
+
+
+def test_a_regressor_answers_the_form_with_a_number(services, tmp_path):
+    from backend.config import apply_overrides, default_config
+    from backend.data.store import IngestOptions
+
+    rng = np.random.default_rng(2)
+    size = rng.uniform(20, 200, 200).round()
+    table = pd.DataFrame({"size": size, "district": rng.choice(["north", "south"], 200),
+                          "price": 3 * size + rng.normal(scale=5, size=200)})
+    path = tmp_path / "flats.csv"
+    table.to_csv(path, index=False)
+    dataset = services.ingest(path, IngestOptions(task="tabular-regression", validation_fraction=0.2)).dataset
+    assert dataset.target_column == "price"
+    config = apply_overrides(default_config(dataset.id, "gbdt", dataset.task),
+                             {"num_rounds": "60", "min_rows_per_leaf": "5"})
+    run_id = services.runner.submit(config)
+    services.runner.start()
+    assert services.runner.wait(run_id, 120).status == "succeeded"
+    label, number = tabular_panels.on_table_predict(services, run_id, ["size", "district"], ["numeric", "categorical"],
+                                                    150.0, "north")
+    assert label is None and "Predicted value" in number
+    value = float(number.split("**")[1])
+    assert 380 < value < 520   # about 3 x 150
+    path, summary, *_ = tabular_panels.on_table_batch(services, playground_tab.fresh_download_folder, run_id,
+                                                      str(tmp_path / "flats.csv"))
+    assert "RMSE" in summary and "R²" in summary and "predicted_price" in pd.read_csv(path).columns
