@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Label column (text) or target column (tables); default: suggested.")
     ingest.add_argument("--drop", action="append", default=[], metavar="COLUMN",
                         help="Tables: leave this column out of the inputs (repeatable).")
+    ingest.add_argument("--sheet", help="Tables: the sheet of an .xlsx workbook to read (default: the first).")
     ingest.add_argument("--kind", action="append", default=[], metavar="COLUMN=KIND",
                         help="Tables: read COLUMN as numeric, categorical, boolean or datetime (repeatable).")
     ingest.add_argument("--name")
@@ -198,7 +199,8 @@ def cmd_ingest(settings, args):
     services = _services(settings)
     options = IngestOptions(task=args.task, text_column=args.text_column, label_column=args.label_column,
                             validation_fraction=args.validation_fraction, seed=args.seed, name=args.name,
-                            drop_columns=tuple(args.drop), column_kinds=tuple(_pairs(args.kind, "--kind")))
+                            drop_columns=tuple(args.drop), column_kinds=tuple(_pairs(args.kind, "--kind")),
+                            sheet=args.sheet)
     outcome = ingest(Path(args.path), options, validation_path=Path(args.validation) if args.validation else None,
                      settings=settings, repo=services.repo)
     return ingest_summary(outcome), 0

@@ -65,6 +65,7 @@ class IngestOptions:
     # Tables (issue 15): columns the person leaves out of the inputs (label_column is the target).
     drop_columns: tuple[str, ...] = ()
     column_kinds: tuple[tuple[str, str], ...] = ()  # (column, kind) overrides of the detected kinds
+    sheet: str | None = None  # the .xlsx sheet to read (None: the first)
 
 
 @dataclass(frozen=True, eq=False)

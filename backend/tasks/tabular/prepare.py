@@ -49,14 +49,14 @@ def prepare_regression(path: Path, options, validation_path: Path | None, max_by
 def prepare_table(path: Path, options, validation_path: Path | None, max_bytes: int, max_rows: int, *,
                   kind: TabularTask) -> PreparedDataset:
     """Read, check, split and describe a table; UserError on anything that blocks training."""
-    frame = _read(path, max_bytes, max_rows, options.max_columns)
+    frame = _read(path, max_bytes, max_rows, options.max_columns, getattr(options, "sheet", None))
     schema = infer_schema(frame)
     spec = choose_spec(frame, schema, options, kind, path.name)
     report = validate_table(frame, spec)
     if not report.ok:
         raise UserError(_blocking(report.errors, path.name))
     if validation_path is not None:
-        validation = _read(validation_path, max_bytes, max_rows, options.max_columns)
+        validation = _read(validation_path, max_bytes, max_rows, options.max_columns, getattr(options, "sheet", None))
         absent = [c for c in [spec.target, *spec.inputs] if c not in validation.columns]
         if absent:
             raise UserError(f"The validation file {validation_path.name} lacks the columns {listing(absent)}; "
@@ -93,12 +93,12 @@ def prepare_table(path: Path, options, validation_path: Path | None, max_bytes: 
                  for c in schema.columns])
 
 
-def _read(path: Path, max_bytes: int, max_rows: int, max_columns: int) -> pd.DataFrame:
+def _read(path: Path, max_bytes: int, max_rows: int, max_columns: int, sheet: str | None = None) -> pd.DataFrame:
     path = Path(path)
     if path.is_file() and path.stat().st_size > max_bytes:
         raise UserError(f"{path.name} is {path.stat().st_size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB. "
                         "Upload fewer rows or columns (or raise MODELSMITH_MAX_UPLOAD_MB).")
-    frame = read_table(path)
+    frame = read_table(path, sheet=sheet if path.suffix.lower() == ".xlsx" else None)
     if len(frame) > max_rows:
         raise UserError(f"{path.name} has {len(frame):,} rows; the limit is {max_rows:,}. Upload a sample of the "
                         "rows (or raise MODELSMITH_MAX_ROWS).")

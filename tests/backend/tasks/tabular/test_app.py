@@ -112,10 +112,14 @@ def test_ingest_reports_a_planted_leak_and_suggests_the_target(services, tmp_pat
 
 def test_an_excel_upload_is_ingested(services, tmp_path, mixed):
     path = tmp_path / "sheet.xlsx"
-    mixed.drop(columns=["when"]).head(120).to_excel(path, index=False)
-    dataset = _ingest(services, path, task=REGRESS, label_column="amount")
+    with pd.ExcelWriter(path) as writer:
+        pd.DataFrame({"note": ["a cover sheet"]}).to_excel(writer, sheet_name="About", index=False)
+        mixed.drop(columns=["when"]).head(120).to_excel(writer, sheet_name="Data", index=False)
+    dataset = _ingest(services, path, task=REGRESS, label_column="amount", sheet="Data")
     assert dataset.task == REGRESS and dataset.target_column == "amount" and dataset.labels == []
     assert dataset.report["target_summary"]["min"] < dataset.report["target_summary"]["max"]
+    with pytest.raises(UserError, match="no sheet named 'Dat'; its sheets are About, Data"):
+        _ingest(services, path, task=REGRESS, label_column="amount", sheet="Dat")
 
 
 @pytest.mark.parametrize("options, task, message", [
