@@ -14,7 +14,7 @@ from backend.data.uploads import discard_upload
 from backend.services import Services, default_task, get_task, list_tasks
 from ui.errors import shows_errors, unchanged
 from ui.formatting import class_counts, corpus_markdown, dataset_choices, datasets_table, error_box, histogram, report_markdown
-from ui.tabular_panels import build_table_options, on_table_upload, table_report_markdown
+from ui.tabular_panels import build_table_options, on_table_upload, parse_kinds, table_report_markdown
 
 PREVIEW_ROWS = 20
 
@@ -74,7 +74,8 @@ def _ingest_failed(message: str):
 
 @shows_errors(fallback=_ingest_failed)
 def on_ingest(services: Services, path: str | None, task: str, text_column: str | None, label_column: str | None,
-              validation_path: str | None, name: str, validation_percent: float, drop_columns=None):
+              validation_path: str | None, name: str, validation_percent: float, drop_columns=None,
+              column_kinds: str | None = None, sheet: str | None = None):
     """Validate and store the upload; show the report, class chart and length histogram."""
     if not path:
         raise gr.Error("Upload a file first.", print_exception=False)
@@ -85,7 +86,8 @@ def on_ingest(services: Services, path: str | None, task: str, text_column: str 
                             label_column=label_column if label_column not in (None, "", NO_COLUMN)
                             and get_task(task).needs_label_column else None,
                             validation_fraction=float(validation_percent) / 100.0, name=(name or "").strip() or None,
-                            drop_columns=tuple(drop_columns or ()) if get_task(task).reads_rows else ())
+                            **({"drop_columns": tuple(drop_columns or ()), "column_kinds": parse_kinds(column_kinds),
+                                "sheet": sheet or None} if get_task(task).reads_rows else {}))
     outcome = services.ingest(Path(path), options, Path(validation_path) if validation_path else None)
     summary = ingest_summary(outcome)
     record = outcome.dataset
@@ -215,15 +217,18 @@ def build_data_tab(services: Services, train_dataset: gr.Dropdown):
                                   elem_id="delete-dataset")
 
     refresh_outputs = [table, selected, train_dataset]
-    table_outputs = [preview, text_column, label_column, file_info, table_options.group, table_options.drop]
+    table_outputs = [preview, text_column, label_column, file_info, table_options.group, table_options.drop,
+                     table_options.sheet]
     upload.change(partial(on_upload, services), upload, [preview, text_column, label_column, file_info],
                   api_visibility="private").then(partial(on_table_upload, services), [upload, task], table_outputs,
                                                  api_visibility="private")
+    table_options.sheet.input(partial(on_table_upload, services), [upload, task, table_options.sheet], table_outputs,
+                              api_visibility="private")
     task.change(on_task_change, task, label_column, api_visibility="private")
     task.input(partial(on_table_upload, services), [upload, task], table_outputs, api_visibility="private")
     ingest_button.click(partial(on_ingest, services),
                         [upload, task, text_column, label_column, validation_file, name, validation_percent,
-                         table_options.drop],
+                         *table_options.ingest_inputs()],
                         [report, charts, class_chart, length_chart, *refresh_outputs], api_visibility="private")
     table.select(on_table_select, None, selected, api_visibility="private")
     rename_button.click(partial(on_rename, services), [selected, new_name], refresh_outputs, api_visibility="private")

@@ -17,6 +17,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
+from backend.errors import UserError
 from backend.services import DatasetRecord, Services, get_task
 from ui.downloads import download_when_ready
 from ui.errors import shows_errors
@@ -39,19 +40,41 @@ def _reads_rows(task: str | None) -> bool:
 
 @dataclass
 class TableOptions:
-    """The Data tab's extra inputs for a table: columns to leave out."""
+    """The Data tab's extra inputs for a table: the sheet, columns to leave out, kinds to change."""
 
     group: gr.Column
+    sheet: gr.Dropdown
     drop: gr.CheckboxGroup
+    kinds: gr.Textbox
+
+    def ingest_inputs(self) -> list:
+        """What on_ingest reads, in its argument order (drop_columns, column_kinds, sheet)."""
+        return [self.drop, self.kinds, self.sheet]
 
 
 def build_table_options(visible: bool = False) -> TableOptions:
-    """The drop-columns picker (shown for table tasks only)."""
+    """The sheet picker, drop-columns picker and kind overrides (shown for table tasks only)."""
     with gr.Column(visible=visible) as group:
+        sheet = gr.Dropdown([], label="Sheet", visible=False, elem_id="table-sheet",
+                            info="The workbook has several sheets: the one to read.")
         drop = gr.CheckboxGroup([], label="Columns to leave out",
                                 info="Ticked: identifiers, constant columns and free text (suggested). "
                                      "Every other column except the target is an input.", elem_id="drop-columns")
-    return TableOptions(group=group, drop=drop)
+        kinds = gr.Textbox(label="Kinds to change (optional)", placeholder="zip_code=categorical, year=numeric",
+                           info="column=kind, comma-separated; kinds: numeric, categorical, boolean, datetime.",
+                           elem_id="table-kinds")
+    return TableOptions(group=group, sheet=sheet, drop=drop, kinds=kinds)
+
+
+def parse_kinds(text: str | None) -> tuple[tuple[str, str], ...]:
+    """"a=categorical, b=numeric" -> (("a", "categorical"), ("b", "numeric")); UserError for a part without '='."""
+    pairs = []
+    for part in filter(None, (piece.strip() for piece in (text or "").split(","))):
+        if "=" not in part:
+            raise UserError(f"Kinds to change: write column=kind (e.g. zip_code=categorical), not {part!r}.")
+        column, kind = part.rsplit("=", 1)
+        pairs.append((column.strip(), kind.strip().lower()))
+    return tuple(pairs)
 
 
 def _describe_upload(path: Path, frame: pd.DataFrame, schema) -> str:
@@ -65,24 +88,27 @@ def _describe_upload(path: Path, frame: pd.DataFrame, schema) -> str:
     return "\n\n".join(lines)
 
 
-@shows_errors(fallback=lambda message: (gr.skip(), gr.skip(), gr.skip(), error_box(message), gr.skip(), gr.skip()),
-              toast=False)
-def on_table_upload(services: Services, path: str | None, task: str | None):
+@shows_errors(fallback=lambda message: (gr.skip(), gr.skip(), gr.skip(), error_box(message), gr.skip(), gr.skip(),
+                                        gr.skip()), toast=False)
+def on_table_upload(services: Services, path: str | None, task: str | None, sheet: str | None = None):
     """For a table task: typed preview, suggested target, suggested drops. For other tasks: the text pickers back.
 
-    Returns (preview, text column, label column, file info, table options group, drop picker).
+    Returns (preview, text column, label column, file info, table options group, drop picker, sheet picker).
     """
     if not _reads_rows(task):
         return (gr.skip(), gr.update(visible=True),
                 gr.update(label="Label column", info="What the model learns to predict."), gr.skip(),
-                gr.update(visible=False), gr.update(value=[]))
+                gr.update(visible=False), gr.update(value=[]), gr.update(value=None))
     label = gr.update(label="Target column", info="The column the model learns to predict (suggested).")
     if not path:
-        return gr.skip(), gr.update(visible=False), label, gr.skip(), gr.update(visible=True), gr.update()
+        return (gr.skip(), gr.update(visible=False), label, gr.skip(), gr.update(visible=True), gr.update(),
+                gr.update(choices=[], value=None, visible=False))
     from backend.tasks.tabular.columns import infer_schema
-    from backend.tasks.tabular.reading import read_table
+    from backend.tasks.tabular.reading import list_sheets, read_table
 
-    frame = read_table(Path(path))
+    sheets = list_sheets(path) if Path(path).suffix.lower() == ".xlsx" else []
+    sheet = sheet if sheet in sheets else (sheets[0] if sheets else None)
+    frame = read_table(Path(path), sheet=sheet)
     schema = infer_schema(frame)
     columns = [str(c) for c in frame.columns]
     return (gr.update(value=frame.head(PREVIEW_ROWS), visible=True), gr.update(visible=False),
@@ -90,7 +116,8 @@ def on_table_upload(services: Services, path: str | None, task: str | None):
                       info="The column the model learns to predict (suggested)."),
             _describe_upload(Path(path), frame, schema), gr.update(visible=True),
             gr.update(choices=columns, value=[c.name for c in schema.columns if c.suggest_drop
-                                              and c.name != schema.suggested_target]))
+                                              and c.name != schema.suggested_target]),
+            gr.update(choices=sheets, value=sheet, visible=len(sheets) > 1))
 
 
 def _percent(share: float) -> str:
@@ -129,8 +156,10 @@ def table_report_markdown(summary: dict, record: DatasetRecord) -> str:
                                                                     for leak in leaks))
     lines += ["", "| column | kind | role | missing | distinct |", "|---|---|---|---|---|"]
     roles = {c["name"]: c.get("role", "") for c in record.columns}
+    kinds = {c["name"]: c.get("kind") for c in record.columns}   # as used: a changed kind shows as chosen
     for column in report.get("columns", []):
-        lines.append(f"| {column['name']} | {column['kind']} | {roles.get(column['name'], '')} | "
+        kind = kinds.get(column["name"]) or column["kind"]
+        lines.append(f"| {column['name']} | {kind} | {roles.get(column['name'], '')} | "
                      f"{_percent(column['missing_share'])} | {column['distinct']:,} |")
     warnings = summary.get("warnings") or []
     if warnings:

@@ -33,14 +33,35 @@ def _ingest(services, path):
 
 
 def test_a_table_upload_is_previewed_with_the_target_and_drops_suggested(services, people_xlsx):
-    preview, text, label, info, group, drop = tabular_panels.on_table_upload(services, str(people_xlsx), CLASSIFY)
+    preview, text, label, info, group, drop, sheet = tabular_panels.on_table_upload(services, str(people_xlsx),
+                                                                                   CLASSIFY)
+    assert sheet["visible"] is False    # one sheet: nothing to pick
     assert preview["visible"] is True and list(preview["value"].columns)[:2] == ["customer_id", "salary"]
     assert text["visible"] is False and label["value"] == "buys" and label["label"] == "Target column"
     assert group["visible"] is True and drop["value"] == ["customer_id"]
     assert "240 rows" in info and "`salary` numeric" in info and "`city` categorical" in info
     # Back to a text task: the text pickers return, the table options go.
-    _, text, label, _, group, drop = tabular_panels.on_table_upload(services, str(people_xlsx), "text-classification")
+    _, text, label, _, group, drop, _ = tabular_panels.on_table_upload(services, str(people_xlsx),
+                                                                       "text-classification")
     assert text["visible"] is True and label["label"] == "Label column" and group["visible"] is False
+
+
+def test_a_workbook_sheet_and_changed_kinds_are_used(services, tmp_path):
+    path = tmp_path / "book.xlsx"
+    with pd.ExcelWriter(path) as writer:
+        pd.DataFrame({"note": ["read me first"]}).to_excel(writer, sheet_name="Cover", index=False)
+        _people().to_excel(writer, sheet_name="Customers", index=False)
+    *_, info, _, _, sheet = tabular_panels.on_table_upload(services, str(path), CLASSIFY)
+    assert sheet["visible"] is True and sheet["choices"] == ["Cover", "Customers"] and sheet["value"] == "Cover"
+    preview, *_, sheet = tabular_panels.on_table_upload(services, str(path), CLASSIFY, "Customers")
+    assert "buys" in preview["value"].columns and sheet["value"] == "Customers"
+    report, *_ = data_tab.on_ingest(services, str(path), CLASSIFY, None, "buys", None, "book", 20, ["customer_id"],
+                                    "age=categorical", "Customers")
+    assert "| age | categorical | input |" in report
+    with pytest.warns(UserWarning, match="write column=kind"):
+        report, *_ = data_tab.on_ingest(services, str(path), CLASSIFY, None, "buys", None, "book", 20, [], "age",
+                                        "Customers")
+    assert "ms-error" in report
 
 
 def test_a_broken_table_gets_a_message(services, tmp_path):
