@@ -4,6 +4,7 @@
     python app.py ingest PATH --json      # store a dataset, print its summary
     python app.py train --dataset 1 --template lstm --set epochs=2 --json
     python app.py predict --run 3 "some text" --json
+    python app.py predict --run 5 photo.jpg --file images.zip --json    # an image run
     python app.py generate --run 4 "Once upon a time" --seed 1 --json
     python app.py runs --json
     python app.py resume --run 3 --json
@@ -67,9 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="Override a setting, e.g. --set epochs=2 --set hidden_size=64")
 
-    predict = commands.add_parser("predict", help="Classify texts with a finished run.")
+    predict = commands.add_parser("predict", help="Classify texts (or, with an image run, image files) with a finished run.")
     predict.add_argument("--run", type=int, required=True)
-    predict.add_argument("texts", nargs="+")
+    predict.add_argument("--file", action="append", default=[],
+                         help="Image run: an image file or a .zip of images (repeatable; paths may also be given plainly).")
+    predict.add_argument("texts", nargs="*", help="Texts to classify; for an image run, image or .zip paths.")
 
     _add_generate_parser(commands)
     _add_share_parsers(commands)
@@ -254,7 +257,18 @@ def cmd_predict(settings, args):
     if run.status != "succeeded" or not run.output_dir:
         raise BadInput(f"Run {run.id} is {run.status}; only succeeded runs can predict. "
                        "Pick a succeeded run from `python app.py runs`.")
-    if get_task(run.task).panel != "classify":
+    task = get_task(run.task)
+    if task.load_file_predictor is not None:  # its models read files: the arguments are paths
+        paths = [*args.file, *args.texts]
+        if not paths:
+            raise BadInput(f"Give image files or a .zip of images to classify, e.g. "
+                           f"`python app.py predict --run {run.id} photo.jpg` or `--file images.zip`.")
+        return task.load_file_predictor(Path(run.output_dir)).predict_paths(paths), 0
+    if args.file:
+        raise BadInput(f"Run {run.id} classifies texts, not files: give the texts themselves.")
+    if not args.texts:
+        raise BadInput(f'Give at least one text to classify, e.g. `python app.py predict --run {run.id} "some text"`.')
+    if task.panel != "classify":
         raise BadInput(f"Run {run.id} is a text-generation model: it writes text rather than classify it. "
                        f'Use `python app.py generate --run {run.id} "a prompt"`, or pick a classification run.')
     return load_predictor(Path(run.output_dir)).predict(list(args.texts)), 0
