@@ -19,7 +19,7 @@ import pandas as pd
 from backend.serving.generation_settings import parse_run_id
 from backend.services import Services, get_task
 from ui.errors import shows_errors
-from ui.formatting import error_box
+from ui.formatting import error_box, format_bytes
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +31,7 @@ LISTED_PROBLEMS = 10  # files listed per problem in the report (the counts are e
 
 def zip_upload_info(path: str) -> str:
     """What the Data tab says about an uploaded zip: it is read on Ingest, by a task that takes zips."""
-    size = Path(path).stat().st_size
-    return (f"**{Path(path).name}** — a zip of {size / 2**20:,.1f} MB. Pick **Image classification** as the task "
+    return (f"**{Path(path).name}** — a zip of {format_bytes(Path(path).stat().st_size)}. Pick **Image classification** as the task "
             "(its folders are the classes: cat/001.jpg, dog/002.png, ...), then press **Ingest** to check and store it.")
 
 
