@@ -8,6 +8,8 @@ from backend.tasks.image_classification.config import CnnTemplate, PretrainedIma
 
 def infer_settings(model_config: dict, base_model: str) -> dict | None:
     """The settings of an imported model folder, from its config.json; None when it is not an image classifier."""
+    if model_config.get("model_kind") == "modelsmith-image-cnn":  # model.CNN_KIND (not imported: torch)
+        return {"template": CnnTemplate.model_validate(model_config["template"])}
     architectures = [str(a) for a in model_config.get("architectures") or []]
     if any(a.endswith("ForImageClassification") for a in architectures):
         return {"template": PretrainedImageTemplate(base_model=base_model)}

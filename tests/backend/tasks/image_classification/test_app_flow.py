@@ -123,6 +123,18 @@ def test_a_cnn_trains_through_the_runner_with_live_progress_and_predicts(service
     assert [a["label"] for a in answers] == ["green", "blue"]
     assert sum(answers[0]["scores"].values()) == pytest.approx(1.0, abs=1e-5)
 
+    # Download as a zip, import it back: a succeeded run of the same task that predicts the same.
+    from backend.sharing.export import export_zip
+
+    exported = export_zip(run, tmp_path / "exports/")
+    assert {"model.safetensors", "config.json", "modelsmith_image.json", "README.md"} <= set(exported.files)
+    imported = services.import_model(exported.path, name="colours again")
+    assert imported.run.task == TASK_NAME and imported.run.template == "cnn" and imported.run.status == "succeeded"
+    assert imported.labels == sorted(COLOURS)
+    again = get_task(imported.run.task).load_file_predictor(imported.run.output_dir).predict_files(probe)
+    for a, b in zip(answers, again):
+        assert np.allclose(list(a["scores"].values()), list(b["scores"].values()), atol=1e-6)
+
 
 def test_reloaded_predictions_equal_the_in_memory_model_and_resume_finishes(services, settings, tmp_path):
     from backend.errors import Cancelled, UserError
@@ -172,3 +184,50 @@ def test_the_estimate_times_real_steps(services, tmp_path):
     dataset = ingest_zip(services, write_zip(tmp_path / "colours.zip", colour_entries(6))).dataset
     result = estimate(tiny_config(dataset.id), dataset)
     assert result.parameters > 0 and result.seconds_per_step > 0 and result.steps_per_epoch >= 1
+
+
+@pytest.fixture
+def tiny_vit_folder(tmp_path):
+    """A tiny ViT with its image processor, saved as a pretrained folder (built from config, nothing downloaded)."""
+    import torch
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    config = ViTConfig(image_size=16, patch_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                       intermediate_size=64, num_labels=7)
+    torch.manual_seed(0)
+    folder = tmp_path / "tiny-vit"
+    ViTForImageClassification(config).save_pretrained(folder)
+    ViTImageProcessor(size={"height": 16, "width": 16}).save_pretrained(folder)
+    return folder
+
+
+def test_the_pretrained_template_fine_tunes_through_the_runner_and_exports(services, tmp_path, tiny_vit_folder):
+    import io
+
+    from PIL import Image
+    from transformers import pipeline
+
+    from backend.config import apply_overrides, default_config
+    from backend.sharing.export import export_zip
+    from backend.tasks.registry import get_task
+
+    dataset = ingest_zip(services, write_zip(tmp_path / "colours.zip", colour_entries(8)),
+                         validation_fraction=0.25).dataset
+    config = apply_overrides(default_config(dataset.id, "vit", TASK_NAME), {
+        "base_model": str(tiny_vit_folder), "augmentation": "off", "epochs": "8", "batch_size": "8",
+        "learning_rate": "0.003", "log_every_steps": "1"})
+    run_id = services.runner.submit(config)
+    services.runner.start()
+    run = services.runner.wait(run_id, 180)
+    assert run.status == "succeeded", run.error
+    assert run.metrics["accuracy"] >= 0.8
+    losses = [m.value for m in services.get_metrics(run_id, ["train_loss"])]
+    assert losses[-1] < losses[0]
+    probe = image_bytes(COLOURS["red"], (20, 20), noise_seed=8)
+    # A plain Hugging Face folder: transformers' own pipeline loads it with our labels.
+    answer = pipeline("image-classification", model=run.output_dir)(Image.open(io.BytesIO(probe)))
+    assert answer[0]["label"] == "red"
+    imported = services.import_model(export_zip(run, tmp_path / "vit.zip").path)
+    assert imported.run.template == "vit" and imported.labels == sorted(COLOURS)
+    predictor = get_task(imported.run.task).load_file_predictor(imported.run.output_dir)
+    assert predictor.predict_files([probe])[0]["label"] == "red"
