@@ -161,6 +161,12 @@ class Services:
 
         return demo_predict(self.repo, token, text)
 
+    def demo_predict_file(self, token: str | None, data: bytes | None, name: str = "the file") -> dict[str, float]:
+        """Class probabilities of one file (an image) from a demo token's model that reads files."""
+        from backend.sharing.demos import demo_predict_file
+
+        return demo_predict_file(self.repo, token, data, name)
+
     def demo_stream(self, token: str | None, prompt: str | None, **options) -> Iterator[str]:
         """A demo token's language model continuing `prompt`, in pieces (options: see backend.sharing.demos)."""
         from backend.sharing.demos import demo_stream

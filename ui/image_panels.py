@@ -17,8 +17,9 @@ import gradio as gr
 import pandas as pd
 
 from backend.serving.generation_settings import parse_run_id
+from backend.errors import UserError
 from backend.services import Services, get_task
-from ui.errors import shows_errors
+from ui.errors import shows_errors, user_message
 from ui.formatting import error_box, format_bytes
 
 log = logging.getLogger(__name__)
@@ -185,3 +186,50 @@ def build_image_panel(services: Services, run_picker: gr.Dropdown, download_fold
     zip_button.click(lambda run_id, path: on_predict_zip(services, run_id, path, download_folder), [run_picker, zip_file],
                      [download, zip_summary, zip_preview], api_visibility="private")
     return panel
+
+
+# ---- demo page --------------------------------------------------------------------------------
+
+def on_open_demo_image_box(services: Services, token: str):
+    """Show the demo's image box when the link's model reads images; hidden otherwise (or for a dead link)."""
+    try:
+        return gr.update(visible=get_task(services.open_demo(token).run.task).panel == "image")
+    except Exception:  # not available: the page's own handler says why
+        return gr.update(visible=False)
+
+
+def on_demo_classify(services: Services, token: str, image_path: str | None) -> dict[str, float]:
+    """Class probabilities of the uploaded image from the link's model (the `/classify_image` endpoint)."""
+    try:
+        if not image_path:
+            raise gr.Error("Upload an image first.", print_exception=False)
+        data = Path(image_path).read_bytes()
+        return services.demo_predict_file(token, data, Path(image_path).name)
+    except gr.Error:
+        raise
+    except Exception as exc:  # the visitor sees a sentence, never a trace or another run's details
+        if not isinstance(exc, UserError):
+            log.error("demo image call failed", exc_info=exc)
+        raise gr.Error(user_message(exc), print_exception=False) from None
+
+
+def build_demo_image_box(services: Services, page: gr.Blocks, token_of: Callable[[gr.Request | None], str]) -> None:
+    """The demo page's image box: upload (or paste, or webcam) -> top classes; its endpoint is /classify_image.
+
+    `token_of(request)` reads the demo token from the URL; every call looks the link up again."""
+
+    def open_box(request: gr.Request):
+        return on_open_demo_image_box(services, token_of(request))
+
+    def classify(image_path: str | None, request: gr.Request):
+        return on_demo_classify(services, token_of(request), image_path)
+
+    with gr.Column(visible=False) as box:
+        with gr.Row(equal_height=False):
+            with gr.Column():
+                image = gr.Image(label="Image", type="filepath", sources=["upload", "clipboard", "webcam"],
+                                 height=260, elem_id="demo-image")
+                button = gr.Button("Classify", variant="primary", elem_id="demo-classify-image")
+            scores = gr.Label(num_top_classes=TOP_CLASSES, label="Prediction", elem_id="demo-image-prediction")
+    page.load(open_box, None, box, api_visibility="private")
+    button.click(classify, image, scores, api_name="classify_image", concurrency_limit=4)

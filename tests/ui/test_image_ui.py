@@ -92,3 +92,30 @@ def test_train_tab_offers_the_image_templates_and_playground_classifies(services
     from ui.app import build_app
 
     assert isinstance(build_app(services), gr.Blocks)  # the app builds with an image run picked first
+    check_the_demo_link(services, run, probe)
+
+
+def check_the_demo_link(services, run, probe):
+    """A demo link of an image run: its page shows the image box, takes an upload and classifies it."""
+    from types import SimpleNamespace
+
+    import gradio as gr
+
+    from ui.demo_page import build_demo_page, on_open
+
+    token = services.publish_demo(run.id).token
+    request = SimpleNamespace(path_params={"token": token})
+    title, unavailable, classify, write, card_box, card = on_open(services, request)
+    assert "sorts an image into one of its classes" in title
+    assert classify["visible"] is False and write["visible"] is False  # the text boxes stay hidden
+    assert 'api_name="/classify_image"' in card and "handle_file" in card
+    assert image_panels.on_open_demo_image_box(services, token)["visible"] is True
+    assert services.demo_takes_files(token)  # the upload route of this link is open (ui/http_guard)
+    scores = image_panels.on_demo_classify(services, token, str(probe))
+    assert max(scores, key=scores.get) == "green"
+    with pytest.raises(gr.Error, match="Upload an image first"):
+        image_panels.on_demo_classify(services, token, None)
+    with pytest.raises(gr.Error, match="not available"):
+        image_panels.on_demo_classify(services, "no-such-token", str(probe))
+    assert image_panels.on_open_demo_image_box(services, "no-such-token")["visible"] is False
+    assert isinstance(build_demo_page(services), gr.Blocks)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from backend.errors import UserError
+from backend.serving.model_cache import RunFolderCache
 from backend.serving.spreadsheet import neutralise_formulas
 from backend.tasks.image_classification.images import ImageProblem, ImageTooLarge, load_rgb, max_pixels
 from backend.tasks.image_classification.model import ImageClassifier, load_classifier
@@ -103,3 +104,11 @@ def load_image_predictor(folder: Path | str, device: str | None = None) -> Image
     if device is not None:
         model = model.to(device)
     return ImagePredictor(model)
+
+
+_CACHE: RunFolderCache[ImagePredictor] = RunFolderCache(load_image_predictor)
+
+
+def cached_image_predictor(folder: Path | str) -> ImagePredictor:
+    """The predictor of a run folder, kept loaded (Playground, demo links, CLI); reloaded when the weights change."""
+    return _CACHE.get(folder)
