@@ -113,6 +113,15 @@ class Services:
 
         return misclassified(self.repo, int(run_id), limit)
 
+    def misclassified_images(self, run_id: int, limit: int = 24) -> list[tuple[bytes, str]]:
+        """Validation images a finished image classifier got wrong, most confident first: (image, caption)."""
+        from backend.tasks.image_classification.review import misclassified_images
+
+        run = self.repo.get_run(int(run_id))
+        if run.dataset_id is None or run.status != "succeeded":
+            return []
+        return misclassified_images(run, self.repo.get_dataset(run.dataset_id), limit)
+
     def language_model_folder(self, run_id) -> Path:
         """The model folder of a succeeded run that generates text; UserError saying which run to pick."""
         from backend.serving.generation_settings import language_model_folder

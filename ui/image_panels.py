@@ -233,3 +233,41 @@ def build_demo_image_box(services: Services, page: gr.Blocks, token_of: Callable
             scores = gr.Label(num_top_classes=TOP_CLASSES, label="Prediction", elem_id="demo-image-prediction")
     page.load(open_box, None, box, api_visibility="private")
     button.click(classify, image, scores, api_name="classify_image", concurrency_limit=4)
+
+
+# ---- Runs tab ---------------------------------------------------------------------------------
+
+def on_show_mistakes_box(services: Services, run_id):
+    """Show the misclassified-images box for a finished image run that has its dataset here; clear old images."""
+    try:
+        run = services.get_run(parse_run_id(run_id)) if run_id else None
+        shown = (run is not None and get_task(run.task).panel == "image" and run.dataset_id is not None
+                 and run.status == "succeeded")
+    except Exception:  # deleted meanwhile: nothing to show
+        shown = False
+    return gr.update(visible=shown), None
+
+
+@shows_errors
+def on_misclassified_images(services: Services, run_id):
+    """The run's most confident mistakes on validation images, captioned true → predicted (confidence)."""
+    if not run_id:
+        raise gr.Error("Pick a finished image run first.", print_exception=False)
+    from PIL import Image
+
+    pictures = services.misclassified_images(parse_run_id(run_id))
+    if not pictures:
+        gr.Info("The best checkpoint classified every validation image correctly.")
+    return [(Image.open(io.BytesIO(data)), caption) for data, caption in pictures]
+
+
+def build_misclassified_gallery(services: Services, run_picker: gr.Dropdown) -> None:
+    """The Runs tab's gallery of validation images the followed image run got wrong (shown for image runs)."""
+    with gr.Accordion("Misclassified validation images", open=False, visible=False) as box:
+        button = gr.Button("Show misclassified images", size="sm", elem_id="find-misclassified-images")
+        gallery = gr.Gallery(label="true → predicted (confidence), most confident mistakes first", columns=8,
+                             height="auto", object_fit="contain", elem_id="misclassified-images")
+    run_picker.change(lambda run_id: on_show_mistakes_box(services, run_id), run_picker, [box, gallery],
+                      api_visibility="private")
+    button.click(lambda run_id: on_misclassified_images(services, run_id), run_picker, gallery,
+                 api_visibility="private")

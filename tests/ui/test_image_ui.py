@@ -93,6 +93,18 @@ def test_train_tab_offers_the_image_templates_and_playground_classifies(services
 
     assert isinstance(build_app(services), gr.Blocks)  # the app builds with an image run picked first
     check_the_demo_link(services, run, probe)
+    check_the_misclassified_gallery(services, run)
+
+
+def check_the_misclassified_gallery(services, run):
+    """The Runs tab's gallery: shown for an image run, pictures of its recorded mistakes with captions."""
+    box, _ = image_panels.on_show_mistakes_box(services, run.id)
+    assert box["visible"] is True
+    recorded = run.metrics["misclassified"]
+    pictures = image_panels.on_misclassified_images(services, run.id)
+    assert len(pictures) == len(recorded)
+    for (picture, caption), item in zip(pictures, recorded):
+        assert caption.startswith(f"{item['true_label']} → {item['predicted_label']}") and picture.size == (16, 16)
 
 
 def check_the_demo_link(services, run, probe):

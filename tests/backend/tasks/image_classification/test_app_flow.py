@@ -231,3 +231,24 @@ def test_the_pretrained_template_fine_tunes_through_the_runner_and_exports(servi
     assert imported.run.template == "vit" and imported.labels == sorted(COLOURS)
     predictor = get_task(imported.run.task).load_file_predictor(imported.run.output_dir)
     assert predictor.predict_files([probe])[0]["label"] == "red"
+
+
+def test_the_misclassified_gallery_shows_the_recorded_mistakes_from_the_validation_split(services, tmp_path):
+    import pandas as pd
+
+    dataset = ingest_zip(services, write_zip(tmp_path / "colours.zip", colour_entries(6)),
+                         validation_fraction=0.5).dataset
+    run_id = services.runner.submit(tiny_config(dataset.id, epochs=1, learning_rate=1e-6))  # barely trained
+    services.runner.start()
+    run = services.runner.wait(run_id, 120)
+    assert run.status == "succeeded", run.error
+    recorded = run.metrics["misclassified"]
+    assert recorded  # a model that barely trained gets some of 9 validation images wrong
+    gallery = services.misclassified_images(run_id)
+    validation = pd.read_parquet(f"{dataset.path}/validation.parquet")
+    assert len(gallery) == len(recorded)
+    for (data, caption), item in zip(gallery, recorded):
+        assert data == validation["image"][item["index"]]
+        assert caption == f"{item['true_label']} → {item['predicted_label']} ({item['confidence']:.0%})"
+    confidences = [item["confidence"] for item in recorded]
+    assert confidences == sorted(confidences, reverse=True)
