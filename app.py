@@ -259,7 +259,7 @@ def cmd_predict(settings, args):
                        "Pick a succeeded run from `python app.py runs`.")
     task = get_task(run.task)
     if task.load_file_predictor is not None:  # its models read files: the arguments are paths
-        paths = [*args.file, *args.texts]
+        paths = [*args.texts, *args.file]
         if not paths:
             raise BadInput(f"Give image files or a .zip of images to classify, e.g. "
                            f"`python app.py predict --run {run.id} photo.jpg` or `--file images.zip`.")
