@@ -252,3 +252,21 @@ def test_the_misclassified_gallery_shows_the_recorded_mistakes_from_the_validati
         assert caption == f"{item['true_label']} → {item['predicted_label']} ({item['confidence']:.0%})"
     confidences = [item["confidence"] for item in recorded]
     assert confidences == sorted(confidences, reverse=True)
+
+
+def test_a_separate_validation_zip_is_stored_as_the_validation_split(services, tmp_path):
+    train = write_zip(tmp_path / "train.zip", colour_entries(4, seed=1))
+    validation = write_zip(tmp_path / "val.zip", {**colour_entries(2, seed=2), "purple/1.png": image_bytes((90, 0, 90))})
+    from backend.data.store import IngestOptions
+
+    outcome = services.ingest(train, IngestOptions(task=TASK_NAME), validation)
+    dataset = outcome.dataset
+    assert (dataset.train_rows, dataset.validation_rows) == (12, 6)  # no class of its own: purple left out
+    assert dataset.report["validation_source"] == "file"
+    assert any("purple" in warning for warning in outcome.warnings)
+    text_validation = tmp_path / "val.csv"
+    text_validation.write_text("a,b\n", encoding="utf-8")
+    from backend.errors import UserError
+
+    with pytest.raises(UserError, match="val.csv\" is not a .zip"):
+        services.ingest(train, IngestOptions(task=TASK_NAME, name="other"), text_validation)
