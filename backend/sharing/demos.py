@@ -152,6 +152,8 @@ def _check_text(text: str | None, what: str) -> str:
 def demo_predict(repo: Repository, token: str | None, text: str | None) -> dict[str, float]:
     """Class probabilities of one text from the token's classifier."""
     target = open_demo(repo, token)
+    if get_task(target.run.task).takes_files:
+        raise UserError(IMAGE_DEMO)
     if get_task(target.run.task).panel != "classify":
         raise UserError("This demo writes text: use its generate endpoint instead of predict.")
     text = _check_text(text, "text")
@@ -161,6 +163,9 @@ def demo_predict(repo: Repository, token: str | None, text: str | None) -> dict[
     from backend.tasks.text_classification.predictor import load_predictor
 
     return load_predictor(target.model_dir).predict([text])[0]["scores"]
+
+
+IMAGE_DEMO = "This demo classifies images: send an image to its classify_image endpoint."
 
 
 def demo_predict_file(repo: Repository, token: str | None, data: bytes | None,
@@ -184,6 +189,8 @@ def demo_stream(repo: Repository, token: str | None, prompt: str | None, *, max_
     Stops when `should_stop()` is true (the page's Stop button) or once the link is revoked.
     """
     target = open_demo(repo, token)
+    if get_task(target.run.task).takes_files:
+        raise UserError(IMAGE_DEMO)
     if get_task(target.run.task).panel != "generate":
         raise UserError("This demo classifies text: use its predict endpoint instead of generate.")
     prompt = _check_text(prompt, "prompt")

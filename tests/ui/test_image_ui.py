@@ -131,3 +131,37 @@ def check_the_demo_link(services, run, probe):
         image_panels.on_demo_classify(services, "no-such-token", str(probe))
     assert image_panels.on_open_demo_image_box(services, "no-such-token")["visible"] is False
     assert isinstance(build_demo_page(services), gr.Blocks)
+
+
+@pytest.mark.e2e
+def test_an_image_demo_link_classifies_an_upload_over_http(services, tmp_path):
+    """Served for real: the demo's upload route is open for an image run (ui/http_guard), /classify_image
+    answers through gradio_client as an outsider would call it, and the text endpoint refuses."""
+    from gradio_client import Client, handle_file
+
+    from backend.config import apply_overrides, default_config
+    from backend.data.store import IngestOptions
+    from tests.ui.test_demo_pages import serve
+
+    dataset = services.ingest(write_zip(tmp_path / "colours.zip", colour_entries(8)),
+                              IngestOptions(task=TASK_NAME, validation_fraction=0.25)).dataset
+    config = apply_overrides(default_config(dataset.id, "cnn", TASK_NAME), {
+        key: str(value) for key, value in TINY_CNN_VALUES.items()})
+    run_id = services.runner.submit(config)
+    services.runner.start()
+    run = services.runner.wait(run_id, 180)
+    assert run.status == "succeeded", run.error
+    token = services.publish_demo(run.id).token
+    probe = tmp_path / "red.png"
+    probe.write_bytes(image_bytes(COLOURS["red"], (24, 24), noise_seed=6))
+    blocks, base = serve(services)
+    try:
+        client = Client(f"{base}/demo/{token}/", verbose=False, download_files=False)
+        result = client.predict(handle_file(str(probe)), api_name="/classify_image")
+        assert result["label"] == "red"
+        with pytest.raises(Exception, match="classifies images: send an image"):
+            client.predict("some text", api_name="/predict")
+        with pytest.raises(Exception, match="classifies images: send an image"):
+            client.predict("Once", 20, 0.8, api_name="/generate")
+    finally:
+        blocks.close()
