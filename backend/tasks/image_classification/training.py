@@ -36,8 +36,9 @@ from backend.tasks.image_classification.metrics import evaluate
 from backend.tasks.image_classification.model import ImageClassifier, load_classifier, save_classifier
 from backend.tasks.image_classification.predictor import ImagePredictor
 from backend.training.checkpoints import publish, save_checkpoint
-from backend.training.core import (ProgressFn, TrainResult, best_score, build_optimizer, cpu_copy, improves,
-                                   linear_schedule, patience_spent, run_strategy)
+from backend.training.core import (ProgressFn, TrainResult, best_score, build_optimizer, compiled, cpu_copy,
+                                   improves, linear_schedule, patience_spent, plain_model, run_strategy)
+from backend.training.phases import PhaseTimes
 from backend.training.run_clock import RunClock
 from storage.records import DatasetRecord
 
@@ -98,6 +99,7 @@ class _Run:
     total_steps: int
     best_weights: dict[str, torch.Tensor] | None = None
     evaluated_at: int = -1
+    phases: PhaseTimes = field(default_factory=PhaseTimes)  # the core's clock, set by run_strategy
 
 
 def train_images(config: TrainConfig, dataset: DatasetRecord, output_dir: Path, on_progress: ProgressFn,
@@ -146,6 +148,7 @@ def setup(config: TrainConfig, dataset: DatasetRecord, output_dir: Path, acceler
     accelerator.gradient_accumulation_steps = config.gradient_accumulation_steps
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     augment = build_augmentation(config.template.augmentation, accelerator.unwrap_model(model).input_size)
+    model = compiled(model, config)
     log.info("training %s on %d images (%d steps) on %s", config.template.kind, len(train_set), total_steps,
              accelerator.device)
     return _Run(config=config, accelerator=accelerator, model=model, optimizer=optimizer, scheduler=scheduler,
@@ -186,7 +189,8 @@ def fit(run: _Run, state: ImageTrainState, on_progress: ProgressFn, should_stop:
 
     def checkpoint() -> None:
         state.elapsed_seconds = meter.clock.spent()
-        save_checkpoint(accelerator, run.output_dir, state, None)
+        with run.phases.measure("checkpoints"):
+            save_checkpoint(accelerator, run.output_dir, state, None)
 
     model.train()
     for epoch in range(state.epoch, config.epochs):
@@ -236,16 +240,18 @@ def _position(run: _Run, state: ImageTrainState) -> dict[str, float]:
 
 def evaluate_run(run: _Run, state: ImageTrainState, on_progress: ProgressFn) -> None:
     """Evaluate, report, and save the model when its macro F1 beats the best so far."""
-    evaluation = evaluate(run.model, run.eval_loader, run.labels, run.accelerator.device)
+    with run.phases.measure("evaluation"):
+        evaluation = evaluate(run.model, run.eval_loader, run.labels, run.accelerator.device)
     metrics = {**evaluation.metrics, "misclassified": evaluation.misclassified_dicts()[:MISCLASSIFIED_KEPT]}
     run.evaluated_at = state.global_step
     score = best_score(run.config, metrics)
     if improves(run.config, score, state.best_metric):
         state.best_metric, state.best_step, state.best_metrics = score, state.global_step, metrics
         state.evals_without_improvement = 0
-        model = run.accelerator.unwrap_model(run.model)
-        run.best_weights = cpu_copy(model)
-        publish(run.output_dir, lambda folder: save_classifier(model, folder))
+        model = plain_model(run)
+        with run.phases.measure("saving"):
+            run.best_weights = cpu_copy(model)
+            publish(run.output_dir, lambda folder: save_classifier(model, folder))
     else:
         state.evals_without_improvement += 1
     on_progress(state.global_step, {
