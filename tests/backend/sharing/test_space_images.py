@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.backend.sharing.test_hub import fake_hub  # noqa: F401 (the fixture: a recording HfApi, no network)
 from tests.backend.tasks.image_classification.conftest import COLOURS, colour_entries, image_bytes, write_zip
 
 
@@ -23,7 +24,8 @@ def services(settings):
     services.close()
 
 
-def test_an_image_run_exports_as_a_space_that_predicts_like_the_app(services, tmp_path, monkeypatch):
+def test_an_image_run_exports_as_a_space_that_predicts_like_the_app(services, tmp_path, monkeypatch,
+                                                                    fake_hub):  # noqa: F811
     from backend.config import apply_overrides, default_config
     from backend.data.store import IngestOptions
     from backend.sharing.space import export_space
@@ -62,3 +64,12 @@ def test_an_image_run_exports_as_a_space_that_predicts_like_the_app(services, tm
     assert app.demo is not None and "predict" in {d.api_name for d in app.demo.fns.values()}
     for name in ("app", "image_model", "text_model"):
         sys.modules.pop(name, None)
+
+    # Pushed to the Hub (a recording fake): the model folder, then a Space with the image app.
+    from backend.sharing.hub import push_model
+
+    push_model(run, "alice/colours", "hf_token")
+    push_model(run, "alice/colours-demo", "hf_token", "space")
+    model_files, space_files = [call[3] for call in fake_hub.calls if call[0] == "upload_folder"]
+    assert {"model.safetensors", "modelsmith_image.json", "config.json", "README.md"} <= set(model_files)
+    assert {"app.py", "image_model.py", "space.json", "model/model.safetensors"} <= set(space_files)
