@@ -153,15 +153,21 @@ def test_reloaded_predictions_equal_the_in_memory_model_and_resume_finishes(serv
         assert np.allclose(list(a.values()), list(b.values()), atol=1e-5)
     assert not (tmp_path / "run" / "checkpoints").exists()
 
-    # Stop after the second optimizer step: a checkpoint is saved, and a resume runs to the end.
+    # Stop after the first optimizer step (mid-epoch): a checkpoint is saved, and a resume runs to the end.
     steps = []
     with pytest.raises(Cancelled):
         train(config, dataset, tmp_path / "stopped", on_progress=lambda step, values: steps.append(step),
-              should_stop=lambda: len(set(steps)) >= 2, settings=settings)
-    assert list((tmp_path / "stopped" / "checkpoints").iterdir())
+              should_stop=lambda: len(set(steps)) >= 1, settings=settings)
+    (checkpoint,) = (tmp_path / "stopped" / "checkpoints").iterdir()
+    assert json.loads((checkpoint / "trainer_state.json").read_text())["batches_done"] == 1  # mid-epoch
     resumed = train(config, dataset, tmp_path / "stopped", on_progress=lambda step, values: None,
                     should_stop=lambda: False, resume=True, settings=settings)
     assert resumed.stop_reason == "completed" and resumed.metrics["accuracy"] > 0
+    # Resumed mid-epoch (same order, the batches done skipped, optimizer and RNG restored): the same
+    # model as the uninterrupted run.
+    assert resumed.best_step == result.best_step
+    for a, b in zip(in_memory, [a["scores"] for a in resumed.predictor.predict_files(probe)]):
+        assert np.allclose(list(a.values()), list(b.values()), atol=1e-5)
     with pytest.raises(UserError, match="not an image"):
         result.predictor.predict_files([b"plain text"], ["notes.txt"])
 
