@@ -91,6 +91,10 @@ def test_a_table_or_a_damaged_zip_is_refused_with_a_clear_message(services, tmp_
     table.write_text("text,label\nhi,a\n", encoding="utf-8")
     with pytest.raises(UserError, match="is not a .zip"):
         ingest_zip(services, table)
+    from backend.data.store import IngestOptions
+
+    with pytest.raises(UserError, match="read by the image classification task: pick that task"):
+        services.ingest(write_zip(tmp_path / "photos.zip", colour_entries(2)), IngestOptions())  # a text task
     broken = tmp_path / "broken.zip"
     broken.write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(UserError, match="broken.zip|zip"):
