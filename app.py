@@ -57,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     from backend.tasks.registry import DEFAULT_TASK, TASKS  # pydantic only: the CLI still starts fast
 
     ingest.add_argument("--task", default=DEFAULT_TASK, choices=list(TASKS))
-    ingest.add_argument("--text-column")
+    ingest.add_argument("--text-column", help="The text column; for image classification from a table, "
+                                              "the column of image paths.")
+    ingest.add_argument("--images", help="Image classification from a table: the zip its image paths point into.")
     ingest.add_argument("--label-column")
     ingest.add_argument("--name")
     ingest.add_argument("--validation-fraction", type=float, default=0.1)
@@ -190,7 +192,8 @@ def cmd_ingest(settings, args):
 
     services = _services(settings)
     options = IngestOptions(task=args.task, text_column=args.text_column, label_column=args.label_column,
-                            validation_fraction=args.validation_fraction, seed=args.seed, name=args.name)
+                            validation_fraction=args.validation_fraction, seed=args.seed, name=args.name,
+                            images_zip=args.images)
     outcome = ingest(Path(args.path), options, validation_path=Path(args.validation) if args.validation else None,
                      settings=settings, repo=services.repo)
     return ingest_summary(outcome), 0

@@ -67,3 +67,18 @@ def test_cifar_sample_ingests_and_trains_briefly(capsys, home, shared_data):  # 
                         "--set", "epochs=1", "--set", "width=8", "--set", "stages=2", "--set", "batch_size=64")
     assert code == 0 and run["status"] == "succeeded", run
     assert run["metrics"]["accuracy"] > 0.1  # one epoch of a tiny network: above chance (0.1), no more is claimed
+
+
+def test_a_table_of_image_paths_with_its_zip_ingests(capsys, home, tmp_path):  # noqa: F811
+    """labels.csv (file, category) naming images inside photos.zip, which has no class folders."""
+    entries = {f"photos/{i:03d}.png": data for i, data in enumerate(colour_entries(3).values())}
+    images = write_zip(tmp_path / "photos.zip", entries)
+    labels = [name.split("/")[0] for name in colour_entries(3)]  # same order as above
+    table = tmp_path / "labels.csv"
+    table.write_text("file,category\n" + "".join(f"{i:03d}.png,{label}\n" for i, label in enumerate(labels))
+                     + "missing.png,red\n", encoding="utf-8")
+    code, dataset = run_cli(capsys, "ingest", "--task", "image-classification", str(table), "--images", str(images))
+    assert code == 0, dataset
+    assert dataset["classes"] == {label: 3 for label in sorted(COLOURS)} and dataset["rows"] == 9
+    code, result = run_cli(capsys, "ingest", "--task", "image-classification", str(table))
+    assert code == 2 and "give the zip its image paths point into" in result["error"]

@@ -62,6 +62,7 @@ class IngestOptions:
     name: str | None = None  # defaults to the file name without extension
     token_budget: int = 128  # texts longer than this (estimated tokens) are counted in the report
     max_columns: int = MAX_COLUMNS  # wider files are refused (Settings.max_columns)
+    images_zip: str | None = None  # image classification: the zip a table's image paths point into
 
 
 @dataclass(frozen=True, eq=False)

@@ -20,7 +20,7 @@ from backend.data.store import IngestOptions, PreparedDataset
 from backend.errors import UserError
 from backend.tasks.image_classification.archive import ArchiveLimits
 from backend.tasks.image_classification.prepare import TASK, SplitOptions, prepare_images
-from backend.tasks.image_classification.reading import COLUMNS, read_image_zip
+from backend.tasks.image_classification.reading import COLUMNS, TABLE_READERS, read_image_table, read_image_zip
 from backend.tasks.image_classification.report import ImageReport
 
 log = logging.getLogger(__name__)
@@ -31,13 +31,17 @@ COLUMN_TYPES = [{"name": "image", "type": "image"}, {"name": "label", "type": "s
 
 def prepare_image_dataset(path: Path, options: IngestOptions, validation_path: Path | None, max_bytes: int,
                           max_rows: int) -> PreparedDataset:
-    """Read, check, split and describe a zip of class folders (and an optional validation zip)."""
+    """Read, check, split and describe a zip of class folders (and an optional validation zip), or a
+    table of image paths and labels with the zip they point into (`options.images_zip`)."""
     path = Path(path)
-    for upload in (path, validation_path):
-        if upload is not None:
-            _check_upload(Path(upload), max_bytes)
     limits = ArchiveLimits(max_files=min(ArchiveLimits().max_files, max_rows))
-    train = read_image_zip(path, limits, f'"{path.name}"')
+    if path.suffix.lower() in TABLE_READERS:
+        train = _read_table_upload(path, options, max_bytes, limits)
+    else:
+        _check_upload(path, max_bytes)
+        train = read_image_zip(path, limits, f'"{path.name}"')
+    if validation_path is not None:
+        _check_upload(Path(validation_path), max_bytes)
     validation = (read_image_zip(validation_path, limits, f'The validation zip "{Path(validation_path).name}"')
                   if validation_path is not None else None)
     prepared = prepare_images(train, validation, SplitOptions(options.validation_fraction, options.seed))
@@ -55,6 +59,20 @@ def prepare_image_dataset(path: Path, options: IngestOptions, validation_path: P
                            train=prepared.train[list(COLUMNS)], validation=prepared.validation[list(COLUMNS)],
                            labels=prepared.labels, classes=classes, report=summary, warnings=warnings,
                            content_hash=prepared.content_hash, columns=list(COLUMN_TYPES), input_columns=["image"])
+
+
+def _read_table_upload(path: Path, options: IngestOptions, max_bytes: int, limits: ArchiveLimits):
+    """A table whose image column holds paths inside options.images_zip (its columns picked or guessed)."""
+    if not options.images_zip:
+        raise UserError(f'"{path.name}" is a table: give the zip its image paths point into as well '
+                        "(--images photos.zip), or upload a zip with one folder per class instead.")
+    if not path.is_file():
+        raise UserError(f'"{path.name}" was not found. Check the path and upload again.')
+    if path.stat().st_size > max_bytes:
+        raise UserError(f'"{path.name}" is over the upload limit of {max_bytes / 2**20:,.0f} MB.')
+    _check_upload(Path(options.images_zip), max_bytes)
+    return read_image_table(path, options.images_zip, image_column=options.text_column,
+                            label_column=options.label_column, limits=limits)
 
 
 def _check_upload(path: Path, max_bytes: int) -> None:
