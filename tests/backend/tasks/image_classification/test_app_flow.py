@@ -280,3 +280,51 @@ def test_a_separate_validation_zip_is_stored_as_the_validation_split(services, t
 
     with pytest.raises(UserError, match="val.csv\" is not a .zip"):
         services.ingest(train, IngestOptions(task=TASK_NAME, name="other"), text_validation)
+
+
+def _zip_with_member(path, info, data):
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, image in colour_entries(2).items():
+            archive.writestr(name, image)
+        archive.writestr(info, data)
+    return path
+
+
+def test_hostile_archives_and_images_reach_the_user_as_messages_and_store_nothing(services, tmp_path, monkeypatch):
+    import stat
+    import zipfile
+
+    from PIL import Image
+
+    from backend.errors import UserError
+
+    link = zipfile.ZipInfo("red/link.png")
+    link.external_attr = (stat.S_IFLNK | 0o777) << 16
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, image in colour_entries(2).items():
+            archive.writestr(name, image)
+        archive.writestr("red/huge.bmp", bytes(11 << 20))  # 11 MB of zeros deflate to ~11 KB
+    cases = [(_zip_with_member(tmp_path / "link.zip", link, b"/etc/passwd"), "symbolic link"),
+             (_zip_with_member(tmp_path / "abs.zip", zipfile.ZipInfo("/etc/x.png"), image_bytes()), "absolute path"),
+             (bomb, "zip bomb")]
+    for path, message in cases:
+        with pytest.raises(UserError, match=message):
+            ingest_zip(services, path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 16x16 images now count as decompression bombs
+    with pytest.raises(UserError, match="a decompression bomb"):
+        ingest_zip(services, write_zip(tmp_path / "pixels.zip", colour_entries(3)))
+    assert services.list_datasets() == [] and not list(services.settings.datasets_dir.iterdir())
+
+
+def test_empty_and_truncated_images_are_left_out_and_listed_while_the_rest_is_stored(services, tmp_path):
+    jpeg = image_bytes(fmt="JPEG", size=(32, 32))
+    path = write_zip(tmp_path / "mixed.zip", {**colour_entries(3), "red/empty.png": b"",
+                                              "blue/cut.jpg": jpeg[: len(jpeg) // 2]})
+    outcome = ingest_zip(services, path)
+    report = outcome.dataset.report
+    assert outcome.dataset.rows == 9 and report["corrupt_count"] == 2
+    assert {item[0] for item in report["corrupt"]} == {"red/empty.png", "blue/cut.jpg"}
+    assert any("could not be read and were left out" in warning for warning in outcome.warnings)
