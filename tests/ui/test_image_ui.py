@@ -56,6 +56,8 @@ def test_train_tab_offers_the_image_templates_and_playground_classifies(services
     template_update, *_ = train_tab.on_task_change(TASK_NAME, "lstm")
     assert template_update["choices"] == [("cnn", "cnn"), ("vit", "vit")] and template_update["value"] == "cnn"
 
+    estimate = train_tab.on_estimate(services, dataset.id, TASK_NAME, "cnn", "", *form_values("cnn", **TINY_CNN_VALUES))
+    assert "Parameters:**" in estimate and "Time per epoch" in estimate
     train_tab.on_launch(services, dataset.id, TASK_NAME, "cnn", "colours cnn", *form_values("cnn", **TINY_CNN_VALUES))
     (run,) = services.list_runs()
     services.runner.start()
