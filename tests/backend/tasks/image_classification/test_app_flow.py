@@ -89,8 +89,12 @@ def test_a_table_or_a_damaged_zip_is_refused_with_a_clear_message(services, tmp_
 
     table = tmp_path / "data.csv"
     table.write_text("text,label\nhi,a\n", encoding="utf-8")
-    with pytest.raises(UserError, match="is not a .zip"):
+    with pytest.raises(UserError, match="is a table: give the zip its image paths point into"):
         ingest_zip(services, table)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello", encoding="utf-8")
+    with pytest.raises(UserError, match="is not a .zip"):
+        ingest_zip(services, notes)
     from backend.data.store import IngestOptions
 
     with pytest.raises(UserError, match="read by the image classification task: pick that task"):
