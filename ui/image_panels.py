@@ -19,6 +19,7 @@ import pandas as pd
 from backend.serving.generation_settings import parse_run_id
 from backend.errors import UserError
 from backend.services import Services, get_task
+from ui.downloads import download_when_ready
 from ui.errors import shows_errors, user_message
 from ui.formatting import error_box, format_bytes
 
@@ -183,8 +184,9 @@ def build_image_panel(services: Services, run_picker: gr.Dropdown, download_fold
                       api_visibility="private")
     classify.click(lambda run_id, path: on_classify_image(services, run_id, path), [run_picker, image],
                    [scores, verdict], api_visibility="private")
-    zip_button.click(lambda run_id, path: on_predict_zip(services, run_id, path, download_folder), [run_picker, zip_file],
-                     [download, zip_summary, zip_preview], api_visibility="private")
+    download_when_ready(zip_button.click(lambda run_id, path: on_predict_zip(services, run_id, path, download_folder),
+                                         [run_picker, zip_file], [download, zip_summary, zip_preview],
+                                         concurrency_limit=1, api_visibility="private"), download)
     return panel
 
 

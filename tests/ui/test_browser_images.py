@@ -54,6 +54,16 @@ def test_upload_zip_train_cnn_and_classify_an_image(page, app_url, services, tmp
     page.locator("#classify-image").click()
     page.locator("#image-verdict").get_by_text("Predicted").wait_for()
     snap(page, "images_playground")
+    # Batch: a zip of images -> a CSV download, scored against its class folders.
+    batch = write_zip(tmp_path / "probe.zip", colour_entries(2, seed=4))
+    page.get_by_text("Batch prediction: a zip of images").click()
+    page.locator("#image-batch-file input[type=file]").set_input_files(str(batch))
+    with page.expect_download() as download:
+        page.locator("#predict-zip").click()
+    assert download.value.suggested_filename == "probe-predictions.csv"
+    page.locator("#image-batch-summary").get_by_text("Predicted").wait_for()
+    assert "Predicted 6 images" in page.locator("#image-batch-summary").inner_text()
+    snap(page, "images_playground_batch")
     run = services.repo.list_runs()[0]
     assert run.status == "succeeded" and run.template == "cnn" and run.config.template.width == 8
     assert page.locator("#image-verdict").inner_text().strip().startswith("Predicted blue")

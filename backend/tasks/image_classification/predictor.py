@@ -72,6 +72,7 @@ class ImagePredictor:
         """Predict a zip and write one CSV row per image: file, predicted_label, score (and true_label)."""
         prediction = self.predict_zip(zip_path)
         frame = pd.DataFrame(prediction.rows, columns=["file", "predicted_label", "score", "true_label"])
+        frame["score"] = frame["score"].round(6)  # as the text batch: six places say all a probability can
         if frame["true_label"].isna().all():
             frame = frame.drop(columns="true_label")
         Path(csv_path).parent.mkdir(parents=True, exist_ok=True)
