@@ -72,10 +72,10 @@ def test_a_broken_table_gets_a_message(services, tmp_path):
 
 
 def test_ingest_shows_the_table_report(services, people_xlsx):
-    report, charts, classes, lengths, table, picker, train_picker = _ingest(services, people_xlsx)
+    report, charts, classes, lengths, table, picker, train_picker, thumbnails = _ingest(services, people_xlsx)
     assert "Target:** `buys`" in report and "customer_id" in report.split("Left out:**")[1]
     assert "| salary | numeric | input |" in report and "Class balance:** " in report
-    assert classes["visible"] is True and lengths["visible"] is False
+    assert classes["visible"] is True and lengths["visible"] is False and thumbnails["visible"] is False
     dataset = services.list_datasets()[0]
     assert dataset.input_columns == ["salary", "city", "age"] and picker["value"] == dataset.id
 
