@@ -262,6 +262,7 @@ def cmd_predict(settings, args):
 
 def cmd_runs(settings, args):
     services = _services(settings)
+    services.runner.sweep_for_readers()  # a run whose worker process died reads `interrupted`, server or not
     return [run_summary(run) for run in services.repo.list_runs()], 0
 
 
