@@ -210,3 +210,31 @@ def test_two_runs_train_at_once_and_their_metrics_do_not_mix(two_at_once_databas
         assert json.loads((Path(run.output_dir) / "metrics.json").read_text())["macro_f1"] == run.metrics["macro_f1"]
     assert len(ports) == 2  # each run its own rendezvous port
     engine.dispose()
+
+
+MATCH_TOLERANCE = 0.1  # macro F1 of 2 processes within 0.1 of 1 process (both must learn the rule: >= 0.9)
+
+
+def test_two_cpu_processes_over_gloo_reach_the_validation_metrics_of_one(repo, settings):
+    folder = settings.datasets_dir / "rule-160"
+    record = make_dataset(folder, rule_rows(160, seed=1), rule_rows(40, seed=2))
+    dataset_id = repo.add_dataset(name="rule", task="text-classification", content_hash="s" * 64, path=str(folder),
+                                  text_column="text", label_column="label", rows=record.rows,
+                                  train_rows=record.train_rows, validation_rows=record.validation_rows,
+                                  labels=record.labels, classes=record.classes, report={}).id
+    finished = {}
+    for processes in (1, 2):
+        runner = JobRunner(repo, process_settings(settings, cpu_processes_per_run=processes))
+        run_id = runner.submit(lstm_config(dataset_id=dataset_id, epochs=8, name=f"{processes} processes"))
+        finished[processes] = runner.run_job(run_id)
+        assert finished[processes].status == "succeeded", finished[processes].error
+    one, two = finished[1], finished[2]
+    log_text = (Path(two.output_dir) / "train.log").read_text()
+    assert "rank 1 of 2" in log_text and "--multi_gpu" in log_text  # really two processes, talking gloo
+    # Each of 2 processes takes half the batches: half the optimizer steps, same samples seen.
+    steps = {n: repo.get_metrics(run.id, ["total_steps"])[-1].value for n, run in finished.items()}
+    assert steps[2] == steps[1] / 2
+    assert one.metrics["macro_f1"] >= 0.9 and two.metrics["macro_f1"] >= 0.9
+    assert abs(one.metrics["macro_f1"] - two.metrics["macro_f1"]) <= MATCH_TOLERANCE
+    assert sorted(p.name for p in Path(two.output_dir).iterdir() if not p.name.startswith(".")) == sorted(
+        p.name for p in Path(one.output_dir).iterdir() if not p.name.startswith("."))  # rank 0 alone wrote them
