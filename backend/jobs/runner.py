@@ -423,11 +423,22 @@ class JobRunner:
         except BaseException:  # Ctrl-C in the CLI that supervises: the run checkpoints and ends interrupted
             signal_group(process.pid, signal.SIGINT)
             signal_processes(tree, signal.SIGINT)
+            self._await_end(process, tree)  # a resume must never start while the old worker still saves
             self._repo.mark_interrupted(run_id, "Training was interrupted (Ctrl-C or the process was stopped). "
                                                 "Resume it to continue from its last checkpoint.")
             raise
         self._forward_progress(run_id, seen_step)
         self._record_end(run_id, process.returncode, stopped=signalled_at is not None, output_dir=output_dir)
+
+    def _await_end(self, process: subprocess.Popen, tree: set) -> None:
+        """Give the run's processes the grace period to checkpoint and exit, then kill what is left."""
+        deadline = time.monotonic() + self._settings.stop_grace_s
+        while time.monotonic() < deadline and (process.poll() is None or any_alive(tree)):
+            time.sleep(SUPERVISE_POLL_S)
+        if process.poll() is None or any_alive(tree):
+            signal_group(process.pid, signal.SIGKILL)
+            signal_processes(tree, signal.SIGKILL)
+            process.wait()
 
     def _record_end(self, run_id: int, returncode: int | None, *, stopped: bool, output_dir: Path) -> None:
         """The worker records how the run ended; when it could not (killed, crashed), say so here."""

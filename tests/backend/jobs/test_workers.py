@@ -225,7 +225,7 @@ def test_two_cpu_processes_over_gloo_reach_the_validation_metrics_of_one(repo, s
     finished = {}
     for processes in (1, 2):
         runner = JobRunner(repo, process_settings(settings, cpu_processes_per_run=processes))
-        run_id = runner.submit(lstm_config(dataset_id=dataset_id, epochs=8, name=f"{processes} processes"))
+        run_id = runner.submit(lstm_config(dataset_id=dataset_id, epochs=12, name=f"{processes} processes"))
         finished[processes] = runner.run_job(run_id)
         assert finished[processes].status == "succeeded", finished[processes].error
     one, two = finished[1], finished[2]
