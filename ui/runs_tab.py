@@ -15,7 +15,7 @@ import gradio as gr
 import pandas as pd
 
 from backend.config import RESUMABLE_STATUSES, RUN_STATUSES
-from backend.jobs.runner import read_log_tail
+from backend.jobs.reporting import read_log_tail
 from backend.services import NotFound, RunRecord, Services, default_task, get_task, task_names, task_of_run
 from ui.errors import shows_errors, unchanged
 from ui.formatting import (LOSS_KEYS, confusion_html, curves, per_class_table, progress_html, quality_keys,

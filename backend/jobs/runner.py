@@ -2,11 +2,8 @@
 
 Each supervisor thread claims the oldest queued run and trains it:
 - launcher=process (the app's default): in its own process group, started by Accelerate's
-  launcher (`accelerate launch ... -m backend.jobs.worker --run-id N`, see backend.jobs.launch),
-  on a GPU set from the pool; the worker writes progress and the final status itself, the
-  supervisor waits for every process of the run to end, forwards progress to listeners, turns
-  Stop into SIGTERM (SIGKILL after `stop_grace_s`) and records a run whose worker died as
-  `interrupted`.
+  launcher (`accelerate launch ... -m backend.jobs.worker --run-id N`) on a GPU set from the
+  pool, watched by backend.jobs.supervisor.
 - launcher=thread: in the supervisor thread itself. The trainer knows nothing of the DB: the
   runner hands it callbacks that append progress to the metrics table and beat the heartbeat.
 Either way a run outlives the browser tab that launched it, and stopping is our own
@@ -19,7 +16,6 @@ import logging
 import os
 import shutil
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -30,65 +26,25 @@ from typing import Protocol
 from backend.config import RESUMABLE_STATUSES, TrainConfig
 from backend.errors import Cancelled, UserError
 from backend.jobs import liveness
-from backend.jobs.launch import PROJECT_ROOT, GpuPool, concurrent_runs, plan_launch, visible_gpus
-from backend.jobs.processes import (any_alive, describe_exit, descendants, is_alive, signal_group, signal_processes,
-                                    start_time, this_host)
+from backend.jobs.launch import GpuPool, concurrent_runs, plan_launch, visible_gpus
+from backend.jobs.processes import descendants, is_alive, signal_group, signal_processes, start_time, this_host
+from backend.jobs.reporting import (HEARTBEAT_EVERY_S, explain, has_checkpoint, log_line,  # noqa: F401 (explain:
+                                    record_progress, rewind_metrics)                 # re-exported for callers)
+from backend.jobs.supervisor import IDLE_POLL_S, WorkerSupervisor
 from backend.settings import Settings
 from storage.records import DatasetRecord, RunRecord
 from storage.repository import Repository
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_EVERY_S = 5.0
-IDLE_POLL_S = 1.0
 STALE_SWEEP_S = 30.0  # how often a serving app looks for runs whose process died (heartbeat stale)
 READ_SWEEP_S = 1.0  # readers (UI polling, `runs`) sweep at most this often: a dead worker shows within seconds
-SUPERVISE_POLL_S = 0.25  # how often a supervisor looks at its worker's processes
 
 
 class TrainFn(Protocol):
     def __call__(self, config: TrainConfig, dataset: DatasetRecord, output_dir: Path, *,
                  on_progress: Callable[[int, dict[str, float]], None], should_stop: Callable[[], bool],
                  resume: bool = False): ...
-
-
-def explain(exc: BaseException) -> str:
-    """A readable one-paragraph message for a failed run: what went wrong and, where known, the fix."""
-    if isinstance(exc, UserError):
-        return str(exc)
-    text = str(exc) or type(exc).__name__
-    if "out of memory" in text.lower() or type(exc).__name__ == "OutOfMemoryError":
-        return ("Out of memory while training. Lower the batch size or the max length "
-                "(or use gradient accumulation to keep the effective batch size).")
-    if isinstance(exc, FileNotFoundError):
-        return f"A file the run needs is missing: {exc.filename or text}. Re-upload the dataset and start a new run."
-    first_line = text.strip().splitlines()[0][:500]
-    return f"Training failed ({type(exc).__name__}): {first_line}"
-
-
-def has_checkpoint(output_dir: Path) -> bool:
-    """Whether a run folder holds a complete checkpoint to resume from."""
-    folder = output_dir / "checkpoints"
-    return folder.is_dir() and any(p.is_dir() and not p.name.startswith(".") for p in folder.iterdir())
-
-
-def log_line(output_dir: Path, line: str) -> None:
-    """Append a timestamped line to the run's train.log (never fails the run)."""
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        with open(output_dir / "train.log", "a", encoding="utf-8") as handle:
-            handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
-    except OSError:
-        log.debug("could not write the log line for %s", output_dir, exc_info=True)
-
-
-def record_progress(repo: Repository, run_id: int, output_dir: Path, step: int, values: dict) -> dict[str, float]:
-    """Store one progress report: metric rows, heartbeat (+ progress), a log line; returns the numbers stored."""
-    clean = {k: float(v) for k, v in values.items() if isinstance(v, (int, float))}
-    repo.add_metrics(run_id, step, clean)
-    repo.heartbeat(run_id, progress=clean.get("progress"))
-    log_line(output_dir, f"step {step}: " + ", ".join(f"{k}={v:.4g}" for k, v in clean.items()))
-    return clean
 
 
 class JobRunner:
@@ -210,6 +166,7 @@ class JobRunner:
 
     def resume(self, run_id: int) -> int:
         """Queue an interrupted or cancelled run again; it continues from its last checkpoint."""
+        liveness.sweep(self._repo, self._settings.heartbeat_timeout_s)  # a run whose worker died is resumable now
         run = self._repo.get_run(run_id)
         if run.status not in RESUMABLE_STATUSES:
             raise UserError(f"Run {run_id} is {run.status}; only interrupted or cancelled runs can be resumed.")
@@ -302,7 +259,8 @@ class JobRunner:
         stop = self._stops[run_id]
         if self.uses_processes:
             try:
-                self._execute_in_worker(run_id, stop)
+                WorkerSupervisor(self._repo, self._settings, self._pool(), self._shutdown, self._listeners).execute(
+                    run_id, stop)
             finally:
                 self._stops.pop(run_id, None)
             return self._repo.get_run(run_id)
@@ -324,7 +282,7 @@ class JobRunner:
             dataset = self._repo.get_dataset(config.dataset_id)
             output_dir.mkdir(parents=True, exist_ok=True)
             resume = has_checkpoint(output_dir)
-            self._rewind_metrics(run_id, output_dir, resume)
+            rewind_metrics(self._repo, run_id, output_dir, resume)
             result = self._train(config, dataset, output_dir, run_id, stop, resume)
         except Cancelled:
             status = "interrupted" if self._shutdown.is_set() else "cancelled"
@@ -345,146 +303,6 @@ class JobRunner:
             self._repo.finish(run_id, "succeeded", metrics=result.metrics)
             self._repo.add_artifact(run_id, "model", str(output_dir))
             self._log_line(output_dir, "run succeeded")
-
-    # ---- worker processes ---------------------------------------------------------------
-    def _execute_in_worker(self, run_id: int, stop: threading.Event) -> None:
-        """Launch the run's worker processes, supervise them to their end, record what the worker could not."""
-        run = self._repo.get_run(run_id)
-        output_dir = Path(run.output_dir or self._settings.runs_dir / str(run_id))
-        gpus: tuple[str, ...] | None = None
-        try:
-            config = run.config
-            dataset = self._repo.get_dataset(config.dataset_id)
-            resume = has_checkpoint(output_dir)
-            self._rewind_metrics(run_id, output_dir, resume)
-            gpus = self._wait_for_gpus(stop)
-            if gpus is None:  # stopped while waiting for a GPU: nothing trained, nothing to save
-                raise Cancelled()
-            plan = plan_launch(self._settings, run_id, gpus)
-            log_line(output_dir, f"{'resuming' if resume else 'starting'} {config.template.kind} on dataset "
-                                 f"{dataset.id} ({dataset.train_rows} training rows): {plan.command_line()}")
-            process = self._launch(run_id, plan, output_dir)
-            self._supervise(run_id, process, stop, output_dir)
-        except Cancelled:
-            status = "interrupted" if self._shutdown.is_set() else "cancelled"
-            self._repo.finish(run_id, status)
-            log_line(output_dir, f"run {status} before its worker started")
-        except Exception as exc:  # a supervisor thread must never die silently
-            log.exception("run %d could not be launched", run_id)
-            message = explain(exc)
-            self._repo.finish(run_id, "failed", error=message)
-            log_line(output_dir, f"FAILED: {message}")
-        finally:
-            if gpus:
-                self._pool().give_back(gpus)
-
-    def _wait_for_gpus(self, stop: threading.Event) -> tuple[str, ...] | None:
-        while not stop.is_set():
-            gpus = self._pool().take()
-            if gpus is not None:
-                return gpus
-            stop.wait(IDLE_POLL_S)
-        return None
-
-    def _launch(self, run_id: int, plan, output_dir: Path) -> subprocess.Popen:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        with open(output_dir / "train.log", "ab") as out:  # the launcher and every rank write here
-            process = subprocess.Popen(plan.argv, env={**os.environ, **plan.env}, cwd=str(PROJECT_ROOT),
-                                       stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                       start_new_session=True)  # its own process group: one signal reaches all
-        self._repo.set_worker(run_id, pid=process.pid, started=start_time(process.pid), host=this_host(),
-                              gpus=",".join(plan.gpus), port=plan.port)
-        log.info("run %d: worker started (pid %d): %s", run_id, process.pid, plan.command_line())
-        return process
-
-    def _supervise(self, run_id: int, process: subprocess.Popen, stop: threading.Event, output_dir: Path) -> None:
-        """Wait until every process of the run has ended; Stop -> SIGTERM, then SIGKILL after the grace period."""
-        tree = {(process.pid, start_time(process.pid))}
-        signalled_at: float | None = None
-        seen_step = self._last_step(run_id)
-        try:
-            while True:
-                tree |= set(descendants(process.pid))  # torchrun's ranks run in sessions of their own
-                if stop.is_set() and signalled_at is None:
-                    # SIGTERM = Stop (-> cancelled); SIGINT = the app is shutting down (-> interrupted)
-                    sig = signal.SIGINT if self._shutdown.is_set() else signal.SIGTERM
-                    signal_group(process.pid, sig)
-                    signal_processes(tree, sig)
-                    signalled_at = time.monotonic()
-                elif signalled_at is not None and time.monotonic() - signalled_at > self._settings.stop_grace_s:
-                    log.warning("run %d did not stop within %.0f s: killing its processes", run_id,
-                                self._settings.stop_grace_s)
-                    signal_group(process.pid, signal.SIGKILL)
-                    signal_processes(tree, signal.SIGKILL)
-                seen_step = self._forward_progress(run_id, seen_step)
-                if process.poll() is not None and not any_alive(tree):
-                    break
-                time.sleep(SUPERVISE_POLL_S)
-        except BaseException:  # Ctrl-C in the CLI that supervises: the run checkpoints and ends interrupted
-            signal_group(process.pid, signal.SIGINT)
-            signal_processes(tree, signal.SIGINT)
-            self._await_end(process, tree)  # a resume must never start while the old worker still saves
-            self._repo.mark_interrupted(run_id, "Training was interrupted (Ctrl-C or the process was stopped). "
-                                                "Resume it to continue from its last checkpoint.")
-            raise
-        self._forward_progress(run_id, seen_step)
-        self._record_end(run_id, process.returncode, stopped=signalled_at is not None, output_dir=output_dir)
-
-    def _await_end(self, process: subprocess.Popen, tree: set) -> None:
-        """Give the run's processes the grace period to checkpoint and exit, then kill what is left."""
-        deadline = time.monotonic() + self._settings.stop_grace_s
-        while time.monotonic() < deadline and (process.poll() is None or any_alive(tree)):
-            time.sleep(SUPERVISE_POLL_S)
-        if process.poll() is None or any_alive(tree):
-            signal_group(process.pid, signal.SIGKILL)
-            signal_processes(tree, signal.SIGKILL)
-            process.wait()
-
-    def _record_end(self, run_id: int, returncode: int | None, *, stopped: bool, output_dir: Path) -> None:
-        """The worker records how the run ended; when it could not (killed, crashed), say so here."""
-        if self._repo.get_run(run_id).status != "running":
-            return
-        if stopped and not self._shutdown.is_set():
-            self._repo.finish(run_id, "cancelled", error=f"Stopped; its processes had to be killed "
-                                                         f"({describe_exit(returncode)}). Resume continues from "
-                                                         "its last complete checkpoint.")
-            log_line(output_dir, "run cancelled (processes killed after the grace period)")
-            return
-        hint = " (the kernel kills the largest process when memory runs out)" if returncode == -signal.SIGKILL else ""
-        message = (f"The training process ended without finishing the run ({describe_exit(returncode)}){hint}. "
-                   "Resume it to continue from its last checkpoint.")
-        if self._repo.mark_interrupted(run_id, message):
-            log_line(output_dir, f"run interrupted: {message}")
-
-    def _last_step(self, run_id: int) -> int:
-        metrics = self._repo.get_metrics(run_id, ["progress"]) if self._listeners else []
-        return max((m.step for m in metrics), default=0)
-
-    def _forward_progress(self, run_id: int, seen_step: int) -> int:
-        """Hand the steps the worker stored since `seen_step` to the listeners (the CLI prints them)."""
-        if not self._listeners:
-            return seen_step
-        by_step: dict[int, dict[str, float]] = {}
-        for metric in self._repo.get_metrics(run_id):
-            if metric.step > seen_step:
-                by_step.setdefault(metric.step, {})[metric.key] = metric.value
-        for step in sorted(by_step):
-            for listener in self._listeners:
-                listener(run_id, step, by_step[step])
-        return max(by_step, default=seen_step)
-
-    def _rewind_metrics(self, run_id: int, output_dir: Path, resume: bool) -> None:
-        """Forget the metric rows the coming attempt will write again: those past the checkpoint it
-        resumes from (all of them when it starts afresh), so each (step, key) is stored once."""
-        step = 0
-        if resume:
-            from backend.training.checkpoints import checkpoint_step, latest_checkpoint  # torch only when a job runs
-
-            checkpoint = latest_checkpoint(output_dir)
-            step = checkpoint_step(checkpoint) if checkpoint is not None else 0
-        dropped = self._repo.delete_metrics_after(run_id, step)
-        if dropped:
-            log.info("run %d: %d metric rows past step %d dropped before training", run_id, dropped, step)
 
     def _train(self, config, dataset, output_dir, run_id, stop, resume):
         train_fn = self._train_fn
@@ -513,13 +331,3 @@ class JobRunner:
     @staticmethod
     def _log_line(output_dir: Path, line: str) -> None:
         log_line(output_dir, line)
-
-
-def read_log_tail(output_dir: str | None, lines: int = 30) -> str:
-    """Last lines of a run's train.log ('' when there is none)."""
-    if not output_dir:
-        return ""
-    path = Path(output_dir) / "train.log"
-    if not path.exists():
-        return ""
-    return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])

@@ -21,16 +21,19 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 from backend.errors import Cancelled
-from backend.jobs.runner import HEARTBEAT_EVERY_S, explain, has_checkpoint, log_line, record_progress
+from backend.jobs.reporting import HEARTBEAT_EVERY_S, explain, has_checkpoint, log_line, record_progress
 from backend.log_format import configure_logging
 from backend.settings import Settings
 from storage.database import make_engine, make_sessions
 from storage.repository import Repository
 
 log = logging.getLogger("modelsmith.worker")
+
+PARENT_CHECK_S = 1.0  # how soon a worker notices that its launcher was killed
 
 
 class StopRequest:
@@ -68,11 +71,12 @@ def agreed(accelerator, local: threading.Event):
 
 def watch(repo: Repository, run_id: int, stop: StopRequest, done: threading.Event, beat: bool) -> None:
     """Beat the heartbeat (rank 0); stop when the launcher above us is gone (it was killed)."""
-    parent = os.getppid()
-    while not done.wait(min(HEARTBEAT_EVERY_S, 1.0)):
+    parent, next_beat = os.getppid(), time.monotonic() + HEARTBEAT_EVERY_S
+    while not done.wait(PARENT_CHECK_S):
         if os.getppid() != parent:  # re-parented: the launcher died, nobody waits for this run any more
             stop.request("interrupted")
-        if beat:
+        if beat and time.monotonic() >= next_beat:
+            next_beat = time.monotonic() + HEARTBEAT_EVERY_S
             try:
                 repo.heartbeat(run_id)
             except Exception:  # a missed beat is harmless; never kill the run for it
