@@ -38,6 +38,7 @@ from storage.repository import Repository
 log = logging.getLogger(__name__)
 
 STALE_SWEEP_S = 30.0  # how often a serving app looks for runs whose process died (heartbeat stale)
+RESUME_WAIT_S = 10.0  # how long Resume waits for a run's last processes to exit after its final status
 READ_SWEEP_S = 1.0  # readers (UI polling, `runs`) sweep at most this often: a dead worker shows within seconds
 
 
@@ -167,6 +168,11 @@ class JobRunner:
     def resume(self, run_id: int) -> int:
         """Queue an interrupted or cancelled run again; it continues from its last checkpoint."""
         liveness.sweep(self._repo, self._settings.heartbeat_timeout_s)  # a run whose worker died is resumable now
+        deadline = time.monotonic() + RESUME_WAIT_S
+        while run_id in self._stops and time.monotonic() < deadline:  # its processes are still exiting
+            time.sleep(0.05)
+        if run_id in self._stops:
+            raise UserError(f"Run {run_id} is still saving its checkpoint. Resume it again in a few seconds.")
         run = self._repo.get_run(run_id)
         if run.status not in RESUMABLE_STATUSES:
             raise UserError(f"Run {run_id} is {run.status}; only interrupted or cancelled runs can be resumed.")

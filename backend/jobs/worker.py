@@ -69,6 +69,20 @@ def agreed(accelerator, local: threading.Event):
     return should_stop
 
 
+PEER_FAILURE_SIGNS = ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "gloo", "NCCL")
+
+
+def lost_a_peer(exc: BaseException, accelerator) -> bool:
+    """Whether `exc` is a collective that failed because another rank of the run is gone."""
+    if accelerator.num_processes == 1:
+        return False
+    import torch.distributed as dist
+
+    dist_error = getattr(dist, "DistError", None)
+    return (dist_error is not None and isinstance(exc, dist_error)) or any(
+        sign in str(exc) for sign in PEER_FAILURE_SIGNS)
+
+
 def watch(repo: Repository, run_id: int, stop: StopRequest, done: threading.Event, beat: bool) -> None:
     """Beat the heartbeat (rank 0); stop when the launcher above us is gone (it was killed)."""
     parent, next_beat = os.getppid(), time.monotonic() + HEARTBEAT_EVERY_S
@@ -119,6 +133,12 @@ def train_run(run_id: int, settings: Settings) -> int:
         return 0
     except Exception as exc:  # the run fails, with a readable reason; the app is untouched
         agree_at_exit = False
+        if lost_a_peer(exc, accelerator):  # another rank was killed: resumable, not the run's fault
+            log.warning("run %d: another process of the run is gone (%s)", run_id, str(exc).splitlines()[0][:200])
+            if main:
+                repo.mark_interrupted(run_id, "Another process of this run died (killed, or out of memory), so the "
+                                              "run stopped. Resume it to continue from its last checkpoint.")
+            return 1
         log.exception("run %d failed", run_id)
         if main:
             message = explain(exc)

@@ -238,3 +238,27 @@ def test_two_cpu_processes_over_gloo_reach_the_validation_metrics_of_one(repo, s
     assert abs(one.metrics["macro_f1"] - two.metrics["macro_f1"]) <= MATCH_TOLERANCE
     assert sorted(p.name for p in Path(two.output_dir).iterdir() if not p.name.startswith(".")) == sorted(
         p.name for p in Path(one.output_dir).iterdir() if not p.name.startswith("."))  # rank 0 alone wrote them
+
+
+def test_sigkill_of_one_of_two_ranks_interrupts_the_run_and_resume_finishes_it(repo, settings, dataset_id):
+    runner = JobRunner(repo, process_settings(settings, cpu_processes_per_run=2))
+    run_id = runner.submit(slow_config(dataset_id, epochs=30))
+    runner.start()
+    try:
+        output_dir = settings.runs_dir / str(run_id)
+        wait_for(lambda: has_checkpoint(output_dir) and repo.get_run(run_id).worker_port, LAUNCH_TIMEOUT_S,
+                 "the first checkpoint")
+        workers = [psutil.Process(pid) for pid, _ in descendants(repo.get_run(run_id).worker_pid)]
+        ranks = {process.environ()["RANK"]: process.pid for process in workers if "RANK" in process.environ()}
+        assert set(ranks) == {"0", "1"}
+        os.kill(ranks["1"], signal.SIGKILL)
+        interrupted = runner.wait(run_id, timeout=120)
+        assert interrupted.status == "interrupted", interrupted.error
+        wait_for(lambda: not any(is_alive(pid, None) for pid in ranks.values()), 60, "rank 0 to end too")
+        runner.resume(run_id)
+        final = runner.wait(run_id, timeout=LAUNCH_TIMEOUT_S)
+    finally:
+        runner.shutdown()
+    assert final.status == "succeeded", final.error
+    log_text = (output_dir / "train.log").read_text()
+    assert "resumed from" in log_text and unique_metric_rows(repo, run_id)
