@@ -26,6 +26,7 @@ from pathlib import Path
 
 from backend.errors import bounded, shorten
 from backend.log_format import configure_logging
+from backend.training.phases import METRICS_KEY as TIMING_KEY
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -216,8 +217,8 @@ def run_summary(run) -> dict:
 
 def _headline(metrics: dict) -> dict:
     # per-class tables and the confusion matrix stay in the run folder/DB; the CLI shows scalars
-    return {k: v for k, v in (metrics or {}).items() if isinstance(v, (int, float))} | (
-        {"per_class": metrics["per_class"]} if metrics and "per_class" in metrics else {})
+    return {k: v for k, v in (metrics or {}).items() if isinstance(v, (int, float))} | {
+        key: metrics[key] for key in ("per_class", TIMING_KEY) if metrics and key in metrics}
 
 
 def cmd_train(settings, args):

@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, SerializeAsAny, field_validator, model_validator
 
 from backend.errors import UnknownSetting
-from backend.tasks.base import TemplateConfig
+from backend.tasks.base import TemplateConfig, TrainPreset
 from backend.tasks.base import template_description as describe_template
 from backend.tasks.registry import DEFAULT_TASK, TASKS, task_of_template, template_classes
 
@@ -76,6 +76,10 @@ class TrainConfig(_Frozen):
                                                                 "0 = epochs over the training tokens.")
     eval_batches: int = Field(20, ge=1, le=10_000, description="Text generation: validation batches per "
                                                                "evaluation (fixed blocks spread over the text).")
+    torch_compile: bool = Field(False, description="Compile the model with torch.compile: faster steps for "
+                                                   "Transformer templates on a GPU, after a compile of tens of "
+                                                   "seconds at the first step (counted in the run's time); "
+                                                   "rarely worth it on a CPU.")
 
     @field_validator("template", mode="before")
     @classmethod
@@ -114,6 +118,13 @@ def default_config(dataset_id: int, template_kind: str, task: str | None = None)
     task = task_of(template_kind) if task is None else task
     defaults = TASKS[task].training_defaults.get(template_kind, {}) if task in TASKS else {}
     return TrainConfig(dataset_id=dataset_id, task=task, template=template, **defaults)
+
+
+def preset_config(dataset_id: int, preset: TrainPreset, task: str) -> TrainConfig:
+    """A config for `preset`: its template with its settings, over the template's usual ones."""
+    base = default_config(dataset_id, preset.template, task)
+    template = {**base.template.model_dump(), **preset.template_settings}
+    return TrainConfig.model_validate({**base.model_dump(), **preset.settings, "template": template})
 
 
 def _unknown_setting(key: str, known: list[str]) -> str:

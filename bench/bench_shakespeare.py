@@ -63,18 +63,24 @@ REFERENCE_LABEL = "nanoGPT-small"  # our transformer-lm with nanoGPT's small CPU
 REFERENCE_BUDGET_SECONDS = 120
 # nanoGPT config/train_shakespeare_char.py with its README's CPU overrides (max_iters 2000 is
 # replaced by the 2-minute budget it takes on this machine; warm-up 100 of 2,000 iterations).
-# nanoGPT config/train_shakespeare_char.py as it is (its GPU recipe): warm-up 100 of 5,000
-# iterations, evaluation every 250; the same values as the Train tab's "GPU preset".
-NANOGPT_GPU = {"template.num_layers": "6", "template.num_heads": "6", "template.hidden_size": "384",
-               "template.block_size": "256", "template.dropout": "0.2", "batch_size": "64", "learning_rate": "1e-3",
-               "weight_decay": "0.1", "warmup_ratio": "0.02", "gradient_accumulation_steps": "1",
-               "eval_every_steps": "250", "eval_batches": "20"}
+# nanoGPT config/train_shakespeare_char.py as it is (its GPU recipe): the Train tab's "GPU
+# preset" (backend/tasks/text_generation/presets.py), read from there so the two cannot drift.
+# Its max_steps (5,000) sets the learning-rate schedule; the time budget ends the bench run.
 NANOGPT_GPU_BITS_PER_CHAR = 2.12  # 1.4697 nats/char, nanoGPT's README, 5,000 iterations on one A100
 NANOGPT_SMALL = {"template.num_layers": "4", "template.num_heads": "4", "template.hidden_size": "128",
                  "template.block_size": "64", "template.dropout": "0", "batch_size": "12", "learning_rate": "1e-3",
                  "weight_decay": "0.1", "warmup_ratio": "0.05", "gradient_accumulation_steps": "1"}
 
 log = logging.getLogger("bench_shakespeare")
+
+
+def nanogpt_gpu_overrides() -> dict[str, str]:
+    """The Train tab's nanoGPT GPU preset as `--set` overrides (template fields as template.<name>)."""
+    sys.path.insert(0, str(ROOT))
+    from backend.tasks.text_generation.presets import NANOGPT_SHAKESPEARE_GPU as preset
+
+    return {**{key: str(value) for key, value in preset.settings.items()},
+            **{f"template.{key}": str(value) for key, value in preset.template_settings.items()}}
 
 
 # --- child: one measurement per process --------------------------------------------------------
@@ -242,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     marks = [int(mark) for mark in args.marks.split(",") if mark.strip()]
     if args.preset == "gpu":
         jobs = [{"label": "nanoGPT-gpu-recipe", "template": "transformer-lm", "budget": int(budget),
-                 "threads": args.threads, "overrides": {**NANOGPT_GPU, **overrides}, "marks": marks}
+                 "threads": args.threads, "overrides": {**nanogpt_gpu_overrides(), **overrides}, "marks": marks}
                 for budget in args.budgets.split(",")]
     else:
         jobs = [{"template": template, "budget": int(budget), "threads": args.threads, "overrides": overrides,

@@ -16,6 +16,8 @@ import pandas as pd
 
 from backend.config import RESUMABLE_STATUSES, RUN_STATUSES
 from backend.jobs.reporting import read_log_tail
+from backend.training.phases import METRICS_KEY as TIMING_KEY
+from backend.training.phases import describe as describe_phases
 from backend.services import NotFound, RunRecord, Services, default_task, get_task, task_names, task_of_run
 from ui.errors import shows_errors, unchanged
 from ui.formatting import (LOSS_KEYS, confusion_html, curves, per_class_table, progress_html, quality_keys,
@@ -184,6 +186,9 @@ def _run_header(run: RunRecord) -> str:
               f"{' · ' + length if length else ''}\n\n<small>{settings}</small>")
     if run.dataset_id is None:  # imported: its curves stay where it was trained
         header += "\n\n" + _carried_metrics(run.metrics)
+    timing = describe_phases((run.metrics or {}).get(TIMING_KEY))
+    if timing:  # measured in the run's last session (a resume starts a new one)
+        header += f"\n\n**Where the time went:** {timing}"
     return header
 
 

@@ -16,7 +16,7 @@ from typing import Literal, get_args, get_origin
 import gradio as gr
 from pydantic import BaseModel
 
-from backend.config import (TEMPLATE_TRAINING_FIELDS, TrainConfig, default_config, template_classes,
+from backend.config import (TEMPLATE_TRAINING_FIELDS, TrainConfig, default_config, preset_config, template_classes,
                             template_description, templates_of)
 from backend.services import Services, default_task, get_task, list_tasks, task_names, task_of_template
 from backend.startup import load_model_stack
@@ -321,6 +321,30 @@ def fill_from_config(config: TrainConfig) -> list:
             f"{config.name or 'run'} (clone)", *config_values(config)]
 
 
+def preset_choices(task: str | None) -> list[tuple[str, str]]:
+    """(label, label) of the task's presets, after a "none" choice; [] when it has none."""
+    presets = get_task(task).presets if task in task_names() else ()
+    return [("none: my own settings", "")] + [(preset.label, preset.label) for preset in presets] if presets else []
+
+
+def on_task_presets(task: str | None):
+    """Offer the task's presets (hidden for a task without any)."""
+    choices = preset_choices(task)
+    return gr.update(choices=choices, value="", visible=bool(choices)), ""
+
+
+def on_preset_picked(dataset_id, task: str, name: str, label: str | None):
+    """Fill the whole form with a preset's settings (template included); 'none' leaves the form as it is."""
+    presets = {preset.label: preset for preset in get_task(task).presets} if task in task_names() else {}
+    if label not in presets:
+        return (*(gr.skip() for _ in range(4 + len(form_fields()))), "")
+    preset = presets[label]
+    config = preset_config(int(dataset_id) if dataset_id else 1, preset, task)
+    values = fill_from_config(config)
+    values[0], values[3] = gr.skip(), name  # the dataset and the run name stay the person's
+    return (*values, f"<small>{preset.note}</small>")
+
+
 def build_train_tab(services: Services) -> TrainForm:
     """Lay out the Train tab and wire its events; returns the form for Clone."""
     records = services.list_datasets()
@@ -333,6 +357,11 @@ def build_train_tab(services: Services) -> TrainForm:
         template = gr.Dropdown([(k, k) for k in first_task.template_kinds], value=first_kind,
                                label="Template", scale=1)
     description = gr.Markdown(f"_{template_description(first_kind)}_")
+    with gr.Row():
+        first_presets = preset_choices(first_task.name)
+        preset = gr.Dropdown(first_presets, value="", label="Preset", visible=bool(first_presets), scale=1,
+                             info="Fill in every setting from a published recipe.", elem_id="preset")
+        preset_note = gr.Markdown(elem_id="preset-note")
     name = gr.Textbox(label="Run name", placeholder="optional: a name to find the run again")
     pairs = form_fields()
     components: dict[tuple[str, str], gr.components.Component] = {}
@@ -382,6 +411,9 @@ def build_train_tab(services: Services) -> TrainForm:
     task.change(on_task_fields, task, [components[("config", name)] for name in TASK_ONLY_FIELDS],
                 api_visibility="private")
     task.input(on_task_change, [task, template], [template, *training_defaults], api_visibility="private")
+    task.change(on_task_presets, task, [preset, preset_note], api_visibility="private")
+    preset.input(on_preset_picked, [dataset, task, name, preset], [*form.all_inputs, preset_note],
+                 api_visibility="private")
     # .change: a dataset just ingested in the Data tab is picked here too, and the form must follow
     # its task. Clone sets dataset, task and template together, so the template then still fits.
     dataset.change(partial(on_dataset_picked, services), dataset, task, api_visibility="private").then(

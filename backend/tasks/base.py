@@ -46,6 +46,17 @@ class Entry:
         return f"Entry({self.path!r})"
 
 
+@dataclass(frozen=True)
+class TrainPreset:
+    """A named set of settings the Train tab can fill in at once (e.g. a published recipe)."""
+
+    label: str                        # what the preset picker shows
+    template: str                     # the template kind it trains
+    settings: Mapping[str, Any]       # TrainConfig fields
+    template_settings: Mapping[str, Any]  # fields of that template
+    note: str = ""                    # where the values come from, what they need (shown under the picker)
+
+
 @dataclass(frozen=True, eq=False)
 class Task:
     """Everything the code outside `backend/tasks/` needs to know about one task."""
@@ -81,6 +92,7 @@ class Task:
     headline_key: str = "eval_macro_f1"   # progress key of the score the Runs table shows while training
     headline_format: str = "{label} {value:.3f}"  # how that score reads ("macro F1 0.956")
     headline_label: str = "macro F1"
+    presets: tuple[TrainPreset, ...] = ()  # settings the Train tab offers to fill in at once
 
     @property
     def template_kinds(self) -> tuple[str, ...]:

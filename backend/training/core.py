@@ -33,6 +33,8 @@ from backend.sharing.model_card import write_model_card
 from backend.tasks.base import clamp_length  # noqa: F401 (the strategies and the estimate import it from here)
 from backend.tasks.registry import get_task
 from backend.training.checkpoints import CHECKPOINTS_DIR, begin_run, load_checkpoint
+from backend.training.phases import METRICS_KEY as TIMING_KEY
+from backend.training.phases import PhaseTimes, describe
 from storage.records import DatasetRecord
 
 log = logging.getLogger(__name__)
@@ -57,7 +59,7 @@ class TrainResult:
 
 class Strategy(Protocol):
     """One loop shape. `setup` does the I/O and builds a run object (with .accelerator, .model,
-    .output_dir, .evaluated_at); `fit` loops and returns why it stopped; `evaluate` scores the model
+    .output_dir, .evaluated_at, .phases); `fit` loops and returns why it stopped; `evaluate` scores the model
     and keeps it when it is the best so far; `served` is what the result hands back in memory."""
 
     State: type  # dataclass saved with every checkpoint: global_step, best_step, best_metrics, ...
@@ -78,15 +80,23 @@ def run_strategy(strategy: Strategy, config: TrainConfig, dataset: DatasetRecord
                  on_progress: ProgressFn, should_stop: Callable[[], bool], resume: bool,
                  accelerator: Accelerator) -> TrainResult:
     """Train with `strategy`: setup, fit, a final evaluation, then finish; resume=True continues a checkpoint."""
-    checkpoint = begin_run(config.model_dump_json(indent=2), output_dir, resume)
-    run = strategy.setup(config, dataset, output_dir, accelerator, checkpoint)
-    state = load_checkpoint(accelerator, checkpoint, strategy.State) if checkpoint else strategy.State()
+    phases = PhaseTimes()
+    with phases.measure("setup"):
+        checkpoint = begin_run(config.model_dump_json(indent=2), output_dir, resume)
+        run = strategy.setup(config, dataset, output_dir, accelerator, checkpoint)
+        state = load_checkpoint(accelerator, checkpoint, strategy.State) if checkpoint else strategy.State()
+    run.phases = phases  # the strategy marks evaluation, checkpoints and saving inside the steps
     with getattr(strategy, "context", _no_context)(run):
-        stop_reason = strategy.fit(run, state, on_progress, should_stop)
+        with phases.measure("steps"):
+            stop_reason = strategy.fit(run, state, on_progress, should_stop)
         if run.evaluated_at != state.global_step or not state.best_metrics:
             strategy.evaluate(run, state, on_progress)
-    model = finish_run(run, state, config, dataset, stop_reason, strategy.restore_best)
-    return TrainResult(metrics=state.best_metrics, best_step=state.best_step, output_dir=output_dir,
+    with phases.measure("finishing"):
+        model = finish_run(run, state, config, dataset, stop_reason, strategy.restore_best)
+    # This session's breakdown (a resumed run's earlier sessions are not in it).
+    metrics = {**state.best_metrics, TIMING_KEY: phases.as_metrics()}
+    log.info("time per phase: %s", describe(metrics[TIMING_KEY]))
+    return TrainResult(metrics=metrics, best_step=state.best_step, output_dir=output_dir,
                        stop_reason=stop_reason, **strategy.served(model, run))
 
 
@@ -99,7 +109,7 @@ def finish_run(run, state, config: TrainConfig, dataset: DatasetRecord, stop_rea
                restore_best: Callable[[nn.Module, object], None]) -> nn.Module:
     """The end of every run: the unwrapped model with its best weights back, metrics.json and the
     model card written, checkpoints removed (nothing is left to resume)."""
-    model = run.accelerator.unwrap_model(run.model, keep_fp32_wrapper=False)
+    model = run.accelerator.unwrap_model(run.model, keep_fp32_wrapper=False, keep_torch_compile=False)
     restore_best(model, run)
     run.accelerator.wait_for_everyone()
     if not run.accelerator.is_main_process:  # several ranks: rank 0 alone writes the run's files
@@ -126,6 +136,21 @@ def improves(config: TrainConfig, score: float, best: float | None) -> bool:
 def patience_spent(config: TrainConfig, evals_without_improvement: int) -> bool:
     """Early stopping: patience is set and that many evaluations in a row did not improve."""
     return 0 < config.early_stopping_patience <= evals_without_improvement
+
+
+def compiled(model: nn.Module, config: TrainConfig) -> nn.Module:
+    """The prepared model, through torch.compile when the run asks for it. Compiled after
+    `accelerator.prepare`, so Accelerate's checkpoints keep the plain module's parameter names."""
+    if not config.torch_compile:
+        return model
+    log.info("compiling the model with torch.compile (the first step waits for it)")
+    return torch.compile(model)
+
+
+def plain_model(run) -> nn.Module:
+    """The model being trained without Accelerate's or torch.compile's wrappers: what is evaluated
+    for saving, copied as the best weights and written to disk (no `_orig_mod.` key prefixes)."""
+    return run.accelerator.unwrap_model(run.model, keep_torch_compile=False)
 
 
 def cpu_copy(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -39,7 +39,9 @@ from backend.tasks.text_classification.metrics import classification_metrics
 from backend.tasks.text_classification.predictor import Predictor
 from backend.training.checkpoints import latest_checkpoint, publish, save_checkpoint  # noqa: F401 (re-exported)
 from backend.training.core import (ProgressFn, TrainResult, best_score, best_weights, build_optimizer, clamp_length,
-                                   cpu_copy, improves, linear_schedule, patience_spent, run_strategy)
+                                   compiled, cpu_copy, improves, linear_schedule, patience_spent, plain_model,
+                                   run_strategy)
+from backend.training.phases import PhaseTimes
 from backend.training.run_clock import RunClock
 from backend.tasks.text_classification.templates import (OWN_TOKENIZER_KINDS, build_model, logits_of, num_labels_of,
                                                         save_model, vocab_size_of)
@@ -87,6 +89,7 @@ class _Setup:
     total_steps: int
     best_weights: dict[str, torch.Tensor] | None = None  # CPU copy of the best model so far
     evaluated_at: int = -1
+    phases: PhaseTimes = field(default_factory=PhaseTimes)  # the core's clock, set by run_strategy
 
 
 def train_classifier(config: TrainConfig, dataset: DatasetRecord, output_dir: Path, on_progress: ProgressFn,
@@ -136,6 +139,7 @@ def _setup(config: TrainConfig, dataset: DatasetRecord, output_dir: Path, accele
     # Steps each process takes (its shard of every epoch): what progress and resume count.
     steps_per_epoch = math.ceil(len(train_loader) / config.gradient_accumulation_steps)
     total_steps = steps_per_epoch * config.epochs
+    model = compiled(model, config)
     log.info("training %s on %d rows (%d steps) on %s", config.template.kind, len(train_rows), total_steps,
              accelerator.device)
     return _Setup(config=config, accelerator=accelerator, model=model, tokenizer=tokenizer, optimizer=optimizer,
@@ -177,7 +181,8 @@ def _fit(run: _Setup, state: TrainState, on_progress: ProgressFn, should_stop: C
     def checkpoint() -> None:
         """Save a resumable checkpoint of where the loop stands."""
         state.elapsed_seconds = meter.clock.spent()
-        save_checkpoint(accelerator, run.output_dir, state, tokenizer_to_save)
+        with run.phases.measure("checkpoints"):
+            save_checkpoint(accelerator, run.output_dir, state, tokenizer_to_save)
 
     model.train()
     for epoch in range(state.epoch, config.epochs):
@@ -250,18 +255,21 @@ def evaluate(model: nn.Module, loader: DataLoader, labels: Sequence[str], device
 
 def _evaluate(run: _Setup, state: TrainState, on_progress: ProgressFn) -> None:
     """Evaluate, report, and save the model when its macro F1 beats the best so far."""
-    # Every rank scores the whole validation split with the plain module (no DDP collectives in
-    # evaluation), so all ranks take the same best-model and early-stopping decisions.
-    metrics = evaluate(run.accelerator.unwrap_model(run.model), run.eval_loader, run.labels, run.accelerator.device)
+    # With several processes every rank scores the whole validation split with the plain module (no
+    # DDP collectives in evaluation), so all ranks take the same best-model and early-stopping decisions.
+    scored = plain_model(run) if run.accelerator.num_processes > 1 else run.model
+    with run.phases.measure("evaluation"):
+        metrics = evaluate(scored, run.eval_loader, run.labels, run.accelerator.device)
     run.evaluated_at = state.global_step
     score = best_score(run.config, metrics)  # macro F1 (the task's best_metric)
     if improves(run.config, score, state.best_metric):
         state.best_metric, state.best_step, state.best_metrics = score, state.global_step, metrics
         state.evals_without_improvement = 0
-        model = run.accelerator.unwrap_model(run.model)
-        run.best_weights = cpu_copy(model)
-        if run.accelerator.is_main_process:
-            _save_best(model, run)
+        model = plain_model(run)
+        with run.phases.measure("saving"):
+            run.best_weights = cpu_copy(model)
+            if run.accelerator.is_main_process:  # several ranks: rank 0 alone writes the model
+                _save_best(model, run)
     else:
         state.evals_without_improvement += 1
     on_progress(state.global_step, {

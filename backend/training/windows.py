@@ -45,11 +45,12 @@ from backend.tasks.text_generation.batching import EvalBlocks, make_eval_blocks,
 from backend.tasks.text_generation.metrics import bits_per_character, lm_metrics  # noqa: F401 (re-exported)
 from backend.tasks.text_generation.generator import Generator
 from backend.tasks.text_generation.tokenization import encode_corpus, wrap_lm_tokenizer
+from backend.training.phases import PhaseTimes
 from backend.training.run_clock import RunClock
 from backend.tasks.text_generation.templates import OWN_TOKENIZER_LM_KINDS, build_lm, lm_logits, save_lm
 from backend.tasks.text_generation.lstm_lm import LstmLanguageModel, load_lstm_lm_weights
 from backend.training.core import (ProgressFn, TrainResult, best_score, best_weights, build_optimizer, clamp_length,
-                                   cpu_copy, improves, patience_spent, run_strategy)
+                                   compiled, cpu_copy, improves, patience_spent, plain_model, run_strategy)
 from storage.records import DatasetRecord
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,7 @@ class _LmRun:
     own_tokenizer: bool
     best_weights: dict[str, torch.Tensor] | None = None  # CPU copy of the best model so far
     evaluated_at: int = -1
+    phases: PhaseTimes = field(default_factory=PhaseTimes)  # the core's clock, set by run_strategy
     last_train_loss: float | None = None
 
 
@@ -159,6 +161,7 @@ def _setup(config: TrainConfig, dataset: DatasetRecord, output_dir: Path, accele
     # gradients whenever we call it, whatever an earlier run left in Accelerate's shared state.
     accelerator.gradient_state._set_sync_gradients(True)
     model, optimizer = accelerator.prepare(model, optimizer)
+    model = compiled(model, config)
     log.info("training %s on %d tokens (vocabulary %d, block %d, %d steps) on %s", kind, len(train_ids),
              vocab_size, block_size, total_steps, accelerator.device)
     return _LmRun(config=config, accelerator=accelerator, model=model, tokenizer=tokenizer, optimizer=optimizer,
@@ -177,7 +180,7 @@ def _recurrence_threads(run: _LmRun) -> Iterator[None]:
     load of 3, two threads trained 28x slower than one (49 vs 1,366 steps in 2 minutes).
     """
     lstm_on_cpu = run.accelerator.device.type == "cpu" and isinstance(
-        run.accelerator.unwrap_model(run.model), LstmLanguageModel)
+        plain_model(run), LstmLanguageModel)
     before = torch.get_num_threads()
     if lstm_on_cpu:
         torch.set_num_threads(1)  # process-wide: inference running beside the training uses one thread too
@@ -231,7 +234,8 @@ def _fit(run: _LmRun, state: LmState, on_progress: ProgressFn, should_stop: Call
     def checkpoint() -> None:
         """Save a resumable checkpoint of where the loop stands."""
         state.elapsed_seconds = meter.clock.spent()
-        save_checkpoint(accelerator, run.output_dir, state, run.tokenizer if run.own_tokenizer else None)
+        with run.phases.measure("checkpoints"):
+            save_checkpoint(accelerator, run.output_dir, state, run.tokenizer if run.own_tokenizer else None)
 
     eval_every = config.eval_every_steps or run.steps_per_epoch  # 0 = once per epoch of tokens
     model.train()
@@ -276,7 +280,8 @@ def _position(run: _LmRun, state: LmState, progress: float | None = None) -> dic
 
 def _evaluate(run: _LmRun, state: LmState, on_progress: ProgressFn, progress: float | None = None) -> None:
     """Evaluate, report, and save the model when its validation loss beats the best so far."""
-    metrics = evaluate_lm(run.model, run.eval_blocks, run.config.batch_size, run.accelerator.device)
+    with run.phases.measure("evaluation"):
+        metrics = evaluate_lm(run.model, run.eval_blocks, run.config.batch_size, run.accelerator.device)
     run.evaluated_at = state.global_step
     if run.last_train_loss is not None:
         metrics["train_loss"] = run.last_train_loss
@@ -286,10 +291,11 @@ def _evaluate(run: _LmRun, state: LmState, on_progress: ProgressFn, progress: fl
     if improves(run.config, score, state.best_loss):
         state.best_loss, state.best_step, state.best_metrics = score, state.global_step, metrics
         state.evals_without_improvement = 0
-        model = run.accelerator.unwrap_model(run.model)
-        run.best_weights = cpu_copy(model)
-        if run.accelerator.is_main_process:  # several ranks: rank 0 alone writes the model
-            publish(run.output_dir, lambda folder: save_lm(model, run.tokenizer, run.block_size, folder))
+        model = plain_model(run)
+        with run.phases.measure("saving"):
+            run.best_weights = cpu_copy(model)
+            if run.accelerator.is_main_process:  # several ranks: rank 0 alone writes the model
+                publish(run.output_dir, lambda folder: save_lm(model, run.tokenizer, run.block_size, folder))
     else:
         state.evals_without_improvement += 1
     if progress is None:  # the final evaluation: the run is done

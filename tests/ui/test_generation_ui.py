@@ -379,3 +379,21 @@ def test_a_corpus_report_gives_characters_vocabulary_split_and_a_sample(services
     assert lengths["title"] == "Line length (characters)"
     # every line is 25-26 characters: the histogram is of lines, not one bar for the whole text
     assert lengths["value"]["count"].sum() == 100 and lengths["sort"] == lengths["value"]["length"].tolist()
+
+
+def test_the_gpu_preset_fills_the_form_with_nanogpts_recipe():
+    assert train_tab.on_task_presets("text-classification")[0]["visible"] is False  # no presets there
+    offered = train_tab.on_task_presets("text-generation")[0]
+    label = "GPU: nanoGPT's Shakespeare recipe"
+    assert offered["visible"] is True and (label, label) in offered["choices"]
+    dataset_id, task, template, name, *values, note = train_tab.on_preset_picked(7, "text-generation", "shake", label)
+    assert dataset_id == gr.skip() and task == "text-generation" and name == "shake"
+    assert template["value"] == "transformer-lm"
+    config = train_tab.build_config(7, task, "transformer-lm", name, values)  # what Launch would queue
+    assert (config.batch_size, config.learning_rate, config.max_steps, config.eval_every_steps) == (64, 1e-3, 5000, 250)
+    assert config.template.model_dump() | {"tokenizer": None, "vocab_size": None} == {
+        "kind": "transformer-lm", "tokenizer": None, "vocab_size": None, "block_size": 256, "hidden_size": 384,
+        "num_layers": 6, "num_heads": 6, "dropout": 0.2}
+    assert "A100" in note
+    # "none" leaves what the person typed alone.
+    assert all(update == gr.skip() for update in train_tab.on_preset_picked(7, "text-generation", "", "")[:-1])

@@ -97,3 +97,18 @@ def test_an_imported_run_says_where_it_came_from_and_shows_the_zip_metrics(servi
     table = runs_tab.on_refresh_list(services, "all", run.id)[0]
     row = table.loc[table["id"] == run.id].iloc[0]
     assert row["dataset"] == "imported from spam-run3.zip" and row["duration"] == "" and row["best"] == "macro F1 0.941"
+
+
+def test_a_finished_run_shows_where_its_time_went(services, toy_csv):
+    dataset = ingest_toy(services, toy_csv)
+    launch(services, dataset.id, "timed")
+    run_id = services.repo.list_runs()[0].id
+    services.repo.mark_running(run_id, str(services.settings.runs_dir / str(run_id)))
+    header = runs_tab.on_refresh_run(services, run_id)[1]
+    assert "Where the time went" not in header  # nothing measured yet
+    timing = {"setup": 2.0, "steps": 6.0, "evaluation": 1.5, "checkpoints": 0.5, "saving": 0.0, "finishing": 0.0,
+              "total": 10.0}
+    services.repo.finish(run_id, "succeeded", metrics={"macro_f1": 0.9, "timing_seconds": timing})
+    header = runs_tab.on_refresh_run(services, run_id)[1]
+    assert ("**Where the time went:** setup 2.0 s (20%) · steps 6.0 s (60%) · evaluation 1.5 s (15%) · "
+            "checkpoints 0.5 s (5%)") in header

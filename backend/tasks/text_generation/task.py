@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from backend.tasks.base import Entry, Task
 from backend.tasks.text_generation.configs import LstmLmTemplate, TransformerLmFinetuneTemplate, TransformerLmTemplate
+from backend.tasks.text_generation.presets import NANOGPT_SHAKESPEARE_GPU
 
 
 def infer_settings(model_config: dict, base_model: str) -> dict | None:
@@ -54,4 +55,5 @@ TASK = Task(
         "transformer-lm": {"learning_rate": 5e-3},
         "transformer-lm-finetune": {"learning_rate": 5e-5},
     },
+    presets=(NANOGPT_SHAKESPEARE_GPU,),
 )

@@ -286,3 +286,39 @@ def test_classification_metrics_match_hand_counts():
     assert metrics["confusion_matrix"] == [[1, 1], [0, 2]]
     assert metrics["per_class"]["a"] == {"precision": 1.0, "recall": 0.5, "f1": pytest.approx(2 / 3), "support": 2}
     assert metrics["macro_recall"] == pytest.approx(0.75) and metrics["loss"] == 0.5
+
+
+def test_each_run_says_where_its_time_went(runs):
+    result, _ = runs["lstm"]
+    timing = result.metrics["timing_seconds"]
+    assert set(timing) == {"setup", "steps", "evaluation", "checkpoints", "saving", "finishing", "total"}
+    # Every phase happened in a run that evaluates, checkpoints and saves each epoch.
+    assert all(timing[phase] > 0 for phase in ("setup", "steps", "evaluation", "checkpoints", "saving"))
+    parts = sum(value for key, value in timing.items() if key != "total")
+    assert timing["total"] == pytest.approx(parts, abs=0.01)
+    assert "timing_seconds" not in json.loads((result.output_dir / "metrics.json").read_text())  # quality only
+
+
+def test_torch_compile_setting_trains_the_compiled_model_and_saves_plain_weights(tmp_path, dataset, accelerator,
+                                                                               monkeypatch):
+    from safetensors import safe_open
+
+    compiled_modules = []
+    real_compile = torch.compile
+
+    def eager_compile(model, **kwargs):
+        # Dynamo traces the model for real; the "eager" backend skips inductor's C++ build, which
+        # takes minutes on the CI's two cores and is torch's own code, not ours.
+        compiled_modules.append(model)
+        return real_compile(model, backend="eager")
+
+    monkeypatch.setattr(torch, "compile", eager_compile)
+    result = train(scratch_config(epochs=1, torch_compile=True), dataset, tmp_path, on_progress=Recorder(),
+                   should_stop=never, accelerator=accelerator)
+    assert len(compiled_modules) == 1
+    with safe_open(str(tmp_path / "model.safetensors"), "pt") as weights:
+        assert not any("_orig_mod" in key for key in weights.keys())  # saved without the compile wrapper
+    in_memory = result.predictor.predict(PROBE_TEXTS)
+    reloaded = load_predictor(tmp_path, device="cpu").predict(PROBE_TEXTS)
+    assert [a["label"] for a in in_memory] == [b["label"] for b in reloaded]
+    torch._dynamo.reset()
