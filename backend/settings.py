@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -78,18 +78,19 @@ class Settings(BaseSettings):
     trust_proxy: bool = Field(False, description="Believe X-Forwarded-Host/-Proto headers (only behind a "
                               "reverse proxy that sets them); on by itself on Hugging Face Spaces.")
 
-    @model_validator(mode="after")
-    def _one_job_per_thread_runner(self) -> "Settings":
+    @field_validator("max_concurrent_jobs")
+    @classmethod
+    def _one_job_per_thread_runner(cls, value: int, info: ValidationInfo) -> int:
         # In one process, Accelerate's training state (gradient accumulation, registered models) is
         # process-wide, so the thread launcher trains one run at a time
         # (backend.training.devices.training_lock); a larger value would only show queued runs as
         # "running" while they wait. Worker processes have no such limit.
-        if self.launcher == "thread" and self.max_concurrent_jobs not in (0, 1):
-            raise ValueError(f"max_concurrent_jobs must be 1 with launcher=thread (got {self.max_concurrent_jobs}): "
-                             "the app trains one run at a time in its own process and queues the others. Set "
-                             "MODELSMITH_LAUNCHER=process to train several runs at once, each in its own process, "
-                             "or start one from a second terminal with `python app.py train ...`")
-        return self
+        if info.data.get("launcher") == "thread" and value not in (0, 1):
+            raise ValueError(f"must be 1 with launcher=thread (got {value}): the app trains one run at a time in "
+                             "its own process and queues the others. Set MODELSMITH_LAUNCHER=process to train "
+                             "several runs at once, each in its own process, or start one from a second terminal "
+                             "with `python app.py train ...`")
+        return value
 
     @property
     def resolved_database_url(self) -> str:
