@@ -96,6 +96,7 @@ class WorkerSupervisor:
         """Wait until every process of the run has ended; Stop -> SIGTERM, then SIGKILL after the grace period."""
         tree = {(process.pid, start_time(process.pid))}
         signalled_at: float | None = None
+        killed = False
         seen_step = self._last_step(run_id)
         try:
             while True:
@@ -107,9 +108,11 @@ class WorkerSupervisor:
                     signal_processes(tree, sig)
                     signalled_at = time.monotonic()
                 elif signalled_at is not None and time.monotonic() - signalled_at > self._settings.stop_grace_s:
-                    log.warning("run %d did not stop within %.0f s: killing its processes", run_id,
-                                self._settings.stop_grace_s)
-                    signal_group(process.pid, signal.SIGKILL)
+                    if not killed:
+                        log.warning("run %d did not stop within %.0f s: killing its processes", run_id,
+                                    self._settings.stop_grace_s)
+                    killed = True
+                    signal_group(process.pid, signal.SIGKILL)  # again each poll: a rank may have been starting
                     signal_processes(tree, signal.SIGKILL)
                 seen_step = self._forward_progress(run_id, seen_step)
                 if process.poll() is not None and not any_alive(tree):

@@ -114,10 +114,14 @@ def test_kill_9_of_a_worker_shows_interrupted_within_5_s_without_a_server_and_re
         trainer.wait()
         os.kill(workers[-1], signal.SIGKILL)  # what the OOM killer does to the training process
         killed_at = time.monotonic()
-        listed = wait_for(lambda: next(r for r in json.loads(cli(settings, "runs").stdout)
-                                       if r["run_id"] == run.id and r["status"] == "interrupted"), 30,
-                          "runs --json to say interrupted")
-        assert time.monotonic() - killed_at <= 5.0
+        # Ask until `runs --json` says interrupted; the call that says it must have begun within 5 s
+        # of the kill (its own Python start-up, slow on a busy machine, is the reader's, not the state's).
+        asked_at, listed = 0.0, None
+        while listed is None and time.monotonic() - killed_at < 30:
+            asked_at = time.monotonic() - killed_at
+            listed = next((r for r in json.loads(cli(settings, "runs").stdout)
+                           if r["run_id"] == run.id and r["status"] == "interrupted"), None)
+        assert listed is not None and asked_at <= 5.0, f"asked {asked_at:.1f} s after the kill"
         assert "pid" in listed["error"] and "Resume" in listed["error"]
         assert repo.get_run(run.id).status == "interrupted"
     finally:
