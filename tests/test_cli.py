@@ -75,6 +75,8 @@ def test_train_predict_runs_round_trip(capsys, home_on_each_database, toy_csv):
     assert code == 0, result
     assert result["status"] == "succeeded"
     assert set(result["metrics"]) >= {"accuracy", "macro_f1"}
+    timing = result["metrics"]["timing_seconds"]  # where the run's time went
+    assert timing["steps"] > 0 and timing["total"] >= timing["steps"] + timing["setup"] - 0.01  # rounding
     assert (home / "runs" / str(result["run_id"]) / "model.safetensors").is_file()
     code, predictions = run_cli(capsys, "predict", "--run", str(result["run_id"]), "so good", "so bad")
     assert code == 0 and len(predictions) == 2

@@ -12,7 +12,7 @@ from backend.settings import Settings
 from backend.startup import device_if_loaded
 from ui.data_tab import build_data_tab, on_page_load
 from ui.playground_tab import build_playground_tab, on_pick_run, on_refresh_runs, predictions_dir
-from ui.runs_tab import TITLE_JS, build_runs_tab, on_refresh_list, on_run_finished, on_watch_runs
+from ui.runs_tab import TITLE_JS, build_runs_tab, on_refresh_list, watch_runs
 from ui.share_tab import build_share_tab
 from ui.share_tab import on_refresh_runs as on_refresh_share_runs
 from ui.train_tab import build_train_tab
@@ -53,9 +53,8 @@ def build_app(services: Services) -> gr.Blocks:
     with gr.Blocks(title="Modelsmith", analytics_enabled=False) as demo:
         header = gr.HTML(header_html(services), elem_id="header")
         # Runs that ended while the page is open: a toast and the tab title, whichever tab is shown.
-        # Outside the tabs: a tab's components (and timers) only work once the tab was opened, and a
-        # hidden Textbox, not a gr.State: a State set by a timer does not run browser-side code.
-        active_runs = gr.State()
+        # Outside the tabs: a tab's components only work once the tab was opened, and a hidden
+        # Textbox, not a gr.State: a State set from the server does not run browser-side code.
         run_notice = gr.Textbox(visible=False)
         with gr.Tabs() as tabs:
             with gr.Tab("1 · Data", id="data"):
@@ -78,9 +77,10 @@ def build_app(services: Services) -> gr.Blocks:
         demo.load(partial(on_refresh_runs, services), playground_runs, playground_runs, **private).then(
             partial(on_pick_run, services), playground_runs, playground_examples, **private)
         timer = gr.Timer(HEADER_REFRESH_SECONDS)
-        timer.tick(partial(on_watch_runs, services), active_runs, [active_runs, run_notice], show_progress="hidden",
-                   queue=False, **private)
-        run_notice.change(on_run_finished, run_notice, None, js=TITLE_JS, **private)
+        # Open as long as the page: toasts for runs that end (concurrency_limit=None: one per page).
+        demo.load(partial(watch_runs, services, HEADER_REFRESH_SECONDS), None, run_notice, show_progress="hidden",
+                  concurrency_limit=None, **private)
+        run_notice.change(None, run_notice, None, js=TITLE_JS, **private)  # the tab title, in the browser only
         timer.tick(partial(header_html, services), None, header, show_progress="hidden", queue=False,
                    **private)
         playground_tab.select(partial(on_refresh_runs, services), playground_runs, playground_runs, **private)

@@ -8,9 +8,11 @@ new sends nothing: finished runs are not redrawn every two seconds, and open dro
 
 from __future__ import annotations
 
+import asyncio
 import html
 from functools import partial
 
+import anyio
 import gradio as gr
 import pandas as pd
 
@@ -103,10 +105,23 @@ def on_refresh_list(services: Services, status_filter: str | None, selected, sho
     return table, gr.update(choices=choices, value=keep), gr.update(choices=choices), (fingerprint, newest)
 
 
-def on_run_finished(notice: str | None):
-    """A toast for runs that ended while the page was open (the tab title changes too, in the browser)."""
-    if notice:
-        gr.Info(notice, title="Training finished", duration=None)
+async def watch_runs(services: Services, every_seconds: float):
+    """For as long as the page is open: a toast (and the notice, for the tab title) when a run ends.
+
+    One long-lived event per page instead of a timer tick that fires a queued toast event: the
+    Gradio client closes its event stream whenever no queued event is pending and opens a new one
+    for the next, and a toast sent while the server still reads the old stream went to the closed
+    one and was lost (seen in CI: the notice was emitted, no toast appeared). While this generator
+    runs, the page's stream stays open, so every toast of the page arrives. Gradio stops iterating
+    it once the page is gone.
+    """
+    seen = None
+    while True:
+        seen, notice = await anyio.to_thread.run_sync(on_watch_runs, services, seen)
+        if isinstance(notice, str):
+            gr.Info(notice, title="Training finished", duration=None)
+        yield notice
+        await asyncio.sleep(every_seconds)
 
 
 def _empty_view(message: str = "Select a run to follow it."):

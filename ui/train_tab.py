@@ -330,7 +330,7 @@ def preset_choices(task: str | None) -> list[tuple[str, str]]:
 def on_task_presets(task: str | None):
     """Offer the task's presets (hidden for a task without any)."""
     choices = preset_choices(task)
-    return gr.update(choices=choices, value="", visible=bool(choices)), ""
+    return gr.update(choices=choices, value="" if choices else None, visible=bool(choices)), ""
 
 
 def on_preset_picked(dataset_id, task: str, name: str, label: str | None):
@@ -359,7 +359,7 @@ def build_train_tab(services: Services) -> TrainForm:
     description = gr.Markdown(f"_{template_description(first_kind)}_")
     with gr.Row():
         first_presets = preset_choices(first_task.name)
-        preset = gr.Dropdown(first_presets, value="", label="Preset", visible=bool(first_presets), scale=1,
+        preset = gr.Dropdown(first_presets, value="" if first_presets else None, label="Preset", visible=bool(first_presets), scale=1,
                              info="Fill in every setting from a published recipe.", elem_id="preset")
         preset_note = gr.Markdown(elem_id="preset-note")
     name = gr.Textbox(label="Run name", placeholder="optional: a name to find the run again")

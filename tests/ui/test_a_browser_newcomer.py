@@ -5,9 +5,8 @@ goes when a setting changes, the CLI command, the notification when the run ends
 examples, Playground examples that clear the previous result, and a demo link with a copy box.
 Screenshots go to tests/output/screenshots/; the `readme_*` ones are the README's tab pictures.
 """
-# Named to run before tests/ui/test_browser.py: after that file's four tests, in the same process,
-# the run-finished toast never showed (the watcher did emit the notice; reproduced 3 times on
-# 2026-12-01, cause not found). Alone, or after the generation test, it passes. See the issue note.
+# The run-finished toast used to be lost when the page's event stream had just closed (Gradio
+# reopens it per event); ui.runs_tab.watch_runs now keeps it open. Passes after test_browser.py too.
 
 import re
 

@@ -112,3 +112,24 @@ def test_a_finished_run_shows_where_its_time_went(services, toy_csv):
     header = runs_tab.on_refresh_run(services, run_id)[1]
     assert ("**Where the time went:** setup 2.0 s (20%) · steps 6.0 s (60%) · evaluation 1.5 s (15%) · "
             "checkpoints 0.5 s (5%)") in header
+
+
+def test_the_page_watcher_yields_a_notice_once_when_a_run_ends(services, toy_csv):
+    import asyncio
+
+    dataset = ingest_toy(services, toy_csv)
+    launch(services, dataset.id, "watched")
+    run_id = services.repo.list_runs()[0].id
+
+    async def watch():
+        watcher = runs_tab.watch_runs(services, every_seconds=0)
+        yielded = [await anext(watcher)]  # the page just opened: nothing is news
+        services.repo.mark_running(run_id, str(services.settings.runs_dir / str(run_id)))
+        services.repo.finish(run_id, "succeeded", metrics={"macro_f1": 1.0})
+        yielded += [await anext(watcher), await anext(watcher)]
+        await watcher.aclose()
+        return yielded
+
+    opened, ended, later = asyncio.run(watch())
+    assert opened == SKIPPED and later == SKIPPED  # told once
+    assert ended == f"Run #{run_id} “watched” succeeded."
