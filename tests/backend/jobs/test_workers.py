@@ -266,3 +266,29 @@ def test_sigkill_of_one_of_two_ranks_interrupts_the_run_and_resume_finishes_it(r
     assert final.status == "succeeded", final.error
     log_text = (output_dir / "train.log").read_text()
     assert "resumed from" in log_text and unique_metric_rows(repo, run_id)
+
+
+def test_sigterm_to_the_serving_app_checkpoints_its_worker_run_and_ends_it_interrupted(repo, settings, dataset_id,
+                                                                                        tmp_path):
+    """`docker stop` of an app whose runs train in worker processes: the worker saves a checkpoint,
+    the run ends `interrupted` (resumable), the app exits 0 and leaves no process of the run behind."""
+    from tests.reliability.support import AppProcess, free_port
+
+    run_id = JobRunner(repo, process_settings(settings)).submit(slow_config(dataset_id))
+    app = AppProcess(settings.home, free_port(), tmp_path / "work", env={
+        "MODELSMITH_LAUNCHER": "process", "MODELSMITH_DEVICE": "cpu", "MODELSMITH_CPU_THREADS_PER_PROCESS": "1",
+        "MODELSMITH_DATABASE_URL": settings.database_url}).start()
+    try:
+        wait_for(lambda: repo.get_metrics(run_id, ["train_loss"]) and repo.get_run(run_id).worker_port,
+                 LAUNCH_TIMEOUT_S, "the worker's first steps")
+        run = repo.get_run(run_id)
+        tree = [(run.worker_pid, run.worker_started), *descendants(run.worker_pid)]
+        app.signal(signal.SIGTERM)
+        code = app.wait_exit(120)
+    finally:
+        app.stop()
+    assert code == 0, app.log_tail()
+    final = repo.get_run(run_id)
+    assert final.status == "interrupted", (final.status, final.error, app.log_tail())
+    assert has_checkpoint(Path(final.output_dir)) and "run interrupted" in (Path(final.output_dir) / "train.log").read_text()
+    assert not any(is_alive(pid, started) for pid, started in tree)
