@@ -88,7 +88,12 @@ def test_the_launch_command_gives_each_run_its_gpus_and_port(tmp_path):
     assert "--multi_gpu" not in one.argv and "--cpu" not in one.argv
     cpu = plan_launch(settings, 9, (), port=29603)
     assert "--cpu" in cpu.argv and "CUDA_VISIBLE_DEVICES" not in cpu.env
-    assert cpu.env["MODELSMITH_HOME"] == str(tmp_path.resolve())  # the worker gets this app's settings
+    # The worker gets this app's settings, not whatever its environment says (the app may have been
+    # given them as arguments, and Accelerate's state is per process: device and precision travel too).
+    assert cpu.env["MODELSMITH_HOME"] == str(tmp_path.resolve())
+    assert cpu.env["MODELSMITH_DATABASE_URL"] == settings.resolved_database_url
+    assert (cpu.env["MODELSMITH_DEVICE"], cpu.env["MODELSMITH_MIXED_PRECISION"]) == (settings.device,
+                                                                                   settings.mixed_precision)
 
 
 def test_the_queue_hands_out_disjoint_gpu_sets_one_run_per_gpu_by_default(tmp_path):
