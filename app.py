@@ -4,6 +4,7 @@
     python app.py ingest PATH --json      # store a dataset, print its summary
     python app.py train --dataset 1 --template lstm --set epochs=2 --json
     python app.py predict --run 3 "some text" --json
+    python app.py predict --run 5 photo.jpg --file images.zip --json    # an image run
     python app.py generate --run 4 "Once upon a time" --seed 1 --json
     python app.py runs --json
     python app.py resume --run 3 --json
@@ -56,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     from backend.tasks.registry import DEFAULT_TASK, TASKS  # pydantic only: the CLI still starts fast
 
     ingest.add_argument("--task", default=DEFAULT_TASK, choices=list(TASKS))
-    ingest.add_argument("--text-column")
+    ingest.add_argument("--text-column", help="The text column; for image classification from a table, "
+                                              "the column of image paths.")
+    ingest.add_argument("--images", help="Image classification from a table: the zip its image paths point into.")
     ingest.add_argument("--label-column")
     ingest.add_argument("--name")
     ingest.add_argument("--validation-fraction", type=float, default=0.1)
@@ -68,9 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="Override a setting, e.g. --set epochs=2 --set hidden_size=64")
 
-    predict = commands.add_parser("predict", help="Classify texts with a finished run.")
+    predict = commands.add_parser("predict", help="Classify texts (or, with an image run, image files) with a finished run.")
     predict.add_argument("--run", type=int, required=True)
-    predict.add_argument("texts", nargs="+")
+    predict.add_argument("--file", action="append", default=[],
+                         help="Image run: an image file or a .zip of images (repeatable; paths may also be given plainly).")
+    predict.add_argument("texts", nargs="*", help="Texts to classify; for an image run, image or .zip paths.")
 
     _add_generate_parser(commands)
     _add_share_parsers(commands)
@@ -187,7 +192,8 @@ def cmd_ingest(settings, args):
 
     services = _services(settings)
     options = IngestOptions(task=args.task, text_column=args.text_column, label_column=args.label_column,
-                            validation_fraction=args.validation_fraction, seed=args.seed, name=args.name)
+                            validation_fraction=args.validation_fraction, seed=args.seed, name=args.name,
+                            images_zip=args.images)
     outcome = ingest(Path(args.path), options, validation_path=Path(args.validation) if args.validation else None,
                      settings=settings, repo=services.repo)
     return ingest_summary(outcome), 0
@@ -255,7 +261,18 @@ def cmd_predict(settings, args):
     if run.status != "succeeded" or not run.output_dir:
         raise BadInput(f"Run {run.id} is {run.status}; only succeeded runs can predict. "
                        "Pick a succeeded run from `python app.py runs`.")
-    if get_task(run.task).panel != "classify":
+    task = get_task(run.task)
+    if task.load_file_predictor is not None:  # its models read files: the arguments are paths
+        paths = [*args.texts, *args.file]
+        if not paths:
+            raise BadInput(f"Give image files or a .zip of images to classify, e.g. "
+                           f"`python app.py predict --run {run.id} photo.jpg` or `--file images.zip`.")
+        return task.load_file_predictor(Path(run.output_dir)).predict_paths(paths), 0
+    if args.file:
+        raise BadInput(f"Run {run.id} classifies texts, not files: give the texts themselves.")
+    if not args.texts:
+        raise BadInput(f'Give at least one text to classify, e.g. `python app.py predict --run {run.id} "some text"`.')
+    if task.panel != "classify":
         raise BadInput(f"Run {run.id} is a text-generation model: it writes text rather than classify it. "
                        f'Use `python app.py generate --run {run.id} "a prompt"`, or pick a classification run.')
     return load_predictor(Path(run.output_dir)).predict(list(args.texts)), 0

@@ -119,6 +119,15 @@ class Services:
 
         return misclassified(self.repo, int(run_id), limit)
 
+    def misclassified_images(self, run_id: int, limit: int = 24) -> list[tuple[bytes, str]]:
+        """Validation images a finished image classifier got wrong, most confident first: (image, caption)."""
+        from backend.tasks.image_classification.review import misclassified_images
+
+        run = self.repo.get_run(int(run_id))
+        if run.dataset_id is None or run.status != "succeeded":
+            return []
+        return misclassified_images(run, self.repo.get_dataset(run.dataset_id), limit)
+
     def language_model_folder(self, run_id) -> Path:
         """The model folder of a succeeded run that generates text; UserError saying which run to pick."""
         from backend.serving.generation_settings import language_model_folder
@@ -166,6 +175,12 @@ class Services:
         from backend.sharing.demos import demo_predict
 
         return demo_predict(self.repo, token, text)
+
+    def demo_predict_file(self, token: str | None, data: bytes | None, name: str = "the file") -> dict[str, float]:
+        """Class probabilities of one file (an image) from a demo token's model that reads files."""
+        from backend.sharing.demos import demo_predict_file
+
+        return demo_predict_file(self.repo, token, data, name)
 
     def demo_stream(self, token: str | None, prompt: str | None, **options) -> Iterator[str]:
         """A demo token's language model continuing `prompt`, in pieces (options: see backend.sharing.demos)."""

@@ -7,6 +7,7 @@ API names are stable, so scripts can call it with gradio_client:
     from gradio_client import Client
     client = Client("http://127.0.0.1:7860/")
     client.predict("some text", api_name="/predict")            # classifier: {"label", "confidences"}
+    client.predict(handle_file("photo.jpg"), api_name="/predict")  # image classifier: the same answer
     client.predict("Once upon", 200, 0.8, 0, api_name="/generate")  # language model: prompt, tokens,
                                                                       # temperature, seed (-1 = random)
 """
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import gradio as gr
 
+import image_model
 import text_model
 
 HERE = Path(__file__).resolve().parent
@@ -38,7 +40,20 @@ def build() -> gr.Blocks:
     """The demo page: a classifier or a text generator, and the model card."""
     with gr.Blocks(title=SPACE["title"]) as demo:
         gr.Markdown(f"# {SPACE['title']}")
-        if SPACE["task"] == "text-classification":
+        if SPACE.get("panel") == "image":
+            classify_image = image_model.load_image_classifier(MODEL_DIR, SPACE)
+
+            def predict_image(image) -> dict:
+                """Probability of each class for one image."""
+                if image is None:
+                    raise gr.Error("Upload an image first.")
+                return classify_image(image)
+
+            image = gr.Image(label="Image", type="pil", sources=["upload", "clipboard", "webcam"], height=300)
+            button = gr.Button("Predict", variant="primary")
+            label = gr.Label(label="Prediction", num_top_classes=5)
+            button.click(predict_image, image, label, api_name="predict")
+        elif SPACE["task"] == "text-classification":
             classify = text_model.load_classifier(MODEL_DIR, SPACE)
 
             def predict(text: str) -> dict:

@@ -14,6 +14,7 @@ from backend.data.uploads import discard_upload
 from backend.services import Services, default_task, get_task, list_tasks
 from ui.errors import shows_errors, unchanged
 from ui.formatting import class_counts, corpus_markdown, dataset_choices, datasets_table, error_box, histogram, report_markdown
+from ui.image_panels import build_thumbnail_grid, image_report_markdown, image_widths, thumbnails_update, zip_upload_info
 
 PREVIEW_ROWS = 20
 
@@ -24,8 +25,9 @@ def task_choices() -> list[tuple[str, str]]:
 
 
 NO_COLUMN = "(none)"
-FILE_TYPES = [".csv", ".tsv", ".json", ".jsonl", ".parquet", ".txt"]
-UPLOAD_HINT = "Upload a CSV, TSV, JSON, JSONL, Parquet or TXT file to see its first rows here."
+FILE_TYPES = [".csv", ".tsv", ".json", ".jsonl", ".parquet", ".txt", ".zip"]  # .zip: images in class folders
+UPLOAD_HINT = ("Upload a CSV, TSV, JSON, JSONL, Parquet or TXT file to see its first rows here, or a .zip of "
+               "image class folders.")
 
 
 def _no_preview():
@@ -45,6 +47,9 @@ def on_upload(services: Services, path: str | None):
     if not path:
         return (_no_preview(), gr.update(choices=[], value=None), gr.update(choices=[NO_COLUMN], value=NO_COLUMN),
                 UPLOAD_HINT)
+    if Path(path).suffix.lower() == ".zip":  # images in class folders: read on Ingest, not previewed as a table
+        return (_no_preview(), gr.update(choices=[], value=None), gr.update(choices=[NO_COLUMN], value=NO_COLUMN),
+                zip_upload_info(path))
     settings = services.settings
     read = read_table(Path(path), max_bytes=settings.max_upload_bytes, max_rows=settings.max_rows,
                       max_columns=settings.max_columns)
@@ -62,13 +67,18 @@ def on_upload(services: Services, path: str | None):
 
 
 def on_task_change(task: str):
-    """Show the label column picker only for a task that needs one (text generation has no label)."""
-    return gr.update(visible=get_task(task).needs_label_column if task else True)
+    """Show the label column picker only for a task that needs one (text generation has no label), and
+    the text column only for a task that reads a table (an image zip has neither)."""
+    if not task:
+        return gr.update(visible=True), gr.update(visible=True)
+    return (gr.update(visible=get_task(task).needs_label_column),
+            gr.update(visible=get_task(task).upload_kind == "table"))
 
 
 def _ingest_failed(message: str):
     # The report area keeps the message; charts of an earlier dataset would only confuse.
-    return (error_box(message), gr.update(visible=False), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip())
+    return (error_box(message), gr.update(visible=False), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(),
+            gr.update(visible=False))
 
 
 @shows_errors(fallback=_ingest_failed)
@@ -94,6 +104,8 @@ def on_ingest(services: Services, path: str | None, task: str, text_column: str 
     if task.stores_corpus:  # one long text per split: report the corpus, histogram its lines
         overview = corpus_overview(record)
         report, lengths = corpus_markdown(summary, overview), overview["line_lengths"]
+    elif task.upload_kind == "image-zip":  # images: sizes instead of text lengths, and thumbnails
+        report, lengths = image_report_markdown(summary, record.report), image_widths(record.report)
     else:
         report = report_markdown(summary, record.report)
         lengths = load_split(record, "train")["text"].astype(str).str.len().tolist()
@@ -101,7 +113,8 @@ def on_ingest(services: Services, path: str | None, task: str, text_column: str 
     # Text generation has no classes: only the length histogram is worth showing.
     return (report, gr.update(visible=True),
             gr.update(value=class_counts(record.classes), visible=bool(record.classes)),
-            length_bars(lengths, task.length_title), *refresh_datasets(services, select=record.id))
+            length_bars(lengths, task.length_title), *refresh_datasets(services, select=record.id),
+            thumbnails_update(record.report if task.upload_kind == "image-zip" else None))
 
 
 def length_bars(lengths: list[int], title: str):
@@ -194,6 +207,7 @@ def build_data_tab(services: Services, train_dataset: gr.Dropdown):
                                  sort="-y")
         length_chart = gr.BarPlot(x="length", y="count", title="Text length (characters, training split)",
                                   height=260, x_label_angle=-30, y_lim=[0, None])
+    thumbnails = build_thumbnail_grid()
 
     gr.Markdown("### Stored datasets")
     records = services.list_datasets()
@@ -210,10 +224,11 @@ def build_data_tab(services: Services, train_dataset: gr.Dropdown):
     refresh_outputs = [table, selected, train_dataset]
     upload.change(partial(on_upload, services), upload, [preview, text_column, label_column, file_info],
                   api_visibility="private")
-    task.change(on_task_change, task, label_column, api_visibility="private")
+    task.change(on_task_change, task, [label_column, text_column], api_visibility="private")
     ingest_button.click(partial(on_ingest, services),
                         [upload, task, text_column, label_column, validation_file, name, validation_percent],
-                        [report, charts, class_chart, length_chart, *refresh_outputs], api_visibility="private")
+                        [report, charts, class_chart, length_chart, *refresh_outputs, thumbnails],
+                        api_visibility="private")
     table.select(on_table_select, None, selected, api_visibility="private")
     rename_button.click(partial(on_rename, services), [selected, new_name], refresh_outputs, api_visibility="private")
     delete_button.click(partial(on_delete, services), [selected, confirm], [*refresh_outputs, confirm],

@@ -18,6 +18,7 @@ from backend.errors import UserError
 from backend.services import Services, task_of_run
 from ui.errors import user_message
 from ui.generate_panel import StopSwitches
+from ui.image_panels import build_demo_image_box
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +59,15 @@ def visitor_card(card: str, url: str, panel: str) -> str:
     if panel == "generate":
         call = ('text = client.predict("Once upon a time", 200, 0.8, api_name="/generate")  '
                 "# prompt, max new tokens, temperature")
+    elif panel == "image":
+        call = ('result = client.predict(handle_file("photo.jpg"), api_name="/classify_image")  '
+                "# the label and its confidences")
     else:
         call = 'result = client.predict("some text", api_name="/predict")  # the label and its confidences'
     result = call.split(" =")[0]
     return (f"{head}\n\n## Use it from Python\n\n`pip install gradio_client`, then:\n\n```python\n"
-            f"from gradio_client import Client\n\nclient = Client({url!r})\n{call}\nprint({result})\n```\n")
+            f"from gradio_client import Client{', handle_file' if panel == 'image' else ''}\n\n"
+            f"client = Client({url!r})\n{call}\nprint({result})\n```\n")
 
 
 def on_open(services: Services, request: gr.Request | None):
@@ -76,11 +81,15 @@ def on_open(services: Services, request: gr.Request | None):
     except DemoUnavailable as exc:
         hidden = gr.update(visible=False)
         return "## Demo not available", gr.update(value=str(exc), visible=True), hidden, hidden, hidden, ""
-    generates = task_of_run(target.run).panel == "generate"
-    what = "writes text that continues your prompt" if generates else "sorts a text into one of its classes"
+    panel = task_of_run(target.run).panel
+    generates = panel == "generate"
+    what = {"generate": "writes text that continues your prompt",
+            "image": "sorts an image into one of its classes"}.get(panel, "sorts a text into one of its classes")
     title = f"## {target.run.name}\nA model trained with Modelsmith; it {what}."
     card = visitor_card(model_card(target), demo_page_url(services, request), task_of_run(target.run).panel)
-    return (title, gr.update(value="", visible=False), gr.update(visible=not generates), gr.update(visible=generates),
+    # An image model's box is ui/image_panels.py's, shown by its own page-load handler.
+    return (title, gr.update(value="", visible=False), gr.update(visible=panel == "classify"),
+            gr.update(visible=generates),
             gr.update(visible=bool(card)), card)
 
 
@@ -155,6 +164,7 @@ def build_demo_page(services: Services) -> gr.Blocks:
                 generate_button = gr.Button("Generate", variant="primary", elem_id="demo-generate")
                 stop_button = gr.Button("Stop", elem_id="demo-stop")
             written = gr.Textbox(label="Generated text", lines=8, interactive=False, elem_id="demo-output")
+        build_demo_image_box(services, page, token_of)
         with gr.Accordion("Model card", open=False, visible=False, elem_id="demo-card-box") as card_box:
             card = gr.Markdown(elem_id="demo-card")
 

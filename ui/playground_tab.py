@@ -26,6 +26,7 @@ from ui.downloads import download_when_ready
 from ui.errors import shows_errors
 from ui.formatting import confusion_html, error_box, predictions_first
 from ui.generate_panel import build_generate_panel
+from ui.image_panels import build_image_panel
 
 EXAMPLES = 6
 MAX_TEXT_CHARS = 100_000
@@ -118,10 +119,12 @@ def on_show_panel(services: Services, run_id):
     the page opens, when a person may already be typing.
     Returns (classify panel, generation panel, text, label, continuation, outcome, prompt).
     """
-    generates = _run_panel(services, run_id) == "generate"
+    panel = _run_panel(services, run_id)
+    generates = panel == "generate"
     text = gr.update() if not generates else ""
     prompt = gr.update() if generates else ""
-    return gr.update(visible=not generates), gr.update(visible=generates), text, None, "", "", prompt
+    # The image panel (ui/image_panels.py) follows the picker on its own.
+    return gr.update(visible=panel in ("classify", None)), gr.update(visible=generates), text, None, "", "", prompt
 
 
 def on_example(services: Services, sample, run_id=None):
@@ -159,7 +162,7 @@ def on_pick_run(services: Services, run_id):
         frame = load_split(services.get_dataset(run.dataset_id), "validation")
     except Exception:  # deleted datasets or runs have no examples: that is fine
         return none
-    if frame.empty:
+    if frame.empty or _panel(run) not in ("classify", "generate"):  # examples are texts
         return none
     if _panel(run) == "generate":
         starts = prompt_examples(frame["text"])
@@ -215,7 +218,7 @@ def build_playground_tab(services: Services) -> tuple[gr.Dropdown, gr.Dataset]:
     first = runs[0] if runs else None
     generates = _panel(first) == "generate"
     run_picker = gr.Dropdown(run_choices(runs), value=first.id if first else None, label="Finished run",
-                             info="Runs that trained successfully: classifiers and text generators.",
+                             info="Runs that trained successfully: classifiers, text generators and image classifiers.",
                              elem_id="playground-run",
                              # The server checks a value against the choices it was built with: API
                              # callers of `predict`/`generate` could never use a run trained since.
@@ -225,7 +228,7 @@ def build_playground_tab(services: Services) -> tuple[gr.Dropdown, gr.Dataset]:
     examples_input = gr.Textbox(visible=False)
     examples = gr.Dataset(components=[examples_input], samples=[], label="Examples from the validation set "
                           "(click one)", elem_id="playground-examples", visible=False)
-    with gr.Column(visible=not generates) as classify_panel:
+    with gr.Column(visible=_panel(first) in ("classify", None)) as classify_panel:
         with gr.Row(equal_height=False):
             with gr.Column():
                 text = gr.Textbox(label="Text", lines=4, placeholder="Type or paste a text to classify",
@@ -248,6 +251,8 @@ def build_playground_tab(services: Services) -> tuple[gr.Dropdown, gr.Dataset]:
             batch_preview = gr.Dataframe(label="First predictions", interactive=False, max_height=300)
             batch_confusion = gr.HTML()
     generation = build_generate_panel(services, run_picker, visible=generates)
+    build_image_panel(services, run_picker, partial(fresh_download_folder, services.settings, "predictions"),
+                      visible=_panel(first) == "image")
 
     private = {"api_visibility": "private"}
     results = [label, generation.output, generation.outcome]

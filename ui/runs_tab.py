@@ -24,6 +24,7 @@ from backend.services import NotFound, RunRecord, Services, default_task, get_ta
 from ui.errors import shows_errors, unchanged
 from ui.formatting import (LOSS_KEYS, confusion_html, curves, per_class_table, progress_html, quality_keys,
                            run_choices, run_origin, runs_table)
+from ui.image_panels import build_misclassified_gallery
 from ui.plots import curve_plot, step_range
 from ui.train_tab import TrainForm, fill_from_config, form_fields
 
@@ -352,6 +353,7 @@ def build_runs_tab(services: Services, train_form: TrainForm, tabs: gr.Tabs):
                                 elem_id="misclassified")
     log_tail = gr.Textbox(label="Log (last lines)", lines=6, max_lines=LOG_LINES + 4, interactive=False,
                           autoscroll=True)
+    build_misclassified_gallery(services, run_picker)  # image runs: their mistakes as pictures
     with gr.Accordion("Compare runs", open=False):
         with gr.Row(equal_height=True):
             compare_picker = gr.Dropdown(run_choices(runs), multiselect=True, label="Runs to compare", scale=3,

@@ -26,7 +26,8 @@ from ui.demo_page import build_demo_page
 from ui.http_guard import EXCEPTION_HANDLERS, GuardPolicy, allowed_hosts, install, parse_hosts
 
 DEMO_MOUNT = f"{DEMO_PATH}/{{token}}"
-DEMO_MAX_UPLOAD_BYTES = 1024 * 1024  # the demo page takes no files; Gradio's upload route still exists
+# A demo of a model that reads files (an image) takes one this big; the others refuse uploads (ui/http_guard).
+DEMO_MAX_UPLOAD_BYTES = 1024 * 1024
 
 
 def upload_folder() -> Path:

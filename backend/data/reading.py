@@ -239,8 +239,11 @@ def check_file(path: Path, max_bytes: int) -> str:
         raise UserError(f'File "{path}" does not exist. Check the path and try again.')
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
+        zipped = (" A .zip of image class folders is read by the image classification task: pick that task "
+                  "(--task image-classification)." if path.suffix.lower() == ".zip" else "")
         raise UserError(f'"{path.name}" has an unsupported file type "{path.suffix or "(none)"}". '
-                        f"Supported types: {SUPPORTED}. Save the data in one of these formats and upload it again.")
+                        f"Supported types: {SUPPORTED}. Save the data in one of these formats and upload it again."
+                        + zipped)
     size = path.stat().st_size
     if size > max_bytes:
         suggestion = math.ceil(size / 1024 / 1024) + 1

@@ -62,6 +62,7 @@ class IngestOptions:
     name: str | None = None  # defaults to the file name without extension
     token_budget: int = 128  # texts longer than this (estimated tokens) are counted in the report
     max_columns: int = MAX_COLUMNS  # wider files are refused (Settings.max_columns)
+    images_zip: str | None = None  # image classification: the zip a table's image paths point into
 
 
 @dataclass(frozen=True, eq=False)
@@ -80,6 +81,7 @@ class PreparedDataset:
     warnings: list[str]
     content_hash: str
     columns: list[dict] = field(default_factory=list)  # the source file's [{"name", "type"}]
+    input_columns: list[str] = field(default_factory=list)  # what the task reads; [] = the text column (images: "image")
 
     @property
     def rows(self) -> int:
@@ -536,7 +538,7 @@ def _store(prepared: PreparedDataset, repo, datasets_dir: Path):
                 text_column=prepared.text_column, label_column=prepared.label_column, rows=prepared.rows,
                 train_rows=len(prepared.train), validation_rows=len(prepared.validation), labels=prepared.labels,
                 classes=prepared.classes, report=prepared.report, columns=prepared.columns,
-                input_columns=[prepared.text_column], target_column=prepared.label_column)
+                input_columns=prepared.input_columns or [prepared.text_column], target_column=prepared.label_column)
         except BaseException:
             raced = _find_quietly(repo, prepared.content_hash)
             if raced is not None and Path(raced.path) == final:  # another process stored it meanwhile

@@ -152,6 +152,8 @@ def _check_text(text: str | None, what: str) -> str:
 def demo_predict(repo: Repository, token: str | None, text: str | None) -> dict[str, float]:
     """Class probabilities of one text from the token's classifier."""
     target = open_demo(repo, token)
+    if get_task(target.run.task).takes_files:
+        raise UserError(IMAGE_DEMO)
     if get_task(target.run.task).panel != "classify":
         raise UserError("This demo writes text: use its generate endpoint instead of predict.")
     text = _check_text(text, "text")
@@ -163,6 +165,22 @@ def demo_predict(repo: Repository, token: str | None, text: str | None) -> dict[
     return load_predictor(target.model_dir).predict([text])[0]["scores"]
 
 
+IMAGE_DEMO = "This demo classifies images: send an image to its classify_image endpoint."
+
+
+def demo_predict_file(repo: Repository, token: str | None, data: bytes | None,
+                      name: str = "the file") -> dict[str, float]:
+    """Class probabilities of one file (an image) from the token's model that reads files."""
+    target = open_demo(repo, token)
+    task = get_task(target.run.task)
+    if task.load_file_predictor is None:
+        raise UserError("This demo reads text: send a text to its predict endpoint instead of a file.")
+    if not data:
+        raise UserError("Upload an image first.")
+    load_model_stack()  # torch loads only when a demo is used, in one thread at a time
+    return task.load_file_predictor(target.model_dir).predict_files([data], [name])[0]["scores"]
+
+
 def demo_stream(repo: Repository, token: str | None, prompt: str | None, *, max_new_tokens: int = 200,
                 temperature: float = 0.8, seed: int | None = None,
                 should_stop: Callable[[], bool] | None = None) -> Iterator[str]:
@@ -171,6 +189,8 @@ def demo_stream(repo: Repository, token: str | None, prompt: str | None, *, max_
     Stops when `should_stop()` is true (the page's Stop button) or once the link is revoked.
     """
     target = open_demo(repo, token)
+    if get_task(target.run.task).takes_files:
+        raise UserError(IMAGE_DEMO)
     if get_task(target.run.task).panel != "generate":
         raise UserError("This demo classifies text: use its predict endpoint instead of generate.")
     prompt = _check_text(prompt, "prompt")

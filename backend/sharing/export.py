@@ -50,7 +50,8 @@ DEFAULT_MAX_IMPORT_PARAMS = 1_000_000_000
 IMPORTED_FILES = frozenset({
     "model.safetensors", "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
     "special_tokens_map.json", "added_tokens.json", "vocab.txt", "vocab.json", "merges.txt", "spiece.model",
-    "sentencepiece.bpe.model", "tokenizer.model", "README.md", "run_config.json", "metrics.json", "modelsmith.json"})
+    "sentencepiece.bpe.model", "tokenizer.model", "README.md", "run_config.json", "metrics.json", "modelsmith.json",
+    "modelsmith_image.json", "preprocessor_config.json"})  # an image model's labels/normalisation, its processor
 MAX_METADATA_BYTES = 64 * 1024 * 1024  # all kept files but the weights together (a big tokenizer.json is ~20 MB)
 WEIGHTS_PER_CONFIG = 4  # config.json may describe at most this many times the parameters the weights hold
 COPY_CHUNK = 1 << 20
@@ -383,8 +384,8 @@ def _infer_config(model_config: dict, name: str) -> TrainConfig:
             raise UserError(f"config.json of this Modelsmith model is damaged ({exc}); export the run again.") from exc
     architectures = [str(a) for a in model_config.get("architectures") or []]
     raise UserError(f"config.json describes a {', '.join(architectures) or 'model without architectures'}; "
-                    "Modelsmith imports text classifiers (…ForSequenceClassification) and language models "
-                    "(…ForCausalLM), or its own exports.")
+                    "Modelsmith imports text classifiers (…ForSequenceClassification), language models "
+                    "(…ForCausalLM) and image classifiers (…ForImageClassification), or its own exports.")
 
 
 def model_labels(folder: Path) -> list[str]:

@@ -1,7 +1,7 @@
 """Export a run as a Hugging Face Space: a standalone Gradio demo of the model, ready to push.
 
 What a Space folder holds:
-    app.py, text_model.py     the demo (copied from space_template/; no Modelsmith imports)
+    app.py, text_model.py, image_model.py   the demo (copied from space_template/; no Modelsmith imports)
     requirements.txt          pinned like Modelsmith's own: torch==2.13.0, gradio 6, transformers 5, ...
     README.md                 Spaces metadata (sdk: gradio, sdk_version, app_file, title, emoji, colours)
     space.json                what the model does and how text_model.py loads it
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 # The standalone Space app is a Gradio program of its own: it lives outside backend/ (which keeps
 # clear of the UI library) and is copied, not imported.
 SPACE_FILES = Path(__file__).resolve().parents[2] / "space_template"
-APP_FILES = ("app.py", "text_model.py")
+APP_FILES = ("app.py", "text_model.py", "image_model.py")
 MODEL_DIR = "model"
 SPACE_COLORS = ("red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray")
 # The Space installs these; the same specifiers as Modelsmith's requirements.txt, so the demo runs
@@ -53,6 +53,12 @@ def space_info(run: RunRecord, folder: Path, title: str) -> dict:
     """space.json: title, task, how text_model.py loads the files (family), max_length and labels."""
     config = _read_json(folder / "config.json")
     kind = config.get("model_kind")
+    if get_task(run.task).panel == "image":  # image_model.py takes the image as the app does: these numbers
+        image = _read_json(folder / "modelsmith_image.json")
+        return {"title": title, "task": run.task, "panel": "image",
+                "family": "cnn" if image["template"]["kind"] == "cnn" else "transformers",
+                "labels": list(image["labels"]), "input_size": int(image["input_size"]), "mean": image["mean"],
+                "std": image["std"], "template": image["template"]}
     if get_task(run.task).panel == "generate":
         family = "lstm-lm" if kind == "modelsmith-lstm-lm" else "transformers"
         return {"title": title, "task": run.task, "family": family}
@@ -87,6 +93,10 @@ def space_readme(run: RunRecord, title: str, emoji: str, color_from: str, color_
         call = ('client.predict("Once upon a time", 200, 0.8, 0, api_name="/generate")'
                 "  # prompt, new tokens, temperature, seed (-1 = random)")
         what = "continues a prompt, streaming the text as it is written"
+    elif get_task(run.task).panel == "image":
+        call = ('from gradio_client import handle_file\n'
+                'client.predict(handle_file("photo.jpg"), api_name="/predict")  # {"label": ..., "confidences": [...]}')
+        what = "sorts an image into classes and shows the probability of each"
     else:
         call = 'client.predict("some text", api_name="/predict")  # {"label": ..., "confidences": [...]}'
         what = "sorts a text into classes and shows the probability of each"

@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 # Which Playground / demo / Space panel renders a task's models: the UI keeps the gradio code
 # for each panel and picks one by this key.
-Panel = Literal["classify", "generate"]
+Panel = Literal["classify", "generate", "image"]
 
 
 class TemplateConfig(BaseModel):
@@ -93,6 +93,10 @@ class Task:
     headline_format: str = "{label} {value:.3f}"  # how that score reads ("macro F1 0.956")
     headline_label: str = "macro F1"
     presets: tuple[TrainPreset, ...] = ()  # settings the Train tab offers to fill in at once
+    # Tasks whose datasets and models are files rather than text (image classification, issue 14):
+    # what the Data tab asks for, and how a finished run's folder becomes a predictor of files.
+    upload_kind: Literal["table", "image-zip"] = "table"
+    load_file_predictor: Callable[..., Any] | None = None  # (folder) -> .predict_files(list[bytes]), .predict_zip(path)
 
     @property
     def template_kinds(self) -> tuple[str, ...]:

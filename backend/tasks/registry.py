@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from backend.tasks.base import Task, TemplateConfig, template_kind
+from backend.tasks.image_classification.task import TASK as IMAGE_CLASSIFICATION
 from backend.tasks.text_classification.task import TASK as TEXT_CLASSIFICATION
 from backend.tasks.text_generation.task import TASK as TEXT_GENERATION
 
 TASKS: dict[str, Task] = {task.name: task for task in (
     TEXT_CLASSIFICATION,
     TEXT_GENERATION,
+    IMAGE_CLASSIFICATION,
 )}
 DEFAULT_TASK = TEXT_CLASSIFICATION.name  # what a form, the CLI and a bare TrainConfig start with
 

@@ -37,8 +37,9 @@ def test_upload_previews_and_suggests_columns(services, toy_csv):
 
 
 def test_ingest_reports_charts_and_lists_the_dataset(services, toy_csv):
-    report, charts, classes, lengths, table, picker, train_picker = data_tab.on_ingest(
+    report, charts, classes, lengths, table, picker, train_picker, thumbnails = data_tab.on_ingest(
         services, str(toy_csv), "text-classification", "message", "verdict", None, "feedback", 20)
+    assert thumbnails["visible"] is False  # a table has no thumbnails
     assert "Rows:** 80" in report and "happy (40)" in report
     assert charts["visible"] is True
     assert classes["visible"] is True
@@ -57,7 +58,8 @@ def test_bad_upload_shows_a_message_not_a_trace(services, tmp_path):
         report, charts, *rest = data_tab.on_ingest(services, str(one_class), "text-classification", "text", "label",
                                                    None, "", 10)
     assert "ms-error" in report and "at least two different labels" in report and "Traceback" not in report
-    assert charts["visible"] is False and all(update == SKIPPED for update in rest)
+    *rest, thumbnails = rest
+    assert charts["visible"] is False and all(update == SKIPPED for update in rest) and thumbnails["visible"] is False
     assert services.repo.list_datasets() == []
     garbage = tmp_path / "garbage.csv"
     garbage.write_bytes(bytes(range(256)) * 40)

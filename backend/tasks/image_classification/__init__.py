@@ -1,8 +1,7 @@
 """Image classification: read a zip of class folders, report on it, train a CNN or fine-tune a
 pretrained vision model, evaluate and predict.
 
-Not registered as a task yet: the app's upload page, runs, playground, export and CLI do not
-offer it until it is wired into the task registry and the shared training core.
+Registered in backend/tasks/registry.py (task.py): the app and the CLI reach it through the Task.
 
     reading.py   zip of class folders / table of paths -> rows (image bytes, label, size, sha256)
     archive.py   the zip checked as hostile input (zip slip, bombs, nested archives, names)
@@ -14,4 +13,7 @@ offer it until it is wired into the task registry and the shared training core.
     batches.py   torch Dataset + DataLoader (decoding in workers), Kornia augmentation
     fit.py       the training loop (AdamW, best checkpoint by validation macro F1)
     metrics.py   accuracy, macro P/R/F1, per class, confusion matrix, misclassified images
+    task.py      the Task the rest of the app asks; ingest.py its `prepare` (-> the shared store)
+    training.py  its strategy for the shared training core (checkpoints, stop, resume, progress)
+    estimate.py / card.py / predictor.py / review.py   Estimate, model card, file predictor, mistakes gallery
 """

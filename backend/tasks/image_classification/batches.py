@@ -56,7 +56,7 @@ def to_pixels(batch: torch.Tensor) -> torch.Tensor:
 
 def build_augmentation(kind: str, input_size: int) -> nn.Module:
     """The augmentation preset (none / basic / strong) as a module applied to [0, 1] batches."""
-    if kind == "none":
+    if kind == "off":
         return nn.Identity()
     # scale (0.35, 1): at 32 px a tighter crop than 0.35 of the area leaves too little to recognise.
     ops: list[nn.Module] = [K.RandomResizedCrop((input_size, input_size), scale=(0.35, 1.0)),

@@ -10,11 +10,14 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, Field
 
+from backend.tasks.base import TemplateConfig
+
 # A Hub id: needs network or the Hugging Face cache (no registry package ships ImageNet weights in
 # a form transformers loads; see the README's image section).
 DEFAULT_IMAGE_MODEL = "google/vit-base-patch16-224"
-Augmentation = Literal["none", "basic", "strong"]
-_AUGMENTATION_HELP = ("none: images as they are; basic: random resized crop and horizontal flip; strong: basic "
+# "off" rather than "none": the CLI reads `--set augmentation=none` as None (no value).
+Augmentation = Literal["off", "basic", "strong"]
+_AUGMENTATION_HELP = ("off: images as they are; basic: random resized crop and horizontal flip; strong: basic "
                       "plus one random colour/geometry operation per image (TrivialAugment). Applied on the "
                       "device to whole batches, training only.")
 
@@ -23,7 +26,7 @@ class _Frozen(BaseModel):
     model_config = {"frozen": True, "extra": "forbid"}
 
 
-class CnnTemplate(_Frozen):
+class CnnTemplate(TemplateConfig):
     """A convolutional network from scratch: conv -> batch norm -> ReLU blocks, pooling, global average, dense head."""
 
     # Sized for minutes on a 2-core CPU at 32x32 (CIFAR-10); not yet tuned by a sweep.
@@ -36,7 +39,7 @@ class CnnTemplate(_Frozen):
     augmentation: Augmentation = Field("basic", description=_AUGMENTATION_HELP)
 
 
-class PretrainedImageTemplate(_Frozen):
+class PretrainedImageTemplate(TemplateConfig):
     """Fine-tune a pretrained vision model (ViT, ConvNeXt, ResNet, ...) with a new head for your classes."""
 
     kind: Literal["vit"] = "vit"

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 META_FILE = "modelsmith_image.json"
 WEIGHTS_FILE = "model.safetensors"
+CNN_KIND = "modelsmith-image-cnn"  # config.json's model_kind of a saved CNN
 _TEMPLATE = TypeAdapter(ImageTemplate)
 
 
@@ -64,6 +65,10 @@ def save_classifier(model: ImageClassifier, folder: Path) -> None:
     if model.template.kind == "cnn":
         state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.network.state_dict().items()}
         save_file(state, str(folder / WEIGHTS_FILE), metadata={"format": "pt"})
+        # config.json, as every model folder has one: an import reads the labels and the kind from it.
+        (folder / "config.json").write_text(json.dumps({"model_kind": CNN_KIND, "labels": model.labels,
+                                                        "template": model.template.model_dump()}, indent=2,
+                                                       ensure_ascii=False), encoding="utf-8")
     else:
         model.network.save_pretrained(folder, safe_serialization=True)
         if model.processor is not None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import importlib
+import typing
 
 import pytest
 
 from backend.config import TrainConfig, default_config, template_classes, templates_of
-from backend.tasks.base import Entry, template_kind
+from backend.tasks.base import Entry, Panel, template_kind
 from backend.tasks.registry import DEFAULT_TASK, TASKS, get_task, task_of_template
 
 ENTRY_FIELDS = ("prepare", "train", "estimate", "load_model", "render_card")
@@ -19,7 +20,7 @@ def test_every_task_is_consistent(name):
     assert task.name == name and task.label and task.upload_label and task.model_noun
     assert task.default_template in task.template_kinds
     assert set(task.training_defaults) <= set(task.template_kinds)
-    assert task.panel in ("classify", "generate")
+    assert task.panel in typing.get_args(Panel)
     for kind in task.template_kinds:
         assert task_of_template(kind) is task
         config = default_config(1, kind)
@@ -34,6 +35,9 @@ def test_every_entry_of_a_task_names_a_function_that_exists(name):
         assert isinstance(entry, Entry), field
         module, _, function = entry.path.partition(":")
         assert callable(getattr(importlib.import_module(module), function)), entry.path
+    if task.load_file_predictor is not None:  # a task whose models read files names its predictor too
+        module, _, function = task.load_file_predictor.path.partition(":")
+        assert callable(getattr(importlib.import_module(module), function)), task.load_file_predictor.path
 
 
 def test_template_kinds_are_unique_across_tasks():

@@ -70,7 +70,7 @@ def test_pretrained_vit_gets_a_new_head_learns_and_reloads(tmp_path, colour_data
     from transformers import pipeline
 
     train, validation, train_images, val_images = colour_data
-    template = PretrainedImageTemplate(base_model=str(tiny_vit_folder), augmentation="none")
+    template = PretrainedImageTemplate(base_model=str(tiny_vit_folder), augmentation="off")
     model = build_classifier(template, LABELS, train_images)
     assert model.network.classifier.out_features == 3  # was 7: replaced for our labels
     assert model.input_size == 16 and model.mean.flatten().tolist() == [0.5, 0.5, 0.5]
@@ -124,13 +124,13 @@ def test_misclassified_lists_wrong_validation_images_most_confident_first(colour
     assert all(LABELS[validation.targets[item.index]] == item.true_label for item in wrong)
 
 
-@pytest.mark.parametrize("kind", ["none", "basic", "strong"])
+@pytest.mark.parametrize("kind", ["off", "basic", "strong"])
 def test_augmentation_presets_keep_shape_and_range(kind):
     torch.manual_seed(0)
     batch = torch.rand(6, 3, 16, 16)
     augmented = build_augmentation(kind, 16)(batch)
     assert augmented.shape == batch.shape and augmented.min() >= 0 and augmented.max() <= 1
-    assert torch.equal(augmented, batch) == (kind == "none")
+    assert torch.equal(augmented, batch) == (kind == "off")
 
 
 def test_dataset_statistics_are_the_pixels_mean_and_std():

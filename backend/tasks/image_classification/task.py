@@ -1,0 +1,54 @@
+"""Image classification: an image in, one of the dataset's classes (its zip's folders) out."""
+
+from __future__ import annotations
+
+from backend.tasks.base import Entry, Task
+from backend.tasks.image_classification.config import CnnTemplate, PretrainedImageTemplate
+
+
+def infer_settings(model_config: dict, base_model: str) -> dict | None:
+    """The settings of an imported model folder, from its config.json; None when it is not an image classifier."""
+    if model_config.get("model_kind") == "modelsmith-image-cnn":  # model.CNN_KIND (not imported: torch)
+        return {"template": CnnTemplate.model_validate(model_config["template"])}
+    architectures = [str(a) for a in model_config.get("architectures") or []]
+    if any(a.endswith("ForImageClassification") for a in architectures):
+        return {"template": PretrainedImageTemplate(base_model=base_model)}
+    return None
+
+
+TASK = Task(
+    name="image-classification",
+    label="Image classification",
+    upload_label="Image classification (zip of class folders → label)",
+    model_noun="image classifier",
+    templates=(CnnTemplate, PretrainedImageTemplate),
+    default_template="cnn",
+    panel="image",
+    pipeline_tag="image-classification",
+    needs_label_column=False,  # the labels are the zip's folder names: there is no column to pick
+    best_metric="macro_f1",
+    best_metric_label="validation macro F1",
+    higher_is_better=True,
+    quality_curves={"eval_accuracy": "accuracy", "eval_macro_f1": "macro F1",
+                    "eval_macro_precision": "macro precision", "eval_macro_recall": "macro recall"},
+    quality_range=(0, 1),
+    uses_max_length=False,
+    uses_max_steps=False,
+    exports_labels=True,
+    takes_files=True,
+    length_title="Image width (pixels)",
+    prepare=Entry("backend.tasks.image_classification.ingest:prepare_image_dataset"),
+    train=Entry("backend.tasks.image_classification.training:train_images"),
+    estimate=Entry("backend.tasks.image_classification.estimate:estimate_images"),
+    load_model=Entry("backend.tasks.image_classification.model:load_classifier"),
+    render_card=Entry("backend.tasks.image_classification.card:render_card"),
+    infer_settings=infer_settings,
+    # cnn: fit.py's defaults (a CIFAR-10-sized network from scratch learns at a high rate);
+    # vit: the usual fine-tuning rate of a pretrained vision transformer.
+    training_defaults={
+        "cnn": {"learning_rate": 2e-3, "epochs": 10, "weight_decay": 0.05},
+        "vit": {"learning_rate": 5e-5, "epochs": 3},
+    },
+    upload_kind="image-zip",
+    load_file_predictor=Entry("backend.tasks.image_classification.predictor:cached_image_predictor"),
+)
