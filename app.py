@@ -4,6 +4,8 @@
     python app.py ingest PATH --json      # store a dataset, print its summary
     python app.py train --dataset 1 --template lstm --set epochs=2 --json
     python app.py predict --run 3 "some text" --json
+    python app.py ingest adult.csv --task tabular-classification --target income --json
+    python app.py predict --run 5 --file rows.csv --out predictions/ --json   # a table model
     python app.py predict --run 5 photo.jpg --file images.zip --json    # an image run
     python app.py generate --run 4 "Once upon a time" --seed 1 --json
     python app.py runs --json
@@ -60,7 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--text-column", help="The text column; for image classification from a table, "
                                               "the column of image paths.")
     ingest.add_argument("--images", help="Image classification from a table: the zip its image paths point into.")
-    ingest.add_argument("--label-column")
+    ingest.add_argument("--label-column", "--target", dest="label_column",
+                        help="Label column (text) or target column (tables); default: suggested.")
+    ingest.add_argument("--drop", action="append", default=[], metavar="COLUMN",
+                        help="Tables: leave this column out of the inputs (repeatable).")
+    ingest.add_argument("--sheet", help="Tables: the sheet of an .xlsx workbook to read (default: the first).")
+    ingest.add_argument("--kind", action="append", default=[], metavar="COLUMN=KIND",
+                        help="Tables: read COLUMN as numeric, categorical, boolean or datetime (repeatable).")
     ingest.add_argument("--name")
     ingest.add_argument("--validation-fraction", type=float, default=0.1)
     ingest.add_argument("--seed", type=int, default=42)
@@ -71,10 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="Override a setting, e.g. --set epochs=2 --set hidden_size=64")
 
-    predict = commands.add_parser("predict", help="Classify texts (or, with an image run, image files) with a finished run.")
+    predict = commands.add_parser("predict", help="Classify texts (or, with an image run, image files; with a "
+                                                   "table run, rows) with a finished run.")
     predict.add_argument("--run", type=int, required=True)
     predict.add_argument("--file", action="append", default=[],
-                         help="Image run: an image file or a .zip of images (repeatable; paths may also be given plainly).")
+                         help="Image run: an image file or a .zip of images (repeatable; paths may also be given "
+                              "plainly). Table run: one CSV/TSV/xlsx/Parquet/JSON file of rows (writes a CSV).")
+    predict.add_argument("--json-rows", help='Table run: rows as JSON, e.g. \'[{"age": 39, "workclass": "State-gov"}]\'.')
+    predict.add_argument("--out", default=".", help="Table run with --file: folder for the predictions CSV.")
     predict.add_argument("texts", nargs="*", help="Texts to classify; for an image run, image or .zip paths.")
 
     _add_generate_parser(commands)
@@ -193,10 +205,22 @@ def cmd_ingest(settings, args):
     services = _services(settings)
     options = IngestOptions(task=args.task, text_column=args.text_column, label_column=args.label_column,
                             validation_fraction=args.validation_fraction, seed=args.seed, name=args.name,
-                            images_zip=args.images)
+                            drop_columns=tuple(args.drop), column_kinds=tuple(_pairs(args.kind, "--kind")),
+                            sheet=args.sheet, images_zip=args.images)
     outcome = ingest(Path(args.path), options, validation_path=Path(args.validation) if args.validation else None,
                      settings=settings, repo=services.repo)
     return ingest_summary(outcome), 0
+
+
+def _pairs(items: list[str], option: str) -> list[tuple[str, str]]:
+    """["a=b", ...] -> [("a", "b"), ...]; BadInput naming the option for an item without '='."""
+    pairs = []
+    for item in items:
+        if "=" not in item:
+            raise BadInput(f"{option} expects COLUMN=KIND, got '{item}'.")
+        key, value = item.rsplit("=", 1)
+        pairs.append((key.strip(), value.strip()))
+    return pairs
 
 
 def _print_progress(run_id: int, step: int, values: dict) -> None:
@@ -262,6 +286,10 @@ def cmd_predict(settings, args):
         raise BadInput(f"Run {run.id} is {run.status}; only succeeded runs can predict. "
                        "Pick a succeeded run from `python app.py runs`.")
     task = get_task(run.task)
+    if task.reads_rows:
+        return _predict_rows(task, run, args), 0
+    if args.json_rows:
+        raise BadInput(f"Run {run.id} is a {task.model_noun}: --json-rows is for table models.")
     if task.load_file_predictor is not None:  # its models read files: the arguments are paths
         paths = [*args.texts, *args.file]
         if not paths:
@@ -276,6 +304,22 @@ def cmd_predict(settings, args):
         raise BadInput(f"Run {run.id} is a text-generation model: it writes text rather than classify it. "
                        f'Use `python app.py generate --run {run.id} "a prompt"`, or pick a classification run.')
     return load_predictor(Path(run.output_dir)).predict(list(args.texts)), 0
+
+
+def _predict_rows(task, run, args) -> dict:
+    """A table model's predictions: of --json-rows (returned), or of --file (a CSV written under --out)."""
+    from backend.tasks.tabular.serving import parse_json_rows
+
+    if bool(args.file) == bool(args.json_rows) or args.texts or len(args.file) > 1:
+        raise BadInput(f"Run {run.id} is a {task.model_noun}: give either one --file rows.csv or --json-rows "
+                       "'[{\"column\": value, ...}]' (not texts).")
+    if args.json_rows:
+        rows = parse_json_rows(args.json_rows)
+        return {"run_id": run.id, "predictions": task.predict_rows(Path(run.output_dir), rows)}
+    result = task.predict_table(Path(run.output_dir), Path(args.file[0]), Path(args.out))
+    return {"run_id": run.id, "rows": result.rows, "path": str(result.csv_path.resolve()),
+            "missing_columns": result.missing_columns, "target_column": result.target_column,
+            "metrics": _headline(result.metrics)}
 
 
 def cmd_runs(settings, args):

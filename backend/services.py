@@ -141,6 +141,33 @@ class Services:
         return import_model(Path(path), self.repo, self.settings.runs_dir, name=name,
                             limits=import_limits(self.settings))
 
+    # ---- table models (issue 15) ---------------------------------------------------------------
+    def table_model_folder(self, run_id) -> Path:
+        """The model folder of a succeeded run that reads table rows; UserError saying which run to pick."""
+        run = self.repo.get_run(int(run_id))
+        if run.status != "succeeded" or not run.output_dir:
+            raise UserError(f"Run #{run.id} is {run.status}; only succeeded runs can predict.")
+        if not get_task(run.task).reads_rows:
+            raise UserError(f"Run #{run.id} is a {get_task(run.task).model_noun}, not a table model; pick a run "
+                            "trained on a table.")
+        return Path(run.output_dir)
+
+    def table_form(self, run_id) -> list[dict]:
+        """The input columns of a table model, with their kinds and observed ranges or values (for a form)."""
+        from backend.tasks.tabular.serving import form_fields
+
+        return form_fields(self.table_model_folder(run_id))
+
+    def predict_rows(self, run_id, rows: list[dict]) -> list[dict]:
+        """A table model's prediction for each row given as {column: value}."""
+        folder = self.table_model_folder(run_id)
+        return get_task(self.repo.get_run(int(run_id)).task).predict_rows(folder, rows)
+
+    def predict_table(self, run_id, path: Path, out_dir: Path):
+        """A table model's predictions for every row of a table file (a CSV written into `out_dir`)."""
+        folder = self.table_model_folder(run_id)
+        return get_task(self.repo.get_run(int(run_id)).task).predict_table(folder, Path(path), Path(out_dir))
+
     # ---- demo links ----------------------------------------------------------------------
     def list_demos(self, run_id: int | None = None) -> list[DemoRecord]:
         """Demo links (of one run when given)."""

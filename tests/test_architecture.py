@@ -9,7 +9,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("backend", "storage", "ui")
 # A task is asked, never named: outside its package and the registry, no code spells a task's name.
-TASK_NAME = re.compile(r"""["'](text-classification|text-generation|image-classification)["']""")
+TASK_NAME = re.compile(r"""["'](text-classification|text-generation|image-classification|"""
+                       r"""tabular-classification|tabular-regression)["']""")
 TASK_NAME_ALLOWED = ("backend/tasks/",)
 
 

@@ -15,6 +15,7 @@ from backend.services import Services, default_task, get_task, list_tasks
 from ui.errors import shows_errors, unchanged
 from ui.formatting import class_counts, corpus_markdown, dataset_choices, datasets_table, error_box, histogram, report_markdown
 from ui.image_panels import build_thumbnail_grid, image_report_markdown, image_widths, thumbnails_update, zip_upload_info
+from ui.tabular_panels import build_table_options, on_table_upload, parse_kinds, table_report_markdown
 
 PREVIEW_ROWS = 20
 
@@ -25,8 +26,8 @@ def task_choices() -> list[tuple[str, str]]:
 
 
 NO_COLUMN = "(none)"
-FILE_TYPES = [".csv", ".tsv", ".json", ".jsonl", ".parquet", ".txt", ".zip"]  # .zip: images in class folders
-UPLOAD_HINT = ("Upload a CSV, TSV, JSON, JSONL, Parquet or TXT file to see its first rows here, or a .zip of "
+FILE_TYPES = [".csv", ".tsv", ".json", ".jsonl", ".parquet", ".txt", ".zip", ".xlsx"]  # .zip: images; .xlsx: tables
+UPLOAD_HINT = ("Upload a CSV, TSV, JSON, JSONL, Parquet, Excel or TXT file to see its first rows here, or a .zip of "
                "image class folders.")
 
 
@@ -71,8 +72,9 @@ def on_task_change(task: str):
     the text column only for a task that reads a table (an image zip has neither)."""
     if not task:
         return gr.update(visible=True), gr.update(visible=True)
+    # A table task's inputs are all the columns but the target: no text column (ui/tabular_panels.py).
     return (gr.update(visible=get_task(task).needs_label_column),
-            gr.update(visible=get_task(task).upload_kind == "table"))
+            gr.update(visible=get_task(task).upload_kind == "table" and not get_task(task).reads_rows))
 
 
 def _ingest_failed(message: str):
@@ -83,7 +85,8 @@ def _ingest_failed(message: str):
 
 @shows_errors(fallback=_ingest_failed)
 def on_ingest(services: Services, path: str | None, task: str, text_column: str | None, label_column: str | None,
-              validation_path: str | None, name: str, validation_percent: float):
+              validation_path: str | None, name: str, validation_percent: float, drop_columns=None,
+              column_kinds: str | None = None, sheet: str | None = None):
     """Validate and store the upload; show the report, class chart and length histogram."""
     if not path:
         raise gr.Error("Upload a file first.", print_exception=False)
@@ -93,7 +96,9 @@ def on_ingest(services: Services, path: str | None, task: str, text_column: str 
     options = IngestOptions(task=task, text_column=text_column or None,
                             label_column=label_column if label_column not in (None, "", NO_COLUMN)
                             and get_task(task).needs_label_column else None,
-                            validation_fraction=float(validation_percent) / 100.0, name=(name or "").strip() or None)
+                            validation_fraction=float(validation_percent) / 100.0, name=(name or "").strip() or None,
+                            **({"drop_columns": tuple(drop_columns or ()), "column_kinds": parse_kinds(column_kinds),
+                                "sheet": sheet or None} if get_task(task).reads_rows else {}))
     outcome = services.ingest(Path(path), options, Path(validation_path) if validation_path else None)
     summary = ingest_summary(outcome)
     record = outcome.dataset
@@ -101,6 +106,10 @@ def on_ingest(services: Services, path: str | None, task: str, text_column: str 
     for uploaded in (path, validation_path):
         discard_upload(uploaded, gr.utils.get_upload_folder())
     task = get_task(record.task)
+    if task.reads_rows:  # a table: its own report, the class balance, no text lengths
+        return (table_report_markdown(summary, record), gr.update(visible=True),
+                gr.update(value=class_counts(record.classes), visible=bool(record.classes)),
+                gr.update(visible=False), *refresh_datasets(services, select=record.id), thumbnails_update(None))
     if task.stores_corpus:  # one long text per split: report the corpus, histogram its lines
         overview = corpus_overview(record)
         report, lengths = corpus_markdown(summary, overview), overview["line_lengths"]
@@ -194,6 +203,7 @@ def build_data_tab(services: Services, train_dataset: gr.Dropdown):
             text_column = gr.Dropdown([], label="Text column", info="The text the model reads.", elem_id="text-column")
             label_column = gr.Dropdown([NO_COLUMN], value=NO_COLUMN, label="Label column",
                                        info="What the model learns to predict.", elem_id="label-column")
+            table_options = build_table_options()
             name = gr.Textbox(label="Dataset name", placeholder="defaults to the file name")
             with gr.Accordion("Validation data", open=False):
                 validation_file = gr.File(label="Separate validation file (optional, same columns)",
@@ -222,11 +232,18 @@ def build_data_tab(services: Services, train_dataset: gr.Dropdown):
                                   elem_id="delete-dataset")
 
     refresh_outputs = [table, selected, train_dataset]
+    table_outputs = [preview, text_column, label_column, file_info, table_options.group, table_options.drop,
+                     table_options.sheet]
     upload.change(partial(on_upload, services), upload, [preview, text_column, label_column, file_info],
-                  api_visibility="private")
+                  api_visibility="private").then(partial(on_table_upload, services), [upload, task], table_outputs,
+                                                 api_visibility="private")
+    table_options.sheet.input(partial(on_table_upload, services), [upload, task, table_options.sheet], table_outputs,
+                              api_visibility="private")
     task.change(on_task_change, task, [label_column, text_column], api_visibility="private")
+    task.input(partial(on_table_upload, services), [upload, task], table_outputs, api_visibility="private")
     ingest_button.click(partial(on_ingest, services),
-                        [upload, task, text_column, label_column, validation_file, name, validation_percent],
+                        [upload, task, text_column, label_column, validation_file, name, validation_percent,
+                         *table_options.ingest_inputs()],
                         [report, charts, class_chart, length_chart, *refresh_outputs, thumbnails],
                         api_visibility="private")
     table.select(on_table_select, None, selected, api_visibility="private")

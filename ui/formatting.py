@@ -74,6 +74,9 @@ def best_metric(run: RunRecord) -> str:
         return f"macro F1 {metrics['macro_f1']:.3f}"
     if "bits_per_char" in metrics:
         return f"{metrics['bits_per_char']:.3f} bits/char"
+    task = {t.name: t for t in list_tasks()}.get(run.task)  # others (a table regressor's RMSE): the task's metric
+    if task is not None and isinstance(metrics.get(task.best_metric), (int, float)):
+        return f"{task.best_metric_label.removeprefix('validation ')} {metrics[task.best_metric]:.4g}"
     return ""
 
 

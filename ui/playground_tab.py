@@ -27,6 +27,7 @@ from ui.errors import shows_errors
 from ui.formatting import confusion_html, error_box, predictions_first
 from ui.generate_panel import build_generate_panel
 from ui.image_panels import build_image_panel
+from ui.tabular_panels import build_table_panel
 
 EXAMPLES = 6
 MAX_TEXT_CHARS = 100_000
@@ -123,7 +124,7 @@ def on_show_panel(services: Services, run_id):
     generates = panel == "generate"
     text = gr.update() if not generates else ""
     prompt = gr.update() if generates else ""
-    # The image panel (ui/image_panels.py) follows the picker on its own.
+    # The image panel (ui/image_panels.py) and the table panel (ui/tabular_panels.py) follow the picker on their own.
     return gr.update(visible=panel in ("classify", None)), gr.update(visible=generates), text, None, "", "", prompt
 
 
@@ -253,6 +254,7 @@ def build_playground_tab(services: Services) -> tuple[gr.Dropdown, gr.Dataset]:
     generation = build_generate_panel(services, run_picker, visible=generates)
     build_image_panel(services, run_picker, partial(fresh_download_folder, services.settings, "predictions"),
                       visible=_panel(first) == "image")
+    build_table_panel(services, run_picker, visible=_panel(first) == "table", download_folder=fresh_download_folder)
 
     private = {"api_visibility": "private"}
     results = [label, generation.output, generation.outcome]

@@ -63,6 +63,10 @@ class IngestOptions:
     token_budget: int = 128  # texts longer than this (estimated tokens) are counted in the report
     max_columns: int = MAX_COLUMNS  # wider files are refused (Settings.max_columns)
     images_zip: str | None = None  # image classification: the zip a table's image paths point into
+    # Tables (issue 15): columns the person leaves out of the inputs (label_column is the target).
+    drop_columns: tuple[str, ...] = ()
+    column_kinds: tuple[tuple[str, str], ...] = ()  # (column, kind) overrides of the detected kinds
+    sheet: str | None = None  # the .xlsx sheet to read (None: the first)
 
 
 @dataclass(frozen=True, eq=False)

@@ -76,6 +76,9 @@ def _check_publishable(run: RunRecord) -> None:
     if run.status != "succeeded":
         raise UserError(f"Run #{run.id} is {run.status}; only a succeeded run can get a demo link. "
                         "Pick a run that finished training.")
+    if not get_task(run.task).has_demo_page:
+        raise UserError(f"Run #{run.id} is a {get_task(run.task).model_noun}: demo links do not show these models "
+                        "yet. Share it as a zip (Export) instead, and try it in the Playground.")
     if not run.output_dir or not (Path(run.output_dir) / "model.safetensors").is_file():
         raise UserError(f"Run #{run.id} has no saved model (model.safetensors) in its folder any more; "
                         "train it again or import the model, then publish.")

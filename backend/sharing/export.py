@@ -101,8 +101,9 @@ def model_folder(run: RunRecord) -> Path:
         raise UserError(f"Run #{run.id} is {run.status}; only a succeeded run has a model to export. "
                         "Pick a run that finished training.")
     folder = Path(run.output_dir or "")
-    if not run.output_dir or not (folder / "model.safetensors").is_file():
-        raise UserError(f"Run #{run.id} has no model.safetensors in {folder}; its files were moved or deleted. "
+    weights = get_task(run.task).weights_files
+    if not run.output_dir or not any((folder / name).is_file() for name in weights):
+        raise UserError(f"Run #{run.id} has no {' or '.join(weights)} in {folder}; its files were moved or deleted. "
                         "Train it again, or import the model from a zip.")
     return folder
 
@@ -224,17 +225,21 @@ def select_members(files: list[zipfile.ZipInfo]) -> tuple[dict[str, zipfile.ZipI
     chosen: dict[str, zipfile.ZipInfo] = {}
     for info in files:
         relative = info.filename.replace("\\", "/")[len(prefix):]
-        if "/" in relative or relative not in IMPORTED_FILES or relative in chosen:
+        if "/" in relative or relative not in _importable_files() or relative in chosen:
             skipped.append(info.filename)
         else:
             chosen[relative] = info
-    if "model.safetensors" not in chosen or "config.json" not in chosen:
+    if not any(set(task.model_files) <= set(chosen) and set(task.weights_files) & set(chosen)
+               for task in list_tasks()):
         pickles = [name for name in skipped if name.endswith((".bin", ".pt", ".pth", ".pkl", ".ckpt"))]
         hint = (" It holds PyTorch pickle weights, which are never loaded (they can run code): save the model "
                 "with safetensors (`model.save_pretrained(folder)` does) and zip it again.") if pickles else ""
-        raise UserError("The archive has no model.safetensors and config.json at its top level (or in one folder)."
+        raise UserError("The archive has no model.safetensors and config.json at its top level (or in one folder); "
+                        "a table model needs template.json and preprocessing.json with model.txt or "
+                        "model.safetensors."
                         f"{hint} Export a run with Modelsmith, or zip a Hugging Face model folder.")
-    metadata = sum(info.file_size for name, info in chosen.items() if name != "model.safetensors")
+    weights = _weight_names()
+    metadata = sum(info.file_size for name, info in chosen.items() if name not in weights)
     if metadata > MAX_METADATA_BYTES:
         raise UserError(f"The archive is refused: its config, tokenizer and card files hold {metadata / 1e6:,.1f} MB; "
                         f"a model needs at most {MAX_METADATA_BYTES / 1e6:,.0f} MB of them. Zip the model folder "
@@ -242,9 +247,20 @@ def select_members(files: list[zipfile.ZipInfo]) -> tuple[dict[str, zipfile.ZipI
     return chosen, skipped
 
 
+def _importable_files() -> frozenset[str]:
+    """IMPORTED_FILES and the files every task's models are made of (a table model's preprocessing.json...)."""
+    return IMPORTED_FILES.union(*(set(task.model_files) | set(task.weights_files) for task in list_tasks()))
+
+
+def _weight_names() -> frozenset[str]:
+    """Files that hold a model's weights (bounded by the import size, not the metadata limit)."""
+    return frozenset().union(*(task.weights_files for task in list_tasks()))
+
+
 def _unpack(archive: zipfile.ZipFile, chosen: dict[str, zipfile.ZipInfo], target: Path, max_bytes: int) -> None:
     """Copy the chosen members into `target`, counting real bytes (headers can lie about sizes)."""
     written = metadata = 0
+    weights = _weight_names()
     for name, info in chosen.items():
         destination = target / name
         if destination.resolve().parent != target.resolve():  # belt and braces after check_archive
@@ -252,7 +268,7 @@ def _unpack(archive: zipfile.ZipFile, chosen: dict[str, zipfile.ZipInfo], target
         with archive.open(info) as source, open(destination, "wb") as sink:
             while chunk := source.read(COPY_CHUNK):
                 written += len(chunk)
-                metadata += len(chunk) if name != "model.safetensors" else 0
+                metadata += len(chunk) if name not in weights else 0
                 if written > max_bytes:
                     raise UserError(f"The archive unpacks to more than {max_bytes / 1e6:,.1f} MB "
                                     "(MODELSMITH_MAX_IMPORT_MB); it is refused.")
@@ -321,6 +337,12 @@ def stored_parameters(weights: Path) -> int:
 
 def check_model_size(folder: Path, max_params: int) -> None:
     """Refuse a model too big to build, or whose config.json describes far more than its weights hold."""
+    if not (folder / "config.json").is_file():  # a table model: no architecture to describe, its weights bound it
+        stored = stored_parameters(folder / "model.safetensors") if (folder / "model.safetensors").is_file() else 0
+        if stored > max_params:
+            raise UserError(f"The model is too big to import: its weights hold {stored:,} parameters; the limit is "
+                            f"{max_params:,} (MODELSMITH_MAX_IMPORT_PARAMS).")
+        return
     config = _read_json(folder / "config.json")
     if config is None:
         raise UserError("config.json in the archive is not a JSON object; it is not a model folder.")

@@ -143,6 +143,9 @@ def export_space(run: RunRecord, out: Path | str, *, as_zip: bool = False, title
     An existing target is never overwritten (UserError): pick a new path or remove the old one.
     """
     model_folder(run)  # a run without a model fails before anything is written
+    if not get_task(run.task).has_demo_page:
+        raise UserError(f"Run #{run.id} is a {get_task(run.task).model_noun}: the Space app does not show these "
+                        "models yet. Export it as a zip (--format zip) instead.")
     target = resolve_out(out, export_name(run, "-space.zip" if as_zip else "-space"))
     if target.exists():
         raise UserError(f"{target} already exists; give a new path with --out, or remove the old export first.")

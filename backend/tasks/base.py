@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 # Which Playground / demo / Space panel renders a task's models: the UI keeps the gradio code
 # for each panel and picks one by this key.
-Panel = Literal["classify", "generate", "image"]
+Panel = Literal["classify", "generate", "image", "table"]
 
 
 class TemplateConfig(BaseModel):
@@ -97,6 +97,17 @@ class Task:
     # what the Data tab asks for, and how a finished run's folder becomes a predictor of files.
     upload_kind: Literal["table", "image-zip"] = "table"
     load_file_predictor: Callable[..., Any] | None = None  # (folder) -> .predict_files(list[bytes]), .predict_zip(path)
+    # Tables (issue 15): a task whose models read a row of named, typed columns instead of one text.
+    # The Data tab then shows the table report and the target picker, the Playground a form per
+    # column, and `predict --file/--json-rows` goes through these two entries.
+    reads_rows: bool = False
+    predict_rows: Callable[..., Any] | None = None   # (model folder, [ {column: value} ]) -> [ {"prediction", ...} ]
+    predict_table: Callable[..., Any] | None = None  # (model folder, table file, out folder) -> TablePredictions
+    # Which files make up a saved model, for export and import (tables: a LightGBM text model or
+    # safetensors, beside template.json and preprocessing.json; no config.json).
+    weights_files: tuple[str, ...] = ("model.safetensors",)  # a model holds one of these
+    model_files: tuple[str, ...] = ("model.safetensors", "config.json")  # an import needs all of these
+    has_demo_page: bool = True   # a demo link and a Space app can show its models (tables: not yet)
 
     @property
     def template_kinds(self) -> tuple[str, ...]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from backend.tasks.base import Task, TemplateConfig, template_kind
 from backend.tasks.image_classification.task import TASK as IMAGE_CLASSIFICATION
+from backend.tasks.tabular.task import CLASSIFICATION as TABULAR_CLASSIFICATION
+from backend.tasks.tabular.task import REGRESSION as TABULAR_REGRESSION
 from backend.tasks.text_classification.task import TASK as TEXT_CLASSIFICATION
 from backend.tasks.text_generation.task import TASK as TEXT_GENERATION
 
@@ -11,6 +13,8 @@ TASKS: dict[str, Task] = {task.name: task for task in (
     TEXT_CLASSIFICATION,
     TEXT_GENERATION,
     IMAGE_CLASSIFICATION,
+    TABULAR_CLASSIFICATION,
+    TABULAR_REGRESSION,
 )}
 DEFAULT_TASK = TEXT_CLASSIFICATION.name  # what a form, the CLI and a bare TrainConfig start with
 

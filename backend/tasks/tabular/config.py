@@ -11,12 +11,20 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, Field, model_validator
 
+from backend.tasks.base import TemplateConfig
+
+# The step size and weight decay of a fit are training settings (TrainConfig.learning_rate and
+# weight_decay in the app, TabularFitSettings here), not the template's: one box each on the form.
+# These are each template's usual values, used when a fit does not set them.
+DEFAULT_LEARNING_RATES = {"mlp": 1e-3, "ft-transformer": 1e-4, "gbdt": 0.1}
+DEFAULT_WEIGHT_DECAY = 1e-5
+
 
 class _Frozen(BaseModel):
     model_config = {"frozen": True, "extra": "forbid"}
 
 
-class MlpTemplate(_Frozen):
+class MlpTemplate(TemplateConfig):
     """A dense network: standardised numbers, learned embeddings for categories, dense blocks with dropout."""
 
     kind: Literal["mlp"] = "mlp"
@@ -26,11 +34,9 @@ class MlpTemplate(_Frozen):
     max_embedding_dim: int = Field(32, ge=1, le=512,
                                    description="Widest category embedding; a column with k values gets "
                                                "min(this, round(1.6 k^0.56)) dimensions (fastai's rule).")
-    learning_rate: float = Field(1e-3, gt=0, lt=1, description="Peak learning rate of AdamW.")
-    weight_decay: float = Field(1e-5, ge=0, lt=1, description="AdamW weight decay.")
 
 
-class FtTransformerTemplate(_Frozen):
+class FtTransformerTemplate(TemplateConfig):
     """FT-Transformer (Gorishniy et al. 2021): one token per column, a [CLS] token, a few Transformer layers."""
 
     kind: Literal["ft-transformer"] = "ft-transformer"
@@ -43,8 +49,6 @@ class FtTransformerTemplate(_Frozen):
     attention_dropout: float = Field(0.2, ge=0.0, lt=1.0, description="Dropout on attention weights.")
     ffn_dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout inside the feed-forward block.")
     residual_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on each block's output.")
-    learning_rate: float = Field(1e-4, gt=0, lt=1, description="Peak learning rate of AdamW.")
-    weight_decay: float = Field(1e-5, ge=0, lt=1, description="AdamW weight decay.")
 
     @model_validator(mode="after")
     def _heads_divide_tokens(self) -> "FtTransformerTemplate":
@@ -53,14 +57,13 @@ class FtTransformerTemplate(_Frozen):
         return self
 
 
-class GbdtTemplate(_Frozen):
+class GbdtTemplate(TemplateConfig):
     """Gradient-boosted decision trees with LightGBM: strong and fast on most tables."""
 
     kind: Literal["gbdt"] = "gbdt"
     # LightGBM's own defaults (100 rounds of learning rate 0.1, 31 leaves) with early stopping:
     # as fast as a plain LGBMClassifier() and at least as accurate.
     num_rounds: int = Field(200, ge=1, le=100_000, description="Most boosting rounds (trees per class).")
-    learning_rate: float = Field(0.1, gt=0, le=1, description="Shrinkage applied to each new tree.")
     num_leaves: int = Field(31, ge=2, le=131_072, description="Most leaves per tree.")
     min_rows_per_leaf: int = Field(20, ge=1, le=1_000_000, description="Fewest training rows in a leaf.")
     feature_fraction: float = Field(1.0, gt=0, le=1, description="Share of columns each tree may use.")
@@ -87,6 +90,19 @@ class TabularFitSettings(_Frozen):
                                                             "model so far; 0 = no limit.")
     log_every_steps: int = Field(20, ge=1, le=100_000, description="Report training loss every N steps.")
     seed: int = Field(42, ge=0, le=2**31 - 1, description="Seed for weights, shuffling, dropout and trees.")
+    learning_rate: float | None = Field(None, gt=0, lt=1, description="Peak learning rate of AdamW (neural "
+                                                                       "templates) or shrinkage of each new tree "
+                                                                       "(gbdt); None = the template's usual value.")
+    weight_decay: float | None = Field(None, ge=0, lt=1, description="AdamW weight decay (neural templates); "
+                                                                     "None = 1e-5.")
     num_threads: int = Field(0, ge=0, le=1024, description="CPU threads LightGBM uses (gbdt); 0 = its default "
                                                             "(OpenMP's, usually every core). On a busy machine 1 "
                                                             "can be much faster.")
+
+    def learning_rate_for(self, kind: str) -> float:
+        """The learning rate a fit of template `kind` uses."""
+        return self.learning_rate if self.learning_rate is not None else DEFAULT_LEARNING_RATES[kind]
+
+    def weight_decay_or_default(self) -> float:
+        """The AdamW weight decay a neural fit uses."""
+        return self.weight_decay if self.weight_decay is not None else DEFAULT_WEIGHT_DECAY

@@ -35,13 +35,15 @@ def gbdt_features(rows: EncodedRows) -> np.ndarray:
 
 def _params(template: GbdtTemplate, preprocessor: Preprocessor, settings: TabularFitSettings) -> dict:
     n_classes = len(preprocessor.classes)
+    # The first metric is the validation loss early stopping watches; the second is reported only
+    # (the share wrong, or the mean absolute error), for the run's live curves.
     if preprocessor.spec.task == "regression":
-        objective = {"objective": "regression", "metric": "rmse"}
+        objective = {"objective": "regression", "metric": ["rmse", "l1"]}
     elif n_classes == 2:
-        objective = {"objective": "binary", "metric": "binary_logloss"}
+        objective = {"objective": "binary", "metric": ["binary_logloss", "binary_error"]}
     else:
-        objective = {"objective": "multiclass", "num_class": n_classes, "metric": "multi_logloss"}
-    return {**objective, "learning_rate": template.learning_rate, "num_leaves": template.num_leaves,
+        objective = {"objective": "multiclass", "num_class": n_classes, "metric": ["multi_logloss", "multi_error"]}
+    return {**objective, "learning_rate": settings.learning_rate_for(template.kind), "num_leaves": template.num_leaves,
             "min_data_in_leaf": template.min_rows_per_leaf, "feature_fraction": template.feature_fraction,
             "lambda_l2": template.l2_regularization, "seed": settings.seed, "deterministic": True,
             "verbosity": -1, **({"num_threads": settings.num_threads} if settings.num_threads else {})}

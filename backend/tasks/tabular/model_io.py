@@ -66,7 +66,8 @@ class TabularModel:
         """
         if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
             raise UserError('Rows must be a list of objects, e.g. [{"age": 39, "workclass": "State-gov"}].')
-        frame = pd.DataFrame.from_records(records) if records else pd.DataFrame(index=[])
+        # pd.DataFrame, not from_records: a row given as {} (nothing known) must stay a row.
+        frame = pd.DataFrame(records, index=range(len(records)))
         frame = frame.reindex(columns=list(self.preprocessor.spec.inputs))   # absent keys -> missing
         output = self.predict_output(frame)
         if self.task == "regression":

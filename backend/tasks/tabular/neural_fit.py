@@ -85,7 +85,8 @@ def fit_network(template: MlpTemplate | FtTransformerTemplate, preprocessor: Pre
     known = train_target >= 0 if task == "classification" else np.isfinite(train_target)
     train, train_target = train.take(np.flatnonzero(known)), train_target[known]
     model = build_network(template, preprocessor)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=template.learning_rate, weight_decay=template.weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate_for(template.kind),
+                                  weight_decay=settings.weight_decay_or_default())
     loss_fn = nn.CrossEntropyLoss() if task == "classification" else nn.MSELoss()
     targets = torch.from_numpy(train_target)
     generator = np.random.default_rng(settings.seed)

@@ -25,6 +25,6 @@ def test_bad_values_are_refused():
     with pytest.raises(ValidationError, match="Extra inputs"):
         MlpTemplate(hidden=3)
     with pytest.raises(ValidationError):
-        GbdtTemplate(learning_rate=0)
+        TabularFitSettings(learning_rate=0)
     with pytest.raises(ValidationError):
         MlpTemplate().model_copy(update={}).__setattr__("dropout", 0.5)   # frozen

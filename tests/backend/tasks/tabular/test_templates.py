@@ -13,18 +13,23 @@ from backend.tasks.tabular.model_io import TabularModel
 from backend.tasks.tabular.splitting import split_table
 
 TINY = {
-    "mlp": MlpTemplate(hidden_size=32, num_layers=2, dropout=0.0, learning_rate=3e-3),
-    "ft-transformer": FtTransformerTemplate(token_size=16, num_heads=2, num_layers=1, learning_rate=3e-3,
+    "mlp": MlpTemplate(hidden_size=32, num_layers=2, dropout=0.0),
+    "ft-transformer": FtTransformerTemplate(token_size=16, num_heads=2, num_layers=1,
                                             attention_dropout=0.0, ffn_dropout=0.0),
     "gbdt": GbdtTemplate(num_rounds=100, min_rows_per_leaf=5),
 }
 SETTINGS = TabularFitSettings(epochs=30, batch_size=32, early_stopping_patience=6, seed=0, num_threads=1)
+
+
+def settings_for(kind: str) -> TabularFitSettings:
+    """SETTINGS, with a higher learning rate for the tiny neural templates (gbdt keeps its usual 0.1)."""
+    return SETTINGS if kind == "gbdt" else SETTINGS.model_copy(update={"learning_rate": 3e-3})
 MIXED_INPUTS = {"x": "numeric", "noise": "numeric", "color": "categorical", "flag": "boolean", "when": "datetime"}
 
 
 def _fit(kind, frame, spec, **settings):
     train, validation = split_table(frame, spec, seed=0)
-    model, result = fit_template(TINY[kind], spec, train, validation, SETTINGS.model_copy(update=settings))
+    model, result = fit_template(TINY[kind], spec, train, validation, settings_for(kind).model_copy(update=settings))
     return model, result, train, validation
 
 
@@ -46,7 +51,7 @@ def test_classification_with_categories_and_dates(kind, mixed, tmp_path):
     spec = TableSpec(target="label", task="classification", inputs=MIXED_INPUTS)
     progress = []
     train, validation = split_table(mixed, spec, seed=0)
-    model, result = fit_template(TINY[kind], spec, train, validation, SETTINGS,
+    model, result = fit_template(TINY[kind], spec, train, validation, settings_for(kind),
                                  on_progress=lambda step, values: progress.append((step, values)))
     majority = validation["label"].value_counts(normalize=True).max()
     assert result.metrics["accuracy"] >= majority + 0.2     # the rule needs both x and color
@@ -98,7 +103,7 @@ def test_stop_request_raises_cancelled(kind, mixed):
     train, validation = split_table(mixed, spec, seed=0)
     calls = []
     with pytest.raises(Cancelled):
-        fit_template(TINY[kind], spec, train, validation, SETTINGS,
+        fit_template(TINY[kind], spec, train, validation, settings_for(kind),
                      should_stop=lambda: calls.append(1) or len(calls) >= 3)
     assert len(calls) == 3
 

@@ -1,0 +1,75 @@
+"""Tabular classification and regression: a row of a table in, a class (with probabilities) or a number out."""
+
+from __future__ import annotations
+
+from backend.tasks.base import Entry, Task
+from backend.tasks.tabular.config import FtTransformerTemplate, GbdtTemplate, MlpTemplate
+
+TEMPLATES = (GbdtTemplate, MlpTemplate, FtTransformerTemplate)
+# Where a template's usual settings differ from TrainConfig's defaults (the form switches epochs,
+# learning rate and weight decay on a pick; the CLI takes all of them). Learning rates from Gorishniy
+# et al. 2021 and LightGBM's default shrinkage; the neural templates see a table many times.
+TRAINING_DEFAULTS = {
+    "gbdt": {"learning_rate": 0.1, "weight_decay": 0.0},
+    "mlp": {"learning_rate": 1e-3, "weight_decay": 1e-5, "epochs": 30, "batch_size": 256},
+    "ft-transformer": {"learning_rate": 1e-4, "weight_decay": 1e-5, "epochs": 30, "batch_size": 256},
+}
+COMMON = dict(
+    templates=TEMPLATES,
+    default_template="gbdt",
+    panel="table",
+    needs_label_column=True,         # the target column
+    uses_max_length=False,
+    uses_max_steps=False,
+    train=Entry("backend.tasks.tabular.training:train_table"),
+    estimate=Entry("backend.tasks.tabular.training:estimate"),
+    load_model=Entry("backend.tasks.tabular.training:load_model"),
+    render_card=Entry("backend.tasks.tabular.card:render_card"),
+    infer_settings=lambda model_config, base_model: None,   # a tabular model is no Hugging Face folder
+    training_defaults=TRAINING_DEFAULTS,
+    reads_rows=True,
+    predict_rows=Entry("backend.tasks.tabular.serving:predict_rows"),
+    predict_table=Entry("backend.tasks.tabular.serving:predict_table"),
+    weights_files=("model.safetensors", "model.txt"),   # a network, or LightGBM's text model (gbdt)
+    model_files=("template.json", "preprocessing.json"),
+    has_demo_page=False,   # the demo page and the Space app have no table form yet: share a zip instead
+)
+
+CLASSIFICATION = Task(
+    name="tabular-classification",
+    label="Table → class",
+    upload_label="Tabular classification (a row of a table → a class)",
+    model_noun="table classifier",
+    pipeline_tag="tabular-classification",
+    best_metric="accuracy",
+    best_metric_label="validation accuracy",
+    higher_is_better=True,
+    quality_curves={"eval_accuracy": "accuracy", "eval_macro_f1": "macro F1"},
+    quality_range=(0, 1),
+    exports_labels=False,            # the classes live in preprocessing.json, not in a config.json
+    prepare=Entry("backend.tasks.tabular.prepare:prepare_classification"),
+    headline_key="eval_accuracy",
+    headline_label="accuracy",
+    length_title="",
+    **COMMON,
+)
+
+REGRESSION = Task(
+    name="tabular-regression",
+    label="Table → number",
+    upload_label="Tabular regression (a row of a table → a number)",
+    model_noun="table regressor",
+    pipeline_tag="tabular-regression",
+    best_metric="rmse",
+    best_metric_label="validation RMSE",
+    higher_is_better=False,
+    quality_curves={"eval_rmse": "RMSE", "eval_mae": "MAE"},
+    quality_range=(0, None),
+    exports_labels=False,
+    prepare=Entry("backend.tasks.tabular.prepare:prepare_regression"),
+    headline_key="eval_rmse",
+    headline_format="{label} {value:.4g}",
+    headline_label="RMSE",
+    length_title="",
+    **COMMON,
+)

@@ -1,0 +1,164 @@
+"""The table tasks in the UI, handlers called directly: upload with suggestions, ingest with dropped columns and
+the report, the Train form for a tabular template, the Playground form and batch prediction."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.ui.conftest import form_values
+from ui import data_tab, playground_tab, tabular_panels, train_tab
+
+CLASSIFY = "tabular-classification"
+
+
+def _people(rows: int = 240, seed: int = 0) -> pd.DataFrame:
+    """`buys` is yes when salary > 50 or city is Paris; `customer_id` is an identifier."""
+    rng = np.random.default_rng(seed)
+    salary = rng.uniform(0, 100, rows).round(1)
+    city = rng.choice(["Paris", "Lyon", "Nice"], rows)
+    return pd.DataFrame({"customer_id": [f"C{i:05d}" for i in range(rows)], "salary": salary, "city": city,
+                         "age": rng.integers(18, 80, rows),
+                         "buys": np.where((salary > 50) | (city == "Paris"), "yes", "no")})
+
+
+@pytest.fixture
+def people_xlsx(tmp_path):
+    path = tmp_path / "people.xlsx"
+    _people().to_excel(path, index=False)
+    return path
+
+
+def _ingest(services, path):
+    return data_tab.on_ingest(services, str(path), CLASSIFY, None, "buys", None, "people", 20, ["customer_id"])
+
+
+def test_a_table_upload_is_previewed_with_the_target_and_drops_suggested(services, people_xlsx):
+    preview, text, label, info, group, drop, sheet = tabular_panels.on_table_upload(services, str(people_xlsx),
+                                                                                   CLASSIFY)
+    assert sheet["visible"] is False    # one sheet: nothing to pick
+    assert preview["visible"] is True and list(preview["value"].columns)[:2] == ["customer_id", "salary"]
+    assert text["visible"] is False and label["value"] == "buys" and label["label"] == "Target column"
+    assert group["visible"] is True and drop["value"] == ["customer_id"]
+    assert "240 rows" in info and "`salary` numeric" in info and "`city` categorical" in info
+    # Back to a text task: the text pickers return, the table options go.
+    _, text, label, _, group, drop, _ = tabular_panels.on_table_upload(services, str(people_xlsx),
+                                                                       "text-classification")
+    assert text["visible"] is True and label["label"] == "Label column" and group["visible"] is False
+
+
+def test_a_workbook_sheet_and_changed_kinds_are_used(services, tmp_path):
+    path = tmp_path / "book.xlsx"
+    with pd.ExcelWriter(path) as writer:
+        pd.DataFrame({"note": ["read me first"]}).to_excel(writer, sheet_name="Cover", index=False)
+        _people().to_excel(writer, sheet_name="Customers", index=False)
+    *_, info, _, _, sheet = tabular_panels.on_table_upload(services, str(path), CLASSIFY)
+    assert sheet["visible"] is True and sheet["choices"] == ["Cover", "Customers"] and sheet["value"] == "Cover"
+    preview, *_, sheet = tabular_panels.on_table_upload(services, str(path), CLASSIFY, "Customers")
+    assert "buys" in preview["value"].columns and sheet["value"] == "Customers"
+    report, *_ = data_tab.on_ingest(services, str(path), CLASSIFY, None, "buys", None, "book", 20, ["customer_id"],
+                                    "age=categorical", "Customers")
+    assert "| age | categorical | input |" in report
+    with pytest.warns(UserWarning, match="write column=kind"):
+        report, *_ = data_tab.on_ingest(services, str(path), CLASSIFY, None, "buys", None, "book", 20, [], "age",
+                                        "Customers")
+    assert "ms-error" in report
+
+
+def test_a_broken_table_gets_a_message(services, tmp_path):
+    broken = tmp_path / "broken.xlsx"
+    broken.write_bytes(b"not a workbook")
+    outputs = tabular_panels.on_table_upload(services, str(broken), CLASSIFY)   # the message sits under the file
+    assert "ms-error" in outputs[3] and "xlsx" in outputs[3]
+
+
+def test_ingest_shows_the_table_report(services, people_xlsx):
+    report, charts, classes, lengths, table, picker, train_picker, thumbnails = _ingest(services, people_xlsx)
+    assert "Target:** `buys`" in report and "customer_id" in report.split("Left out:**")[1]
+    assert "| salary | numeric | input |" in report and "Class balance:** " in report
+    assert classes["visible"] is True and lengths["visible"] is False and thumbnails["visible"] is False
+    dataset = services.list_datasets()[0]
+    assert dataset.input_columns == ["salary", "city", "age"] and picker["value"] == dataset.id
+
+
+def test_a_tabular_run_from_the_train_form_and_the_playground_form(services, people_xlsx, tmp_path):
+    _ingest(services, people_xlsx)
+    dataset = services.list_datasets()[0]
+    assert train_tab.on_dataset_picked(services, dataset.id) == CLASSIFY
+    templates, *_ = train_tab.on_task_change(CLASSIFY, "lstm")
+    assert templates["value"] == "gbdt" and [k for _, k in templates["choices"]] == ["gbdt", "mlp", "ft-transformer"]
+    values = form_values("gbdt", learning_rate=0.1, num_rounds=40, min_rows_per_leaf=5)
+    with pytest.warns(UserWarning, match="No estimate for tables"):   # said, not a trace
+        assert "No estimate for tables" in train_tab.on_estimate(services, dataset.id, CLASSIFY, "gbdt", "", *values)
+    message = train_tab.on_launch(services, dataset.id, CLASSIFY, "gbdt", "people gbdt", *values)
+    assert "queued" in message
+    run_id = services.list_runs()[0].id
+    services.runner.start()
+    assert services.runner.wait(run_id, 120).status == "succeeded"
+
+    importance = tabular_panels.on_show_importance(services, run_id)     # the Runs tab's chart
+    assert importance["visible"] is True and set(importance["value"]["column"]) == {"salary", "city", "age"}
+    assert importance["value"]["importance"].iloc[0] > 0.05 and importance["value"]["column"].iloc[0] == "salary"
+    assert tabular_panels.on_show_importance(services, None)["visible"] is False
+
+    classify, generate, *_ = playground_tab.on_show_panel(services, run_id)
+    assert classify["visible"] is False and generate["visible"] is False
+    panel, _, _ = tabular_panels.on_show_table_panel(services, run_id)
+    assert panel["visible"] is True
+    assert playground_tab.on_pick_run(services, run_id)["visible"] is False  # no example texts for a table
+
+    fields = services.table_form(run_id)
+    assert [f["column"] for f in fields] == ["salary", "city", "age"]
+    assert fields[0]["minimum"] >= 0 and fields[0]["maximum"] <= 100 and set(fields[1]["choices"]) == {
+        "Paris", "Lyon", "Nice"}
+    columns, kinds = [f["column"] for f in fields], [f["kind"] for f in fields]
+    probabilities, number = tabular_panels.on_table_predict(services, run_id, columns, kinds, 90.0, "Lyon", 30)
+    assert max(probabilities, key=probabilities.get) == "yes" and number == ""
+    probabilities, _ = tabular_panels.on_table_predict(services, run_id, columns, kinds, 10.0, "Lyon", 40)
+    assert max(probabilities, key=probabilities.get) == "no"
+    # Blank boxes and a city never seen: still an answer.
+    probabilities, _ = tabular_panels.on_table_predict(services, run_id, columns, kinds, float("nan"), "Tokyo", None)
+    assert set(probabilities) == {"no", "yes"} and sum(probabilities.values()) == pytest.approx(1)
+
+    rows = tmp_path / "new_people.csv"
+    _people(60, seed=1).to_csv(rows, index=False)
+    folder = playground_tab.fresh_download_folder
+    path, summary, preview, confusion = tabular_panels.on_table_batch(services, folder, run_id, str(rows))
+    assert "Predicted **60** rows" in summary and "accuracy" in summary and "<table" in confusion
+    assert {"predicted_buys", "probability_yes"} <= set(pd.read_csv(path).columns)
+
+
+def test_the_playground_form_refuses_a_missing_run(services):
+    import gradio as gr
+
+    with pytest.raises(gr.Error, match="Pick a finished run"):
+        tabular_panels.on_table_predict(services, None, ["x"], ["numeric"], 1.0)
+    with pytest.warns(UserWarning, match="Upload a CSV"):
+        path, summary, *_ = tabular_panels.on_table_batch(services, playground_tab.fresh_download_folder, 1, None)
+    assert path is None and "ms-error" in summary
+
+
+def test_a_regressor_answers_the_form_with_a_number(services, tmp_path):
+    from backend.config import apply_overrides, default_config
+    from backend.data.store import IngestOptions
+
+    rng = np.random.default_rng(2)
+    size = rng.uniform(20, 200, 200).round()
+    table = pd.DataFrame({"size": size, "district": rng.choice(["north", "south"], 200),
+                          "price": 3 * size + rng.normal(scale=5, size=200)})
+    path = tmp_path / "flats.csv"
+    table.to_csv(path, index=False)
+    dataset = services.ingest(path, IngestOptions(task="tabular-regression", validation_fraction=0.2)).dataset
+    assert dataset.target_column == "price"
+    config = apply_overrides(default_config(dataset.id, "gbdt", dataset.task),
+                             {"num_rounds": "60", "min_rows_per_leaf": "5"})
+    run_id = services.runner.submit(config)
+    services.runner.start()
+    assert services.runner.wait(run_id, 120).status == "succeeded"
+    label, number = tabular_panels.on_table_predict(services, run_id, ["size", "district"], ["numeric", "categorical"],
+                                                    150.0, "north")
+    assert label is None and "Predicted value" in number
+    value = float(number.split("**")[1])
+    assert 380 < value < 520   # about 3 x 150
+    path, summary, *_ = tabular_panels.on_table_batch(services, playground_tab.fresh_download_folder, run_id,
+                                                      str(tmp_path / "flats.csv"))
+    assert "RMSE" in summary and "R²" in summary and "predicted_price" in pd.read_csv(path).columns

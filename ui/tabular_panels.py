@@ -1,0 +1,353 @@
+"""The gradio parts of the table tasks (issue 15): Data tab options and report, and the Playground's table panel.
+
+Data tab: for a task that reads rows, the upload is previewed with its types, the target column
+is suggested (the Label column picker, relabelled) and the suggested columns to drop are ticked.
+Playground: a form with one input per column of the model (a number box with the range seen in
+training, a dropdown of the values seen, a text box for a date), the prediction with its
+probabilities, and batch prediction of a CSV/xlsx file.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from backend.errors import UserError
+from backend.services import DatasetRecord, Services, get_task
+from ui.downloads import download_when_ready
+from ui.errors import shows_errors
+from ui.formatting import confusion_html, error_box
+
+PREVIEW_ROWS = 20
+NO_COLUMN = "(none)"   # the Data tab's "no label column" choice (ui.data_tab.NO_COLUMN)
+TABLE_FILE_TYPES = [".csv", ".tsv", ".xlsx", ".parquet", ".json", ".jsonl"]
+MOST_CLASSES_SHOWN = 10
+
+
+def _reads_rows(task: str | None) -> bool:
+    try:
+        return bool(task) and get_task(task).reads_rows
+    except ValueError:
+        return False
+
+
+# --- Data tab --------------------------------------------------------------------------------
+
+@dataclass
+class TableOptions:
+    """The Data tab's extra inputs for a table: the sheet, columns to leave out, kinds to change."""
+
+    group: gr.Column
+    sheet: gr.Dropdown
+    drop: gr.CheckboxGroup
+    kinds: gr.Textbox
+
+    def ingest_inputs(self) -> list:
+        """What on_ingest reads, in its argument order (drop_columns, column_kinds, sheet)."""
+        return [self.drop, self.kinds, self.sheet]
+
+
+def build_table_options(visible: bool = False) -> TableOptions:
+    """The sheet picker, drop-columns picker and kind overrides (shown for table tasks only)."""
+    with gr.Column(visible=visible) as group:
+        sheet = gr.Dropdown([], label="Sheet", visible=False, elem_id="table-sheet",
+                            info="The workbook has several sheets: the one to read.")
+        drop = gr.CheckboxGroup([], label="Columns to leave out",
+                                info="Ticked: identifiers, constant columns and free text (suggested). "
+                                     "Every other column except the target is an input.", elem_id="drop-columns")
+        kinds = gr.Textbox(label="Kinds to change (optional)", placeholder="zip_code=categorical, year=numeric",
+                           info="column=kind, comma-separated; kinds: numeric, categorical, boolean, datetime.",
+                           elem_id="table-kinds")
+    return TableOptions(group=group, sheet=sheet, drop=drop, kinds=kinds)
+
+
+def parse_kinds(text: str | None) -> tuple[tuple[str, str], ...]:
+    """"a=categorical, b=numeric" -> (("a", "categorical"), ("b", "numeric")); UserError for a part without '='."""
+    pairs = []
+    for part in filter(None, (piece.strip() for piece in (text or "").split(","))):
+        if "=" not in part:
+            raise UserError(f"Kinds to change: write column=kind (e.g. zip_code=categorical), not {part!r}.")
+        column, kind = part.rsplit("=", 1)
+        pairs.append((column.strip(), kind.strip().lower()))
+    return tuple(pairs)
+
+
+def _describe_upload(path: Path, frame: pd.DataFrame, schema) -> str:
+    kinds = ", ".join(f"`{c.name}` {c.kind}" for c in schema.columns[:30])
+    more = f" and {len(schema.columns) - 30} more" if len(schema.columns) > 30 else ""
+    lines = [f"**{path.name}** — {len(frame):,} rows, {len(frame.columns)} columns.",
+             f"Column kinds: {kinds}{more}.",
+             f"Suggested target: **{schema.suggested_target}** ({schema.suggested_task}).",
+             *[f"Note: {note}" for note in schema.notes[:10]],
+             "Check the target and the columns to leave out, then press **Ingest**."]
+    return "\n\n".join(lines)
+
+
+@shows_errors(fallback=lambda message: (gr.skip(), gr.skip(), gr.skip(), error_box(message), gr.skip(), gr.skip(),
+                                        gr.skip()), toast=False)
+def on_table_upload(services: Services, path: str | None, task: str | None, sheet: str | None = None):
+    """For a table task: typed preview, suggested target, suggested drops. For other tasks: the text pickers back.
+
+    Returns (preview, text column, label column, file info, table options group, drop picker, sheet picker).
+    """
+    if not _reads_rows(task):
+        return (gr.skip(), gr.update(visible=True),
+                gr.update(label="Label column", info="What the model learns to predict."), gr.skip(),
+                gr.update(visible=False), gr.update(value=[]), gr.update(value=None))
+    label = gr.update(label="Target column", info="The column the model learns to predict (suggested).")
+    if not path:
+        return (gr.skip(), gr.update(visible=False), label, gr.skip(), gr.update(visible=True), gr.update(),
+                gr.update(choices=[], value=None, visible=False))
+    from backend.tasks.tabular.columns import infer_schema
+    from backend.tasks.tabular.reading import list_sheets, read_table
+
+    sheets = list_sheets(path) if Path(path).suffix.lower() == ".xlsx" else []
+    sheet = sheet if sheet in sheets else (sheets[0] if sheets else None)
+    frame = read_table(Path(path), sheet=sheet)
+    schema = infer_schema(frame)
+    columns = [str(c) for c in frame.columns]
+    return (gr.update(value=frame.head(PREVIEW_ROWS), visible=True), gr.update(visible=False),
+            gr.update(choices=[NO_COLUMN, *columns], value=schema.suggested_target, label="Target column",
+                      info="The column the model learns to predict (suggested)."),
+            _describe_upload(Path(path), frame, schema), gr.update(visible=True),
+            gr.update(choices=columns, value=[c.name for c in schema.columns if c.suggest_drop
+                                              and c.name != schema.suggested_target]),
+            gr.update(choices=sheets, value=sheet, visible=len(sheets) > 1))
+
+
+def _percent(share: float) -> str:
+    return f"{share * 100:.1f}%" if share else "0%"
+
+
+def table_report_markdown(summary: dict, record: DatasetRecord) -> str:
+    """The validation report of a stored table: sizes, column kinds and missing shares, leakage, target."""
+    report = record.report
+    lines = [f"### Dataset #{record.id} — {record.name}" + (" (already stored: reused)" if summary.get("reused")
+                                                              else ""),
+             f"- **Rows:** {record.rows:,} (training {record.train_rows:,}, validation {record.validation_rows:,})",
+             f"- **Target:** `{record.target_column}` ({report.get('table_task', '')})",
+             f"- **Inputs ({len(record.input_columns)}):** " + ", ".join(f"`{c}`" for c in record.input_columns)]
+    if report.get("dropped_columns"):
+        lines.append("- **Left out:** " + ", ".join(f"`{c}`" for c in report["dropped_columns"]))
+    for key, title in (("duplicate_rows", "Rows repeating an earlier row"),
+                       ("conflicting_duplicate_rows", "Rows with the same inputs but another target"),
+                       ("missing_target_rows", "Rows without a target (left out)"),
+                       ("train_validation_overlap", "Validation rows also in training")):
+        if report.get(key):
+            lines.append(f"- **{title}:** {report[key]:,}")
+    if record.classes:
+        shown = list(record.classes.items())[:MOST_CLASSES_SHOWN]
+        total = sum(record.classes.values()) or 1
+        lines.append("- **Class balance:** " + ", ".join(f"{k} {v:,} ({v / total:.0%})" for k, v in shown))
+    summary_values = report.get("target_summary") or {}
+    if summary_values:
+        lines.append("- **Target distribution:** " + ", ".join(
+            f"{name} {summary_values[key]:.4g}" for key, name in (("min", "min"), ("q25", "25%"), ("q50", "median"),
+                                                                  ("q75", "75%"), ("max", "max"), ("mean", "mean"))
+            if key in summary_values))
+    leaks = report.get("leaks") or []
+    if leaks:
+        lines.append("- **Possible target leakage:** " + "; ".join(f"`{leak['column']}` {leak['reason']}"
+                                                                    for leak in leaks))
+    lines += ["", "| column | kind | role | missing | distinct |", "|---|---|---|---|---|"]
+    roles = {c["name"]: c.get("role", "") for c in record.columns}
+    kinds = {c["name"]: c.get("kind") for c in record.columns}   # as used: a changed kind shows as chosen
+    for column in report.get("columns", []):
+        kind = kinds.get(column["name"]) or column["kind"]
+        lines.append(f"| {column['name']} | {kind} | {roles.get(column['name'], '')} | "
+                     f"{_percent(column['missing_share'])} | {column['distinct']:,} |")
+    warnings = summary.get("warnings") or []
+    if warnings:
+        lines.append("\n**Warnings**")
+        lines.extend(f"- Warning: {w}" for w in warnings)
+    return "\n".join(lines)
+
+
+# --- Playground ------------------------------------------------------------------------------
+
+@dataclass
+class TablePanel:
+    """The Playground's panel for table models."""
+
+    panel: gr.Column
+    prediction: gr.Label
+    number: gr.Markdown
+
+
+def on_show_table_panel(services: Services, run_id):
+    """Show the table panel for a table model's run only; an earlier run's results go."""
+    try:
+        shows = bool(run_id) and get_task(services.get_run(int(run_id)).task).reads_rows
+    except Exception:  # deleted meanwhile, or typed in: the other panels say so when used
+        shows = False
+    return gr.update(visible=shows), None, ""
+
+
+def _value(raw, kind: str):
+    """A form value as the model reads it: blank boxes are missing values."""
+    if raw is None or (isinstance(raw, float) and math.isnan(raw)):
+        return None
+    if isinstance(raw, str) and not raw.strip():
+        return None
+    return raw
+
+
+@shows_errors
+def on_table_predict(services: Services, run_id, columns: list[str], kinds: list[str], *values):
+    """One prediction from the form: class probabilities (a Label) or the predicted number (Markdown)."""
+    if not run_id:
+        raise gr.Error("Pick a finished run first.", print_exception=False)
+    row = {column: _value(value, kind) for column, kind, value in zip(columns, kinds, values)}
+    answer = services.predict_rows(int(run_id), [row])[0]
+    if "probabilities" in answer:
+        return answer["probabilities"], ""
+    return None, f"### Predicted value: **{answer['prediction']:.6g}**"
+
+
+def _field(field: dict):
+    column, kind = field["column"], field["kind"]
+    if "choices" in field:
+        return gr.Dropdown(field["choices"], value=None, label=column, allow_custom_value=True,
+                           info=f"{kind}; blank = missing, a value not listed counts as unknown")
+    if "minimum" in field:
+        return gr.Number(value=None, label=column,
+                         info=f"seen in training: {field['minimum']:.6g} to {field['maximum']:.6g}; blank = missing")
+    return gr.Textbox(label=column, placeholder="2024-01-31 or 2024-01-31 14:00", info="date; blank = missing")
+
+
+def _batch_failed(message: str):
+    return None, error_box(message), pd.DataFrame(), ""
+
+
+@shows_errors(fallback=_batch_failed)
+def on_table_batch(services: Services, download_folder, run_id, path: str | None):
+    """Predict every row of an uploaded table; a CSV to download and, with the target column, the scores.
+
+    `download_folder(settings, family)` makes the folder the CSV is written to (the Playground's).
+    """
+    if not path:
+        raise gr.Error("Upload a CSV, xlsx or Parquet file with the model's input columns.", print_exception=False)
+    if not run_id:
+        raise gr.Error("Pick a finished run first.", print_exception=False)
+    result = services.predict_table(int(run_id), Path(path), download_folder(services.settings, "predictions"))
+    summary = f"Predicted **{result.rows:,}** rows."
+    if result.missing_columns:
+        summary += " Columns not in the file (treated as missing): " + ", ".join(
+            f"`{c}`" for c in result.missing_columns) + "."
+    metrics, confusion = result.metrics, ""
+    if metrics and "accuracy" in metrics:
+        summary += (f" Against `{result.target_column}`: accuracy **{metrics['accuracy']:.3f}**, macro F1 "
+                    f"**{metrics['macro_f1']:.3f}**" + (f", ROC-AUC **{metrics['roc_auc']:.3f}**"
+                                                        if "roc_auc" in metrics else "") + ".")
+        confusion = confusion_html(metrics)
+    elif metrics:
+        summary += (f" Against `{result.target_column}`: RMSE **{metrics['rmse']:.4g}**, MAE **{metrics['mae']:.4g}**, "
+                    f"R² **{metrics['r2']:.3f}**.")
+    return str(result.csv_path), summary, result.preview, confusion
+
+
+def build_table_panel(services: Services, run_picker: gr.Dropdown, visible: bool, download_folder) -> TablePanel:
+    """The Playground's table panel: a form generated from the picked model's columns, and batch prediction.
+
+    `download_folder` is the Playground's fresh_download_folder (passed in: the Playground imports this module).
+    """
+    private = {"api_visibility": "private"}
+    with gr.Column(visible=visible, elem_id="table-panel") as panel:
+        with gr.Row(equal_height=False):
+            with gr.Column():
+                gr.Markdown("Fill in what you know (blank boxes count as missing), then **Predict**.")
+                form_area = gr.Column()
+            with gr.Column():
+                prediction = gr.Label(num_top_classes=5, label="Prediction", elem_id="table-prediction")
+                number = gr.Markdown(elem_id="table-number")
+        with gr.Accordion("Batch prediction", open=False):
+            gr.Markdown("Upload a CSV, xlsx or Parquet file with the model's input columns (one row each). If it "
+                        "also has the target column, you get the scores too.")
+            with gr.Row(equal_height=False):
+                with gr.Column():
+                    batch_file = gr.File(label="File to predict", type="filepath", file_types=TABLE_FILE_TYPES,
+                                         height=140, elem_id="table-batch-file")
+                    batch_button = gr.Button("Predict file", elem_id="table-predict-file")
+                with gr.Column():
+                    download = gr.File(label="Predictions (CSV)", interactive=False, height=140,
+                                       elem_id="table-batch-download")
+                    batch_summary = gr.Markdown(elem_id="table-batch-summary")
+            batch_preview = gr.Dataframe(label="First predictions", interactive=False, max_height=300)
+            batch_confusion = gr.HTML()
+
+    with form_area:
+        @gr.render(inputs=run_picker)
+        def render_form(run_id):
+            try:
+                fields = services.table_form(int(run_id)) if run_id else []
+            except Exception:  # not a table model (its panel is hidden), or deleted meanwhile
+                fields = []
+            if not fields:
+                return
+            inputs = [_field(field) for field in fields]
+            button = gr.Button("Predict", variant="primary", elem_id="table-predict")
+            button.click(_bound_predict(services, [f["column"] for f in fields], [f["kind"] for f in fields]),
+                         [run_picker, *inputs], [prediction, number], **private)
+        _keep_render_private()
+
+    predict_file = partial(on_table_batch, services, download_folder)
+    download_when_ready(batch_button.click(predict_file, [run_picker, batch_file],
+                                           [download, batch_summary, batch_preview, batch_confusion],
+                                           concurrency_limit=1, **private), download)
+    run_picker.change(partial(on_show_table_panel, services), run_picker, [panel, prediction, number], **private)
+    return TablePanel(panel=panel, prediction=prediction, number=number)
+
+
+def _keep_render_private() -> None:
+    """gr.render registers its re-render as an "undocumented" endpoint, which API clients may call; like every
+    handler but `predict` and `generate`, it stays private (the page still calls it)."""
+    from gradio.context import get_blocks_context
+
+    config = get_blocks_context()
+    renderable = config.renderables[-1]
+    for block_function in config.fns.values():
+        if block_function.renderable is renderable:
+            block_function.api_visibility = "private"
+
+
+def _bound_predict(services: Services, columns: list[str], kinds: list[str]):
+    """The form's click handler for these columns (a plain function of the run and the values)."""
+    def predict(run_id, *values):
+        return on_table_predict(services, run_id, columns, kinds, *values)
+    return predict
+
+
+# --- Runs tab --------------------------------------------------------------------------------
+
+MOST_COLUMNS_SHOWN = 15
+
+
+def importance_frame(metrics: dict) -> pd.DataFrame:
+    """(column, importance) bars of a finished table model, largest first (empty for other runs)."""
+    importance = (metrics or {}).get("feature_importance") or {}
+    rows = sorted(((name, float(value.get("mean", 0.0))) for name, value in importance.items()),
+                  key=lambda item: -item[1])[:MOST_COLUMNS_SHOWN]
+    return pd.DataFrame({"column": pd.Series([name for name, _ in rows], dtype=str),
+                         "importance": pd.Series([value for _, value in rows], dtype="float64")})
+
+
+def on_show_importance(services: Services, run_id):
+    """The permutation importance chart of the followed run; hidden when it has none (text runs, unfinished)."""
+    try:
+        frame = importance_frame(services.get_run(int(run_id)).metrics) if run_id else pd.DataFrame()
+    except Exception:  # deleted meanwhile: the run view says so
+        frame = pd.DataFrame()
+    if frame.empty:
+        return gr.update(visible=False)
+    return gr.update(value=frame, visible=True, sort=frame["column"].tolist())
+
+
+def importance_plot() -> gr.BarPlot:
+    """A bar chart of the followed table model's permutation importances (hidden until a run has them)."""
+    return gr.BarPlot(x="column", y="importance", title="Column importance (validation score drop when shuffled)",
+                      height=280, x_label_angle=-30, y_lim=[0, None], visible=False, elem_id="importance-plot")
