@@ -324,6 +324,7 @@ def _predict_rows(task, run, args) -> dict:
 
 def cmd_runs(settings, args):
     services = _services(settings)
+    services.runner.sweep_for_readers()  # a run whose worker process died reads `interrupted`, server or not
     return [run_summary(run) for run in services.repo.list_runs()], 0
 
 

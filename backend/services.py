@@ -86,16 +86,22 @@ class Services:
 
     # ---- runs ----------------------------------------------------------------------------
     def list_runs(self, status: str | None = None) -> list[RunRecord]:
-        """Every run (or those with `status`), newest first."""
+        """Every run (or those with `status`), newest first; a run whose worker died reads `interrupted`."""
+        self.runner.sweep_for_readers()
         return self.repo.list_runs(status)
 
     def get_run(self, run_id: int) -> RunRecord:
-        """One run; NotFound when it does not exist."""
+        """One run; NotFound when it does not exist. A run whose worker died reads `interrupted`."""
+        self.runner.sweep_for_readers()
         return self.repo.get_run(int(run_id))
 
     def queued_runs(self) -> list[RunRecord]:
         """Runs waiting for a worker, in the order they will start."""
         return self.repo.queued_runs()
+
+    def launch_command(self) -> str:
+        """The exact `accelerate launch` command a new run starts with ('' when runs train in this process)."""
+        return self.runner.launch_command() if self.runner.uses_processes else ""
 
     def get_metrics(self, run_id: int, keys: list[str] | None = None) -> list[MetricRecord]:
         """A run's recorded progress (only `keys` when given)."""

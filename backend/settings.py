@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -55,7 +55,20 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="Where training runs.")
     mixed_precision: Literal["auto", "no", "fp16", "bf16"] = Field(
         "auto", description="auto = bf16 on GPUs that support it, else fp16 on CUDA, none on CPU.")
-    max_concurrent_jobs: int = Field(1, description="Jobs trained at the same time by this app (only 1: see below).")
+    launcher: Literal["process", "thread"] = Field(
+        "process", description="process: each run trains in its own `accelerate launch` process group (a crash "
+        "or an out-of-memory kill takes the run, never the app; several GPUs; several runs at once). thread: "
+        "runs train one at a time inside the app's own process, as before.")
+    max_concurrent_jobs: int = Field(0, ge=0, description="Runs that train at the same time; 0 = one per GPU "
+                                     "(one on a CPU). With launcher=thread, only 1.")
+    gpus: str = Field("", description="GPU ids runs may use, comma-separated (e.g. 0,1,3); empty = every GPU.")
+    gpus_per_run: int = Field(1, ge=0, description="GPUs each run takes (one process per GPU); 0 = all of them.")
+    cpu_processes_per_run: int = Field(1, ge=1, le=64, description="Processes a run trains with on a CPU "
+                                       "(data-parallel over gloo); more than 1 only pays on a machine with many cores.")
+    cpu_threads_per_process: int = Field(0, ge=0, le=256, description="CPU threads each training process uses; "
+                                         "0 = the cores shared out among the run's processes.")
+    stop_grace_s: float = Field(60, gt=0, description="How long a stopped run may take to save its checkpoint "
+                                "and exit before its processes are killed.")
     heartbeat_timeout_s: float = Field(60, gt=0, description="A running job silent for this long counts as dead.")
     share: bool = Field(False, description="Open a public Gradio share link to the whole app.")
     auth: str = Field("", description="user:password pairs, comma-separated, to require a login.")
@@ -67,14 +80,16 @@ class Settings(BaseSettings):
 
     @field_validator("max_concurrent_jobs")
     @classmethod
-    def _one_job_per_process(cls, value: int) -> int:
-        # Accelerate's training state (gradient accumulation, registered models) is process-wide,
-        # so the app's runs train one at a time (backend.training.devices.training_lock); a larger value
-        # would only show queued runs as "running" while they wait.
-        if value != 1:
-            raise ValueError(f"must be 1 (got {value}): the app trains one run at a time and queues the others. "
-                             "To train another run at the same time, start it from a second terminal with "
-                             "`python app.py train ...` (its own process, same database)")
+    def _one_job_per_thread_runner(cls, value: int, info: ValidationInfo) -> int:
+        # In one process, Accelerate's training state (gradient accumulation, registered models) is
+        # process-wide, so the thread launcher trains one run at a time
+        # (backend.training.devices.training_lock); a larger value would only show queued runs as
+        # "running" while they wait. Worker processes have no such limit.
+        if info.data.get("launcher") == "thread" and value not in (0, 1):
+            raise ValueError(f"must be 1 with launcher=thread (got {value}): the app trains one run at a time in "
+                             "its own process and queues the others. Set MODELSMITH_LAUNCHER=process to train "
+                             "several runs at once, each in its own process, or start one from a second terminal "
+                             "with `python app.py train ...`")
         return value
 
     @property

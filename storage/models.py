@@ -66,6 +66,13 @@ class Run(Base):
     metrics_json: Mapped[str] = mapped_column(Text, default="{}")
     progress: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")  # 0..1, since 0002
     imported_from: Mapped[str | None] = mapped_column(Text)  # file name of an imported model (0004)
+    # Since 0005: the process training the run (the `accelerate launch` process, leader of its
+    # group), so any reader can tell a live run from one whose process died.
+    worker_pid: Mapped[int | None] = mapped_column(Integer)
+    worker_started: Mapped[float | None] = mapped_column(Float)  # the process's start, seconds since the epoch
+    worker_host: Mapped[str | None] = mapped_column(String(255))
+    worker_gpus: Mapped[str | None] = mapped_column(String(200))  # CUDA_VISIBLE_DEVICES of the run; "" on the CPU
+    worker_port: Mapped[int | None] = mapped_column(Integer)  # the launcher's --main_process_port
 
 
 class Metric(Base):

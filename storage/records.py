@@ -51,6 +51,11 @@ class RunRecord:
     metrics: dict = field(default_factory=dict)
     progress: float = 0.0
     imported_from: str | None = None  # file name of an imported model; such a run has no dataset
+    worker_pid: int | None = None  # the process training it (see storage.models.Run)
+    worker_started: float | None = None  # that process's start time, seconds since the epoch
+    worker_host: str | None = None
+    worker_gpus: str | None = None  # "0,1"; "" on the CPU
+    worker_port: int | None = None
 
     @property
     def config(self) -> TrainConfig:

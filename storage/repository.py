@@ -69,7 +69,9 @@ def _run_record(row: Run) -> RunRecord:
         id=row.id, name=row.name, dataset_id=row.dataset_id, task=row.task, template=row.template,
         status=row.status, config_json=row.config_json, created_at=row.created_at, started_at=row.started_at,
         finished_at=row.finished_at, heartbeat_at=row.heartbeat_at, error=row.error, output_dir=row.output_dir,
-        metrics=json.loads(row.metrics_json or "{}"), progress=row.progress or 0.0, imported_from=row.imported_from)
+        metrics=json.loads(row.metrics_json or "{}"), progress=row.progress or 0.0, imported_from=row.imported_from,
+        worker_pid=row.worker_pid, worker_started=row.worker_started, worker_host=row.worker_host,
+        worker_gpus=row.worker_gpus, worker_port=row.worker_port)
 
 
 def _metric_record(row: Metric) -> MetricRecord:
@@ -241,20 +243,42 @@ class Repository:
             run.started_at = run.started_at or now
             run.error = None
 
-    def claim(self, run_id: int, output_dir: str) -> bool:
+    def claim(self, run_id: int, output_dir: str, **worker) -> bool:
         """Take a queued run for this process (as mark_running); False if another process or thread took it first.
 
         One conditional UPDATE: on PostgreSQL a second claimant waits for the first one's row lock,
         then finds the status changed; on SQLite BEGIN IMMEDIATE queues writers. Either way exactly
-        one of several apps or workers sharing the database wins.
+        one of several apps or workers sharing the database wins. `worker` (pid, started, host) names
+        the process that now owns the run (see set_worker), so a reader never sees it running unowned.
         """
+        owner = {f"worker_{key}": value for key, value in worker.items()}
         now = utcnow()
         with self._sessions.begin() as session:
             claimed = session.execute(
                 update(Run).where(Run.id == run_id, Run.status == "queued")
                 .values(status="running", output_dir=output_dir, heartbeat_at=now, error=None,
-                        started_at=func.coalesce(Run.started_at, now)))
+                        started_at=func.coalesce(Run.started_at, now), **owner))
             return claimed.rowcount == 1
+
+    def set_worker(self, run_id: int, *, pid: int, started: float | None, host: str, gpus: str = "",
+                   port: int | None = None) -> None:
+        """Record the process that trains the run (pid, its start time, host, GPUs, rendezvous port)."""
+        with self._sessions.begin() as session:
+            session.execute(update(Run).where(Run.id == run_id).values(
+                worker_pid=pid, worker_started=started, worker_host=_text(host, 255), worker_gpus=_text(gpus, 200),
+                worker_port=port))
+
+    def running_runs(self) -> list[RunRecord]:
+        """Runs whose status is `running`, oldest first."""
+        with self._reading() as session:
+            return [_run_record(r) for r in session.scalars(select(Run).where(Run.status == "running").order_by(Run.id))]
+
+    def mark_interrupted(self, run_id: int, error: str) -> bool:
+        """A `running` run whose process is gone becomes `interrupted`; False if it had already ended."""
+        with self._sessions.begin() as session:
+            changed = session.execute(update(Run).where(Run.id == run_id, Run.status == "running")
+                                      .values(status="interrupted", finished_at=utcnow(), error=_text(error)))
+            return changed.rowcount == 1
 
     def cancel_queued(self, run_id: int) -> bool:
         """Cancel a run that is still queued; False if a worker (in any process) has taken it meanwhile."""

@@ -11,6 +11,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Runs train in the test's own process unless a test asks for worker processes: many tests patch
+# the trainer or register a toy task in-process, and each `accelerate launch` costs a Python start
+# with torch. tests/backend/jobs/test_workers.py covers the process launcher end to end.
+os.environ.setdefault("MODELSMITH_LAUNCHER", "thread")
 
 import uuid
 from pathlib import Path

@@ -17,7 +17,7 @@ import gradio as gr
 import pandas as pd
 
 from backend.config import RESUMABLE_STATUSES, RUN_STATUSES
-from backend.jobs.runner import read_log_tail
+from backend.jobs.reporting import read_log_tail
 from backend.training.phases import METRICS_KEY as TIMING_KEY
 from backend.training.phases import describe as describe_phases
 from backend.services import NotFound, RunRecord, Services, default_task, get_task, task_names, task_of_run

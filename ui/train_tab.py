@@ -263,15 +263,20 @@ def on_save_config(services: Services, dataset_id, task, kind, name, *values):
 
 
 @shows_errors(fallback=lambda message: (None, error_box(message)))
-def on_show_command(dataset_id, task, kind, name, *values):
-    """The `python app.py train ...` command that launches the same run from a shell."""
+def on_show_command(services: Services, dataset_id, task, kind, name, *values):
+    """The `python app.py train ...` command that launches the same run from a shell, and the exact
+    `accelerate launch` command the app starts the run's worker with."""
     from backend.config_files import cli_command
 
-    return gr.skip(), command_markdown(cli_command(build_config(dataset_id, task, kind, name, list(values))))
+    command = cli_command(build_config(dataset_id, task, kind, name, list(values)))
+    return gr.skip(), command_markdown(command, services.launch_command())
 
 
-def command_markdown(command: str) -> str:
-    return f"**The same run from a shell:**\n```bash\n{command}\n```"
+def command_markdown(command: str, launch: str = "") -> str:
+    text = f"**The same run from a shell:**\n```bash\n{command}\n```"
+    if launch:
+        text += f"\n\n**How the app starts this run's worker:**\n```bash\n{launch}\n```"
+    return text
 
 
 def _load_failed(message: str):
@@ -421,7 +426,7 @@ def build_train_tab(services: Services) -> TrainForm:
     for component in form.all_inputs:  # an estimate of other settings would mislead: it goes on any change
         component.change(on_form_changed, None, [estimate_output, launch_output], queue=False, show_progress="hidden",
                          api_visibility="private")
-    command_button.click(on_show_command, form.all_inputs, [config_file, command_output], api_visibility="private")
+    command_button.click(partial(on_show_command, services), form.all_inputs, [config_file, command_output], api_visibility="private")
     download_when_ready(save_button.click(partial(on_save_config, services), form.all_inputs,
                                           [config_file, command_output], api_visibility="private"), config_file)
     load_button.upload(partial(on_load_config, services), load_button, [*form.all_inputs, command_output],

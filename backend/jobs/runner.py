@@ -1,33 +1,45 @@
-"""JobRunner: a FIFO queue persisted in the DB, worker threads, stop, heartbeat, recovery.
+"""JobRunner: a FIFO queue persisted in the DB, supervisor threads, stop, heartbeat, recovery.
 
-The trainer knows nothing of the DB: the runner hands it callbacks that append progress to the
-metrics table and beat the run's heartbeat, so a run outlives the browser tab that launched it.
-Stopping is our own threading.Event, checked by the trainer between optimizer steps.
+Each supervisor thread claims the oldest queued run and trains it:
+- launcher=process (the app's default): in its own process group, started by Accelerate's
+  launcher (`accelerate launch ... -m backend.jobs.worker --run-id N`) on a GPU set from the
+  pool, watched by backend.jobs.supervisor.
+- launcher=thread: in the supervisor thread itself. The trainer knows nothing of the DB: the
+  runner hands it callbacks that append progress to the metrics table and beat the heartbeat.
+Either way a run outlives the browser tab that launched it, and stopping is our own
+threading.Event, checked between optimizer steps (in a worker: a signal that sets it).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import signal
 import threading
 import time
 from collections.abc import Callable
-from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from typing import Protocol
 
 from backend.config import RESUMABLE_STATUSES, TrainConfig
 from backend.errors import Cancelled, UserError
+from backend.jobs import liveness
+from backend.jobs.launch import GpuPool, concurrent_runs, plan_launch, visible_gpus
+from backend.jobs.processes import descendants, is_alive, signal_group, signal_processes, start_time, this_host
+from backend.jobs.reporting import (HEARTBEAT_EVERY_S, explain, has_checkpoint, log_line,  # noqa: F401 (explain:
+                                    record_progress, rewind_metrics)                 # re-exported for callers)
+from backend.jobs.supervisor import IDLE_POLL_S, WorkerSupervisor
 from backend.settings import Settings
 from storage.records import DatasetRecord, RunRecord
 from storage.repository import Repository
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_EVERY_S = 5.0
-IDLE_POLL_S = 1.0
 STALE_SWEEP_S = 30.0  # how often a serving app looks for runs whose process died (heartbeat stale)
+RESUME_WAIT_S = 10.0  # how long Resume waits for a run's last processes to exit after its final status
+READ_SWEEP_S = 1.0  # readers (UI polling, `runs`) sweep at most this often: a dead worker shows within seconds
 
 
 class TrainFn(Protocol):
@@ -36,28 +48,8 @@ class TrainFn(Protocol):
                  resume: bool = False): ...
 
 
-def explain(exc: BaseException) -> str:
-    """A readable one-paragraph message for a failed run: what went wrong and, where known, the fix."""
-    if isinstance(exc, UserError):
-        return str(exc)
-    text = str(exc) or type(exc).__name__
-    if "out of memory" in text.lower() or type(exc).__name__ == "OutOfMemoryError":
-        return ("Out of memory while training. Lower the batch size or the max length "
-                "(or use gradient accumulation to keep the effective batch size).")
-    if isinstance(exc, FileNotFoundError):
-        return f"A file the run needs is missing: {exc.filename or text}. Re-upload the dataset and start a new run."
-    first_line = text.strip().splitlines()[0][:500]
-    return f"Training failed ({type(exc).__name__}): {first_line}"
-
-
-def has_checkpoint(output_dir: Path) -> bool:
-    """Whether a run folder holds a complete checkpoint to resume from."""
-    folder = output_dir / "checkpoints"
-    return folder.is_dir() and any(p.is_dir() and not p.name.startswith(".") for p in folder.iterdir())
-
-
 class JobRunner:
-    """Runs queued training jobs in background threads, at most `max_concurrent_jobs` at once."""
+    """Runs queued training jobs from supervisor threads, at most `concurrent_runs(settings)` at once."""
 
     def __init__(self, repo: Repository, settings: Settings, train_fn: TrainFn | None = None) -> None:
         self._repo = repo
@@ -70,6 +62,27 @@ class JobRunner:
         self._threads: list[threading.Thread] = []
         self._listeners: list[Callable[[int, int, dict[str, float]], None]] = []
         self._next_sweep = 0.0
+        self._next_read_sweep = 0.0
+        self._gpu_pool: GpuPool | None = None
+        self._pool_lock = threading.Lock()
+
+    @property
+    def uses_processes(self) -> bool:
+        """Whether runs train in `accelerate launch` worker processes (else in this process's threads)."""
+        return self._train_fn is None and self._settings.launcher == "process"
+
+    def _pool(self) -> GpuPool:
+        with self._pool_lock:
+            if self._gpu_pool is None:
+                self._gpu_pool = GpuPool(visible_gpus(self._settings), self._settings.gpus_per_run)
+            return self._gpu_pool
+
+    def launch_command(self, run_id: int | str = "<run id>") -> str:
+        """The exact `accelerate launch` command the next run would be started with (the Train tab shows it)."""
+        gpus = visible_gpus(self._settings)
+        per_run = (self._settings.gpus_per_run or len(gpus)) if gpus else 0
+        return plan_launch(self._settings, run_id, gpus[:per_run], port=0).command_line().replace(
+            "--main_process_port 0", "--main_process_port <free port>")
 
     # ---- lifecycle -------------------------------------------------------------------------
     def recover(self, *, all_running: bool = True) -> list[int]:
@@ -78,17 +91,26 @@ class JobRunner:
         The app owns the DB, so at its start every `running` row is an orphan. A one-off CLI
         process may share the DB with a live app, so it only takes runs whose heartbeat is stale.
         """
-        older = None if all_running else timedelta(seconds=self._settings.heartbeat_timeout_s)
-        ids = self._repo.mark_interrupted_stale(older)
-        if ids:
-            log.warning("runs %s were left running by a dead process: now interrupted", ids)
-        return ids
+        return liveness.sweep(self._repo, self._settings.heartbeat_timeout_s, unowned_are_orphans=all_running)
+
+    def sweep_for_readers(self) -> list[int]:
+        """Before a read: runs whose training process is gone become `interrupted` (at most once a second)."""
+        now = time.monotonic()
+        if now < self._next_read_sweep:
+            return []
+        self._next_read_sweep = now + READ_SWEEP_S
+        try:
+            return liveness.sweep(self._repo, self._settings.heartbeat_timeout_s)
+        except Exception:  # a reader must still read when the sweep cannot write (e.g. a read-only replica)
+            log.debug("liveness sweep failed", exc_info=True)
+            return []
 
     def start(self) -> None:
         """Start the worker threads (idempotent)."""
         if self._threads:
             return
-        for index in range(self._settings.max_concurrent_jobs):
+        count = concurrent_runs(self._settings, visible_gpus(self._settings)) if self.uses_processes else 1
+        for index in range(count):
             thread = threading.Thread(target=self._worker, name=f"modelsmith-worker-{index}", daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -133,10 +155,24 @@ class JobRunner:
             event.set()
             return "stopping"
         run = self._repo.get_run(run_id)
+        if run.status == "running" and run.worker_port and run.worker_pid and run.worker_host == this_host() and \
+                run.worker_pid != os.getpid() and is_alive(run.worker_pid, run.worker_started):
+            # Supervised by another process here (a `python app.py train` in a terminal): its worker
+            # checkpoints on SIGTERM and records `cancelled` itself.
+            tree = [(run.worker_pid, run.worker_started), *descendants(run.worker_pid)]
+            signal_group(run.worker_pid, signal.SIGTERM)
+            signal_processes(tree, signal.SIGTERM)
+            return "stopping"
         raise UserError(f"Run {run_id} is {run.status}; only queued or running runs can be stopped.")
 
     def resume(self, run_id: int) -> int:
         """Queue an interrupted or cancelled run again; it continues from its last checkpoint."""
+        liveness.sweep(self._repo, self._settings.heartbeat_timeout_s)  # a run whose worker died is resumable now
+        deadline = time.monotonic() + RESUME_WAIT_S
+        while run_id in self._stops and time.monotonic() < deadline:  # its processes are still exiting
+            time.sleep(0.05)
+        if run_id in self._stops:
+            raise UserError(f"Run {run_id} is still saving its checkpoint. Resume it again in a few seconds.")
         run = self._repo.get_run(run_id)
         if run.status not in RESUMABLE_STATUSES:
             raise UserError(f"Run {run_id} is {run.status}; only interrupted or cancelled runs can be resumed.")
@@ -211,7 +247,9 @@ class JobRunner:
         # The folder first: a crash right after must never leave a row pointing at a missing folder.
         output_dir = self._settings.runs_dir / str(run_id)
         output_dir.mkdir(parents=True, exist_ok=True)
-        if not self._repo.claim(run_id, str(output_dir)):
+        # This process owns the run from the claim on (its worker's pid replaces it once launched).
+        if not self._repo.claim(run_id, str(output_dir), pid=os.getpid(), started=start_time(os.getpid()),
+                                host=this_host(), gpus="", port=None):
             return False
         self._stops[run_id] = threading.Event()
         return True
@@ -225,6 +263,13 @@ class JobRunner:
                     run = self._repo.get_run(run_id)
                     raise UserError(f"Run {run_id} is {run.status}, not queued.")
         stop = self._stops[run_id]
+        if self.uses_processes:
+            try:
+                WorkerSupervisor(self._repo, self._settings, self._pool(), self._shutdown, self._listeners).execute(
+                    run_id, stop)
+            finally:
+                self._stops.pop(run_id, None)
+            return self._repo.get_run(run_id)
         beating = threading.Event()
         beater = threading.Thread(target=self._beat, args=(run_id, beating), daemon=True)
         beater.start()
@@ -243,7 +288,7 @@ class JobRunner:
             dataset = self._repo.get_dataset(config.dataset_id)
             output_dir.mkdir(parents=True, exist_ok=True)
             resume = has_checkpoint(output_dir)
-            self._rewind_metrics(run_id, output_dir, resume)
+            rewind_metrics(self._repo, run_id, output_dir, resume)
             result = self._train(config, dataset, output_dir, run_id, stop, resume)
         except Cancelled:
             status = "interrupted" if self._shutdown.is_set() else "cancelled"
@@ -265,19 +310,6 @@ class JobRunner:
             self._repo.add_artifact(run_id, "model", str(output_dir))
             self._log_line(output_dir, "run succeeded")
 
-    def _rewind_metrics(self, run_id: int, output_dir: Path, resume: bool) -> None:
-        """Forget the metric rows the coming attempt will write again: those past the checkpoint it
-        resumes from (all of them when it starts afresh), so each (step, key) is stored once."""
-        step = 0
-        if resume:
-            from backend.training.checkpoints import checkpoint_step, latest_checkpoint  # torch only when a job runs
-
-            checkpoint = latest_checkpoint(output_dir)
-            step = checkpoint_step(checkpoint) if checkpoint is not None else 0
-        dropped = self._repo.delete_metrics_after(run_id, step)
-        if dropped:
-            log.info("run %d: %d metric rows past step %d dropped before training", run_id, dropped, step)
-
     def _train(self, config, dataset, output_dir, run_id, stop, resume):
         train_fn = self._train_fn
         if train_fn is None:
@@ -290,10 +322,7 @@ class JobRunner:
             run_id, output_dir, step, values), should_stop=stop.is_set, resume=resume)
 
     def _record(self, run_id: int, output_dir: Path, step: int, values: dict[str, float]) -> None:
-        clean = {k: float(v) for k, v in values.items() if isinstance(v, (int, float))}
-        self._repo.add_metrics(run_id, step, clean)
-        self._repo.heartbeat(run_id, progress=clean.get("progress"))
-        self._log_line(output_dir, f"step {step}: " + ", ".join(f"{k}={v:.4g}" for k, v in clean.items()))
+        clean = record_progress(self._repo, run_id, output_dir, step, values)
         for listener in self._listeners:
             listener(run_id, step, clean)
 
@@ -307,19 +336,4 @@ class JobRunner:
 
     @staticmethod
     def _log_line(output_dir: Path, line: str) -> None:
-        try:
-            output_dir.mkdir(parents=True, exist_ok=True)
-            with open(output_dir / "train.log", "a", encoding="utf-8") as handle:
-                handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
-        except OSError:
-            log.debug("could not write the log line for %s", output_dir, exc_info=True)
-
-
-def read_log_tail(output_dir: str | None, lines: int = 30) -> str:
-    """Last lines of a run's train.log ('' when there is none)."""
-    if not output_dir:
-        return ""
-    path = Path(output_dir) / "train.log"
-    if not path.exists():
-        return ""
-    return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+        log_line(output_dir, line)

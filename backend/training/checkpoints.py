@@ -65,11 +65,24 @@ def save_checkpoint(accelerator: Accelerator, output_dir: Path, state: Any,
                     tokenizer: PreTrainedTokenizerBase | None) -> Path:
     """Save model, optimizer, scheduler and RNG state + `state` (a dataclass with global_step) atomically."""
     root = Path(output_dir) / CHECKPOINTS_DIR
-    root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{state.global_step:08d}"
     staging = root / f".tmp-{final.name}"  # dot-names are never picked as latest
-    shutil.rmtree(staging, ignore_errors=True)
+    main = accelerator.is_main_process  # several ranks (accelerate launch): rank 0 alone touches the folders
+    if main:
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    # Every rank calls save_state: rank 0 writes weights, optimizer and scheduler, each rank its own RNG state.
     accelerator.save_state(str(staging), safe_serialization=True)
+    accelerator.wait_for_everyone()
+    if main:
+        _publish_checkpoint(root, final, staging, state, tokenizer)
+    accelerator.wait_for_everyone()  # no rank goes on (or exits) before the checkpoint is complete
+    return final
+
+
+def _publish_checkpoint(root: Path, final: Path, staging: Path, state: Any,
+                        tokenizer: PreTrainedTokenizerBase | None) -> None:
     if tokenizer is not None:  # a learned vocabulary must come back identical on resume
         tokenizer.backend_tokenizer.save(str(staging / "tokenizer.json"))
     (staging / CHECKPOINT_STATE).write_text(json.dumps(asdict(state)), encoding="utf-8")
@@ -87,7 +100,6 @@ def save_checkpoint(accelerator: Accelerator, output_dir: Path, state: Any,
     for stale in complete[:-KEEP_CHECKPOINTS]:
         shutil.rmtree(stale, ignore_errors=True)
     _sync_dir(root)  # the rename itself
-    return final
 
 
 def sync_tree(folder: Path) -> None:

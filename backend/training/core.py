@@ -111,6 +111,9 @@ def finish_run(run, state, config: TrainConfig, dataset: DatasetRecord, stop_rea
     model card written, checkpoints removed (nothing is left to resume)."""
     model = run.accelerator.unwrap_model(run.model, keep_fp32_wrapper=False, keep_torch_compile=False)
     restore_best(model, run)
+    run.accelerator.wait_for_everyone()
+    if not run.accelerator.is_main_process:  # several ranks: rank 0 alone writes the run's files
+        return model
     (run.output_dir / "metrics.json").write_text(json.dumps(state.best_metrics, indent=2), encoding="utf-8")
     write_model_card(run.output_dir, config, dataset, state.best_metrics, best_step=state.best_step,
                      stop_reason=stop_reason)

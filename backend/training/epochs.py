@@ -129,13 +129,16 @@ def _setup(config: TrainConfig, dataset: DatasetRecord, output_dir: Path, accele
     eval_loader_ = eval_loader(val_rows, val_labels, config.batch_size * 2, pad_token_id)
     optimizer = build_optimizer(model, config, accelerator.device, ADAM_BETAS)
     # The last, short accumulation window of an epoch still steps (accelerate syncs at the end of
-    # the dataloader), hence the ceil.
-    steps_per_epoch = math.ceil(len(train_loader) / config.gradient_accumulation_steps)
-    total_steps = steps_per_epoch * config.epochs
-    scheduler = linear_schedule(optimizer, config, total_steps)
+    # the dataloader), hence the ceil. The schedule counts the steps of one process; with N
+    # processes accelerate steps it N times per optimizer step, so it spans the same samples.
+    scheduler = linear_schedule(optimizer, config,
+                                math.ceil(len(train_loader) / config.gradient_accumulation_steps) * config.epochs)
 
     accelerator.gradient_accumulation_steps = config.gradient_accumulation_steps
     model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
+    # Steps each process takes (its shard of every epoch): what progress and resume count.
+    steps_per_epoch = math.ceil(len(train_loader) / config.gradient_accumulation_steps)
+    total_steps = steps_per_epoch * config.epochs
     model = compiled(model, config)
     log.info("training %s on %d rows (%d steps) on %s", config.template.kind, len(train_rows), total_steps,
              accelerator.device)
@@ -184,6 +187,9 @@ def _fit(run: _Setup, state: TrainState, on_progress: ProgressFn, should_stop: C
     model.train()
     for epoch in range(state.epoch, config.epochs):
         run.train_loader.set_epoch(epoch)
+        sharded = getattr(run.train_loader.batch_sampler, "batch_sampler", None)  # N processes: our sampler, inside
+        if hasattr(sharded, "set_epoch"):
+            sharded.set_epoch(epoch)
         batches = run.train_loader
         if state.batches_done:  # resuming mid-epoch: same order, skip what was already trained on
             batches = accelerator.skip_first_batches(run.train_loader, state.batches_done)
@@ -249,8 +255,11 @@ def evaluate(model: nn.Module, loader: DataLoader, labels: Sequence[str], device
 
 def _evaluate(run: _Setup, state: TrainState, on_progress: ProgressFn) -> None:
     """Evaluate, report, and save the model when its macro F1 beats the best so far."""
+    # With several processes every rank scores the whole validation split with the plain module (no
+    # DDP collectives in evaluation), so all ranks take the same best-model and early-stopping decisions.
+    scored = plain_model(run) if run.accelerator.num_processes > 1 else run.model
     with run.phases.measure("evaluation"):
-        metrics = evaluate(run.model, run.eval_loader, run.labels, run.accelerator.device)
+        metrics = evaluate(scored, run.eval_loader, run.labels, run.accelerator.device)
     run.evaluated_at = state.global_step
     score = best_score(run.config, metrics)  # macro F1 (the task's best_metric)
     if improves(run.config, score, state.best_metric):
@@ -259,7 +268,8 @@ def _evaluate(run: _Setup, state: TrainState, on_progress: ProgressFn) -> None:
         model = plain_model(run)
         with run.phases.measure("saving"):
             run.best_weights = cpu_copy(model)
-            _save_best(model, run)
+            if run.accelerator.is_main_process:  # several ranks: rank 0 alone writes the model
+                _save_best(model, run)
     else:
         state.evals_without_improvement += 1
     on_progress(state.global_step, {

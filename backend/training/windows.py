@@ -294,7 +294,8 @@ def _evaluate(run: _LmRun, state: LmState, on_progress: ProgressFn, progress: fl
         model = plain_model(run)
         with run.phases.measure("saving"):
             run.best_weights = cpu_copy(model)
-            publish(run.output_dir, lambda folder: save_lm(model, run.tokenizer, run.block_size, folder))
+            if run.accelerator.is_main_process:  # several ranks: rank 0 alone writes the model
+                publish(run.output_dir, lambda folder: save_lm(model, run.tokenizer, run.block_size, folder))
     else:
         state.evals_without_improvement += 1
     if progress is None:  # the final evaluation: the run is done

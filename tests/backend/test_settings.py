@@ -46,10 +46,16 @@ def test_a_space_without_persistent_storage_uses_the_local_folder(clean_env, tmp
     assert Settings().home == Path("./modelsmith_data")
 
 
-@pytest.mark.parametrize("jobs", [0, 2, 16])
-def test_max_concurrent_jobs_other_than_one_is_refused_with_the_reason(clean_env, jobs):
-    # The app's runs share one process-wide training lock: a second worker would only show a
-    # waiting run as "running".
+@pytest.mark.parametrize("jobs", [2, 16])
+def test_the_thread_launcher_refuses_more_than_one_job_with_the_reason(clean_env, jobs):
+    # Runs inside the app's process share one process-wide training lock: a second worker thread
+    # would only show a waiting run as "running".
     with pytest.raises(ValueError, match="app trains one run at a time.*python app.py train"):
-        Settings(max_concurrent_jobs=jobs)
-    assert Settings().max_concurrent_jobs == 1
+        Settings(launcher="thread", max_concurrent_jobs=jobs)
+    assert Settings(launcher="thread").max_concurrent_jobs in (0, 1)  # 0 = auto = one in this mode
+
+
+def test_worker_processes_may_train_several_runs_at_once(clean_env):
+    assert Settings(launcher="process", max_concurrent_jobs=2).max_concurrent_jobs == 2
+    with pytest.raises(ValueError):
+        Settings(max_concurrent_jobs=-1)

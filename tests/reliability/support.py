@@ -137,7 +137,10 @@ class AppProcess:
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = self.workdir / f"app-{port}.log"
         clean = {k: v for k, v in os.environ.items() if not k.startswith("MODELSMITH_")}
-        self.env = clean | {"MODELSMITH_HOME": str(self.home), "MODELSMITH_PORT": str(port), "HF_HUB_OFFLINE": "1",
+        # The thread launcher: these tests kill or signal the app and expect its run to go with it (a
+        # worker process would train on); tests/backend/jobs/test_workers.py covers worker processes.
+        self.env = clean | {"MODELSMITH_LAUNCHER": "thread", "MODELSMITH_HOME": str(self.home),
+                            "MODELSMITH_PORT": str(port), "HF_HUB_OFFLINE": "1",
                             "TRANSFORMERS_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
                             "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"} | (env or {})
         self.args = args

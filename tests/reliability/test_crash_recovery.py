@@ -114,7 +114,9 @@ def test_sigterm_checkpoints_the_running_job_and_ends_it_interrupted(home, tmp_p
 
 def _cli(services, tmp_path: Path, *args: str) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODELSMITH_")}
-    env |= {"MODELSMITH_HOME": str(services.settings.home), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    # The thread launcher: the run trains in the CLI process itself, whose log this test reads.
+    env |= {"MODELSMITH_HOME": str(services.settings.home), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
+            "MODELSMITH_LAUNCHER": "thread"}
     (tmp_path / "work").mkdir(exist_ok=True)
     log = open(tmp_path / "work" / f"cli-{args[0]}.log", "wb")
     return subprocess.Popen([sys.executable, str(APP), *args, "--json"], cwd=tmp_path / "work", env=env,

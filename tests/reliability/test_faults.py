@@ -114,7 +114,7 @@ def save_checkpoint(accelerator, output_dir, state, tokenizer):
     return real_save(accelerator, output_dir, state, tokenizer)
 
 trainer.save_checkpoint = save_checkpoint
-services = build_services(Settings(home=sys.argv[2], _env_file=None))
+services = build_services(Settings(home=sys.argv[2], launcher="thread", _env_file=None))  # the patch is in this process
 services.runner.run_job(int(sys.argv[3]))
 sys.exit(3)  # never reached: the crash comes first
 """

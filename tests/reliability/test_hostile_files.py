@@ -34,7 +34,7 @@ def _zip(folder: Path, target: Path, extra: dict[str, bytes] | None = None,
 
 def _env(home: Path, **settings) -> dict[str, str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("MODELSMITH_")}
-    return clean | {"MODELSMITH_HOME": str(home), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+    return clean | {"MODELSMITH_LAUNCHER": "thread", "MODELSMITH_HOME": str(home), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
                     **{f"MODELSMITH_{k.upper()}": str(v) for k, v in settings.items()}}
 
 

@@ -358,3 +358,24 @@ def test_a_file_that_is_no_config_is_refused_with_a_reason(services, tmp_path):
             outputs = train_tab.on_load_config(services, str(path))
         assert all(o == SKIPPED for o in outputs[:-1]) and "ms-error" in outputs[-1]
         assert reasons[name] in outputs[-1] and "Traceback" not in outputs[-1]
+
+
+def test_the_train_tab_shows_the_exact_accelerate_launch_command_of_a_worker_run(settings, toy_csv):
+    from backend.services import build_services
+    from backend.settings import Settings
+
+    process_settings = Settings(home=settings.home, database_url=settings.database_url, launcher="process",
+                                device="cpu", cpu_processes_per_run=2, _env_file=None)
+    services = build_services(process_settings)
+    try:
+        dataset = ingest_toy(services, toy_csv)
+        _, text = train_tab.on_show_command(services, dataset.id, "text-classification", "lstm", "",
+                                            *form_values(**TINY_LSTM_VALUES))
+    finally:
+        services.close()
+    launch = text.split("How the app starts this run's worker:**\n```bash\n")[1].split("\n```")[0]
+    words = shlex.split(launch)
+    assert words[1] == "launch" and words[0].endswith("accelerate")
+    assert words[words.index("--num_processes") + 1] == "2" and "--multi_gpu" in words  # 2 CPU processes: torchrun
+    assert words[-4:] == ["-m", "backend.jobs.worker", "--run-id", "<run id>"]
+    assert "--main_process_port" in words

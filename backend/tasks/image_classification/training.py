@@ -240,8 +240,10 @@ def _position(run: _Run, state: ImageTrainState) -> dict[str, float]:
 
 def evaluate_run(run: _Run, state: ImageTrainState, on_progress: ProgressFn) -> None:
     """Evaluate, report, and save the model when its macro F1 beats the best so far."""
+    # Several processes: every rank scores the plain module (no DDP collectives in evaluation).
+    scored = plain_model(run) if run.accelerator.num_processes > 1 else run.model
     with run.phases.measure("evaluation"):
-        evaluation = evaluate(run.model, run.eval_loader, run.labels, run.accelerator.device)
+        evaluation = evaluate(scored, run.eval_loader, run.labels, run.accelerator.device)
     metrics = {**evaluation.metrics, "misclassified": evaluation.misclassified_dicts()[:MISCLASSIFIED_KEPT]}
     run.evaluated_at = state.global_step
     score = best_score(run.config, metrics)
@@ -251,7 +253,8 @@ def evaluate_run(run: _Run, state: ImageTrainState, on_progress: ProgressFn) -> 
         model = plain_model(run)
         with run.phases.measure("saving"):
             run.best_weights = cpu_copy(model)
-            publish(run.output_dir, lambda folder: save_classifier(model, folder))
+            if run.accelerator.is_main_process:  # several ranks: rank 0 alone writes the model
+                publish(run.output_dir, lambda folder: save_classifier(model, folder))
     else:
         state.evals_without_improvement += 1
     on_progress(state.global_step, {

@@ -1,0 +1,149 @@
+"""The `accelerate launch` command a run trains with, and the GPU sets the queue hands out.
+
+    accelerate launch --num_processes N [--multi_gpu | --cpu] --main_process_port P \
+        -m backend.jobs.worker --run-id ID
+
+One process per GPU of the run (CUDA_VISIBLE_DEVICES names them), or `cpu_processes_per_run` on
+a CPU. Accelerate's own launcher starts them: torchrun's elastic agent when N > 1 (on a CPU too,
+where the worker's Accelerator(cpu=True) then talks gloo), a plain subprocess when N == 1.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import shutil
+import socket
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from backend.settings import Settings
+
+log = logging.getLogger(__name__)
+
+WORKER_MODULE = "backend.jobs.worker"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    """How one run is started: the argv, the environment it adds, its GPUs and port."""
+
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    gpus: tuple[str, ...] = ()  # empty: the CPU
+    port: int = 0
+    num_processes: int = 1
+
+    def command_line(self) -> str:
+        """The command as a person would type it (what the Train tab shows)."""
+        shown = {k: v for k, v in self.env.items() if k == "CUDA_VISIBLE_DEVICES"}
+        prefix = " ".join(f"{k}={shlex.quote(v)}" for k, v in shown.items())
+        return (prefix + " " if prefix else "") + shlex.join(self.argv)
+
+
+def accelerate_executable() -> list[str]:
+    """`accelerate` beside this Python (its console script), else `python -m accelerate.commands.launch`."""
+    script = Path(sys.executable).with_name("accelerate")
+    if script.is_file() and os.access(script, os.X_OK):
+        return [str(script), "launch"]
+    found = shutil.which("accelerate")
+    if found and Path(found).parent == Path(sys.executable).parent:
+        return [found, "launch"]
+    return [sys.executable, "-m", "accelerate.commands.launch"]
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now, for the run's rendezvous (torch.distributed's store)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def plan_launch(settings: Settings, run_id: int | str, gpus: tuple[str, ...] = (), port: int | None = None) -> LaunchPlan:
+    """The launch of run `run_id` on `gpus` (none: the CPU) with this app's settings."""
+    port = free_port() if port is None else port
+    on_cpu = not gpus
+    processes = settings.cpu_processes_per_run if on_cpu else len(gpus)
+    argv = [*accelerate_executable(), "--num_processes", str(processes), "--num_machines", "1"]
+    if processes > 1:
+        argv.append("--multi_gpu")  # torchrun starts the N processes; on a CPU they talk gloo
+    elif on_cpu:
+        argv.append("--cpu")
+    # The worker builds its own Accelerator with the app's precision (Settings): the launcher's only says 'no'.
+    argv += ["--mixed_precision", "no", "--dynamo_backend", "no",
+             "--num_cpu_threads_per_process",
+             str(settings.cpu_threads_per_process or threads_per_process(processes)),
+             "--main_process_port", str(port), "-m", WORKER_MODULE, "--run-id", str(run_id)]
+    env = worker_environment(settings)
+    if not on_cpu:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
+    return LaunchPlan(argv=argv, env=env, gpus=tuple(gpus), port=port, num_processes=processes)
+
+
+def threads_per_process(processes: int) -> int:
+    """CPU threads each process may use: the cores shared out (at least one)."""
+    return max(1, (os.cpu_count() or 1) // processes)
+
+
+def worker_environment(settings: Settings) -> dict[str, str]:
+    """The variables that give the worker this app's settings (not whatever its shell says)."""
+    env = {"MODELSMITH_HOME": str(Path(settings.home).resolve()),
+           "MODELSMITH_DATABASE_URL": settings.resolved_database_url,
+           "MODELSMITH_DEVICE": settings.device, "MODELSMITH_MIXED_PRECISION": settings.mixed_precision,
+           "PYTHONPATH": os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")) if p),
+           "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME"):
+        if name in os.environ:
+            env[name] = os.environ[name]
+    return env
+
+
+def visible_gpus(settings: Settings) -> tuple[str, ...]:
+    """GPU ids runs may use: `settings.gpus`, else every CUDA device (none on a CPU-only machine)."""
+    if settings.device == "cpu":
+        return ()
+    if settings.gpus.strip():
+        return tuple(g.strip() for g in settings.gpus.split(",") if g.strip())
+    import torch  # only the supervisor asks, after the app has loaded torch in the background
+
+    return tuple(str(i) for i in range(torch.cuda.device_count())) if torch.cuda.is_available() else ()
+
+
+def concurrent_runs(settings: Settings, gpus: tuple[str, ...]) -> int:
+    """How many runs train at once: the setting, else one per GPU set (one on a CPU)."""
+    if settings.launcher == "thread":
+        return 1
+    if settings.max_concurrent_jobs:
+        return settings.max_concurrent_jobs
+    if not gpus:
+        return 1
+    per_run = settings.gpus_per_run or len(gpus)
+    return max(1, len(gpus) // per_run)
+
+
+class GpuPool:
+    """Hands out disjoint GPU sets to runs and takes them back; on a CPU-only machine, empty sets."""
+
+    def __init__(self, gpus: tuple[str, ...], per_run: int) -> None:
+        self._free = list(gpus)
+        self._per_run = min(per_run or len(gpus), len(gpus)) if gpus else 0
+        self._lock = threading.Lock()
+
+    def take(self) -> tuple[str, ...] | None:
+        """A GPU set for the next run ((), on the CPU), or None when every GPU is busy."""
+        with self._lock:
+            if not self._per_run:
+                return ()
+            if len(self._free) < self._per_run:
+                return None
+            taken, self._free = tuple(self._free[:self._per_run]), self._free[self._per_run:]
+            return taken
+
+    def give_back(self, gpus: tuple[str, ...]) -> None:
+        """Return a run's GPUs once all its processes are gone."""
+        with self._lock:
+            self._free.extend(g for g in gpus if g not in self._free)

@@ -1,0 +1,109 @@
+"""Truthful state without launching anything: pid + start time on this host, heartbeat elsewhere;
+the launch command and the GPU sets the queue hands out."""
+
+import os
+import subprocess
+import sys
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import text
+
+from backend.config import TrainConfig
+from backend.jobs.launch import GpuPool, concurrent_runs, plan_launch
+from backend.jobs.liveness import sweep
+from backend.jobs.processes import is_alive, start_time, this_host
+from backend.settings import Settings
+from backend.tasks.text_classification.configs import LstmTemplate
+from storage.models import utcnow
+
+
+@pytest.fixture
+def database_url(each_database_url):
+    return each_database_url
+
+
+@pytest.fixture
+def running(repo, tmp_path):
+    """Factory: a `running` run owned by (pid, started, host)."""
+    dataset = repo.add_dataset(name="toy", task="text-classification", content_hash="abc", path=str(tmp_path),
+                               text_column="text", label_column="label", rows=10, train_rows=9, validation_rows=1,
+                               labels=["a", "b"], classes={"a": 5, "b": 5}, report={})
+
+    def make(pid, started, host=None):
+        run_id = repo.create_run(TrainConfig(dataset_id=dataset.id, template=LstmTemplate(vocab_size=100)))
+        assert repo.claim(run_id, str(tmp_path / str(run_id)), pid=pid, started=started, host=host or this_host())
+        return run_id
+
+    return make
+
+
+def ended_process() -> tuple[int, float]:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    started = start_time(child.pid)
+    child.wait()
+    return child.pid, started
+
+
+def test_a_run_whose_process_ended_is_interrupted_and_a_live_one_is_not(repo, running):
+    dead_pid, dead_started = ended_process()
+    live = running(os.getpid(), start_time(os.getpid()))
+    dead = running(dead_pid, dead_started)
+    assert sweep(repo, heartbeat_timeout_s=60) == [dead]
+    assert repo.get_run(live).status == "running"
+    gone = repo.get_run(dead)
+    assert gone.status == "interrupted" and f"pid {dead_pid}" in gone.error and "Resume" in gone.error
+
+
+def test_a_reused_pid_is_not_mistaken_for_the_runs_process(repo, running):
+    # Our own pid is alive, but it started long after the recorded process did: another process now.
+    reused = running(os.getpid(), start_time(os.getpid()) - 3600)
+    assert sweep(repo, heartbeat_timeout_s=60) == [reused]
+
+
+def test_a_run_on_another_host_is_judged_by_its_heartbeat(repo, running):
+    fresh = running(12345, 1.0, host="other-machine")
+    stale = running(12345, 1.0, host="other-machine")
+    with repo._sessions.begin() as session:
+        session.execute(text("UPDATE runs SET heartbeat_at = :aged WHERE id = :id"),
+                        {"aged": utcnow() - timedelta(seconds=120), "id": stale})
+    assert sweep(repo, heartbeat_timeout_s=60) == [stale]
+    assert repo.get_run(fresh).status == "running"
+    assert "other-machine" in repo.get_run(stale).error
+
+
+def test_is_alive_reads_the_start_time():
+    assert is_alive(os.getpid(), start_time(os.getpid()))
+    assert not is_alive(ended_process()[0], None) and not is_alive(None, None)
+
+
+def test_the_launch_command_gives_each_run_its_gpus_and_port(tmp_path):
+    settings = Settings(home=tmp_path, _env_file=None, launcher="process")
+    two = plan_launch(settings, 7, ("2", "3"), port=29601)
+    assert two.env["CUDA_VISIBLE_DEVICES"] == "2,3" and two.num_processes == 2
+    assert "--multi_gpu" in two.argv and "--cpu" not in two.argv
+    assert two.argv[two.argv.index("--main_process_port") + 1] == "29601"
+    assert two.command_line().startswith("CUDA_VISIBLE_DEVICES=2,3 ") and two.argv[-2:] == ["--run-id", "7"]
+    one = plan_launch(settings, 8, ("1",), port=29602)
+    assert "--multi_gpu" not in one.argv and "--cpu" not in one.argv
+    cpu = plan_launch(settings, 9, (), port=29603)
+    assert "--cpu" in cpu.argv and "CUDA_VISIBLE_DEVICES" not in cpu.env
+    # The worker gets this app's settings, not whatever its environment says (the app may have been
+    # given them as arguments, and Accelerate's state is per process: device and precision travel too).
+    assert cpu.env["MODELSMITH_HOME"] == str(tmp_path.resolve())
+    assert cpu.env["MODELSMITH_DATABASE_URL"] == settings.resolved_database_url
+    assert (cpu.env["MODELSMITH_DEVICE"], cpu.env["MODELSMITH_MIXED_PRECISION"]) == (settings.device,
+                                                                                   settings.mixed_precision)
+
+
+def test_the_queue_hands_out_disjoint_gpu_sets_one_run_per_gpu_by_default(tmp_path):
+    settings = Settings(home=tmp_path, _env_file=None, launcher="process")
+    gpus = ("0", "1", "2", "3")
+    assert concurrent_runs(settings, gpus) == 4 and concurrent_runs(settings, ()) == 1
+    pool = GpuPool(gpus, per_run=2)
+    first, second = pool.take(), pool.take()
+    assert set(first).isdisjoint(second) and pool.take() is None
+    pool.give_back(first)
+    assert pool.take() == first
+    assert GpuPool((), per_run=1).take() == ()  # the CPU: no GPUs to wait for
+    assert concurrent_runs(Settings(home=tmp_path, _env_file=None, launcher="thread"), gpus) == 1
