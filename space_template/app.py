@@ -40,7 +40,7 @@ def build() -> gr.Blocks:
     """The demo page: a classifier or a text generator, and the model card."""
     with gr.Blocks(title=SPACE["title"]) as demo:
         gr.Markdown(f"# {SPACE['title']}")
-        if SPACE.get("panel") == "image":
+        if SPACE["panel"] == "image":
             classify_image = image_model.load_image_classifier(MODEL_DIR, SPACE)
 
             def predict_image(image) -> dict:
@@ -53,7 +53,7 @@ def build() -> gr.Blocks:
             button = gr.Button("Predict", variant="primary")
             label = gr.Label(label="Prediction", num_top_classes=5)
             button.click(predict_image, image, label, api_name="predict")
-        elif SPACE["task"] == "text-classification":
+        elif SPACE["panel"] == "classify":
             classify = text_model.load_classifier(MODEL_DIR, SPACE)
 
             def predict(text: str) -> dict:

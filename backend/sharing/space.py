@@ -50,7 +50,13 @@ def gradio_version() -> str:
 
 
 def space_info(run: RunRecord, folder: Path, title: str) -> dict:
-    """space.json: title, task, how text_model.py loads the files (family), max_length and labels."""
+    """space.json: title, task, the panel the Space's app shows (as the task says: the app, a
+    standalone copy, cannot ask the registry), how the model files load, and the model's numbers."""
+    return {**_model_info(run, folder, title), "panel": get_task(run.task).panel}
+
+
+def _model_info(run: RunRecord, folder: Path, title: str) -> dict:
+    """How text_model.py / image_model.py load the files (family), max_length, labels, image sizes."""
     config = _read_json(folder / "config.json")
     kind = config.get("model_kind")
     if get_task(run.task).panel == "image":  # image_model.py takes the image as the app does: these numbers

@@ -56,7 +56,7 @@ def test_space_folder_has_app_requirements_metadata_and_model(repo, settings, tm
     assert "gradio>=6.0,<7" in requirements and "transformers>=5.0,<6" in requirements
     info = json.loads((space / "space.json").read_text())
     assert info == {"title": 'Spam: filter "v1"', "task": "text-classification", "family": "lstm",
-                    "max_length": 32, "labels": ["negative", "positive"]}
+                    "max_length": 32, "labels": ["negative", "positive"], "panel": "classify"}
 
 
 def test_space_app_never_imports_modelsmith(repo, settings, tmp_path):
@@ -78,7 +78,8 @@ def test_space_zip_holds_the_same_files(repo, settings, tmp_path):
     assert result.path == tmp_path / f"tiny-lstm-lm-run{run.id}-space.zip" and result.format == "space-zip"
     with zipfile.ZipFile(result.path) as archive:
         assert sorted(archive.namelist()) == result.files
-        assert json.loads(archive.read("space.json"))["family"] == "lstm-lm"
+        info = json.loads(archive.read("space.json"))
+        assert info["family"] == "lstm-lm" and info["panel"] == "generate"  # the Space app shows what the task says
     assert [p.name for p in tmp_path.iterdir() if p.name != "home"] == [result.path.name]
 
 
