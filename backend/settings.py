@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     max_upload_mb: float = Field(200, gt=0, description="Largest file accepted for upload, in MB.")
     max_request_mb: float = Field(10, gt=0, description="Largest request body outside file uploads, in MB; "
                                   "bigger ones get HTTP 413 before they are read.")
+    demo_max_upload_mb: float = Field(10, gt=0, description="Largest file a demo link's visitor may send to a "
+                                      "model that reads files (an image demo), in MB; demos of text models take none.")
     max_rows: int = Field(2_000_000, ge=1, description="Most rows accepted in one dataset.")
     max_columns: int = Field(2_000, ge=2, description="Most columns accepted in one dataset file.")
     max_import_mb: float = Field(2048, gt=0, description="Largest unpacked size of an imported model zip, in MB.")
@@ -108,6 +110,10 @@ class Settings(BaseSettings):
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def demo_max_upload_bytes(self) -> int:
+        return int(self.demo_max_upload_mb * 1024 * 1024)
 
     @property
     def max_request_bytes(self) -> int:

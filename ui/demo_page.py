@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_NEW_TOKENS = 200
 PRIVATE = {"api_visibility": "private"}
+UPLOAD_LIFETIME_S = 600
 
 
 def token_of(request: gr.Request | None) -> str:
@@ -142,7 +143,10 @@ def build_demo_page(services: Services) -> gr.Blocks:
     def stop(request: gr.Request) -> None:
         switches.stop(_session(request))
 
-    with gr.Blocks(title="Modelsmith demo", analytics_enabled=False) as page:
+    # delete_cache: an image uploaded but never classified is deleted after UPLOAD_LIFETIME_S (a
+    # classified one is deleted at once, ui/image_panels.on_demo_classify).
+    with gr.Blocks(title="Modelsmith demo", analytics_enabled=False,
+                   delete_cache=(UPLOAD_LIFETIME_S, UPLOAD_LIFETIME_S)) as page:
         title = gr.Markdown("## Loading the demo...", elem_id="demo-title")
         unavailable = gr.Markdown(visible=False, elem_id="demo-unavailable", elem_classes=["ms-error"])
         with gr.Column(visible=False) as classify:

@@ -10,7 +10,8 @@ A pure ASGI middleware (Starlette's pattern) in front of every route, the demo m
 - **Body size**: a body over the route's limit gets 413 before it is read (by Content-Length), or
   as soon as the streamed (chunked) bytes pass the limit; the bytes past the limit are never kept.
 - **Demo uploads**: /demo/<token>/gradio_api/upload accepts a file only for a token whose model
-  takes files (none of today's text models does).
+  takes files (an image demo), up to MODELSMITH_DEMO_MAX_UPLOAD_MB; a revoked, expired or unknown
+  token, or a text model's, gets 403 before a byte of the file is stored.
 - **Login**: after a few wrong passwords a client waits before its next try (LoginThrottle), twice
   as long after each further failure; a right password clears its count.
 """
@@ -197,8 +198,20 @@ class RequestGuard:
             if not length.strip().isdigit():
                 return 400, "Content-Length is not a number."
             if int(length) > limit:
-                return 413, f"The request is too large: {int(length):,} bytes, the limit is {limit:,}."
+                return 413, self.too_large(scope["path"], int(length))
         return None
+
+    def too_large(self, path: str, size: int | None = None) -> str:
+        """The 413 message: a demo visitor learns the file limit in MB; others the byte limit."""
+        limit = self.policy.body_limit(path)
+        if DEMO_UPLOAD.match(path):
+            cap = self.policy.max_demo_upload_bytes / 2**20
+            got = f"this one is {size / 2**20:.1f} MB" if size is not None else "this one is larger"
+            return (f"The file is too large: this demo takes files up to {cap:g} MB, {got}. Send a smaller image "
+                    "(or resize it); the demo's owner sets the limit with MODELSMITH_DEMO_MAX_UPLOAD_MB.")
+        if size is None:
+            return f"The request is too large: more than {limit:,} bytes."
+        return f"The request is too large: {size:,} bytes, the limit is {limit:,}."
 
     async def _limited(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         """Run the app, counting the body as it streams in; over the limit, answer 413 instead of the app."""
@@ -230,7 +243,7 @@ class RequestGuard:
             if not state["too_big"]:
                 raise
         if state["too_big"] and not state["started"]:
-            await _answer(send, 413, f"The request is too large: more than {limit:,} bytes.")
+            await _answer(send, 413, self.too_large(scope["path"]))
 
 
 def install(app, policy: GuardPolicy) -> None:

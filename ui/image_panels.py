@@ -16,6 +16,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
+from backend.data.uploads import discard_upload
 from backend.serving.generation_settings import parse_run_id
 from backend.errors import UserError
 from backend.services import Services, get_task
@@ -200,12 +201,19 @@ def on_open_demo_image_box(services: Services, token: str):
         return gr.update(visible=False)
 
 
-def on_demo_classify(services: Services, token: str, image_path: str | None) -> dict[str, float]:
-    """Class probabilities of the uploaded image from the link's model (the `/classify_image` endpoint)."""
+def on_demo_classify(services: Services, token: str, image_path: str | None,
+                     upload_dir: str | Path | None = None) -> dict[str, float]:
+    """Class probabilities of the uploaded image from the link's model (the `/classify_image` endpoint).
+
+    The visitor's file is deleted once read, whatever the outcome: an anonymous upload must not stay
+    in the server's cache (`upload_dir`, Gradio's by default; only files inside it are deleted)."""
     try:
         if not image_path:
             raise gr.Error("Upload an image first.", print_exception=False)
-        data = Path(image_path).read_bytes()
+        try:
+            data = Path(image_path).read_bytes()
+        finally:
+            discard_upload(image_path, upload_dir or gr.utils.get_upload_folder())
         return services.demo_predict_file(token, data, Path(image_path).name)
     except gr.Error:
         raise
@@ -229,8 +237,10 @@ def build_demo_image_box(services: Services, page: gr.Blocks, token_of: Callable
     with gr.Column(visible=False) as box:
         with gr.Row(equal_height=False):
             with gr.Column():
+                # image_mode=None: the handler gets the uploaded file itself (no converted copy left
+                # behind in the cache); the predictor converts to RGB and applies EXIF orientation.
                 image = gr.Image(label="Image", type="filepath", sources=["upload", "clipboard", "webcam"],
-                                 height=260, elem_id="demo-image")
+                                 image_mode=None, height=260, elem_id="demo-image")
                 button = gr.Button("Classify", variant="primary", elem_id="demo-classify-image")
             scores = gr.Label(num_top_classes=TOP_CLASSES, label="Prediction", elem_id="demo-image-prediction")
     page.load(open_box, None, box, api_visibility="private")

@@ -26,8 +26,6 @@ from ui.demo_page import build_demo_page
 from ui.http_guard import EXCEPTION_HANDLERS, GuardPolicy, allowed_hosts, install, parse_hosts
 
 DEMO_MOUNT = f"{DEMO_PATH}/{{token}}"
-# A demo of a model that reads files (an image) takes one this big; the others refuse uploads (ui/http_guard).
-DEMO_MAX_UPLOAD_BYTES = 1024 * 1024
 
 
 def upload_folder() -> Path:
@@ -38,11 +36,13 @@ def upload_folder() -> Path:
 def demo_mount_options(settings: Settings) -> dict:
     """Options of the demo page: it serves no files at all, and shows errors' details only in debug.
 
-    The demo page has no file inputs or outputs, so it blocks the home dir and Gradio's upload
-    cache too: the main app's uploads must not be fetchable without the main app's login.
+    The demo page blocks the home dir and Gradio's upload cache: the main app's uploads must not
+    be fetchable without the main app's login. An image demo takes one upload up to
+    settings.demo_max_upload_mb (the guard refuses uploads for every other demo, ui/http_guard),
+    and deletes it once it has predicted (ui/image_panels).
     """
     return {"server_name": settings.host, "server_port": settings.port, "show_error": settings.debug,
-            "max_file_size": DEMO_MAX_UPLOAD_BYTES, "allowed_paths": [],
+            "max_file_size": settings.demo_max_upload_bytes, "allowed_paths": [],
             "blocked_paths": [str(settings.home.resolve()), str(upload_folder()), *private_paths(settings)],
             "footer_links": [], "run_history": False, "enable_monitoring": False, "mcp_server": False,
             "ssr_mode": False, "theme": THEME, "css": CSS}
@@ -81,7 +81,7 @@ def guard_policy(services: Services) -> GuardPolicy:
         allowed_hosts=allowed_hosts(parse_hosts(settings.allowed_hosts), space_host=os.environ.get("SPACE_HOST"),
                                     share=settings.share, bind_host=settings.host),
         max_body_bytes=settings.max_request_bytes, max_upload_bytes=settings.max_upload_bytes,
-        max_demo_upload_bytes=DEMO_MAX_UPLOAD_BYTES,
+        max_demo_upload_bytes=settings.demo_max_upload_bytes,
         demo_takes_files=lambda token: services.demo_takes_files(token))
 
 

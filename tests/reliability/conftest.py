@@ -10,6 +10,7 @@ import pytest
 from tests.reliability.support import AppProcess, free_port, ingest_toy, tiny_lstm
 
 UPLOAD_LIMIT_MB = 1  # small, so the size limit can be tested with a 1.5 MB upload
+DEMO_UPLOAD_LIMIT_MB = 2  # above the old fixed 1 MB demo cap, below a 3 MB probe (tests/reliability/test_demo_uploads.py)
 
 
 @dataclass
@@ -38,7 +39,8 @@ def served(tmp_path_factory):
     from backend.settings import Settings
 
     base = tmp_path_factory.mktemp("served")
-    settings = Settings(home=base / "home", max_upload_mb=UPLOAD_LIMIT_MB, _env_file=None)
+    settings = Settings(home=base / "home", max_upload_mb=UPLOAD_LIMIT_MB, demo_max_upload_mb=DEMO_UPLOAD_LIMIT_MB,
+                        _env_file=None)
     services = build_services(settings)
     dataset = ingest_toy(services, base)
     # Trained before the app starts: the Playground's run picker (and so the predict API, which
@@ -48,7 +50,9 @@ def served(tmp_path_factory):
     assert run.status == "succeeded", run.error
     upload_dir = base / "uploads"
     app = AppProcess(settings.home, free_port(), base / "work",
-                     env={"MODELSMITH_MAX_UPLOAD_MB": str(UPLOAD_LIMIT_MB), "GRADIO_TEMP_DIR": str(upload_dir)})
+                     env={"MODELSMITH_MAX_UPLOAD_MB": str(UPLOAD_LIMIT_MB),
+                          "MODELSMITH_DEMO_MAX_UPLOAD_MB": str(DEMO_UPLOAD_LIMIT_MB),
+                          "GRADIO_TEMP_DIR": str(upload_dir)})
     app.start()
     try:
         app.wait_ready()

@@ -105,10 +105,11 @@ def test_the_demo_app_knows_nothing_of_the_main_app(trained, server):
     config = httpx.get(f"{server}/demo/{token}/config", timeout=30).json()
     elem_ids = {c.get("props", {}).get("elem_id") for c in config["components"]} - {None}
     assert elem_ids and all(e.startswith("demo-") for e in elem_ids)  # no upload, no run picker, no training
-    # The demo app keeps the safe defaults: tiny uploads, errors hidden, nothing of the home dir served.
-    from ui.server import DEMO_MAX_UPLOAD_BYTES, demo_mount_options
+    # The demo app keeps the safe defaults: uploads capped (image demos only), errors hidden, nothing of the home dir served.
+    from ui.server import demo_mount_options
 
-    assert config["max_file_size"] == DEMO_MAX_UPLOAD_BYTES and config["show_error"] is False
+    assert config["max_file_size"] == services.settings.demo_max_upload_bytes == 10 * 1024 * 1024
+    assert config["show_error"] is False
     options = demo_mount_options(services.settings)
     assert options["allowed_paths"] == [] and str(services.settings.home.resolve()) in options["blocked_paths"]
     assert {d.get("api_name") for d in config["dependencies"] if d.get("api_visibility") == "public"} == {
