@@ -209,6 +209,18 @@ class Services:
 
         return demo_predict_file(self.repo, token, data, name)
 
+    def demo_table_form(self, token: str | None) -> list[dict]:
+        """The input columns of a demo token's table model, for its form."""
+        from backend.sharing.demos import demo_table_form
+
+        return demo_table_form(self.repo, token)
+
+    def demo_predict_row(self, token: str | None, row: dict | str | None) -> dict:
+        """A demo token's table model on one row ({column: value}, or JSON text of it)."""
+        from backend.sharing.demos import demo_predict_row
+
+        return demo_predict_row(self.repo, token, row)
+
     def demo_stream(self, token: str | None, prompt: str | None, **options) -> Iterator[str]:
         """A demo token's language model continuing `prompt`, in pieces (options: see backend.sharing.demos)."""
         from backend.sharing.demos import demo_stream

@@ -1,4 +1,4 @@
-"""A Gradio demo of a text model trained with Modelsmith. Standalone: it needs no Modelsmith code.
+"""A Gradio demo of a model trained with Modelsmith (text, image or table). Standalone: it needs no Modelsmith code.
 
 The model files are in ./model; space.json says what the model does and how to load it.
 Run it with `python app.py` (http://127.0.0.1:7860), or push this folder to a Hugging Face Space.
@@ -10,6 +10,8 @@ API names are stable, so scripts can call it with gradio_client:
     client.predict(handle_file("photo.jpg"), api_name="/predict")  # image classifier: the same answer
     client.predict("Once upon", 200, 0.8, 0, api_name="/generate")  # language model: prompt, tokens,
                                                                       # temperature, seed (-1 = random)
+    client.predict(39, "State-gov", ..., api_name="/predict")  # table model: one value per input column,
+                                                               # in the form's order (None = missing)
 """
 
 import json
@@ -18,6 +20,7 @@ from pathlib import Path
 import gradio as gr
 
 import image_model
+import table_model
 import text_model
 
 HERE = Path(__file__).resolve().parent
@@ -37,7 +40,7 @@ def _card() -> str:
 
 
 def build() -> gr.Blocks:
-    """The demo page: a classifier or a text generator, and the model card."""
+    """The demo page: a classifier (text, image or table row) or a text generator, and the model card."""
     with gr.Blocks(title=SPACE["title"]) as demo:
         gr.Markdown(f"# {SPACE['title']}")
         if SPACE["panel"] == "image":
@@ -53,6 +56,8 @@ def build() -> gr.Blocks:
             button = gr.Button("Predict", variant="primary")
             label = gr.Label(label="Prediction", num_top_classes=5)
             button.click(predict_image, image, label, api_name="predict")
+        elif SPACE["panel"] == "table":
+            build_table_form()
         elif SPACE["panel"] == "classify":
             classify = text_model.load_classifier(MODEL_DIR, SPACE)
 
@@ -91,6 +96,41 @@ def build() -> gr.Blocks:
             button.click(generate, [prompt, length, temperature, seed], output, api_name="generate")
         gr.Markdown(_card())
     return demo
+
+
+def _blank(value) -> bool:
+    return value is None or (isinstance(value, float) and value != value) or (isinstance(value, str)
+                                                                              and not value.strip())
+
+
+def build_table_form() -> None:
+    """One input per column of the model (a dropdown of the values seen, a number box, a date box) -> prediction."""
+    transform, predict_frame = table_model.load_table_model(MODEL_DIR)
+    columns = list(transform.inputs)
+
+    def predict(*values):
+        """The class probabilities, or the predicted number, of the row filled in."""
+        row = {column: None if _blank(value) else value for column, value in zip(columns, values)}
+        output = predict_frame(table_model.pd.DataFrame([row], columns=columns, dtype=object))
+        if transform.task == "classification":
+            return {name: float(p) for name, p in zip(transform.classes, output[0])}
+        return float(output[0])
+
+    gr.Markdown("Fill in what you know (blank boxes count as missing), then **Predict**.")
+    inputs = []
+    for column, kind, choices, info in table_model.form_fields(transform):
+        if choices is not None:
+            inputs.append(gr.Dropdown(choices, value=None, label=column, info=info, allow_custom_value=True))
+        elif kind == "numeric":
+            inputs.append(gr.Number(value=None, label=column, info=info))
+        else:
+            inputs.append(gr.Textbox(label=column, info=info))
+    button = gr.Button("Predict", variant="primary")
+    if transform.task == "classification":
+        output = gr.Label(label=f"Predicted {transform.target}", num_top_classes=5)
+    else:
+        output = gr.Number(label=f"Predicted {transform.target}", interactive=False)
+    button.click(predict, inputs, output, api_name="predict")
 
 
 demo = build()

@@ -1,7 +1,8 @@
 """The public page of one demo link, served at /demo/<token>/: that run's try-it box, its name and model card.
 
 This is a Blocks of its own, mounted beside the main app (see ui/server.py), so its API holds
-only what is defined here: `/predict` (classification) and `/generate` (generation). Neither
+only what is defined here: `/predict` (text classification), `/generate` (generation),
+`/classify_image` (ui/image_panels) and `/predict_row` (tables, ui/table_demo). Neither
 takes a run id: the token comes from the URL the request was made to, and every call looks it
 up again in the database (backend.sharing.demos.open_demo), so a revoked or expired link stops at once.
 """
@@ -19,6 +20,7 @@ from backend.services import Services, task_of_run
 from ui.errors import user_message
 from ui.generate_panel import StopSwitches
 from ui.image_panels import build_demo_image_box
+from ui.table_demo import build_demo_table_box, example_row
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +53,16 @@ def demo_page_url(services: Services, request: gr.Request | None) -> str:
     return demo_url(base_url(services.settings, request), token_of(request))
 
 
-def visitor_card(card: str, url: str, panel: str) -> str:
+def visitor_card(card: str, url: str, panel: str, example_row: str = "{}") -> str:
     """The model card for a visitor: its "How to use" (which names files they do not have) becomes
-    the `gradio_client` call of this very page."""
+    the `gradio_client` call of this very page (`example_row`: a table model's row, as JSON)."""
     if not card:
         return ""
     head = card.split("\n## How to use", 1)[0].rstrip()
-    if panel == "generate":
+    if panel == "table":
+        call = (f"result = client.predict({example_row!r}, api_name=\"/predict_row\")  "
+                "# the row as JSON (absent columns count as missing) -> prediction (and probabilities)")
+    elif panel == "generate":
         call = ('text = client.predict("Once upon a time", 200, 0.8, api_name="/generate")  '
                 "# prompt, max new tokens, temperature")
     elif panel == "image":
@@ -85,10 +90,13 @@ def on_open(services: Services, request: gr.Request | None):
     panel = task_of_run(target.run).panel
     generates = panel == "generate"
     what = {"generate": "writes text that continues your prompt",
-            "image": "sorts an image into one of its classes"}.get(panel, "sorts a text into one of its classes")
+            "image": "sorts an image into one of its classes",
+            "table": "predicts from one row of a table"}.get(panel, "sorts a text into one of its classes")
     title = f"## {target.run.name}\nA model trained with Modelsmith; it {what}."
-    card = visitor_card(model_card(target), demo_page_url(services, request), task_of_run(target.run).panel)
-    # An image model's box is ui/image_panels.py's, shown by its own page-load handler.
+    row = example_row(services.demo_table_form(token_of(request))) if panel == "table" else "{}"
+    card = visitor_card(model_card(target), demo_page_url(services, request), panel, row)
+    # An image or table model's box is ui/image_panels.py's or ui/table_demo.py's, shown by its own
+    # page-load handler.
     return (title, gr.update(value="", visible=False), gr.update(visible=panel == "classify"),
             gr.update(visible=generates),
             gr.update(visible=bool(card)), card)
@@ -169,6 +177,7 @@ def build_demo_page(services: Services) -> gr.Blocks:
                 stop_button = gr.Button("Stop", elem_id="demo-stop")
             written = gr.Textbox(label="Generated text", lines=8, interactive=False, elem_id="demo-output")
         build_demo_image_box(services, page, token_of)
+        build_demo_table_box(services, page, token_of)
         with gr.Accordion("Model card", open=False, visible=False, elem_id="demo-card-box") as card_box:
             card = gr.Markdown(elem_id="demo-card")
 

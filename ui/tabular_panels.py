@@ -3,7 +3,7 @@
 Data tab: for a task that reads rows, the upload is previewed with its types, the target column
 is suggested (the Label column picker, relabelled) and the suggested columns to drop are ticked.
 Playground: a form with one input per column of the model (a number box with the range seen in
-training, a dropdown of the values seen, a text box for a date), the prediction with its
+training, a dropdown of the values seen, a date picker for a date), the prediction with its
 probabilities, and batch prediction of a CSV/xlsx file.
 """
 
@@ -188,12 +188,26 @@ def on_show_table_panel(services: Services, run_id):
     return gr.update(visible=shows), None, ""
 
 
-def _value(raw, kind: str):
-    """A form value as the model reads it: blank boxes are missing values."""
+DATE_HINT = "2024-01-31 or 2024-01-31 14:00"
+
+
+def form_value(raw, kind: str, column: str = "the date"):
+    """A form value as the model reads it: blank boxes are missing values; a date must read as one.
+
+    A date the model cannot read would silently count as missing, so the form refuses it instead."""
     if raw is None or (isinstance(raw, float) and math.isnan(raw)):
         return None
     if isinstance(raw, str) and not raw.strip():
         return None
+    if kind == "datetime":
+        from backend.tasks.tabular.columns import parse_datetimes
+
+        if isinstance(raw, (int, float)):  # a picker's timestamp (seconds)
+            raw = pd.Timestamp(raw, unit="s").isoformat(sep=" ")
+        if parse_datetimes(pd.Series([str(raw)])).isna().iloc[0]:
+            raise UserError(f"{str(raw)[:40]!r} in `{column}` is not a date: write it like {DATE_HINT}, "
+                            "or leave the box blank for an unknown date.")
+        return str(raw).strip()
     return raw
 
 
@@ -202,14 +216,15 @@ def on_table_predict(services: Services, run_id, columns: list[str], kinds: list
     """One prediction from the form: class probabilities (a Label) or the predicted number (Markdown)."""
     if not run_id:
         raise gr.Error("Pick a finished run first.", print_exception=False)
-    row = {column: _value(value, kind) for column, kind, value in zip(columns, kinds, values)}
+    row = {column: form_value(value, kind, column) for column, kind, value in zip(columns, kinds, values)}
     answer = services.predict_rows(int(run_id), [row])[0]
     if "probabilities" in answer:
         return answer["probabilities"], ""
     return None, f"### Predicted value: **{answer['prediction']:.6g}**"
 
 
-def _field(field: dict):
+def form_input(field: dict):
+    """The form's input for one column: a dropdown of the values seen, a number box, or a date picker."""
     column, kind = field["column"], field["kind"]
     if "choices" in field:
         return gr.Dropdown(field["choices"], value=None, label=column, allow_custom_value=True,
@@ -217,7 +232,8 @@ def _field(field: dict):
     if "minimum" in field:
         return gr.Number(value=None, label=column,
                          info=f"seen in training: {field['minimum']:.6g} to {field['maximum']:.6g}; blank = missing")
-    return gr.Textbox(label=column, placeholder="2024-01-31 or 2024-01-31 14:00", info="date; blank = missing")
+    # type="string": the text goes to the handler as typed (form_value checks it reads as a date).
+    return gr.DateTime(label=column, type="string", include_time=True, info=f"date, e.g. {DATE_HINT}; blank = missing")
 
 
 def _batch_failed(message: str):
@@ -289,11 +305,11 @@ def build_table_panel(services: Services, run_picker: gr.Dropdown, visible: bool
                 fields = []
             if not fields:
                 return
-            inputs = [_field(field) for field in fields]
+            inputs = [form_input(field) for field in fields]
             button = gr.Button("Predict", variant="primary", elem_id="table-predict")
             button.click(_bound_predict(services, [f["column"] for f in fields], [f["kind"] for f in fields]),
                          [run_picker, *inputs], [prediction, number], **private)
-        _keep_render_private()
+        keep_render_private()
 
     predict_file = partial(on_table_batch, services, download_folder)
     download_when_ready(batch_button.click(predict_file, [run_picker, batch_file],
@@ -303,7 +319,7 @@ def build_table_panel(services: Services, run_picker: gr.Dropdown, visible: bool
     return TablePanel(panel=panel, prediction=prediction, number=number)
 
 
-def _keep_render_private() -> None:
+def keep_render_private() -> None:
     """gr.render registers its re-render as an "undocumented" endpoint, which API clients may call; like every
     handler but `predict` and `generate`, it stays private (the page still calls it)."""
     from gradio.context import get_blocks_context

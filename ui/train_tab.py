@@ -136,10 +136,17 @@ def on_task_change(task: str, kind: str | None):
     return gr.update(choices=[(k, k) for k in kinds], value=first), *on_template_picked(first)
 
 
+def switched_fields() -> tuple[str, ...]:
+    """TrainConfig fields some task does not read: TASK_ONLY_FIELDS first, then every Task.ignored_settings."""
+    ignored = [name for task in list_tasks() for name in task.ignored_settings]
+    return tuple(dict.fromkeys([*TASK_ONLY_FIELDS, *ignored]))
+
+
 def on_task_fields(task: str):
-    """Show each task's own settings only (TASK_ONLY_FIELDS order): a classifier has no max steps or eval
-    batches, a language model reads `block size` tokens instead of a max length."""
-    return tuple(gr.update(visible=_shown_for(field_name, task)) for field_name in TASK_ONLY_FIELDS)
+    """Show each task's own settings only (switched_fields() order): a classifier has no max steps or eval
+    batches, a language model reads `block size` tokens instead of a max length, a table model has no
+    warm-up, gradient accumulation, clipping or torch.compile."""
+    return tuple(gr.update(visible=_shown_for(field_name, task)) for field_name in switched_fields())
 
 
 def on_form_changed():
@@ -179,6 +186,8 @@ def _opening_value(opening: TrainConfig, field_name: str):
 
 
 def _shown_for(field_name: str, task: str | None) -> bool:
+    if task in task_names() and field_name in get_task(task).ignored_settings:
+        return False
     flag = TASK_ONLY_FIELDS.get(field_name)
     return flag is None or (task in task_names() and getattr(get_task(task), flag))
 
@@ -196,28 +205,47 @@ def on_estimate(services: Services, dataset_id, task, kind, name, *values):
     config = build_config(dataset_id, task, kind, name, list(values))
     dataset = services.get_dataset(config.dataset_id)
     result = estimate(config, dataset)
-    memory_note = ("measured peak on the GPU" if result.measured_peak else
-                   f"weights {format_bytes(result.weights_bytes)} + gradients and optimizer state "
-                   f"{format_bytes(result.training_state_bytes)} + activations {format_bytes(result.activation_bytes)}")
-    whole_run = (f"{result.total_steps:,} steps" if config.max_steps else plural(config.epochs, "epoch"))
+    memory_note = result.memory_note or (
+        "measured peak on the GPU" if result.measured_peak else
+        f"weights {format_bytes(result.weights_bytes)} + gradients and optimizer state "
+        f"{format_bytes(result.training_state_bytes)} + activations {format_bytes(result.activation_bytes)}")
+    unit = result.step_name
+    per_epoch = unit == "step"  # boosting rounds have no epochs: the whole run is its rounds
+    whole_run = (plural(result.total_steps, unit) if config.max_steps or not per_epoch
+                 else plural(config.epochs, "epoch"))
     budget = config.time_budget_seconds
     seconds = min(result.seconds_total, budget) if budget else result.seconds_total
-    low, high = (min(result.seconds_per_step_low * result.total_steps, seconds),
-                 min(result.seconds_per_step_high * result.total_steps, budget or float("inf")))
-    lines = ["#### Estimate (from three measured training steps)",
-             f"- **Parameters:** {result.parameters:,} ({result.trainable_parameters:,} trainable)",
+    setup = result.setup_seconds
+    low, high = (min(setup + result.seconds_per_step_low * result.total_steps, seconds),
+                 min(setup + result.seconds_per_step_high * result.total_steps, budget or float("inf")))
+    time_line = (f"- **Time per epoch on {device_name(result.device)}:** about "
+                 f"{format_seconds(result.seconds_per_epoch)} ({result.steps_per_epoch:,} steps × "
+                 f"{result.seconds_per_step:.2f} s)" if per_epoch else
+                 f"- **Time per {unit} on {device_name(result.device)}:** about {short_time(result.seconds_per_step)} "
+                 "(validation scoring included)")
+    timed = plural(result.timed_steps, "measured " + ("training step" if per_epoch else unit))
+    lines = [f"#### Estimate (from {timed})",
+             *([f"- **Parameters:** {result.parameters:,} ({result.trainable_parameters:,} trainable)"]
+               if result.parameters else []),
              f"- **Memory for training:** about {format_bytes(result.memory_bytes)} ({memory_note})",
-             f"- **Time per epoch on {device_name(result.device)}:** about {format_seconds(result.seconds_per_epoch)} "
-             f"({result.steps_per_epoch:,} steps × {result.seconds_per_step:.2f} s)",
+             *([f"- **Set-up (preprocessing{'' if per_epoch else ', binning'}):** about {short_time(setup)}"]
+               if setup else []),
+             time_line,
              f"- **Whole run ({whole_run}):** about {format_seconds(seconds)} (range {format_seconds(low)}"
-             f"–{format_seconds(high)} from the fastest and slowest step), plus evaluation"
-             + (" (the time budget ends it sooner)" if budget and budget < result.seconds_total else ""),
+             f"–{format_seconds(high)} from the fastest and slowest {unit}), plus evaluation"
+             + (" (the time budget ends it sooner)" if budget and budget < result.seconds_total else "")
+             + ("; early stopping may end it sooner" if not per_epoch else ""),
              "", f"<small>{load_note(result.load_average, result.cpu_count)} Once the run trains, its ETA "
              "in the Runs tab comes from its own measured steps.</small>"]
     warnings = dataset.report.get("warnings", [])
     if warnings:
         lines += ["", f"**Dataset warnings ({dataset.name}):**", *[f"- {w}" for w in warnings]]
     return "\n".join(lines)
+
+
+def short_time(seconds: float) -> str:
+    """'0.0042' -> '4.2 ms', '1.5' -> '1.50 s': a boosting round on a small table takes milliseconds."""
+    return f"{seconds * 1000:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
 
 def plural(count: int, word: str) -> str:
@@ -408,7 +436,7 @@ def build_train_tab(services: Services) -> TrainForm:
                      inputs=[components[pair] for pair in pairs])
     training_defaults = [components[("config", field)] for field in TEMPLATE_TRAINING_FIELDS]
     # .change, not .input: a dataset pick and Clone set the task too, and the field must follow.
-    task.change(on_task_fields, task, [components[("config", name)] for name in TASK_ONLY_FIELDS],
+    task.change(on_task_fields, task, [components[("config", name)] for name in switched_fields()],
                 api_visibility="private")
     task.input(on_task_change, [task, template], [template, *training_defaults], api_visibility="private")
     task.change(on_task_presets, task, [preset, preset_note], api_visibility="private")

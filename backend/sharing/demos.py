@@ -8,6 +8,7 @@ predict / generate functions here never take a run id from the caller.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import secrets
@@ -79,8 +80,9 @@ def _check_publishable(run: RunRecord) -> None:
     if not get_task(run.task).has_demo_page:
         raise UserError(f"Run #{run.id} is a {get_task(run.task).model_noun}: demo links do not show these models "
                         "yet. Share it as a zip (Export) instead, and try it in the Playground.")
-    if not run.output_dir or not (Path(run.output_dir) / "model.safetensors").is_file():
-        raise UserError(f"Run #{run.id} has no saved model (model.safetensors) in its folder any more; "
+    weights = get_task(run.task).weights_files
+    if not run.output_dir or not any((Path(run.output_dir) / name).is_file() for name in weights):
+        raise UserError(f"Run #{run.id} has no saved model ({' or '.join(weights)}) in its folder any more; "
                         "train it again or import the model, then publish.")
 
 
@@ -152,11 +154,18 @@ def _check_text(text: str | None, what: str) -> str:
     return text
 
 
+def _refuse_other_inputs(task) -> None:
+    """A text endpoint called on an image or table demo: say which endpoint that demo answers."""
+    if task.takes_files:
+        raise UserError(IMAGE_DEMO)
+    if task.reads_rows:
+        raise UserError(TABLE_DEMO)
+
+
 def demo_predict(repo: Repository, token: str | None, text: str | None) -> dict[str, float]:
     """Class probabilities of one text from the token's classifier."""
     target = open_demo(repo, token)
-    if get_task(target.run.task).takes_files:
-        raise UserError(IMAGE_DEMO)
+    _refuse_other_inputs(get_task(target.run.task))
     if get_task(target.run.task).panel != "classify":
         raise UserError("This demo writes text: use its generate endpoint instead of predict.")
     text = _check_text(text, "text")
@@ -169,6 +178,45 @@ def demo_predict(repo: Repository, token: str | None, text: str | None) -> dict[
 
 
 IMAGE_DEMO = "This demo classifies images: send an image to its classify_image endpoint."
+TABLE_DEMO = ("This demo predicts from a row of a table: send the row to its predict_row endpoint, as JSON "
+              'with one value per column (e.g. {"age": 39}).')
+MAX_DEMO_ROW_CHARS = 100_000
+
+
+def _table_target(repo: Repository, token: str | None) -> tuple[DemoTarget, object]:
+    target = open_demo(repo, token)
+    task = get_task(target.run.task)
+    if not task.reads_rows:
+        raise UserError("This demo does not read table rows: use its predict, classify_image or generate endpoint.")
+    return target, task
+
+
+def demo_table_form(repo: Repository, token: str | None) -> list[dict]:
+    """The input columns of the token's table model, for the demo page's form (see Task.form_fields)."""
+    target, task = _table_target(repo, token)
+    load_model_stack()  # reading the model loads torch: only when a demo is used, in one thread at a time
+    return task.form_fields(target.model_dir)
+
+
+def demo_predict_row(repo: Repository, token: str | None, row: dict | str | None) -> dict:
+    """The token's table model on one row ({column: value}, or that as JSON text).
+
+    Returns {"prediction": class, "probabilities": {class: p}} or {"prediction": number}."""
+    target, task = _table_target(repo, token)
+    if isinstance(row, str):
+        if len(row) > MAX_DEMO_ROW_CHARS:
+            raise UserError(f"The row has {len(row):,} characters; this demo takes at most {MAX_DEMO_ROW_CHARS:,}.")
+        try:
+            row = json.loads(row) if row.strip() else {}
+        except json.JSONDecodeError as exc:
+            raise UserError(f"The row is not valid JSON ({exc.msg} at character {exc.pos}). Write it like "
+                            '{"age": 39, "workclass": "State-gov"}.') from None
+    if row is None:
+        row = {}
+    if not isinstance(row, dict):
+        raise UserError('Send one row as a JSON object of column: value, e.g. {"age": 39, "workclass": "State-gov"}.')
+    load_model_stack()
+    return task.predict_rows(target.model_dir, [row])[0]
 
 
 def demo_predict_file(repo: Repository, token: str | None, data: bytes | None,
@@ -177,6 +225,8 @@ def demo_predict_file(repo: Repository, token: str | None, data: bytes | None,
     target = open_demo(repo, token)
     task = get_task(target.run.task)
     if task.load_file_predictor is None:
+        if task.reads_rows:
+            raise UserError(TABLE_DEMO)
         raise UserError("This demo reads text: send a text to its predict endpoint instead of a file.")
     if not data:
         raise UserError("Upload an image first.")
@@ -192,8 +242,7 @@ def demo_stream(repo: Repository, token: str | None, prompt: str | None, *, max_
     Stops when `should_stop()` is true (the page's Stop button) or once the link is revoked.
     """
     target = open_demo(repo, token)
-    if get_task(target.run.task).takes_files:
-        raise UserError(IMAGE_DEMO)
+    _refuse_other_inputs(get_task(target.run.task))
     if get_task(target.run.task).panel != "generate":
         raise UserError("This demo classifies text: use its predict endpoint instead of generate.")
     prompt = _check_text(prompt, "prompt")

@@ -1,8 +1,10 @@
 """Export a run as a Hugging Face Space: a standalone Gradio demo of the model, ready to push.
 
 What a Space folder holds:
-    app.py, text_model.py, image_model.py   the demo (copied from space_template/; no Modelsmith imports)
+    app.py, text_model.py, image_model.py, table_model.py   the demo (copied from space_template/; no
+                              Modelsmith imports)
     requirements.txt          pinned like Modelsmith's own: torch==2.13.0, gradio 6, transformers 5, ...
+                              (+ LightGBM and pandas for a table model)
     README.md                 Spaces metadata (sdk: gradio, sdk_version, app_file, title, emoji, colours)
     space.json                what the model does and how text_model.py loads it
     model/                    the files of the model zip (weights, config, tokenizer, card, run config)
@@ -30,7 +32,7 @@ log = logging.getLogger(__name__)
 # The standalone Space app is a Gradio program of its own: it lives outside backend/ (which keeps
 # clear of the UI library) and is copied, not imported.
 SPACE_FILES = Path(__file__).resolve().parents[2] / "space_template"
-APP_FILES = ("app.py", "text_model.py", "image_model.py")
+APP_FILES = ("app.py", "text_model.py", "image_model.py", "table_model.py")
 MODEL_DIR = "model"
 SPACE_COLORS = ("red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray")
 # The Space installs these; the same specifiers as Modelsmith's requirements.txt, so the demo runs
@@ -38,6 +40,8 @@ SPACE_COLORS = ("red", "yellow", "green", "blue", "indigo", "purple", "pink", "g
 # API (the app itself needs 6.31 for its launch options). torch is pinned exactly, as in ours.
 REQUIREMENTS = ("torch==2.13.0", "gradio>=6.0,<7", "transformers>=5.0,<6", "safetensors>=0.5",
                 "tokenizers>=0.21,<1", "huggingface_hub>=1.0")
+# A table model's Space reads rows with pandas and runs a gbdt model with LightGBM (same specifiers as ours).
+TABLE_REQUIREMENTS = ("pandas>=2.2,<4", "lightgbm>=4.3,<5")
 DEFAULT_GRADIO_VERSION = "6.0.0"
 
 
@@ -59,6 +63,11 @@ def _model_info(run: RunRecord, folder: Path, title: str) -> dict:
     """How text_model.py / image_model.py load the files (family), max_length, labels, image sizes."""
     config = _read_json(folder / "config.json")
     kind = config.get("model_kind")
+    if get_task(run.task).panel == "table":  # table_model.py reads template.json and preprocessing.json itself
+        template = _read_json(folder / "template.json")
+        spec = _read_json(folder / "preprocessing.json").get("spec") or {}
+        return {"title": title, "task": run.task, "panel": "table", "family": template.get("kind"),
+                "target": spec.get("target"), "inputs": spec.get("inputs")}
     if get_task(run.task).panel == "image":  # image_model.py takes the image as the app does: these numbers
         image = _read_json(folder / "modelsmith_image.json")
         return {"title": title, "task": run.task, "panel": "image",
@@ -99,6 +108,10 @@ def space_readme(run: RunRecord, title: str, emoji: str, color_from: str, color_
         call = ('client.predict("Once upon a time", 200, 0.8, 0, api_name="/generate")'
                 "  # prompt, new tokens, temperature, seed (-1 = random)")
         what = "continues a prompt, streaming the text as it is written"
+    elif get_task(run.task).panel == "table":
+        call = (f"client.predict({', '.join(example_values(run))}, api_name=\"/predict\")"
+                "  # one value per input column, in the form's order (None = missing)")
+        what = "predicts from one row of a table, filled in on a form"
     elif get_task(run.task).panel == "image":
         call = ('from gradio_client import handle_file\n'
                 'client.predict(handle_file("photo.jpg"), api_name="/predict")  # {"label": ..., "confidences": [...]}')
@@ -113,6 +126,19 @@ def space_readme(run: RunRecord, title: str, emoji: str, color_from: str, color_
              "Run it locally with `pip install -r requirements.txt && python app.py` (http://127.0.0.1:7860).", "",
              (SPACE_FILES / "usage.md").read_text(encoding="utf-8").replace("{call}", call)]
     return "\n".join(lines)
+
+
+def example_values(run: RunRecord) -> list[str]:
+    """A Python literal per input column of a table model, for a call example: a value seen in training."""
+    values = []
+    for field in get_task(run.task).form_fields(model_folder(run)):
+        if field.get("choices"):
+            values.append(repr(field["choices"][0]))
+        elif "mean" in field:
+            values.append(f"{field['mean']:.4g}")
+        else:
+            values.append("None")
+    return values
 
 
 def _check_style(emoji: str, color_from: str, color_to: str) -> None:
@@ -135,7 +161,8 @@ def write_space(run: RunRecord, target: Path, *, title: str | None = None, emoji
     model_names = copy_model_files(run, target / MODEL_DIR)
     info = space_info(run, folder, title)
     (target / "space.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
-    (target / "requirements.txt").write_text("\n".join(REQUIREMENTS) + "\n", encoding="utf-8")
+    requirements = REQUIREMENTS + (TABLE_REQUIREMENTS if get_task(run.task).panel == "table" else ())
+    (target / "requirements.txt").write_text("\n".join(requirements) + "\n", encoding="utf-8")
     readme = space_readme(run, title, emoji or "🛠️", color_from, color_to)
     (target / "README.md").write_text(readme, encoding="utf-8")
     return sorted([*APP_FILES, "space.json", "requirements.txt", "README.md",

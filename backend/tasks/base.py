@@ -103,11 +103,15 @@ class Task:
     reads_rows: bool = False
     predict_rows: Callable[..., Any] | None = None   # (model folder, [ {column: value} ]) -> [ {"prediction", ...} ]
     predict_table: Callable[..., Any] | None = None  # (model folder, table file, out folder) -> TablePredictions
+    form_fields: Callable[..., Any] | None = None    # (model folder) -> [ {"column", "kind", "choices" | "minimum", ...} ]
     # Which files make up a saved model, for export and import (tables: a LightGBM text model or
     # safetensors, beside template.json and preprocessing.json; no config.json).
     weights_files: tuple[str, ...] = ("model.safetensors",)  # a model holds one of these
     model_files: tuple[str, ...] = ("model.safetensors", "config.json")  # an import needs all of these
-    has_demo_page: bool = True   # a demo link and a Space app can show its models (tables: not yet)
+    has_demo_page: bool = True   # a demo link and a Space app can show its models
+    # TrainConfig fields this task's training never reads: the Train tab hides them for it (tables
+    # train with LightGBM or their own loop: no warm-up, accumulation, clipping, compile, step evals).
+    ignored_settings: tuple[str, ...] = ()
 
     @property
     def template_kinds(self) -> tuple[str, ...]:

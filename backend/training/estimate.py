@@ -62,6 +62,12 @@ class Estimate:
     seconds_per_step_high: float = 0.0
     load_average: float | None = None  # of the last minute, when the estimate ran (None: unknown)
     cpu_count: int = 1
+    # Runs that are not optimizer steps (gbdt's boosting rounds) name their unit, their set-up
+    # (preprocessing, binning) and how their memory was worked out; the Train tab shows these words.
+    step_name: str = "step"
+    timed_steps: int = TIMED_STEPS
+    setup_seconds: float = 0.0
+    memory_note: str = ""
 
     def as_dict(self) -> dict:
         """Plain dict, for JSON output."""

@@ -73,7 +73,8 @@ def test_a_demo_link_predicts_with_its_own_run_only(trained, server):
     token = publish_demo(services.repo, classifier.id).token
     client = demo_client(server, token)
     api = client.view_api(return_format="dict", print_info=False)
-    assert set(api["named_endpoints"]) == {"/predict", "/generate", "/classify_image"} and not api["unnamed_endpoints"]
+    assert set(api["named_endpoints"]) == {"/predict", "/generate", "/classify_image", "/predict_row"}
+    assert not api["unnamed_endpoints"]
     # No run id to pass: the only input of /predict is the text; the token is the URL.
     assert [p["parameter_name"] for p in api["named_endpoints"]["/predict"]["parameters"]] == ["text"]
     result = client.predict("what a good day", api_name="/predict")
@@ -113,7 +114,7 @@ def test_the_demo_app_knows_nothing_of_the_main_app(trained, server):
     options = demo_mount_options(services.settings)
     assert options["allowed_paths"] == [] and str(services.settings.home.resolve()) in options["blocked_paths"]
     assert {d.get("api_name") for d in config["dependencies"] if d.get("api_visibility") == "public"} == {
-        "predict", "generate", "classify_image"}
+        "predict", "generate", "classify_image", "predict_row"}
     # The main app's endpoints by name: unknown to the demo app.
     client = demo_client(server, token)
     with pytest.raises(ValueError, match="Cannot find a function"):

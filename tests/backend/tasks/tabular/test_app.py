@@ -301,14 +301,9 @@ def test_a_table_model_exports_and_imports_as_a_run(services, settings, cancer_c
     np.testing.assert_allclose(TabularModel.load(imported.run.output_dir).predict_output(rows),
                                TabularModel.load(run.output_dir).predict_output(rows))
     assert services.predict_rows(imported.run.id, [{}])[0]["prediction"] in ("benign", "malignant")
-    # Demo links and Spaces have no table form yet: refused with what to do instead, nothing written.
-    from backend.sharing.space import export_space
-
-    with pytest.raises(UserError, match="demo links do not show these models yet"):
-        services.publish_demo(run.id)
-    with pytest.raises(UserError, match="--format zip"):
-        export_space(run, tmp_path / "space/")
-    assert services.list_demos() == [] and not (tmp_path / "space").exists()
+    # A demo link of the table model (tests/ui/test_table_demo.py covers it in full).
+    token = services.publish_demo(imported.run.id).token
+    assert services.demo_predict_row(token, {})["prediction"] in ("benign", "malignant")
     # Without its preprocessing a table model is no model: refused, nothing recorded.
     broken = tmp_path / "broken.zip"
     with zipfile.ZipFile(exported.path) as source, zipfile.ZipFile(broken, "w") as target:
