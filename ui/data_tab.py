@@ -83,11 +83,21 @@ def _ingest_failed(message: str):
             gr.update(visible=False))
 
 
+def on_images_zip_shown(task: str):
+    """The "zip of the images" box: only for a task that reads image zips (a table of paths points into it)."""
+    try:
+        return gr.update(visible=bool(task) and get_task(task).upload_kind == "image-zip")
+    except ValueError:
+        return gr.update(visible=False)
+
+
 @shows_errors(fallback=_ingest_failed)
 def on_ingest(services: Services, path: str | None, task: str, text_column: str | None, label_column: str | None,
               validation_path: str | None, name: str, validation_percent: float, drop_columns=None,
-              column_kinds: str | None = None, sheet: str | None = None):
-    """Validate and store the upload; show the report, class chart and length histogram."""
+              column_kinds: str | None = None, sheet: str | None = None, images_zip: str | None = None):
+    """Validate and store the upload; show the report, class chart and length histogram.
+
+    For images, `path` may be a table of image paths and labels and `images_zip` the zip they point into."""
     if not path:
         raise gr.Error("Upload a file first.", print_exception=False)
     if not Path(path).is_file():  # stored and removed by an earlier Ingest of this same upload
@@ -98,12 +108,13 @@ def on_ingest(services: Services, path: str | None, task: str, text_column: str 
                             and get_task(task).needs_label_column else None,
                             validation_fraction=float(validation_percent) / 100.0, name=(name or "").strip() or None,
                             **({"drop_columns": tuple(drop_columns or ()), "column_kinds": parse_kinds(column_kinds),
-                                "sheet": sheet or None} if get_task(task).reads_rows else {}))
+                                "sheet": sheet or None} if get_task(task).reads_rows else {}),
+                            **({"images_zip": images_zip or None} if get_task(task).upload_kind == "image-zip" else {}))
     outcome = services.ingest(Path(path), options, Path(validation_path) if validation_path else None)
     summary = ingest_summary(outcome)
     record = outcome.dataset
     # The stored Parquet is the dataset now: the raw upload must not linger in Gradio's served cache.
-    for uploaded in (path, validation_path):
+    for uploaded in (path, validation_path, images_zip):
         discard_upload(uploaded, gr.utils.get_upload_folder())
     task = get_task(record.task)
     if task.reads_rows:  # a table: its own report, the class balance, no text lengths
@@ -195,6 +206,9 @@ def build_data_tab(services: Services, train_dataset: gr.Dropdown):
         with gr.Column(scale=3):
             upload = gr.File(label="Data file", type="filepath", elem_id="data-upload", file_types=FILE_TYPES,
                              height=140)
+            images_zip = gr.File(label="Zip of the images (when the data file is a table of image paths and labels)",
+                                 type="filepath", file_types=[".zip"], height=100, elem_id="images-zip",
+                                 visible=default_task().upload_kind == "image-zip")
             file_info = gr.Markdown(UPLOAD_HINT, elem_id="file-info")
             preview = gr.Dataframe(label="Preview (first rows)", interactive=False, max_height=330, wrap=True,
                                    visible=False, elem_id="data-preview")
@@ -240,10 +254,11 @@ def build_data_tab(services: Services, train_dataset: gr.Dropdown):
     table_options.sheet.input(partial(on_table_upload, services), [upload, task, table_options.sheet], table_outputs,
                               api_visibility="private")
     task.change(on_task_change, task, [label_column, text_column], api_visibility="private")
+    task.change(on_images_zip_shown, task, images_zip, api_visibility="private")
     task.input(partial(on_table_upload, services), [upload, task], table_outputs, api_visibility="private")
     ingest_button.click(partial(on_ingest, services),
                         [upload, task, text_column, label_column, validation_file, name, validation_percent,
-                         *table_options.ingest_inputs()],
+                         *table_options.ingest_inputs(), images_zip],
                         [report, charts, class_chart, length_chart, *refresh_outputs, thumbnails],
                         api_visibility="private")
     table.select(on_table_select, None, selected, api_visibility="private")

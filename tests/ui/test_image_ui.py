@@ -167,3 +167,28 @@ def test_an_image_demo_link_classifies_an_upload_over_http(services, tmp_path):
             client.predict("Once", 20, 0.8, api_name="/generate")
     finally:
         blocks.close()
+
+
+def test_a_table_of_image_paths_with_its_zip_is_ingested_from_the_data_tab(services, tmp_path):
+    """Two files in the Data tab: a CSV of paths and labels, and the zip the paths point into."""
+    entries = colour_entries(5, prefix="pictures/")
+    zip_path = write_zip(tmp_path / "pictures.zip", entries)
+    table = tmp_path / "labels.csv"
+    rows = ["image,label"] + [f"{name},{name.split('/')[1]}" for name in entries]
+    table.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    assert data_tab.on_images_zip_shown(TASK_NAME)["visible"] is True
+    assert data_tab.on_images_zip_shown("text-classification")["visible"] is False
+
+    # The table alone: the message says where the zip goes, nothing is stored.
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        report, *_ = data_tab.on_ingest(services, str(table), TASK_NAME, None, None, None, "", 20)
+    assert "ms-error" in report and "Zip of the images" in report and services.list_datasets() == []
+
+    report, charts, classes, *_, thumbnails = data_tab.on_ingest(
+        services, str(table), TASK_NAME, None, None, None, "from a table", 20, None, None, None, str(zip_path))
+    assert "Images:** 15" in report and "ms-error" not in report, report
+    assert classes["value"].set_index("class")["rows"].to_dict() == {label: 5 for label in COLOURS}
+    assert thumbnails["visible"] is True
+    (dataset,) = services.list_datasets()
+    assert dataset.task == TASK_NAME and dataset.name == "from a table"

@@ -64,8 +64,9 @@ def prepare_image_dataset(path: Path, options: IngestOptions, validation_path: P
 def _read_table_upload(path: Path, options: IngestOptions, max_bytes: int, limits: ArchiveLimits):
     """A table whose image column holds paths inside options.images_zip (its columns picked or guessed)."""
     if not options.images_zip:
-        raise UserError(f'"{path.name}" is a table: give the zip its image paths point into as well (on the '
-                        "command line: --images photos.zip), or upload a zip with one folder per class instead.")
+        raise UserError(f'"{path.name}" is a table: give the zip its image paths point into as well (in the Data '
+                        'tab: the "Zip of the images" box; on the command line: --images photos.zip), or upload a '
+                        "zip with one folder per class instead.")
     if not path.is_file():
         raise UserError(f'"{path.name}" was not found. Check the path and upload again.')
     if path.stat().st_size > max_bytes:
