@@ -3,7 +3,7 @@
 Data tab: for a task that reads rows, the upload is previewed with its types, the target column
 is suggested (the Label column picker, relabelled) and the suggested columns to drop are ticked.
 Playground: a form with one input per column of the model (a number box with the range seen in
-training, a dropdown of the values seen, a date picker for a date), the prediction with its
+training, a dropdown of the values seen, a checked date box for a date), the prediction with its
 probabilities, and batch prediction of a CSV/xlsx file.
 """
 
@@ -224,7 +224,7 @@ def on_table_predict(services: Services, run_id, columns: list[str], kinds: list
 
 
 def form_input(field: dict):
-    """The form's input for one column: a dropdown of the values seen, a number box, or a date picker."""
+    """The form's input for one column: a dropdown of the values seen, a number box, or a date box."""
     column, kind = field["column"], field["kind"]
     if "choices" in field:
         return gr.Dropdown(field["choices"], value=None, label=column, allow_custom_value=True,
@@ -232,8 +232,10 @@ def form_input(field: dict):
     if "minimum" in field:
         return gr.Number(value=None, label=column,
                          info=f"seen in training: {field['minimum']:.6g} to {field['maximum']:.6g}; blank = missing")
-    # type="string": the text goes to the handler as typed (form_value checks it reads as a date).
-    return gr.DateTime(label=column, type="string", include_time=True, info=f"date, e.g. {DATE_HINT}; blank = missing")
+    # A text box, not gr.DateTime: that one greys out a date it cannot read and sends the last good
+    # value (or none) instead, so a typo would silently count as missing; form_value says what is wrong.
+    return gr.Textbox(label=column, placeholder=DATE_HINT, info=f"date, e.g. {DATE_HINT}; blank = missing",
+                      elem_classes=["ms-date"])
 
 
 def _batch_failed(message: str):

@@ -71,3 +71,41 @@ def test_train_gbdt_on_a_spreadsheet_and_predict_with_the_form(page, app_url, tm
     page.locator("#table-predict").click()
     page.locator("#table-prediction").get_by_text("yes").first.wait_for()
     snap(page, "tabular_playground")
+
+
+def test_a_table_demo_link_shows_a_form_built_from_the_model(page, services, tmp_path):
+    """A visitor opens a table model's demo link: one input per column (a checked box for the date), a
+    prediction, and a message for a date that is not one."""
+    from backend.config import apply_overrides, default_config
+    from backend.data.store import IngestOptions
+    from tests.backend.tasks.tabular.conftest import mixed_table
+    from tests.ui.test_demo_pages import serve
+
+    path = tmp_path / "mixed.csv"
+    mixed_table().to_csv(path, index=False)
+    dataset = services.ingest(path, IngestOptions(task="tabular-classification", label_column="label",
+                                                  drop_columns=("noise", "amount"))).dataset
+    run_id = services.runner.submit(apply_overrides(default_config(dataset.id, "gbdt", dataset.task),
+                                                    {"num_rounds": "40", "min_rows_per_leaf": "5"}))
+    services.runner.start()
+    assert services.runner.wait(run_id, 120).status == "succeeded"
+    token = services.publish_demo(run_id).token
+    blocks, base = serve(services)
+    try:
+        page.goto(f"{base}/demo/{token}/")
+        page.locator("#demo-table-predict").wait_for()
+        expect(page.get_by_text("predicts from one row of a table")).to_be_visible()
+        page.get_by_label("x").first.fill("0.9")
+        page.locator("#demo-table-predict").click()
+        expect(page.locator("#demo-table-prediction")).to_contain_text("yes")
+        date_box = page.get_by_label("when")
+        date_box.fill("31/31/2024")
+        page.locator("#demo-table-predict").click()
+        expect(page.get_by_text("is not a date").first).to_be_visible()
+        snap(page, "table_demo_link_bad_date")
+        date_box.fill("2024-03-01")
+        page.get_by_label("x").first.fill("0.05")
+        page.locator("#demo-table-predict").click()
+        expect(page.locator("#demo-table-prediction")).to_contain_text("no")
+    finally:
+        blocks.close()

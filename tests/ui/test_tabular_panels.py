@@ -199,11 +199,12 @@ def test_the_train_tab_shows_a_table_task_only_the_settings_it_reads():
     assert read <= set(TrainConfig.model_fields) and not read & hidden_for_tables
 
 
-def test_a_date_column_gets_a_date_input_and_a_bad_date_a_message(services):
+def test_a_date_column_gets_a_checked_date_box_and_a_bad_date_a_message(services):
     import gradio as gr
 
     date_input = tabular_panels.form_input({"column": "when", "kind": "datetime"})
-    assert isinstance(date_input, gr.DateTime) and date_input.type == "string"
+    assert isinstance(date_input, gr.Textbox) and "2024-01-31 14:00" in date_input.placeholder
+    assert "date, e.g." in date_input.info
     assert tabular_panels.form_value("2024-03-01 10:00", "datetime", "when") == "2024-03-01 10:00"
     assert tabular_panels.form_value("  ", "datetime", "when") is None          # blank = unknown
     assert tabular_panels.form_value(1_709_287_200.0, "datetime", "when").startswith("2024-03-01")  # a timestamp
