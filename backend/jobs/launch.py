@@ -6,6 +6,11 @@
 One process per GPU of the run (CUDA_VISIBLE_DEVICES names them), or `cpu_processes_per_run` on
 a CPU. Accelerate's own launcher starts them: torchrun's elastic agent when N > 1 (on a CPU too,
 where the worker's Accelerator(cpu=True) then talks gloo), a plain subprocess when N == 1.
+
+A run may span `settings.machines` machines: each starts the same number of processes, machine 0
+(the app or `python app.py train`) with `--machine_rank 0`, each other machine through
+`python app.py join --run ID --machine-rank R` (backend.jobs.join), all with Accelerate's
+`--num_machines M --main_process_ip ... --main_process_port ...`; `--num_processes` counts them all.
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ from backend.settings import Settings
 log = logging.getLogger(__name__)
 
 WORKER_MODULE = "backend.jobs.worker"
+# The supervising process (pid, start time), handed to the worker: it stops when that process is gone.
+SUPERVISOR_PID = "MODELSMITH_SUPERVISOR_PID"
+SUPERVISOR_STARTED = "MODELSMITH_SUPERVISOR_STARTED"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -36,7 +44,10 @@ class LaunchPlan:
     env: dict[str, str] = field(default_factory=dict)
     gpus: tuple[str, ...] = ()  # empty: the CPU
     port: int = 0
-    num_processes: int = 1
+    num_processes: int = 1  # on this machine
+    machines: int = 1
+    machine_rank: int = 0
+    main_ip: str = ""  # the address the other machines reach machine 0 at (several machines only)
 
     def command_line(self) -> str:
         """The command as a person would type it (what the Train tab shows)."""
@@ -63,13 +74,20 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def plan_launch(settings: Settings, run_id: int | str, gpus: tuple[str, ...] = (), port: int | None = None) -> LaunchPlan:
-    """The launch of run `run_id` on `gpus` (none: the CPU) with this app's settings."""
+def plan_launch(settings: Settings, run_id: int | str, gpus: tuple[str, ...] = (), port: int | None = None, *,
+                machine_rank: int = 0, main_ip: str | None = None) -> LaunchPlan:
+    """The launch of run `run_id` on `gpus` (none: the CPU) with this app's settings, as machine `machine_rank`
+    of `settings.machines` (rendezvous at `main_ip`:`port`, machine 0's address and port)."""
     port = free_port() if port is None else port
     on_cpu = not gpus
     processes = settings.cpu_processes_per_run if on_cpu else len(gpus)
-    argv = [*accelerate_executable(), "--num_processes", str(processes), "--num_machines", "1"]
-    if processes > 1:
+    machines = settings.machines
+    total = processes * machines
+    argv = [*accelerate_executable(), "--num_processes", str(total), "--num_machines", str(machines)]
+    main_ip = (main_ip or settings.main_process_ip or this_address()) if machines > 1 else ""
+    if machines > 1:
+        argv += ["--machine_rank", str(machine_rank), "--main_process_ip", main_ip]
+    if total > 1:
         argv.append("--multi_gpu")  # torchrun starts the N processes; on a CPU they talk gloo
     elif on_cpu:
         argv.append("--cpu")
@@ -81,7 +99,13 @@ def plan_launch(settings: Settings, run_id: int | str, gpus: tuple[str, ...] = (
     env = worker_environment(settings)
     if not on_cpu:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
-    return LaunchPlan(argv=argv, env=env, gpus=tuple(gpus), port=port, num_processes=processes)
+    return LaunchPlan(argv=argv, env=env, gpus=tuple(gpus), port=port, num_processes=processes,
+                      machines=machines, machine_rank=machine_rank, main_ip=main_ip)
+
+
+def this_address() -> str:
+    """This machine's name, as the other machines of a run reach it (MODELSMITH_MAIN_PROCESS_IP overrides it)."""
+    return socket.getfqdn()
 
 
 def threads_per_process(processes: int) -> int:
