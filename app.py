@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--template", required=True)
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="Override a setting, e.g. --set epochs=2 --set hidden_size=64")
+    train.add_argument("--gpus", help='GPUs for this run: "all", "one" or ids like 0,2 (default: '
+                                      'MODELSMITH_GPUS_PER_RUN of MODELSMITH_GPUS).')
     train.add_argument("--nodes", type=int, help="Machines the run spans (default MODELSMITH_MACHINES, 1); start "
                                                  "the others with the `join` command this prints.")
     train.add_argument("--main-ip", help="Address the other machines reach this one at (default "
@@ -275,7 +277,7 @@ def cmd_train(settings, args):
     services = _services(settings)
     dataset = services.repo.get_dataset(args.dataset)
     config = apply_overrides(default_config(dataset.id, args.template, dataset.task), overrides)
-    run_id = services.runner.submit(config)
+    run_id = services.runner.submit(config, gpus=args.gpus)
     if settings.machines > 1:
         from backend.jobs.join import join_command
 

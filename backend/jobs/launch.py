@@ -25,6 +25,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from backend.errors import UserError
 from backend.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -132,6 +133,8 @@ def visible_gpus(settings: Settings) -> tuple[str, ...]:
         return ()
     if settings.gpus.strip():
         return tuple(g.strip() for g in settings.gpus.split(",") if g.strip())
+    if sys.platform.startswith("linux") and not any(Path("/dev").glob("nvidia[0-9]*")):
+        return ()  # no NVIDIA device file: no CUDA GPU, and no need to import torch to find that out
     import torch  # only the supervisor asks, after the app has loaded torch in the background
 
     return tuple(str(i) for i in range(torch.cuda.device_count())) if torch.cuda.is_available() else ()
@@ -149,22 +152,54 @@ def concurrent_runs(settings: Settings, gpus: tuple[str, ...]) -> int:
     return max(1, len(gpus) // per_run)
 
 
+GPU_COUNTS = {"all": 0, "one": 1}  # 0: every GPU the app may use
+
+
+def parse_gpu_request(request: str | None, gpus: tuple[str, ...]) -> int | tuple[str, ...] | None:
+    """What a run asked for ("all", "one", or the GPU ids "0,2"), checked against `gpus`: a count, the
+    ids, or None (the app's default). UserError for a request this machine cannot meet."""
+    text = (request or "").strip().lower()
+    if not text:
+        return None
+    if not gpus:
+        raise UserError(f"This run asks for GPUs ({request}) but this machine trains on the CPU. "
+                        "Start it without a GPU choice.")
+    if text in GPU_COUNTS:
+        return GPU_COUNTS[text] or len(gpus)
+    picked = tuple(dict.fromkeys(g.strip() for g in text.split(",") if g.strip()))
+    unknown = [g for g in picked if g not in gpus]
+    if unknown or not picked:
+        raise UserError(f"GPU {', '.join(unknown) or repr(request)} is not one this app may use: give \"all\", "
+                        f"\"one\" or GPU ids from {', '.join(gpus)} (e.g. {','.join(gpus[:2])}).")
+    return picked
+
+
 class GpuPool:
     """Hands out disjoint GPU sets to runs and takes them back; on a CPU-only machine, empty sets."""
 
     def __init__(self, gpus: tuple[str, ...], per_run: int) -> None:
+        self._all = tuple(gpus)
         self._free = list(gpus)
         self._per_run = min(per_run or len(gpus), len(gpus)) if gpus else 0
         self._lock = threading.Lock()
 
-    def take(self) -> tuple[str, ...] | None:
-        """A GPU set for the next run ((), on the CPU), or None when every GPU is busy."""
+    def take(self, request: str | None = None) -> tuple[str, ...] | None:
+        """A GPU set for the next run ((), on the CPU), or None while the GPUs it needs are busy.
+
+        `request`: the run's own choice ("all", "one", ids; see parse_gpu_request), else `per_run`."""
+        wanted = parse_gpu_request(request, self._all) if self._per_run else None
         with self._lock:
             if not self._per_run:
                 return ()
-            if len(self._free) < self._per_run:
+            if isinstance(wanted, tuple):  # these GPUs and no others
+                if not all(g in self._free for g in wanted):
+                    return None
+                self._free = [g for g in self._free if g not in wanted]
+                return wanted
+            count = wanted or self._per_run
+            if len(self._free) < count:
                 return None
-            taken, self._free = tuple(self._free[:self._per_run]), self._free[self._per_run:]
+            taken, self._free = tuple(self._free[:count]), self._free[count:]
             return taken
 
     def give_back(self, gpus: tuple[str, ...]) -> None:

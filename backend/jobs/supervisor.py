@@ -53,7 +53,7 @@ class WorkerSupervisor:
             dataset = self._repo.get_dataset(config.dataset_id)
             resume = has_checkpoint(output_dir)
             rewind_metrics(self._repo, run_id, output_dir, resume)
-            gpus = self._wait_for_gpus(stop)
+            gpus = self._wait_for_gpus(stop, run.gpu_request)
             if gpus is None:  # stopped while waiting for a GPU: nothing trained, nothing to save
                 raise Cancelled()
             plan = plan_launch(self._settings, run_id, gpus)
@@ -79,9 +79,9 @@ class WorkerSupervisor:
             if gpus:
                 self._pool.give_back(gpus)
 
-    def _wait_for_gpus(self, stop: threading.Event) -> tuple[str, ...] | None:
+    def _wait_for_gpus(self, stop: threading.Event, request: str | None) -> tuple[str, ...] | None:
         while not stop.is_set():
-            gpus = self._pool.take()
+            gpus = self._pool.take(request)
             if gpus is not None:
                 return gpus
             stop.wait(IDLE_POLL_S)

@@ -96,6 +96,28 @@ def test_the_launch_command_gives_each_run_its_gpus_and_port(tmp_path):
                                                                                    settings.mixed_precision)
 
 
+def test_a_run_gets_the_gpus_it_asked_for_or_waits_for_them(tmp_path):
+    from backend.errors import UserError
+    from backend.jobs.launch import parse_gpu_request
+
+    gpus = ("0", "1", "2")
+    assert parse_gpu_request(None, gpus) is None and parse_gpu_request("all", gpus) == 3
+    assert parse_gpu_request("one", gpus) == 1 and parse_gpu_request("2, 0", gpus) == ("2", "0")
+    for bad, reason in (("7", "GPU 7 is not one this app may use"), ("0,x", "GPU x is not"),
+                        (",", "is not one this app may use")):
+        with pytest.raises(UserError, match=reason):
+            parse_gpu_request(bad, gpus)
+    with pytest.raises(UserError, match="trains on the CPU"):
+        parse_gpu_request("all", ())
+    pool = GpuPool(gpus, per_run=1)
+    assert pool.take("1,2") == ("1", "2")
+    assert pool.take("all") is None and pool.take("2") is None  # busy: the run waits in the queue
+    assert pool.take("one") == ("0",) and pool.take() is None
+    pool.give_back(("1", "2"))
+    pool.give_back(("0",))
+    assert sorted(pool.take("all")) == ["0", "1", "2"]
+
+
 def test_a_run_over_several_machines_gets_accelerates_machine_arguments(tmp_path):
     settings = Settings(home=tmp_path, _env_file=None, launcher="process", machines=3, main_process_ip="10.0.0.5")
     main = plan_launch(settings, 7, ("0", "1"), port=29601)
