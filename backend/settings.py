@@ -72,6 +72,8 @@ class Settings(BaseSettings):
                           "They need one shared database URL and one shared home folder.")
     main_process_ip: str = Field("", description="Address the other machines of a multi-machine run reach this "
                                  "one at (its rendezvous); empty = this machine's name.")
+    estimate_timeout_s: float = Field(300, gt=0, description="Longest the Train tab's estimate may take (it runs "
+                                      "in a process of its own, which is stopped after this).")
     stop_grace_s: float = Field(60, gt=0, description="How long a stopped run may take to save its checkpoint "
                                 "and exit before its processes are killed.")
     heartbeat_timeout_s: float = Field(60, gt=0, description="A running job silent for this long counts as dead.")

@@ -189,13 +189,21 @@ def _task_of(kind: str) -> str:
 
 @shows_errors(fallback=error_box)
 def on_estimate(services: Services, dataset_id, task, kind, name, *values):
-    """Measure two training steps of this config on this device; show params, memory, time per epoch."""
-    load_model_stack()
-    from backend.training.estimate import estimate
+    """Measure a few training steps of this config on this device; show params, memory, time per epoch.
 
+    With worker processes (the app's default) the model is built and timed in a short process of its
+    own, never in the serving app; the thread launcher (one process for everything) measures here."""
     config = build_config(dataset_id, task, kind, name, list(values))
     dataset = services.get_dataset(config.dataset_id)
-    result = estimate(config, dataset)
+    if services.runner.uses_processes:
+        from backend.jobs.estimate_worker import estimate_out_of_process
+
+        result = estimate_out_of_process(services.settings, config)
+    else:
+        load_model_stack()
+        from backend.training.estimate import estimate
+
+        result = estimate(config, dataset)
     memory_note = ("measured peak on the GPU" if result.measured_peak else
                    f"weights {format_bytes(result.weights_bytes)} + gradients and optimizer state "
                    f"{format_bytes(result.training_state_bytes)} + activations {format_bytes(result.activation_bytes)}")
