@@ -93,7 +93,7 @@ def join_run(repo: Repository, settings: Settings, run_id: int, machine_rank: in
     output_dir, topology = wait_for_launch(repo, run_id, machine_rank, timeout_s)
     settings = settings.model_copy(update={"machines": topology.machines,
                                            "cpu_processes_per_run": topology.processes_per_machine})
-    gpus = visible_gpus(settings)[:topology.processes_per_machine] if visible_gpus(settings) else ()
+    gpus = visible_gpus(settings)[:topology.processes_per_machine]  # () on a CPU
     if gpus and len(gpus) < topology.processes_per_machine:
         raise UserError(f"Run {run_id} takes {topology.processes_per_machine} GPUs on each machine; this one has "
                         f"{len(gpus)}.")
