@@ -58,3 +58,19 @@ def test_a_failed_crashed_or_slow_estimate_says_what_to_do(process_services, toy
         path.unlink()
     text = estimate(process_services, dataset.id)
     assert "ms-error" in text and "Traceback" not in text and ("missing" in text or "does not exist" in text), text
+
+
+def test_a_table_estimate_keeps_its_boosting_rounds_through_the_worker(process_services, tmp_path, monkeypatch):
+    """gbdt's estimate (backend/tasks/tabular/estimate.py) crosses the process boundary with its own unit."""
+    from backend.data.store import IngestOptions
+    from tests.backend.tasks.tabular.conftest import mixed_table
+
+    path = tmp_path / "mixed.csv"
+    mixed_table().to_csv(path, index=False)
+    dataset = process_services.ingest(path, IngestOptions(task="tabular-classification", label_column="label",
+                                                          drop_columns=("noise", "amount"))).dataset
+    monkeypatch.setattr(in_process, "estimate", lambda *_: (_ for _ in ()).throw(AssertionError("in process")))
+    text = train_tab.on_estimate(process_services, dataset.id, dataset.task, "gbdt", "",
+                                 *form_values("gbdt", learning_rate=0.1, num_rounds=50, min_rows_per_leaf=5))
+    assert "measured boosting rounds" in text and "Whole run (50 boosting rounds)" in text, text
+    assert "one-byte bins" in text and "Parameters" not in text
