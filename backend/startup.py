@@ -16,7 +16,7 @@ from backend.settings import Settings
 
 log = logging.getLogger(__name__)
 
-MODEL_MODULES = ("torch", "transformers", "backend.tasks.text_classification.predictor", "backend.tasks.text_generation.generator", "backend.serving.batch",
+MODEL_MODULES = ("torch", "transformers", "backend.serving.batch",
                  "backend.training.epochs", "backend.training.windows", "backend.training.estimate")
 _lock = threading.Lock()
 _loaded = False
@@ -30,9 +30,16 @@ def load_model_stack() -> None:
         return
     with _lock:
         if not _loaded:
-            for name in MODEL_MODULES:
+            for name in (*MODEL_MODULES, *_predictor_modules()):
                 importlib.import_module(name)
             _loaded = True
+
+
+def _predictor_modules() -> list[str]:
+    """The modules every task loads its predictors from (the registry names them, imported on first use)."""
+    from backend.tasks.registry import TASKS
+
+    return [task.load_predictor.module for task in TASKS.values() if getattr(task.load_predictor, "module", None)]
 
 
 def detect_device(settings: Settings) -> str:

@@ -21,7 +21,6 @@ from backend.errors import UserError
 from backend.serving.generation_settings import parse_run_id
 from backend.services import RunRecord, Services, task_of_run
 from backend.settings import Settings
-from backend.startup import load_model_stack
 from ui.downloads import download_when_ready
 from ui.errors import shows_errors
 from ui.formatting import confusion_html, error_box, predictions_first
@@ -182,11 +181,8 @@ def on_predict(services: Services, run_id, text: str) -> dict[str, float]:
     if len(text) > MAX_TEXT_CHARS:
         raise gr.Error(f"The text has {len(text):,} characters; the limit is {MAX_TEXT_CHARS:,}. "
                        "Shorten it (the model only reads the first max-length tokens anyway).", print_exception=False)
-    load_model_stack()  # torch and transformers load on first use, not at start-up
-    from backend.tasks.text_classification.predictor import load_predictor
-
-    predictor = load_predictor(_run_folder(services, run_id))
-    return predictor.predict([text])[0]["scores"]
+    _run_folder(services, run_id)  # says why when the run is no finished classifier
+    return services.load_predictor(run_id).predict([text])[0]["scores"]
 
 
 def _batch_failed(message: str):
@@ -198,12 +194,12 @@ def on_batch(services: Services, run_id, path: str | None):
     """Predict every row of an uploaded file; returns a CSV to download and, with labels, the scores."""
     if not path:
         raise gr.Error("Upload a CSV, TSV or TXT file with one text per row.", print_exception=False)
-    folder = _run_folder(services, run_id)
-    load_model_stack()
+    _run_folder(services, run_id)  # says why when the run is no finished classifier
+    predictor = services.load_predictor(run_id)
     from backend.serving.batch import predict_file
 
     out_dir = fresh_download_folder(services.settings, "predictions")
-    result = predict_file(Path(path), folder, out_dir, settings=services.settings)
+    result = predict_file(Path(path), predictor, out_dir, settings=services.settings)
     summary = f"Predicted **{result.rows:,}** rows from the `{result.text_column}` column."
     confusion = ""
     if result.metrics:

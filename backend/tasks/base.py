@@ -45,6 +45,11 @@ class Entry:
     def __repr__(self) -> str:
         return f"Entry({self.path!r})"
 
+    @property
+    def module(self) -> str:
+        """The module the function lives in (imported with the function, on first call)."""
+        return self.path.partition(":")[0]
+
 
 @dataclass(frozen=True)
 class TrainPreset:
@@ -93,16 +98,21 @@ class Task:
     headline_format: str = "{label} {value:.3f}"  # how that score reads ("macro F1 0.956")
     headline_label: str = "macro F1"
     presets: tuple[TrainPreset, ...] = ()  # settings the Train tab offers to fill in at once
-    # Tasks whose datasets and models are files rather than text (image classification, issue 14):
-    # what the Data tab asks for, and how a finished run's folder becomes a predictor of files.
+    # How a finished run's folder becomes a predictor, cached (a few at a time) until its weights change.
+    # What the predictor answers follows the task's panel: "classify" -> .predict(texts), .labels;
+    # "generate" -> .stream(prompt, ...), .generate(prompt, ...), .dropped_characters(prompt);
+    # "image" -> .predict_files(list[bytes]), .predict_paths(paths), .predict_zip(path).
+    # None: the task predicts through `predict_rows` / `predict_table` instead (tables).
+    load_predictor: Callable[..., Any] | None = None   # (model folder) -> predictor
+    # Tasks whose datasets are files rather than text (image classification, issue 14): what the Data tab asks for.
     upload_kind: Literal["table", "image-zip"] = "table"
-    load_file_predictor: Callable[..., Any] | None = None  # (folder) -> .predict_files(list[bytes]), .predict_zip(path)
     # Tables (issue 15): a task whose models read a row of named, typed columns instead of one text.
     # The Data tab then shows the table report and the target picker, the Playground a form per
     # column, and `predict --file/--json-rows` goes through these two entries.
     reads_rows: bool = False
     predict_rows: Callable[..., Any] | None = None   # (model folder, [ {column: value} ]) -> [ {"prediction", ...} ]
     predict_table: Callable[..., Any] | None = None  # (model folder, table file, out folder) -> TablePredictions
+    input_form: Callable[..., Any] | None = None     # (model folder) -> one field per input column, for a form
     # Which files make up a saved model, for export and import (tables: a LightGBM text model or
     # safetensors, beside template.json and preprocessing.json; no config.json).
     weights_files: tuple[str, ...] = ("model.safetensors",)  # a model holds one of these

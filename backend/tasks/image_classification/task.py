@@ -50,5 +50,5 @@ TASK = Task(
         "vit": {"learning_rate": 5e-5, "epochs": 3},
     },
     upload_kind="image-zip",
-    load_file_predictor=Entry("backend.tasks.image_classification.predictor:cached_image_predictor"),
+    load_predictor=Entry("backend.tasks.image_classification.predictor:cached_image_predictor"),
 )

@@ -30,6 +30,7 @@ COMMON = dict(
     reads_rows=True,
     predict_rows=Entry("backend.tasks.tabular.serving:predict_rows"),
     predict_table=Entry("backend.tasks.tabular.serving:predict_table"),
+    input_form=Entry("backend.tasks.tabular.serving:form_fields"),
     weights_files=("model.safetensors", "model.txt"),   # a network, or LightGBM's text model (gbdt)
     model_files=("template.json", "preprocessing.json"),
     has_demo_page=False,   # the demo page and the Space app have no table form yet: share a zip instead

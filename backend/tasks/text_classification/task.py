@@ -41,6 +41,7 @@ TASK = Task(
     estimate=Entry("backend.training.estimate:estimate_classifier"),
     load_model=Entry("backend.tasks.text_classification.templates:load_model"),
     render_card=Entry("backend.tasks.text_classification.card:render_card"),
+    load_predictor=Entry("backend.tasks.text_classification.predictor:load_predictor"),
     infer_settings=infer_settings,
     # Where a template's usual training settings differ from TrainConfig's defaults (the form
     # switches to them when a template is picked). The LSTM learns every embedding from the user's

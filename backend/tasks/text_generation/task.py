@@ -48,6 +48,7 @@ TASK = Task(
     estimate=Entry("backend.training.estimate:estimate_language_model"),
     load_model=Entry("backend.tasks.text_generation.templates:load_lm"),
     render_card=Entry("backend.tasks.text_generation.card:render_card"),
+    load_predictor=Entry("backend.tasks.text_generation.generator:load_generator"),
     infer_settings=infer_settings,
     # Learning rates from the tiny Shakespeare bench (bench/bench_shakespeare.py).
     training_defaults={

@@ -38,9 +38,12 @@ def test_every_entry_of_a_task_names_a_function_that_exists(name):
         assert isinstance(entry, Entry), field
         module, _, function = entry.path.partition(":")
         assert callable(getattr(importlib.import_module(module), function)), entry.path
-    if task.load_file_predictor is not None:  # a task whose models read files names its predictor too
-        module, _, function = task.load_file_predictor.path.partition(":")
-        assert callable(getattr(importlib.import_module(module), function)), task.load_file_predictor.path
+    optional = [getattr(task, field) for field in ("load_predictor", "predict_rows", "predict_table", "input_form")]
+    for entry in (entry for entry in optional if entry is not None):
+        module, _, function = entry.path.partition(":")
+        assert callable(getattr(importlib.import_module(module), function)), entry.path
+    # Every task predicts somehow: a predictor of its model folder, or rows of a table.
+    assert task.load_predictor is not None or task.predict_rows is not None, name
 
 
 def test_a_template_kind_names_one_template_class():
