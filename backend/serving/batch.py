@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from backend.data.store import suggest_columns
+from backend.data.columns import suggest_columns
 from backend.errors import UserError
 from backend.tasks.text_classification.metrics import classification_metrics
 from backend.data.reading import read_table

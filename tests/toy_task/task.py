@@ -35,7 +35,7 @@ TASK = Task(
     uses_max_steps=False,
     exports_labels=False,
     # The number arrives as the "label" column of a labelled dataset: the classifier's preparation fits.
-    prepare=Entry("backend.data.store:prepare_classification"),
+    prepare=Entry("backend.tasks.text_classification.prepare:prepare_classification"),
     train=Entry("tests.toy_task.training:train_regressor"),
     estimate=Entry("tests.toy_task.training:estimate"),
     load_model=Entry("tests.toy_task.training:load_regressor"),
