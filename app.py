@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 
 from backend.errors import bounded, shorten
-from backend.log_format import configure_logging
+from backend.jobs.log_format import configure_logging
 from backend.training.phases import METRICS_KEY as TIMING_KEY
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -392,7 +392,7 @@ def serve(settings) -> int:
     """Recover orphaned runs, start the workers and serve the UI until stopped."""
     from backend.errors import UserError
     from backend.services import build_services, lock_home
-    from backend.startup import start_in_background
+    from backend.serving.startup import start_in_background
     from ui.app import build_app, parse_auth  # gradio only: torch and transformers load in the background
     from ui.server import server_kwargs
 

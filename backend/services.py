@@ -109,13 +109,13 @@ class Services:
 
     def best_so_far_by_run(self, runs: list[RunRecord]) -> dict[int, str]:
         """For runs still training: the best score of their evaluations so far, as the runs table shows it."""
-        from backend.run_review import best_so_far_by_run
+        from backend.training.run_review import best_so_far_by_run
 
         return best_so_far_by_run(self.repo, runs)
 
     def misclassified(self, run_id: int, limit: int = 50):
         """Validation texts a finished classifier gets wrong, most confident mistakes first (a DataFrame)."""
-        from backend.run_review import misclassified
+        from backend.training.run_review import misclassified
 
         return misclassified(self.repo, int(run_id), limit)
 
@@ -132,7 +132,7 @@ class Services:
         """The cached predictor of a succeeded run, as its task loads it (see `Task.load_predictor` for what
         it answers); UserError when the run has not finished or its task predicts table rows instead."""
         from backend.serving.generation_settings import parse_run_id
-        from backend.startup import load_model_stack
+        from backend.serving.startup import load_model_stack
 
         run = self.get_run(parse_run_id(run_id))
         task = get_task(run.task)

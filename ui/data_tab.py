@@ -8,7 +8,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from backend.corpus_overview import corpus_overview
+from backend.data.corpus_overview import corpus_overview
 from backend.data.columns import suggest_columns
 from backend.data.reading import read_table
 from backend.data.store import IngestOptions, ingest_summary, load_split

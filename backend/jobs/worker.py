@@ -26,7 +26,7 @@ from pathlib import Path
 
 from backend.errors import Cancelled
 from backend.jobs.reporting import HEARTBEAT_EVERY_S, explain, has_checkpoint, log_line, record_progress
-from backend.log_format import configure_logging
+from backend.jobs.log_format import configure_logging
 from backend.settings import Settings
 from storage.database import make_engine, make_sessions
 from storage.repository import Repository

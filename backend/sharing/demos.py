@@ -18,7 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from backend.errors import UserError
-from backend.startup import load_model_stack
+from backend.serving.startup import load_model_stack
 from backend.tasks.registry import get_task
 from storage.models import utcnow
 from storage.records import DemoRecord, RunRecord

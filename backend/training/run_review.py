@@ -49,7 +49,7 @@ def misclassified(repo: Repository, run_id: int, limit: int = 50) -> pd.DataFram
     Scores the first MISCLASSIFIED_ROWS validation texts of the run's dataset with its saved model.
     """
     from backend.data.store import load_split
-    from backend.startup import load_model_stack
+    from backend.serving.startup import load_model_stack
 
     run = repo.get_run(run_id)
     if run.task not in TASKS or TASKS[run.task].panel != "classify":
