@@ -16,6 +16,8 @@ from backend.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# The text tasks' predictor and generator modules come with the trainers that build them in memory;
+# other tasks' predictors import on first use (Task.load_predictor), after torch and transformers.
 MODEL_MODULES = ("torch", "transformers", "backend.serving.batch",
                  "backend.training.epochs", "backend.training.windows", "backend.training.estimate")
 _lock = threading.Lock()
@@ -30,16 +32,9 @@ def load_model_stack() -> None:
         return
     with _lock:
         if not _loaded:
-            for name in (*MODEL_MODULES, *_predictor_modules()):
+            for name in MODEL_MODULES:
                 importlib.import_module(name)
             _loaded = True
-
-
-def _predictor_modules() -> list[str]:
-    """The modules every task loads its predictors from (the registry names them, imported on first use)."""
-    from backend.tasks.registry import TASKS
-
-    return [task.load_predictor.module for task in TASKS.values() if getattr(task.load_predictor, "module", None)]
 
 
 def detect_device(settings: Settings) -> str:
