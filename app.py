@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 
 from backend.errors import bounded, shorten
-from backend.log_format import configure_logging
+from backend.jobs.log_format import configure_logging
 from backend.training.phases import METRICS_KEY as TIMING_KEY
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -315,7 +315,6 @@ def cmd_resume(settings, args):
 
 def cmd_predict(settings, args):
     from backend.tasks.registry import get_task
-    from backend.tasks.text_classification.predictor import load_predictor
 
     services = _services(settings)
     run = services.repo.get_run(args.run)
@@ -327,12 +326,12 @@ def cmd_predict(settings, args):
         return _predict_rows(task, run, args), 0
     if args.json_rows:
         raise BadInput(f"Run {run.id} is a {task.model_noun}: --json-rows is for table models.")
-    if task.load_file_predictor is not None:  # its models read files: the arguments are paths
+    if task.takes_files:  # its models read files: the arguments are paths
         paths = [*args.texts, *args.file]
         if not paths:
             raise BadInput(f"Give image files or a .zip of images to classify, e.g. "
                            f"`python app.py predict --run {run.id} photo.jpg` or `--file images.zip`.")
-        return task.load_file_predictor(Path(run.output_dir)).predict_paths(paths), 0
+        return services.load_predictor(run.id).predict_paths(paths), 0
     if args.file:
         raise BadInput(f"Run {run.id} classifies texts, not files: give the texts themselves.")
     if not args.texts:
@@ -340,12 +339,12 @@ def cmd_predict(settings, args):
     if task.panel != "classify":
         raise BadInput(f"Run {run.id} is a text-generation model: it writes text rather than classify it. "
                        f'Use `python app.py generate --run {run.id} "a prompt"`, or pick a classification run.')
-    return load_predictor(Path(run.output_dir)).predict(list(args.texts)), 0
+    return services.load_predictor(run.id).predict(list(args.texts)), 0
 
 
 def _predict_rows(task, run, args) -> dict:
     """A table model's predictions: of --json-rows (returned), or of --file (a CSV written under --out)."""
-    from backend.tasks.tabular.serving import parse_json_rows
+    from backend.serving.json_rows import parse_json_rows
 
     if bool(args.file) == bool(args.json_rows) or args.texts or len(args.file) > 1:
         raise BadInput(f"Run {run.id} is a {task.model_noun}: give either one --file rows.csv or --json-rows "
@@ -369,7 +368,6 @@ def cmd_generate(settings, args):
     """Write a continuation of the prompt; one JSON object with the settings used (seed included)."""
     from pydantic import ValidationError
 
-    from backend.tasks.text_generation.generator import load_generator
     from backend.serving.generation_settings import GenerationSettings, check_prompt, language_model_folder
 
     given = {name: getattr(args, name) for name in GenerationSettings.model_fields}
@@ -380,7 +378,8 @@ def cmd_generate(settings, args):
                                  for e in exc.errors())) from None
     prompt = check_prompt(args.prompt)
     services = _services(settings)
-    generator = load_generator(language_model_folder(services.repo, args.run))
+    language_model_folder(services.repo, args.run)  # says why when the run is no finished text generator
+    generator = services.load_predictor(args.run)
     text = generator.generate(prompt, **options.model_dump())
     return {"run_id": args.run, "prompt": prompt, "text": text, **options.model_dump(),
             "dropped_characters": generator.dropped_characters(prompt)}, 0
@@ -431,7 +430,7 @@ def serve(settings) -> int:
     """Recover orphaned runs, start the workers and serve the UI until stopped."""
     from backend.errors import UserError
     from backend.services import build_services, lock_home
-    from backend.startup import start_in_background
+    from backend.serving.startup import start_in_background
     from ui.app import build_app, parse_auth  # gradio only: torch and transformers load in the background
     from ui.server import server_kwargs
 

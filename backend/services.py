@@ -114,13 +114,13 @@ class Services:
 
     def best_so_far_by_run(self, runs: list[RunRecord]) -> dict[int, str]:
         """For runs still training: the best score of their evaluations so far, as the runs table shows it."""
-        from backend.run_review import best_so_far_by_run
+        from backend.training.run_review import best_so_far_by_run
 
         return best_so_far_by_run(self.repo, runs)
 
     def misclassified(self, run_id: int, limit: int = 50):
         """Validation texts a finished classifier gets wrong, most confident mistakes first (a DataFrame)."""
-        from backend.run_review import misclassified
+        from backend.training.run_review import misclassified
 
         return misclassified(self.repo, int(run_id), limit)
 
@@ -132,6 +132,21 @@ class Services:
         if run.dataset_id is None or run.status != "succeeded":
             return []
         return misclassified_images(run, self.repo.get_dataset(run.dataset_id), limit)
+
+    def load_predictor(self, run_id):
+        """The cached predictor of a succeeded run, as its task loads it (see `Task.load_predictor` for what
+        it answers); UserError when the run has not finished or its task predicts table rows instead."""
+        from backend.serving.generation_settings import parse_run_id
+        from backend.serving.startup import load_model_stack
+
+        run = self.get_run(parse_run_id(run_id))
+        task = get_task(run.task)
+        if run.status != "succeeded" or not run.output_dir:
+            raise UserError(f"Run #{run.id} is {run.status}; only succeeded runs can predict.")
+        if task.load_predictor is None:
+            raise UserError(f"Run #{run.id} is a {task.model_noun}: give it rows of a table to predict.")
+        load_model_stack()  # torch and transformers load on first use, one thread at a time
+        return task.load_predictor(Path(run.output_dir))
 
     def language_model_folder(self, run_id) -> Path:
         """The model folder of a succeeded run that generates text; UserError saying which run to pick."""
@@ -159,9 +174,8 @@ class Services:
 
     def table_form(self, run_id) -> list[dict]:
         """The input columns of a table model, with their kinds and observed ranges or values (for a form)."""
-        from backend.tasks.tabular.serving import form_fields
-
-        return form_fields(self.table_model_folder(run_id))
+        folder = self.table_model_folder(run_id)
+        return get_task(self.repo.get_run(int(run_id)).task).input_form(folder)
 
     def predict_rows(self, run_id, rows: list[dict]) -> list[dict]:
         """A table model's prediction for each row given as {column: value}."""

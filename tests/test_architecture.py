@@ -143,3 +143,38 @@ def test_only_app_and_ui_import_gradio():
         names = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
         names |= {(node.module or "").split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
         assert "gradio" not in names, f"{path.relative_to(ROOT)} imports gradio"
+
+
+# The text-task trainers still live in the training core and build their in-memory predictor from
+# the model they just trained (the training helper moves them into their task packages).
+PREDICTOR_IMPORT_ALLOWED = ("backend.training.epochs", "backend.training.windows")
+
+
+def predictor_modules() -> set[str]:
+    """The modules the tasks predict through (their predictor, generator, row and form entries)."""
+    from backend.tasks.registry import TASKS
+
+    fields = ("load_predictor", "predict_rows", "predict_table", "input_form")
+    return {entry.module for task in TASKS.values() for entry in (getattr(task, f) for f in fields) if entry}
+
+
+def direct_predictor_imports(graph: dict[str, set[str]], modules: set[str]) -> list[str]:
+    """Modules outside backend/tasks that import a task's predictor module instead of asking the task."""
+    return sorted(f"{module} imports {target}" for module, targets in graph.items()
+                  if not module.startswith("backend.tasks") and module not in PREDICTOR_IMPORT_ALLOWED
+                  for target in targets & modules)
+
+
+def test_predictors_come_from_the_task():
+    """ui/, app.py and backend/ outside the tasks get a predictor from `Task.load_predictor` (or predict_rows)."""
+    modules = predictor_modules()
+    assert {"backend.tasks.text_classification.predictor", "backend.tasks.text_generation.generator"} <= modules
+    hits = direct_predictor_imports(import_graph(), modules)
+    assert not hits, "ask the task (Task.load_predictor, Services.load_predictor) instead:\n" + "\n".join(hits)
+
+
+def test_the_predictor_check_finds_a_direct_import():
+    graph = {"ui.playground_tab": {"backend.tasks.text_classification.predictor"},
+             "backend.tasks.text_classification.task": {"backend.tasks.text_classification.predictor"}}
+    assert direct_predictor_imports(graph, predictor_modules()) == [
+        "ui.playground_tab imports backend.tasks.text_classification.predictor"]

@@ -9,7 +9,7 @@ import gradio as gr
 
 from backend.services import Services
 from backend.settings import Settings
-from backend.startup import device_if_loaded
+from backend.serving.startup import device_if_loaded
 from ui.data_tab import build_data_tab, on_page_load
 from ui.playground_tab import build_playground_tab, on_pick_run, on_refresh_runs, predictions_dir
 from ui.runs_tab import TITLE_JS, build_runs_tab, on_refresh_list, watch_runs

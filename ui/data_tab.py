@@ -8,8 +8,10 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from backend.corpus_overview import corpus_overview
-from backend.data.store import IngestOptions, ingest_summary, load_split, read_table, suggest_columns
+from backend.data.corpus_overview import corpus_overview
+from backend.data.columns import suggest_columns
+from backend.data.reading import read_table
+from backend.data.store import IngestOptions, ingest_summary, load_split
 from backend.data.uploads import discard_upload
 from backend.services import Services, default_task, get_task, list_tasks
 from ui.errors import shows_errors, unchanged

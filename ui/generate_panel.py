@@ -20,7 +20,6 @@ from pydantic import ValidationError
 from backend.errors import UserError
 from backend.serving.generation_settings import MAX_NEW_TOKENS, GenerationSettings, check_prompt
 from backend.services import NotFound, Services
-from backend.startup import load_model_stack
 from ui.errors import user_message
 
 log = logging.getLogger(__name__)
@@ -119,10 +118,8 @@ def on_generate(services: Services, switches: StopSwitches, run_id, prompt, max_
     settings = read_settings(max_new_tokens, temperature, top_k, top_p, seed)
     try:
         prompt = check_prompt(prompt)
-        load_model_stack()  # torch and transformers load on first use, not at start-up
-        from backend.tasks.text_generation.generator import load_generator
-
-        generator = load_generator(services.language_model_folder(run_id))
+        services.language_model_folder(run_id)  # says why when the run is no finished text generator
+        generator = services.load_predictor(run_id)
         dropped = generator.dropped_characters(prompt)
     except (UserError, NotFound) as exc:
         raise gr.Error(str(exc), print_exception=False) from None

@@ -1,7 +1,7 @@
 """The image task's gradio pieces: the Data tab's zip report (with a thumbnail grid) and the
 Playground's image panel (one picture -> top classes; a zip -> a predictions CSV).
 
-The shared tabs ask the task (`Task.upload_kind`, `Task.panel`, `Task.load_file_predictor`) and
+The shared tabs ask the task (`Task.upload_kind`, `Task.panel`, `Task.load_predictor`) and
 call these; nothing here names a task.
 """
 
@@ -106,10 +106,10 @@ def _predictor(services: Services, run_id):
         raise gr.Error("Pick a finished image run first.", print_exception=False)
     run = services.get_run(parse_run_id(run_id))
     task = get_task(run.task)
-    if task.load_file_predictor is None or run.status != "succeeded" or not run.output_dir:
+    if not task.takes_files or run.status != "succeeded" or not run.output_dir:
         raise gr.Error(f"Run {run.id} is not a finished image classifier; pick one that succeeded.",
                        print_exception=False)
-    return task.load_file_predictor(Path(run.output_dir))
+    return services.load_predictor(run.id)
 
 
 def _classify_failed(message: str):

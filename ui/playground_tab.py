@@ -14,17 +14,15 @@ from functools import partial
 from pathlib import Path
 
 import gradio as gr
-import pandas as pd
 
 from backend.data.store import load_split
 from backend.errors import UserError
 from backend.serving.generation_settings import parse_run_id
 from backend.services import RunRecord, Services, task_of_run
 from backend.settings import Settings
-from backend.startup import load_model_stack
-from ui.downloads import download_when_ready
+from ui.batch_prediction import batch_failed, build_batch_prediction, on_batch_click
 from ui.errors import shows_errors
-from ui.formatting import confusion_html, error_box, predictions_first
+from ui.formatting import confusion_html, predictions_first
 from ui.generate_panel import build_generate_panel
 from ui.image_panels import build_image_panel
 from ui.tabular_panels import build_table_panel
@@ -182,28 +180,21 @@ def on_predict(services: Services, run_id, text: str) -> dict[str, float]:
     if len(text) > MAX_TEXT_CHARS:
         raise gr.Error(f"The text has {len(text):,} characters; the limit is {MAX_TEXT_CHARS:,}. "
                        "Shorten it (the model only reads the first max-length tokens anyway).", print_exception=False)
-    load_model_stack()  # torch and transformers load on first use, not at start-up
-    from backend.tasks.text_classification.predictor import load_predictor
-
-    predictor = load_predictor(_run_folder(services, run_id))
-    return predictor.predict([text])[0]["scores"]
+    _run_folder(services, run_id)  # says why when the run is no finished classifier
+    return services.load_predictor(run_id).predict([text])[0]["scores"]
 
 
-def _batch_failed(message: str):
-    return None, error_box(message), pd.DataFrame(), ""
-
-
-@shows_errors(fallback=_batch_failed)
+@shows_errors(fallback=batch_failed)
 def on_batch(services: Services, run_id, path: str | None):
     """Predict every row of an uploaded file; returns a CSV to download and, with labels, the scores."""
     if not path:
         raise gr.Error("Upload a CSV, TSV or TXT file with one text per row.", print_exception=False)
-    folder = _run_folder(services, run_id)
-    load_model_stack()
+    _run_folder(services, run_id)  # says why when the run is no finished classifier
+    predictor = services.load_predictor(run_id)
     from backend.serving.batch import predict_file
 
     out_dir = fresh_download_folder(services.settings, "predictions")
-    result = predict_file(Path(path), folder, out_dir, settings=services.settings)
+    result = predict_file(Path(path), predictor, out_dir, settings=services.settings)
     summary = f"Predicted **{result.rows:,}** rows from the `{result.text_column}` column."
     confusion = ""
     if result.metrics:
@@ -237,20 +228,9 @@ def build_playground_tab(services: Services) -> tuple[gr.Dropdown, gr.Dataset]:
                 predict_button = gr.Button("Predict", variant="primary", elem_id="predict")
             with gr.Column():
                 label = gr.Label(num_top_classes=5, label="Prediction", elem_id="prediction")
-        with gr.Accordion("Batch prediction", open=False):
-            gr.Markdown("Upload a CSV, TSV or TXT file (one text per row). If it has a label column with the "
-                        "model's classes, you also get accuracy, macro F1 and a confusion matrix.")
-            with gr.Row(equal_height=False):
-                with gr.Column():
-                    batch_file = gr.File(label="File to predict", type="filepath", file_types=BATCH_TYPES,
-                                         height=140, elem_id="batch-file")
-                    batch_button = gr.Button("Predict file", elem_id="predict-file")
-                with gr.Column():
-                    download = gr.File(label="Predictions (CSV)", interactive=False, height=140,
-                                       elem_id="batch-download")
-                    batch_summary = gr.Markdown(elem_id="batch-summary")
-            batch_preview = gr.Dataframe(label="First predictions", interactive=False, max_height=300)
-            batch_confusion = gr.HTML()
+        batch = build_batch_prediction("Upload a CSV, TSV or TXT file (one text per row). If it has a label column "
+                                       "with the model's classes, you also get accuracy, macro F1 and a confusion "
+                                       "matrix.", BATCH_TYPES)
     generation = build_generate_panel(services, run_picker, visible=generates)
     build_image_panel(services, run_picker, partial(fresh_download_folder, services.settings, "predictions"),
                       visible=_panel(first) == "image")
@@ -266,7 +246,5 @@ def build_playground_tab(services: Services) -> tuple[gr.Dropdown, gr.Dataset]:
     predict_button.click(partial(on_predict, services), [run_picker, text], label, api_name="predict",
                          concurrency_limit=4)
     text.submit(partial(on_predict, services), [run_picker, text], label, concurrency_limit=4, **private)
-    download_when_ready(batch_button.click(partial(on_batch, services), [run_picker, batch_file],
-                                           [download, batch_summary, batch_preview, batch_confusion],
-                                           concurrency_limit=1, **private), download)
+    on_batch_click(batch, partial(on_batch, services), run_picker)
     return run_picker, examples

@@ -19,7 +19,7 @@ import pandas as pd
 
 from backend.errors import UserError
 from backend.services import DatasetRecord, Services, get_task
-from ui.downloads import download_when_ready
+from ui.batch_prediction import batch_failed, build_batch_prediction, on_batch_click
 from ui.errors import shows_errors
 from ui.formatting import confusion_html, error_box
 
@@ -238,11 +238,7 @@ def form_input(field: dict):
                       elem_classes=["ms-date"])
 
 
-def _batch_failed(message: str):
-    return None, error_box(message), pd.DataFrame(), ""
-
-
-@shows_errors(fallback=_batch_failed)
+@shows_errors(fallback=batch_failed)
 def on_table_batch(services: Services, download_folder, run_id, path: str | None):
     """Predict every row of an uploaded table; a CSV to download and, with the target column, the scores.
 
@@ -283,20 +279,9 @@ def build_table_panel(services: Services, run_picker: gr.Dropdown, visible: bool
             with gr.Column():
                 prediction = gr.Label(num_top_classes=5, label="Prediction", elem_id="table-prediction")
                 number = gr.Markdown(elem_id="table-number")
-        with gr.Accordion("Batch prediction", open=False):
-            gr.Markdown("Upload a CSV, xlsx or Parquet file with the model's input columns (one row each). If it "
-                        "also has the target column, you get the scores too.")
-            with gr.Row(equal_height=False):
-                with gr.Column():
-                    batch_file = gr.File(label="File to predict", type="filepath", file_types=TABLE_FILE_TYPES,
-                                         height=140, elem_id="table-batch-file")
-                    batch_button = gr.Button("Predict file", elem_id="table-predict-file")
-                with gr.Column():
-                    download = gr.File(label="Predictions (CSV)", interactive=False, height=140,
-                                       elem_id="table-batch-download")
-                    batch_summary = gr.Markdown(elem_id="table-batch-summary")
-            batch_preview = gr.Dataframe(label="First predictions", interactive=False, max_height=300)
-            batch_confusion = gr.HTML()
+        batch = build_batch_prediction("Upload a CSV, xlsx or Parquet file with the model's input columns (one row "
+                                       "each). If it also has the target column, you get the scores too.",
+                                       TABLE_FILE_TYPES, elem_prefix="table-")
 
     with form_area:
         @gr.render(inputs=run_picker)
@@ -313,10 +298,7 @@ def build_table_panel(services: Services, run_picker: gr.Dropdown, visible: bool
                          [run_picker, *inputs], [prediction, number], **private)
         keep_render_private()
 
-    predict_file = partial(on_table_batch, services, download_folder)
-    download_when_ready(batch_button.click(predict_file, [run_picker, batch_file],
-                                           [download, batch_summary, batch_preview, batch_confusion],
-                                           concurrency_limit=1, **private), download)
+    on_batch_click(batch, partial(on_table_batch, services, download_folder), run_picker)
     run_picker.change(partial(on_show_table_panel, services), run_picker, [panel, prediction, number], **private)
     return TablePanel(panel=panel, prediction=prediction, number=number)
 

@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from backend.config import (TEMPLATE_TRAINING_FIELDS, TrainConfig, default_config, preset_config, template_classes,
                             template_description, templates_of)
 from backend.services import Services, default_task, get_task, list_tasks, task_names, task_of_template
-from backend.startup import load_model_stack
+from backend.serving.startup import load_model_stack
 from ui.downloads import download_when_ready
 from ui.errors import shows_errors
 from ui.formatting import dataset_choices, error_box, format_bytes, format_seconds
@@ -323,7 +323,7 @@ def on_launch(services: Services, dataset_id, task, kind, name, *values):
 @shows_errors(fallback=lambda message: (None, error_box(message)))
 def on_save_config(services: Services, dataset_id, task, kind, name, *values):
     """Write the form's config as a JSON file to download, and show the equivalent CLI command."""
-    from backend.config_files import cli_command, save_config
+    from backend.training.config_files import cli_command, save_config
     from ui.playground_tab import fresh_download_folder
 
     config = build_config(dataset_id, task, kind, name, list(values))
@@ -335,7 +335,7 @@ def on_save_config(services: Services, dataset_id, task, kind, name, *values):
 def on_show_command(services: Services, dataset_id, task, kind, name, *values):
     """The `python app.py train ...` command that launches the same run from a shell, and the exact
     `accelerate launch` command the app starts the run's worker with."""
-    from backend.config_files import cli_command
+    from backend.training.config_files import cli_command
 
     values, gpus = _form_and_gpus(services, values)
     command = cli_command(build_config(dataset_id, task, kind, name, values))
@@ -356,7 +356,7 @@ def _load_failed(message: str):
 @shows_errors(fallback=_load_failed)
 def on_load_config(services: Services, path):
     """Fill the form from a saved config file; a file that is not one gets a message and changes nothing."""
-    from backend.config_files import load_config
+    from backend.training.config_files import load_config
 
     if not path:
         return (*[gr.skip()] * (4 + len(form_fields())), "")

@@ -143,6 +143,12 @@ def column_type(arrow_type: pa.DataType) -> str:
     return "string"
 
 
+def read_details(read: TableRead) -> dict:
+    """What the reader learnt about the file, for the report."""
+    return {"format": read.format, "encoding": read.encoding, "delimiter": read.delimiter,
+            "quoting": read.quoting, "ragged_rows": read.ragged_rows}
+
+
 def typed_table(read: TableRead) -> pa.Table:
     """The file's columns in their own types (see the module docstring); names as in `read.table`."""
     if read.typed is not None:

@@ -33,7 +33,7 @@ from backend.errors import Cancelled
 from backend.jobs.launch import SUPERVISOR_PID, SUPERVISOR_STARTED
 from backend.jobs.processes import is_alive
 from backend.jobs.reporting import HEARTBEAT_EVERY_S, explain, has_checkpoint, log_line, record_progress
-from backend.log_format import configure_logging
+from backend.jobs.log_format import configure_logging
 from backend.settings import Settings
 from storage.database import make_engine, make_sessions
 from storage.repository import Repository

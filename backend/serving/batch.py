@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from backend.data.store import suggest_columns
+from backend.data.columns import suggest_columns
 from backend.errors import UserError
-from backend.tasks.text_classification.predictor import load_predictor
 from backend.tasks.text_classification.metrics import classification_metrics
 from backend.data.reading import read_table
 from backend.settings import Settings
@@ -30,14 +29,14 @@ class BatchResult:
     metrics: dict | None
 
 
-def predict_file(path: Path, model_dir: Path, out_dir: Path, *, settings: Settings,
+def predict_file(path: Path, predictor, out_dir: Path, *, settings: Settings,
                  text_column: str | None = None) -> BatchResult:
-    """Predict each row of `path` with the model in `model_dir`; writes predictions.csv into `out_dir`."""
+    """Predict each row of `path` with a classifier's predictor (`.predict(texts)`, `.labels`, as its task
+    loads it); writes <name>-predictions.csv into `out_dir`."""
     frame = read_table(path, max_bytes=settings.max_upload_bytes, max_rows=settings.max_rows,
                        max_columns=settings.max_columns).frame
     if frame.empty:
         raise UserError(f"{path.name} has no rows to predict. Upload a file with one text per row.")
-    predictor = load_predictor(model_dir)
     suggested_text, suggested_label = suggest_columns(frame)
     text_column = text_column or suggested_text
     if text_column is None or text_column not in frame.columns:

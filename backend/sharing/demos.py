@@ -19,7 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from backend.errors import UserError
-from backend.startup import load_model_stack
+from backend.serving.startup import load_model_stack
 from backend.tasks.registry import get_task
 from storage.models import utcnow
 from storage.records import DemoRecord, RunRecord
@@ -172,9 +172,7 @@ def demo_predict(repo: Repository, token: str | None, text: str | None) -> dict[
     if not text.strip():
         raise UserError("Type a text to classify first.")
     load_model_stack()  # torch loads only when a demo is used, in one thread at a time
-    from backend.tasks.text_classification.predictor import load_predictor
-
-    return load_predictor(target.model_dir).predict([text])[0]["scores"]
+    return get_task(target.run.task).load_predictor(target.model_dir).predict([text])[0]["scores"]
 
 
 IMAGE_DEMO = "This demo classifies images: send an image to its classify_image endpoint."
@@ -192,10 +190,10 @@ def _table_target(repo: Repository, token: str | None) -> tuple[DemoTarget, obje
 
 
 def demo_table_form(repo: Repository, token: str | None) -> list[dict]:
-    """The input columns of the token's table model, for the demo page's form (see Task.form_fields)."""
+    """The input columns of the token's table model, for the demo page's form (see Task.input_form)."""
     target, task = _table_target(repo, token)
     load_model_stack()  # reading the model loads torch: only when a demo is used, in one thread at a time
-    return task.form_fields(target.model_dir)
+    return task.input_form(target.model_dir)
 
 
 def demo_predict_row(repo: Repository, token: str | None, row: dict | str | None) -> dict:
@@ -224,14 +222,14 @@ def demo_predict_file(repo: Repository, token: str | None, data: bytes | None,
     """Class probabilities of one file (an image) from the token's model that reads files."""
     target = open_demo(repo, token)
     task = get_task(target.run.task)
-    if task.load_file_predictor is None:
+    if not task.takes_files:
         if task.reads_rows:
             raise UserError(TABLE_DEMO)
         raise UserError("This demo reads text: send a text to its predict endpoint instead of a file.")
     if not data:
         raise UserError("Upload an image first.")
     load_model_stack()  # torch loads only when a demo is used, in one thread at a time
-    return task.load_file_predictor(target.model_dir).predict_files([data], [name])[0]["scores"]
+    return task.load_predictor(target.model_dir).predict_files([data], [name])[0]["scores"]
 
 
 def demo_stream(repo: Repository, token: str | None, prompt: str | None, *, max_new_tokens: int = 200,
@@ -250,9 +248,7 @@ def demo_stream(repo: Repository, token: str | None, prompt: str | None, *, max_
     if not 1 <= max_new_tokens <= MAX_DEMO_NEW_TOKENS:
         raise UserError(f"Length must be between 1 and {MAX_DEMO_NEW_TOKENS} tokens (got {max_new_tokens}).")
     load_model_stack()  # torch loads only when a demo is used, in one thread at a time
-    from backend.tasks.text_generation.generator import load_generator
-
-    generator = load_generator(target.model_dir)
+    generator = get_task(target.run.task).load_predictor(target.model_dir)
     checked = [time.monotonic()]
 
     def stopped() -> bool:

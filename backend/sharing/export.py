@@ -423,7 +423,7 @@ def model_labels(folder: Path) -> list[str]:
 
 def check_loads(folder: Path, task: str) -> None:
     """Load the model once from safetensors (no cache), so a broken archive fails before it is recorded."""
-    from backend.startup import load_model_stack
+    from backend.serving.startup import load_model_stack
 
     load_model_stack()  # one thread at a time imports torch and transformers
     try:

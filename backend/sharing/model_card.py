@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from backend.config import TrainConfig
@@ -20,6 +21,34 @@ def settings_rows(config: TrainConfig) -> list[str]:
     settings = config.model_dump(exclude={"template", "name", "dataset_id", "task"})
     settings.update({f"template.{key}": value for key, value in config.template.model_dump().items()})
     return [f"| {key} | {value} |" for key, value in settings.items()]
+
+
+def training_section(config: TrainConfig, best_metric_label: str, best_step: int, stop_reason: str) -> list[str]:
+    """The card's Training section: which step's model it is, why training ended, and every setting."""
+    return ["## Training", "",
+            f"- Best model from step {best_step}, chosen by {best_metric_label}; training ended: "
+            f"{stop_reason.replace('_', ' ')}", "",
+            "| setting | value |", "|---|---|", *settings_rows(config)]
+
+
+def metrics_section(metrics: dict, rows: Sequence[tuple[str, str]]) -> list[str]:
+    """The card's Validation metrics table: one row per (metric key, label) that `metrics` holds."""
+    return ["## Validation metrics", "", "| metric | value |", "|---|---|",
+            *(f"| {label} | {metrics[key]:.4f} |" for key, label in rows if key in metrics)]
+
+
+CLASSIFICATION_METRICS = ("accuracy", "macro_precision", "macro_recall", "macro_f1", "loss")
+
+
+def classification_metrics_section(metrics: dict) -> list[str]:
+    """A classifier's Validation metrics: the overall scores, then precision / recall / F1 per class."""
+    lines = metrics_section(metrics, [(key, key) for key in CLASSIFICATION_METRICS])
+    per_class = metrics.get("per_class", {})
+    if per_class:
+        lines += ["", "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+        lines += [f"| {label} | {row['precision']:.4f} | {row['recall']:.4f} | {row['f1']:.4f} | {row['support']} |"
+                  for label, row in per_class.items()]
+    return lines
 
 
 def render_model_card(config: TrainConfig, dataset: DatasetRecord, metrics: dict, *, best_step: int = 0,

@@ -131,7 +131,7 @@ def space_readme(run: RunRecord, title: str, emoji: str, color_from: str, color_
 def example_values(run: RunRecord) -> list[str]:
     """A Python literal per input column of a table model, for a call example: a value seen in training."""
     values = []
-    for field in get_task(run.task).form_fields(model_folder(run)):
+    for field in get_task(run.task).input_form(model_folder(run)):
         if field.get("choices"):
             values.append(repr(field["choices"][0]))
         elif "mean" in field:

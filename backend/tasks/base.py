@@ -45,6 +45,11 @@ class Entry:
     def __repr__(self) -> str:
         return f"Entry({self.path!r})"
 
+    @property
+    def module(self) -> str:
+        """The module the function lives in (imported with the function, on first call)."""
+        return self.path.partition(":")[0]
+
 
 @dataclass(frozen=True)
 class TrainPreset:
@@ -57,9 +62,23 @@ class TrainPreset:
     note: str = ""                    # where the values come from, what they need (shown under the picker)
 
 
+# The quality chart of a classifier (text or image): progress key -> label.
+CLASSIFICATION_CURVES = {"eval_accuracy": "accuracy", "eval_macro_f1": "macro F1",
+                         "eval_macro_precision": "macro precision", "eval_macro_recall": "macro recall"}
+
+
+def no_hub_folder(model_config: dict, base_model: str) -> None:
+    """`Task.infer_settings` of a task whose models are never Hugging Face folders: nothing to infer."""
+    return None
+
+
 @dataclass(frozen=True, eq=False)
 class Task:
-    """Everything the code outside `backend/tasks/` needs to know about one task."""
+    """Everything the code outside `backend/tasks/` needs to know about one task.
+
+    The defaults describe a classifier of texts scored by macro F1 (the first task); a task states
+    only where it differs.
+    """
 
     name: str                        # stored with datasets and runs, e.g. "text-classification"
     label: str                       # what the Train tab and the CLI show
@@ -68,23 +87,25 @@ class Task:
     templates: tuple[type[TemplateConfig], ...]  # in the order the Train tab offers them
     default_template: str            # the kind the Train tab opens on
     panel: Panel                     # which Playground / demo / Space panel renders its models
-    pipeline_tag: str                # the Hugging Face pipeline that loads an exported model
-    needs_label_column: bool         # a dataset needs a label (target) column besides the text
-    best_metric: str                 # validation metric that picks the best checkpoint
-    best_metric_label: str
-    higher_is_better: bool
-    quality_curves: Mapping[str, str]  # progress key -> label of the Runs tab's quality chart
-    quality_range: tuple[float | None, float | None]  # y-axis of that chart (None = free)
-    uses_max_length: bool            # TrainConfig.max_length applies (else the template's block_size)
-    uses_max_steps: bool             # TrainConfig.max_steps applies
-    exports_labels: bool             # an exported / imported model carries class names
     prepare: Callable[..., Any]      # (path, options, validation_path, *, max_bytes, max_rows) -> PreparedDataset
     train: Callable[..., Any]        # (config, dataset, output_dir, on_progress, should_stop, resume, accelerator) -> TrainResult
     estimate: Callable[..., Any]     # (config, dataset) -> Estimate
     load_model: Callable[..., Any]   # (folder) -> the model, for checking an imported archive
     render_card: Callable[..., Any]  # (config, dataset, metrics, *, best_step, stop_reason) -> Markdown
-    infer_settings: Callable[..., Any]  # (config.json dict, base model) -> TrainConfig fields (template, ...),
-                                        # or None when the folder is not this task's model (imports)
+    # The Hugging Face pipeline that loads an exported model; "" = the task's name (the Hub's names are ours).
+    pipeline_tag: str = ""
+    needs_label_column: bool = True  # a dataset needs a label (target) column besides its inputs
+    best_metric: str = "macro_f1"    # validation metric that picks the best checkpoint
+    best_metric_label: str = "validation macro F1"
+    higher_is_better: bool = True
+    quality_curves: Mapping[str, str] = field(default_factory=lambda: dict(CLASSIFICATION_CURVES))  # Runs tab chart
+    quality_range: tuple[float | None, float | None] = (0, 1)  # y-axis of that chart (None = free)
+    uses_max_length: bool = False    # TrainConfig.max_length applies (else the template's block_size)
+    uses_max_steps: bool = False     # TrainConfig.max_steps applies
+    exports_labels: bool = False     # an exported / imported model carries class names in its config.json
+    # (config.json dict, base model) -> TrainConfig fields (template, ...), or None when the folder is
+    # not this task's model (imports).
+    infer_settings: Callable[..., Any] = no_hub_folder
     training_defaults: Mapping[str, Mapping[str, float | int]] = field(default_factory=dict)  # per template kind
     takes_files: bool = False        # its models read a file (an image), so its demo page may upload one
     stores_corpus: bool = False      # a dataset is one text per split: the Data tab reports it as a corpus
@@ -93,17 +114,21 @@ class Task:
     headline_format: str = "{label} {value:.3f}"  # how that score reads ("macro F1 0.956")
     headline_label: str = "macro F1"
     presets: tuple[TrainPreset, ...] = ()  # settings the Train tab offers to fill in at once
-    # Tasks whose datasets and models are files rather than text (image classification, issue 14):
-    # what the Data tab asks for, and how a finished run's folder becomes a predictor of files.
+    # How a finished run's folder becomes a predictor, cached (a few at a time) until its weights change.
+    # What the predictor answers follows the task's panel: "classify" -> .predict(texts), .labels;
+    # "generate" -> .stream(prompt, ...), .generate(prompt, ...), .dropped_characters(prompt);
+    # "image" -> .predict_files(list[bytes]), .predict_paths(paths), .predict_zip(path).
+    # None: the task predicts through `predict_rows` / `predict_table` instead (tables).
+    load_predictor: Callable[..., Any] | None = None   # (model folder) -> predictor
+    # Tasks whose datasets are files rather than text (image classification, issue 14): what the Data tab asks for.
     upload_kind: Literal["table", "image-zip"] = "table"
-    load_file_predictor: Callable[..., Any] | None = None  # (folder) -> .predict_files(list[bytes]), .predict_zip(path)
     # Tables (issue 15): a task whose models read a row of named, typed columns instead of one text.
     # The Data tab then shows the table report and the target picker, the Playground a form per
     # column, and `predict --file/--json-rows` goes through these two entries.
     reads_rows: bool = False
     predict_rows: Callable[..., Any] | None = None   # (model folder, [ {column: value} ]) -> [ {"prediction", ...} ]
     predict_table: Callable[..., Any] | None = None  # (model folder, table file, out folder) -> TablePredictions
-    form_fields: Callable[..., Any] | None = None    # (model folder) -> [ {"column", "kind", "choices" | "minimum", ...} ]
+    input_form: Callable[..., Any] | None = None     # (model folder) -> one field per input column, for a form
     # Which files make up a saved model, for export and import (tables: a LightGBM text model or
     # safetensors, beside template.json and preprocessing.json; no config.json).
     weights_files: tuple[str, ...] = ("model.safetensors",)  # a model holds one of these
@@ -112,6 +137,10 @@ class Task:
     # TrainConfig fields this task's training never reads: the Train tab hides them for it (tables
     # train with LightGBM or their own loop: no warm-up, accumulation, clipping, compile, step evals).
     ignored_settings: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.pipeline_tag:
+            object.__setattr__(self, "pipeline_tag", self.name)  # frozen: set once, here
 
     @property
     def template_kinds(self) -> tuple[str, ...]:
@@ -123,6 +152,16 @@ class Task:
         if self.uses_max_length:
             return f"max_length (now {config.max_length})"
         return f"block_size (now {getattr(config.template, 'block_size', '?')})"
+
+
+def architectures(model_config: dict) -> list[str]:
+    """The model classes a Hugging Face config.json names (for `infer_settings`)."""
+    return [str(name) for name in model_config.get("architectures") or []]
+
+
+def has_architecture(model_config: dict, *suffixes: str) -> bool:
+    """Whether config.json names a model class ending in one of `suffixes` ("ForSequenceClassification")."""
+    return any(name.endswith(suffixes) for name in architectures(model_config))
 
 
 def clamp_length(requested: int, *limits: int | None) -> int:

@@ -124,7 +124,7 @@ def test_batch_predictions_csv_has_no_formulas(served, tmp_path):
             ["a good day", "6"]]
     with path.open("w", newline="", encoding="utf-8") as handle:
         csv.writer(handle).writerows(rows)
-    result = predict_file(path, _model_folder(served), tmp_path / "out", settings=served.settings,
+    result = predict_file(path, served.services.load_predictor(served.run_id), tmp_path / "out", settings=served.settings,
                           text_column="text")
     with result.csv_path.open(newline="", encoding="utf-8") as handle:
         written = list(csv.reader(handle))

@@ -33,7 +33,8 @@ def _in_time(function, *args, **kwargs):
 
 def test_wide_json_record_is_refused_quickly(tmp_path, settings, repo):
     """One record of 100,000 keys (1.7 MB): refused with a message naming the column limit, ingest and preview."""
-    from backend.data.store import IngestOptions, ingest, read_table
+    from backend.data.reading import read_table
+    from backend.data.store import IngestOptions, ingest
 
     path = tmp_path / "wide.json"
     path.write_text(json.dumps([{f"column_{i}": "x" for i in range(100_000)}]), encoding="utf-8")
@@ -62,7 +63,7 @@ def test_column_suggestion_is_linear_in_columns():
     """2,000 columns of a 2,000-row preview are profiled in one pass (the old per-column pandas path took ~11 s)."""
     import pandas as pd
 
-    from backend.data.store import suggest_columns
+    from backend.data.columns import suggest_columns
 
     frame = pd.DataFrame({f"c{i}": [f"v{j % 3}" for j in range(2000)] for i in range(1999)})
     frame["review_text"] = [f"a long review number {j}" for j in range(2000)]

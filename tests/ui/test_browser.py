@@ -31,7 +31,7 @@ def free_port() -> int:
 def app_url(services):
     from ui.app import build_app, launch_kwargs
 
-    from backend.startup import start_in_background
+    from backend.serving.startup import start_in_background
 
     services.runner.start()
     demo = build_app(services)

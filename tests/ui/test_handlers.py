@@ -10,6 +10,7 @@ import pytest
 
 from backend.config import TrainConfig, apply_overrides, default_config, template_classes
 from backend.data.store import load_split
+from backend.errors import UserError
 from backend.tasks.text_classification.predictor import load_predictor
 from tests.ui.conftest import TINY_LSTM_VALUES, form_values
 from ui import data_tab, playground_tab, runs_tab, train_tab
@@ -246,6 +247,11 @@ def test_playground_refuses_unfinished_runs_and_huge_texts(services, toy_csv):
     with pytest.warns(UserWarning, match="only succeeded runs"):
         download, summary, _, _ = playground_tab.on_batch(services, run_id, "missing.csv")
     assert download is None and "ms-error" in summary
+    # The service every predictor comes through says the same to the CLI and the demo pages.
+    with pytest.raises(UserError, match=f"Run #{run_id} is [a-z]+; only succeeded runs can predict"):
+        services.load_predictor(run_id)
+    with pytest.raises(UserError, match="is not a run id"):
+        services.load_predictor("latest")
 
 
 @pytest.mark.e2e

@@ -15,7 +15,7 @@ def test_building_the_ui_imports_no_torch_or_transformers():
 
 
 def test_the_model_stack_loads_on_first_use_and_names_the_device(settings):
-    from backend import startup
+    from backend.serving import startup
 
     assert startup.detect_device(settings.model_copy(update={"device": "cpu"})) == "CPU"
     assert "torch" in sys.modules and startup.device_if_loaded(settings) == "CPU"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from backend.config import TrainConfig
-from backend.sharing.model_card import front_matter, settings_rows
+from backend.sharing.model_card import classification_metrics_section, front_matter, training_section
 from backend.tasks.image_classification.task import TASK
 from storage.records import DatasetRecord
 
@@ -22,19 +22,9 @@ def render_card(config: TrainConfig, dataset: DatasetRecord, metrics: dict, *, b
              "## Data", "",
              f"- Dataset: **{dataset.name}** ({dataset.train_rows} training images, "
              f"{dataset.validation_rows} validation images)", "",
-             "## Training", "",
-             f"- Best model from step {best_step}, chosen by {TASK.best_metric_label}; training ended: "
-             f"{stop_reason.replace('_', ' ')}", "",
-             "| setting | value |", "|---|---|", *settings_rows(config),
-             "", "## Validation metrics", "", "| metric | value |", "|---|---|"]
-    lines += [f"| {key} | {metrics[key]:.4f} |" for key in ("accuracy", "macro_precision", "macro_recall",
-                                                            "macro_f1", "loss") if key in metrics]
-    per_class = metrics.get("per_class", {})
-    if per_class:
-        lines += ["", "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
-        lines += [f"| {label} | {row['precision']:.4f} | {row['recall']:.4f} | {row['f1']:.4f} | {row['support']} |"
-                  for label, row in per_class.items()]
-    lines += ["", "## How to use", ""]
+             *training_section(config, TASK.best_metric_label, best_step, stop_reason), "",
+             *classification_metrics_section(metrics), "",
+             "## How to use", ""]
     if hugging_face:
         lines += ["With Hugging Face transformers:", "", "```python", "from transformers import pipeline", "",
                   'classifier = pipeline("image-classification", model="path/to/this/folder")',

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from backend.tasks.base import Entry, Task
+from backend.tasks.base import Entry, Task, has_architecture
 from backend.tasks.image_classification.config import CnnTemplate, PretrainedImageTemplate
 
 
@@ -10,8 +10,7 @@ def infer_settings(model_config: dict, base_model: str) -> dict | None:
     """The settings of an imported model folder, from its config.json; None when it is not an image classifier."""
     if model_config.get("model_kind") == "modelsmith-image-cnn":  # model.CNN_KIND (not imported: torch)
         return {"template": CnnTemplate.model_validate(model_config["template"])}
-    architectures = [str(a) for a in model_config.get("architectures") or []]
-    if any(a.endswith("ForImageClassification") for a in architectures):
+    if has_architecture(model_config, "ForImageClassification"):
         return {"template": PretrainedImageTemplate(base_model=base_model)}
     return None
 
@@ -24,16 +23,7 @@ TASK = Task(
     templates=(CnnTemplate, PretrainedImageTemplate),
     default_template="cnn",
     panel="image",
-    pipeline_tag="image-classification",
     needs_label_column=False,  # the labels are the zip's folder names: there is no column to pick
-    best_metric="macro_f1",
-    best_metric_label="validation macro F1",
-    higher_is_better=True,
-    quality_curves={"eval_accuracy": "accuracy", "eval_macro_f1": "macro F1",
-                    "eval_macro_precision": "macro precision", "eval_macro_recall": "macro recall"},
-    quality_range=(0, 1),
-    uses_max_length=False,
-    uses_max_steps=False,
     exports_labels=True,
     takes_files=True,
     length_title="Image width (pixels)",
@@ -50,5 +40,5 @@ TASK = Task(
         "vit": {"learning_rate": 5e-5, "epochs": 3},
     },
     upload_kind="image-zip",
-    load_file_predictor=Entry("backend.tasks.image_classification.predictor:cached_image_predictor"),
+    load_predictor=Entry("backend.tasks.image_classification.predictor:cached_image_predictor"),
 )

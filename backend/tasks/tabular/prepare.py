@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from backend.data.store import PreparedDataset, resolve_column
+from backend.data.columns import resolve_column
+from backend.data.store import PreparedDataset
 from backend.errors import UserError, listing, shorten
 from backend.tasks.tabular.columns import (INPUT_KINDS, TableSchema, TableSpec, TabularTask, default_spec,
                                            infer_schema, suggest_task)

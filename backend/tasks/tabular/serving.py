@@ -8,7 +8,6 @@ prediction. When the file also holds the target column, the predictions are scor
 from __future__ import annotations
 
 import functools
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,6 @@ from backend.tasks.tabular.reading import read_table
 log = logging.getLogger(__name__)
 
 PREVIEW_ROWS = 20
-MAX_JSON_ROWS = 10_000
 
 
 @dataclass(frozen=True)
@@ -51,22 +49,6 @@ def load_tabular(folder) -> TabularModel:
 @functools.lru_cache(maxsize=4)
 def _cached(folder: str, stamp: int) -> TabularModel:
     return TabularModel.load(folder)
-
-
-def parse_json_rows(text: str) -> list[dict]:
-    """Rows from JSON text: one object, or a list of objects; UserError saying what is wrong otherwise."""
-    try:
-        rows = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UserError(f"The rows are not valid JSON ({exc.msg} at character {exc.pos}). Write them like "
-                        '[{"age": 39, "workclass": "State-gov"}].') from None
-    rows = [rows] if isinstance(rows, dict) else rows
-    if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
-        raise UserError('Give the rows as a JSON object or a list of objects, e.g. [{"age": 39, "workclass": '
-                        '"State-gov"}].')
-    if len(rows) > MAX_JSON_ROWS:
-        raise UserError(f"{len(rows):,} rows given; at most {MAX_JSON_ROWS:,} at once. Use --file for more.")
-    return rows
 
 
 def predict_rows(folder, rows: list[dict]) -> list[dict]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from backend.config import TrainConfig
-from backend.sharing.model_card import front_matter, settings_rows
+from backend.sharing.model_card import classification_metrics_section, front_matter, training_section
 from backend.tasks.text_classification.task import TASK
 from storage.records import DatasetRecord
 
@@ -27,21 +27,9 @@ def render_card(config: TrainConfig, dataset: DatasetRecord, metrics: dict, *, b
              f"- Dataset: **{dataset.name}** ({dataset.train_rows} training rows, "
              f"{dataset.validation_rows} validation rows)",
              f"- Columns: text from `{dataset.text_column}`, label from `{dataset.label_column}`", "",
-             "## Training", "",
-             f"- Best model from step {best_step}, chosen by {TASK.best_metric_label}; training ended: "
-             f"{stop_reason.replace('_', ' ')}", "",
-             "| setting | value |", "|---|---|"]
-    lines += settings_rows(config)
-    lines += ["", "## Validation metrics", "", "| metric | value |", "|---|---|"]
-    for key in ("accuracy", "macro_precision", "macro_recall", "macro_f1", "loss"):
-        if key in metrics:
-            lines.append(f"| {key} | {metrics[key]:.4f} |")
-    per_class = metrics.get("per_class", {})
-    if per_class:
-        lines += ["", "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
-        lines += [f"| {label} | {row['precision']:.4f} | {row['recall']:.4f} | {row['f1']:.4f} | {row['support']} |"
-                  for label, row in per_class.items()]
-    lines += ["", "## How to use", ""]
+             *training_section(config, TASK.best_metric_label, best_step, stop_reason), "",
+             *classification_metrics_section(metrics), "",
+             "## How to use", ""]
     if hugging_face:
         lines += ["With Hugging Face transformers:", "", "```python", "from transformers import pipeline", "",
                   'classifier = pipeline("text-classification", model="path/to/this/folder")',

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from backend.tasks.base import Entry, Task
+from backend.tasks.base import Entry, Task, has_architecture
 from backend.tasks.text_classification.configs import LstmTemplate, TransformerScratchTemplate, TransformerTemplate
 
 
@@ -11,8 +11,7 @@ def infer_settings(model_config: dict, base_model: str) -> dict | None:
     if model_config.get("model_kind") == "modelsmith-lstm":
         return {"template": LstmTemplate.model_validate(model_config["template"]),
                 "max_length": int(model_config.get("max_length", 128))}
-    architectures = [str(a) for a in model_config.get("architectures") or []]
-    if any(a.endswith("ForSequenceClassification") for a in architectures):
+    if has_architecture(model_config, "ForSequenceClassification"):
         return {"template": TransformerTemplate(base_model=base_model)}
     return None
 
@@ -25,22 +24,14 @@ TASK = Task(
     templates=(TransformerTemplate, TransformerScratchTemplate, LstmTemplate),
     default_template="lstm",
     panel="classify",
-    pipeline_tag="text-classification",
-    needs_label_column=True,
-    best_metric="macro_f1",
-    best_metric_label="validation macro F1",
-    higher_is_better=True,
-    quality_curves={"eval_accuracy": "accuracy", "eval_macro_f1": "macro F1",
-                    "eval_macro_precision": "macro precision", "eval_macro_recall": "macro recall"},
-    quality_range=(0, 1),
     uses_max_length=True,
-    uses_max_steps=False,
     exports_labels=True,
-    prepare=Entry("backend.data.store:prepare_classification"),
+    prepare=Entry("backend.tasks.text_classification.prepare:prepare_classification"),
     train=Entry("backend.training.epochs:train_classifier"),
     estimate=Entry("backend.training.estimate:estimate_classifier"),
     load_model=Entry("backend.tasks.text_classification.templates:load_model"),
     render_card=Entry("backend.tasks.text_classification.card:render_card"),
+    load_predictor=Entry("backend.tasks.text_classification.predictor:load_predictor"),
     infer_settings=infer_settings,
     # Where a template's usual training settings differ from TrainConfig's defaults (the form
     # switches to them when a template is picked). The LSTM learns every embedding from the user's

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from backend.config import TrainConfig
-from backend.sharing.model_card import front_matter, settings_rows
+from backend.sharing.model_card import front_matter, metrics_section, training_section
 from backend.tasks.text_generation.task import TASK
 from storage.records import DatasetRecord
 
@@ -29,15 +29,9 @@ def render_card(config: TrainConfig, dataset: DatasetRecord, metrics: dict, *, b
              "## Data", "",
              f"- Dataset: **{dataset.name}** (text from `{dataset.text_column}`; the validation part is the "
              "held-out end of the text)", "",
-             "## Training", "",
-             f"- Best model from step {best_step}, chosen by {TASK.best_metric_label}; training ended: "
-             f"{stop_reason.replace('_', ' ')}", "",
-             "| setting | value |", "|---|---|", *settings_rows(config),
-             "", "## Validation metrics", "", "| metric | value |", "|---|---|"]
-    for key, label in (("loss", "loss (nats per token)"), ("perplexity", "perplexity"),
-                       ("bits_per_char", "bits per character"), ("train_loss", "training loss")):
-        if key in metrics:
-            lines.append(f"| {label} | {metrics[key]:.4f} |")
+             *training_section(config, TASK.best_metric_label, best_step, stop_reason), "",
+             *metrics_section(metrics, [("loss", "loss (nats per token)"), ("perplexity", "perplexity"),
+                                        ("bits_per_char", "bits per character"), ("train_loss", "training loss")])]
     lines += ["", "Bits per character compare models with different tokenizers.", "", "## How to use", ""]
     if hugging_face:
         lines += ["With Hugging Face transformers:", "", "```python", "from transformers import pipeline", "",

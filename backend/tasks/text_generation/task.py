@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from backend.tasks.base import Entry, Task
+from backend.tasks.base import Entry, Task, has_architecture
 from backend.tasks.text_generation.configs import LstmLmTemplate, TransformerLmFinetuneTemplate, TransformerLmTemplate
 from backend.tasks.text_generation.presets import NANOGPT_SHAKESPEARE_GPU
 
@@ -11,8 +11,7 @@ def infer_settings(model_config: dict, base_model: str) -> dict | None:
     """The settings of an imported model folder, from its config.json; None when it is not a language model."""
     if model_config.get("model_kind") == "modelsmith-lstm-lm":
         return {"template": LstmLmTemplate.model_validate(model_config["template"])}
-    architectures = [str(a) for a in model_config.get("architectures") or []]
-    if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures):
+    if has_architecture(model_config, "ForCausalLM", "LMHeadModel"):
         positions = int(model_config.get("n_positions") or model_config.get("max_position_embeddings") or 128)
         return {"template": TransformerLmFinetuneTemplate(base_model=base_model, block_size=max(8, min(positions, 1024)))}
     return None
@@ -26,7 +25,6 @@ TASK = Task(
     templates=(LstmLmTemplate, TransformerLmTemplate, TransformerLmFinetuneTemplate),
     default_template="lstm-lm",
     panel="generate",
-    pipeline_tag="text-generation",
     needs_label_column=False,
     best_metric="loss",
     best_metric_label="validation loss",
@@ -35,19 +33,18 @@ TASK = Task(
     # it is exp(validation loss), already drawn, and stays in the metrics and in Compare.
     quality_curves={"eval_bits_per_char": "bits/char"},
     quality_range=(0, None),
-    uses_max_length=False,
     uses_max_steps=True,
-    exports_labels=False,
     stores_corpus=True,
     headline_key="eval_bits_per_char",
     headline_format="{value:.3f} {label}",
     headline_label="bits/char",
     length_title="Line length (characters)",
-    prepare=Entry("backend.data.store:prepare_generation"),
+    prepare=Entry("backend.tasks.text_generation.prepare:prepare_generation"),
     train=Entry("backend.training.windows:train_lm"),
     estimate=Entry("backend.training.estimate:estimate_language_model"),
     load_model=Entry("backend.tasks.text_generation.templates:load_lm"),
     render_card=Entry("backend.tasks.text_generation.card:render_card"),
+    load_predictor=Entry("backend.tasks.text_generation.generator:load_generator"),
     infer_settings=infer_settings,
     # Learning rates from the tiny Shakespeare bench (bench/bench_shakespeare.py).
     training_defaults={

@@ -8,7 +8,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from backend.data.store import read_table, resolve_column, suggest_columns
+from backend.data.columns import resolve_column, suggest_columns
+from backend.data.reading import read_table
 from backend.errors import UserError
 
 LIMITS = {"max_bytes": 50 * 1024 * 1024, "max_rows": 1_000_000}

@@ -55,7 +55,7 @@ def test_an_image_run_exports_as_a_space_that_predicts_like_the_app(services, tm
     classify = image_model.load_image_classifier(space / "model", info)
     probes = [image_bytes(COLOURS["red"], (20, 12), noise_seed=1), image_bytes(COLOURS["blue"], (16, 16), fmt="JPEG"),
               image_bytes(COLOURS["green"], (30, 30), mode="RGBA", noise_seed=2)]
-    in_app = get_task(run.task).load_file_predictor(run.output_dir).predict_files(probes)
+    in_app = get_task(run.task).load_predictor(run.output_dir).predict_files(probes)
     for data, expected in zip(probes, in_app):
         scores = classify(Image.open(io.BytesIO(data)))
         assert np.allclose([scores[label] for label in info["labels"]],

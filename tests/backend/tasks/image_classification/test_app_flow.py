@@ -125,7 +125,7 @@ def test_a_cnn_trains_through_the_runner_with_live_progress_and_predicts(service
     assert list(folder.rglob("model.safetensors")) and list(folder.rglob("modelsmith_image.json"))
     assert "sorts images into 3 classes" in (next(folder.rglob("README.md"))).read_text(encoding="utf-8")
 
-    predictor = get_task(run.task).load_file_predictor(run.output_dir)
+    predictor = get_task(run.task).load_predictor(run.output_dir)
     probe = [image_bytes(COLOURS["green"], noise_seed=99), image_bytes(COLOURS["blue"], (40, 24), fmt="JPEG")]
     answers = predictor.predict_files(probe)
     assert [a["label"] for a in answers] == ["green", "blue"]
@@ -139,7 +139,7 @@ def test_a_cnn_trains_through_the_runner_with_live_progress_and_predicts(service
     imported = services.import_model(exported.path, name="colours again")
     assert imported.run.task == TASK_NAME and imported.run.template == "cnn" and imported.run.status == "succeeded"
     assert imported.labels == sorted(COLOURS)
-    again = get_task(imported.run.task).load_file_predictor(imported.run.output_dir).predict_files(probe)
+    again = get_task(imported.run.task).load_predictor(imported.run.output_dir).predict_files(probe)
     for a, b in zip(answers, again):
         assert np.allclose(list(a["scores"].values()), list(b["scores"].values()), atol=1e-6)
 
@@ -243,7 +243,7 @@ def test_the_pretrained_template_fine_tunes_through_the_runner_and_exports(servi
     assert answer[0]["label"] == "red"
     imported = services.import_model(export_zip(run, tmp_path / "vit.zip").path)
     assert imported.run.template == "vit" and imported.labels == sorted(COLOURS)
-    predictor = get_task(imported.run.task).load_file_predictor(imported.run.output_dir)
+    predictor = get_task(imported.run.task).load_predictor(imported.run.output_dir)
     assert predictor.predict_files([probe])[0]["label"] == "red"
 
 

@@ -49,7 +49,7 @@ def misclassified(repo: Repository, run_id: int, limit: int = 50) -> pd.DataFram
     Scores the first MISCLASSIFIED_ROWS validation texts of the run's dataset with its saved model.
     """
     from backend.data.store import load_split
-    from backend.startup import load_model_stack
+    from backend.serving.startup import load_model_stack
 
     run = repo.get_run(run_id)
     if run.task not in TASKS or TASKS[run.task].panel != "classify":
@@ -60,9 +60,7 @@ def misclassified(repo: Repository, run_id: int, limit: int = 50) -> pd.DataFram
         raise UserError(f"Run #{run.id} was imported: it has no validation set here to check.")
     frame = load_split(repo.get_dataset(run.dataset_id), "validation").head(MISCLASSIFIED_ROWS)
     load_model_stack()
-    from backend.tasks.text_classification.predictor import load_predictor
-
-    predictions = load_predictor(Path(run.output_dir)).predict(frame["text"].astype(str).tolist())
+    predictions = TASKS[run.task].load_predictor(Path(run.output_dir)).predict(frame["text"].astype(str).tolist())
     rows = [{"text": text, "true": str(true), "predicted": p["label"], "confidence": round(p["scores"][p["label"]], 3)}
             for text, true, p in zip(frame["text"], frame["label"], predictions) if p["label"] != str(true)]
     rows.sort(key=lambda row: -row["confidence"])

@@ -16,7 +16,9 @@ from backend.settings import Settings
 
 log = logging.getLogger(__name__)
 
-MODEL_MODULES = ("torch", "transformers", "backend.tasks.text_classification.predictor", "backend.tasks.text_generation.generator", "backend.serving.batch",
+# The text tasks' predictor and generator modules come with the trainers that build them in memory;
+# other tasks' predictors import on first use (Task.load_predictor), after torch and transformers.
+MODEL_MODULES = ("torch", "transformers", "backend.serving.batch",
                  "backend.training.epochs", "backend.training.windows", "backend.training.estimate")
 _lock = threading.Lock()
 _loaded = False
