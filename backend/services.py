@@ -104,6 +104,15 @@ class Services:
         ('' when runs train in this process)."""
         return self.runner.launch_command(gpu_request=gpu_request) if self.runner.uses_processes else ""
 
+    def join_commands(self, run_id: int) -> list[str]:
+        """On a run that spans several machines (MODELSMITH_MACHINES > 1), what to type on each other
+        machine, one per machine rank; empty on one machine."""
+        if self.settings.machines <= 1 or not self.runner.uses_processes:
+            return []
+        from backend.jobs.join import join_command
+
+        return [join_command(run_id, rank) for rank in range(1, self.settings.machines)]
+
     def gpus(self) -> tuple[str, ...]:
         """The GPUs a run may be given (empty on a CPU, or when runs train in this process)."""
         return self.runner.gpus()

@@ -317,7 +317,13 @@ def on_launch(services: Services, dataset_id, task, kind, name, *values):
     queued = [r.id for r in services.queued_runs()]
     where = f"position {queued.index(run_id) + 1}" if run_id in queued else "starting now"
     gr.Info(f"Run #{run_id} queued.")
-    return f"Run **#{run_id}** queued ({where}). Follow it in the **Runs** tab."
+    message = f"Run **#{run_id}** queued ({where}). Follow it in the **Runs** tab."
+    others = services.join_commands(run_id)
+    if others:  # a run over several machines waits for each of them to join
+        lines = "\n".join(others)
+        message += (f"\n\nIt spans {len(others) + 1} machines: on each other machine (same "
+                    f"`MODELSMITH_DATABASE_URL` and `MODELSMITH_HOME`) run its line:\n\n```bash\n{lines}\n```")
+    return message
 
 
 @shows_errors(fallback=lambda message: (None, error_box(message)))

@@ -68,3 +68,27 @@ def test_pick_with_no_gpu_ticked_is_refused_with_a_reason(three_gpus, toy_csv):
                                   *form_values(**TINY_LSTM_VALUES), "pick", [])
     assert "Tick at least one GPU" in message and "ms-error" in message
     assert three_gpus.queued_runs() == []
+
+
+def test_a_run_over_several_machines_says_what_to_start_on_each_other_machine(settings, toy_csv):
+    services = build_services(Settings(home=settings.home, database_url=settings.database_url, launcher="process",
+                                       device="cpu", machines=3, main_process_ip="10.0.0.5", _env_file=None))
+    try:
+        dataset = ingest_toy(services, toy_csv)
+        message = train_tab.on_launch(services, dataset.id, "text-classification", "lstm", "wide",
+                                      *form_values(**TINY_LSTM_VALUES), "all", [])
+        run_id = services.queued_runs()[-1].id
+        assert "spans 3 machines" in message
+        assert f"python app.py join --run {run_id} --machine-rank 1\npython app.py join --run {run_id} " \
+               f"--machine-rank 2" in message
+        words = shlex.split(train_tab.on_show_command(services, dataset.id, "text-classification", "lstm", "",
+                                                      *form_values(**TINY_LSTM_VALUES), "all", [])[1]
+                            .split("```bash\n")[-1].split("\n```")[0])
+        assert words[words.index("--num_machines") + 1] == "3" and "10.0.0.5" in words
+    finally:
+        services.close()
+    one = gpu_services(settings, "", "cpu")  # one machine: nothing to join
+    try:
+        assert one.join_commands(1) == []
+    finally:
+        one.close()
