@@ -78,6 +78,17 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--template", required=True)
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="Override a setting, e.g. --set epochs=2 --set hidden_size=64")
+    train.add_argument("--gpus", help='GPUs for this run: "all", "one" or ids like 0,2 (default: '
+                                      'MODELSMITH_GPUS_PER_RUN of MODELSMITH_GPUS).')
+    train.add_argument("--nodes", type=int, help="Machines the run spans (default MODELSMITH_MACHINES, 1); start "
+                                                 "the others with the `join` command this prints.")
+    train.add_argument("--main-ip", help="Address the other machines reach this one at (default "
+                                         "MODELSMITH_MAIN_PROCESS_IP, else this machine's name).")
+    join = commands.add_parser("join", help="Start this machine's share of a multi-machine run (launched on "
+                                            "machine 0 by the app or `train --nodes M`).")
+    join.add_argument("--run", type=int, required=True)
+    join.add_argument("--machine-rank", type=int, required=True, help="1 to M-1, a different one on each machine.")
+    join.add_argument("--wait", type=float, default=600, help="Seconds to wait for machine 0 to launch the run.")
 
     predict = commands.add_parser("predict", help="Classify texts (or, with an image run, image files; with a "
                                                    "table run, rows) with a finished run.")
@@ -262,11 +273,37 @@ def cmd_train(settings, args):
             raise BadInput(f"--set expects KEY=VALUE, got '{item}'.")
         key, value = item.split("=", 1)
         overrides[key.strip()] = value.strip()
+    settings = _with_machines(settings, args.nodes, args.main_ip)
     services = _services(settings)
     dataset = services.repo.get_dataset(args.dataset)
     config = apply_overrides(default_config(dataset.id, args.template, dataset.task), overrides)
-    run_id = services.runner.submit(config)
+    run_id = services.runner.submit(config, gpus=args.gpus)
+    if settings.machines > 1:
+        from backend.jobs.join import join_command
+
+        sys.stderr.write(f"run {run_id} spans {settings.machines} machines: on each other machine (same "
+                         f"MODELSMITH_DATABASE_URL and MODELSMITH_HOME) run\n  {join_command(run_id)}\n"
+                         f"with --machine-rank 1 to {settings.machines - 1}\n")
     return _run_in_foreground(services, run_id)
+
+
+def _with_machines(settings, nodes: int | None, main_ip: str | None):
+    """The settings with `train --nodes/--main-ip` applied (validated as the environment's would be)."""
+    if nodes is None and main_ip is None:
+        return settings
+    from backend.settings import Settings
+
+    values = settings.model_dump()
+    values.update({k: v for k, v in (("machines", nodes), ("main_process_ip", main_ip)) if v is not None})
+    return Settings.model_validate(values)
+
+
+def cmd_join(settings, args):
+    from backend.jobs.join import join_run
+
+    services = _services(settings)
+    code = join_run(services.repo, settings, args.run, args.machine_rank, timeout_s=args.wait)
+    return {"run_id": args.run, "machine_rank": args.machine_rank, "exit_code": code}, 0 if code == 0 else 1
 
 
 def cmd_resume(settings, args):
@@ -386,7 +423,8 @@ def cmd_import(settings, args):
 
 
 COMMANDS = {"ingest": cmd_ingest, "train": cmd_train, "predict": cmd_predict, "runs": cmd_runs,
-            "resume": cmd_resume, "generate": cmd_generate, "export": cmd_export, "import": cmd_import}
+            "resume": cmd_resume, "join": cmd_join, "generate": cmd_generate, "export": cmd_export,
+            "import": cmd_import}
 
 
 def serve(settings) -> int:

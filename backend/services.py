@@ -99,9 +99,14 @@ class Services:
         """Runs waiting for a worker, in the order they will start."""
         return self.repo.queued_runs()
 
-    def launch_command(self) -> str:
-        """The exact `accelerate launch` command a new run starts with ('' when runs train in this process)."""
-        return self.runner.launch_command() if self.runner.uses_processes else ""
+    def launch_command(self, gpu_request: str | None = None) -> str:
+        """The exact `accelerate launch` command a new run starts with, on the GPUs `gpu_request` asks for
+        ('' when runs train in this process)."""
+        return self.runner.launch_command(gpu_request=gpu_request) if self.runner.uses_processes else ""
+
+    def gpus(self) -> tuple[str, ...]:
+        """The GPUs a run may be given (empty on a CPU, or when runs train in this process)."""
+        return self.runner.gpus()
 
     def get_metrics(self, run_id: int, keys: list[str] | None = None) -> list[MetricRecord]:
         """A run's recorded progress (only `keys` when given)."""

@@ -67,6 +67,13 @@ class Settings(BaseSettings):
                                        "(data-parallel over gloo); more than 1 only pays on a machine with many cores.")
     cpu_threads_per_process: int = Field(0, ge=0, le=256, description="CPU threads each training process uses; "
                                          "0 = the cores shared out among the run's processes.")
+    machines: int = Field(1, ge=1, le=64, description="Machines each run spans (multi-node, launcher=process): "
+                          "this one, then each other joins with `python app.py join --run ID --machine-rank R`. "
+                          "They need one shared database URL and one shared home folder.")
+    main_process_ip: str = Field("", description="Address the other machines of a multi-machine run reach this "
+                                 "one at (its rendezvous); empty = this machine's name.")
+    estimate_timeout_s: float = Field(300, gt=0, description="Longest the Train tab's estimate may take (it runs "
+                                      "in a process of its own, which is stopped after this).")
     stop_grace_s: float = Field(60, gt=0, description="How long a stopped run may take to save its checkpoint "
                                 "and exit before its processes are killed.")
     heartbeat_timeout_s: float = Field(60, gt=0, description="A running job silent for this long counts as dead.")
@@ -90,6 +97,14 @@ class Settings(BaseSettings):
                              "its own process and queues the others. Set MODELSMITH_LAUNCHER=process to train "
                              "several runs at once, each in its own process, or start one from a second terminal "
                              "with `python app.py train ...`")
+        return value
+
+    @field_validator("machines")
+    @classmethod
+    def _machines_need_worker_processes(cls, value: int, info: ValidationInfo) -> int:
+        if value > 1 and info.data.get("launcher") == "thread":
+            raise ValueError(f"must be 1 with launcher=thread (got {value}): a run spans several machines only "
+                             "in worker processes. Set MODELSMITH_LAUNCHER=process.")
         return value
 
     @property

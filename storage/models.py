@@ -73,6 +73,8 @@ class Run(Base):
     worker_host: Mapped[str | None] = mapped_column(String(255))
     worker_gpus: Mapped[str | None] = mapped_column(String(200))  # CUDA_VISIBLE_DEVICES of the run; "" on the CPU
     worker_port: Mapped[int | None] = mapped_column(Integer)  # the launcher's --main_process_port
+    # Since 0006: the GPUs the run asked for ("all", "one", or ids "0,2"); None = the app's default.
+    gpu_request: Mapped[str | None] = mapped_column(String(200))
 
 
 class Metric(Base):

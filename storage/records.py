@@ -56,6 +56,7 @@ class RunRecord:
     worker_host: str | None = None
     worker_gpus: str | None = None  # "0,1"; "" on the CPU
     worker_port: int | None = None
+    gpu_request: str | None = None  # "all", "one" or "0,2": what the run asked for; None = the app's default
 
     @property
     def config(self) -> TrainConfig:

@@ -71,7 +71,7 @@ def _run_record(row: Run) -> RunRecord:
         finished_at=row.finished_at, heartbeat_at=row.heartbeat_at, error=row.error, output_dir=row.output_dir,
         metrics=json.loads(row.metrics_json or "{}"), progress=row.progress or 0.0, imported_from=row.imported_from,
         worker_pid=row.worker_pid, worker_started=row.worker_started, worker_host=row.worker_host,
-        worker_gpus=row.worker_gpus, worker_port=row.worker_port)
+        worker_gpus=row.worker_gpus, worker_port=row.worker_port, gpu_request=row.gpu_request)
 
 
 def _metric_record(row: Metric) -> MetricRecord:
@@ -196,13 +196,14 @@ class Repository:
         return row
 
     # ---- runs ----------------------------------------------------------------------------
-    def create_run(self, config: TrainConfig, *, name: str | None = None) -> int:
-        """Queue a new run for `config`; returns its id."""
+    def create_run(self, config: TrainConfig, *, name: str | None = None, gpu_request: str | None = None) -> int:
+        """Queue a new run for `config` (on the GPUs `gpu_request` names, else the default); returns its id."""
         with self._sessions.begin() as session:
             self._dataset_row(session, config.dataset_id)
             run = Run(name=_text(name or config.name).strip()[:NAME_LENGTH], dataset_id=config.dataset_id,
                       task=config.task, template=config.template.kind, status="queued",
-                      config_json=config.model_dump_json(), metrics_json="{}", progress=0.0)
+                      config_json=config.model_dump_json(), metrics_json="{}", progress=0.0,
+                      gpu_request=_text(gpu_request, 200) if gpu_request else None)
             session.add(run)
             session.flush()
             if not run.name:

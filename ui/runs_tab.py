@@ -61,21 +61,34 @@ def run_to_follow(runs: list[RunRecord]):
     return running[0] if running else (runs[0].id if runs else None)
 
 
-def on_watch_runs(services: Services, seen: tuple | None):
-    """(what this page has seen, a notice of runs that ended since it last looked).
+def runs_ended_since(services: Services, seen: tuple | None) -> tuple[tuple, list[RunRecord]]:
+    """(what this page has seen now, the runs that ended since it last looked).
 
     `seen` is (ids queued or running, newest run id). A run that ended counts if the page saw it
     active, or if it is newer than any the page had seen (a short run can start and end between
-    two ticks). The notice is 'Run #3 “spam” succeeded.'; gr.skip() when nothing ended.
+    two looks). A page that just opened (`seen` None) has no news: runs that ended before are not.
     """
     runs = services.list_runs()
     now = (sorted(r.id for r in runs if r.status in ("queued", "running")), max((r.id for r in runs), default=0))
-    if seen is None:  # a page that just opened: runs that ended before are not news
-        return now, gr.skip()
+    if seen is None:
+        return now, []
     active, newest = seen
-    ended = [r for r in runs if (r.id in active or r.id > newest) and r.status in FINISHED_STATUSES]
-    notice = " ".join(f"Run #{r.id} “{r.name}” {r.status}." for r in ended)
-    return now, notice or gr.skip()
+    return now, [r for r in runs if (r.id in active or r.id > newest) and r.status in FINISHED_STATUSES]
+
+
+def ended_sentence(run: RunRecord) -> str:
+    return f"Run #{run.id} “{run.name}” {run.status}."
+
+
+def notice_of(ended: list[RunRecord]):
+    """The notice for the tab title: 'Run #3 “spam” succeeded.', or gr.skip() when nothing ended."""
+    return " ".join(ended_sentence(r) for r in ended) or gr.skip()
+
+
+def on_watch_runs(services: Services, seen: tuple | None):
+    """(what this page has seen, the notice of runs that ended since it last looked)."""
+    now, ended = runs_ended_since(services, seen)
+    return now, notice_of(ended)
 
 
 def on_refresh_list(services: Services, status_filter: str | None, selected, shown=None):
@@ -107,22 +120,35 @@ def on_refresh_list(services: Services, status_filter: str | None, selected, sho
     return table, gr.update(choices=choices, value=keep), gr.update(choices=choices), (fingerprint, newest)
 
 
+def toast_runs_ended(ended: list[RunRecord]) -> None:
+    """One toast per ended run: a success toast for a run that succeeded, a warning for the others.
+
+    Never an info toast: Gradio 6 groups toasts by type, and a group whose first toast has a
+    duration closes every toast in it when that duration ends. The "Run #3 queued." info toast
+    (10 s) therefore took a run-finished info toast with it when the run ended within 10 s of its
+    launch (a 1-epoch toy run does): the notice was sent, the toast showed and was closed at once.
+    Nothing else in the app sends a success toast, so that group only holds these, and they stay
+    until closed (duration=None).
+    """
+    for run in ended:
+        if run.status == "succeeded":
+            gr.Success(ended_sentence(run), title="Training finished", duration=None)
+        else:
+            gr.Warning(ended_sentence(run), title="Training ended", duration=None)
+
+
 async def watch_runs(services: Services, every_seconds: float):
     """For as long as the page is open: a toast (and the notice, for the tab title) when a run ends.
 
-    One long-lived event per page instead of a timer tick that fires a queued toast event: the
-    Gradio client closes its event stream whenever no queued event is pending and opens a new one
-    for the next, and a toast sent while the server still reads the old stream went to the closed
-    one and was lost (seen in CI: the notice was emitted, no toast appeared). While this generator
-    runs, the page's stream stays open, so every toast of the page arrives. Gradio stops iterating
+    One long-lived event per page (started on load) rather than a queued event per timer tick:
+    fewer requests, and the page's event stream stays open while it runs. Gradio stops iterating
     it once the page is gone.
     """
     seen = None
     while True:
-        seen, notice = await anyio.to_thread.run_sync(on_watch_runs, services, seen)
-        if isinstance(notice, str):
-            gr.Info(notice, title="Training finished", duration=None)
-        yield notice
+        seen, ended = await anyio.to_thread.run_sync(runs_ended_since, services, seen)
+        toast_runs_ended(ended)
+        yield notice_of(ended)
         await asyncio.sleep(every_seconds)
 
 

@@ -189,13 +189,21 @@ def _task_of(kind: str) -> str:
 
 @shows_errors(fallback=error_box)
 def on_estimate(services: Services, dataset_id, task, kind, name, *values):
-    """Measure two training steps of this config on this device; show params, memory, time per epoch."""
-    load_model_stack()
-    from backend.training.estimate import estimate
+    """Measure a few training steps of this config on this device; show params, memory, time per epoch.
 
+    With worker processes (the app's default) the model is built and timed in a short process of its
+    own, never in the serving app; the thread launcher (one process for everything) measures here."""
     config = build_config(dataset_id, task, kind, name, list(values))
     dataset = services.get_dataset(config.dataset_id)
-    result = estimate(config, dataset)
+    if services.runner.uses_processes:
+        from backend.jobs.estimate_worker import estimate_out_of_process
+
+        result = estimate_out_of_process(services.settings, config)
+    else:
+        load_model_stack()
+        from backend.training.estimate import estimate
+
+        result = estimate(config, dataset)
     memory_note = ("measured peak on the GPU" if result.measured_peak else
                    f"weights {format_bytes(result.weights_bytes)} + gradients and optimizer state "
                    f"{format_bytes(result.training_state_bytes)} + activations {format_bytes(result.activation_bytes)}")
@@ -240,11 +248,44 @@ def device_name(device: str) -> str:
     return {"cpu": "CPU", "mps": "Apple GPU"}.get(device, "GPU" if device.startswith("cuda") else device)
 
 
+GPU_CHOICES = [("All GPUs", "all"), ("1 GPU", "one"), ("Pick GPUs", "pick")]
+
+
+def default_gpu_choice(services: Services) -> str:
+    """The picker opens on what the app would do anyway: every GPU, or one per run."""
+    per_run = services.settings.gpus_per_run
+    return "all" if per_run == 0 or per_run >= len(services.gpus()) else "one"
+
+
+def on_gpu_choice(choice: str):
+    """Show the GPU checkboxes only for 'Pick GPUs'."""
+    return gr.update(visible=choice == "pick")
+
+
+def gpu_request(services: Services, extra: list) -> str | None:
+    """The run's GPU request from the picker's (choice, picked GPUs) that follow the form's values:
+    None (the app's default) when the picker is not shown (fewer than two GPUs) or not passed."""
+    if len(extra) < 2 or len(services.gpus()) < 2:
+        return None
+    choice, picked = extra[0], extra[1] or []
+    if choice == "pick":
+        if not picked:
+            raise gr.Error("Tick at least one GPU for this run, or choose All GPUs or 1 GPU.", print_exception=False)
+        return ",".join(str(g) for g in picked)
+    return choice or None
+
+
+def _form_and_gpus(services: Services, values) -> tuple[list, str | None]:
+    count = len(form_fields())
+    return list(values[:count]), gpu_request(services, list(values[count:]))
+
+
 @shows_errors(fallback=error_box)
 def on_launch(services: Services, dataset_id, task, kind, name, *values):
-    """Validate the form into a TrainConfig and queue the run."""
-    config = build_config(dataset_id, task, kind, name, list(values))
-    run_id = services.runner.submit(config)
+    """Validate the form into a TrainConfig and queue the run (on the GPUs picked for it)."""
+    values, gpus = _form_and_gpus(services, values)
+    config = build_config(dataset_id, task, kind, name, values)
+    run_id = services.runner.submit(config, gpus=gpus)
     queued = [r.id for r in services.queued_runs()]
     where = f"position {queued.index(run_id) + 1}" if run_id in queued else "starting now"
     gr.Info(f"Run #{run_id} queued.")
@@ -268,8 +309,9 @@ def on_show_command(services: Services, dataset_id, task, kind, name, *values):
     `accelerate launch` command the app starts the run's worker with."""
     from backend.config_files import cli_command
 
-    command = cli_command(build_config(dataset_id, task, kind, name, list(values)))
-    return gr.skip(), command_markdown(command, services.launch_command())
+    values, gpus = _form_and_gpus(services, values)
+    command = cli_command(build_config(dataset_id, task, kind, name, values))
+    return gr.skip(), command_markdown(command, services.launch_command(gpus))
 
 
 def command_markdown(command: str, launch: str = "") -> str:
@@ -393,6 +435,13 @@ def build_train_tab(services: Services) -> TrainForm:
             estimate_button = gr.Button("Estimate time and memory", elem_id="estimate")
             estimate_output = gr.Markdown(elem_id="estimate-output")
         with gr.Column():
+            gpus = services.gpus()  # the picker only where there is something to pick
+            with gr.Row(visible=len(gpus) > 1, elem_id="gpu-picker"):
+                gpu_choice = gr.Radio(GPU_CHOICES, value=default_gpu_choice(services) if len(gpus) > 1 else "all",
+                                      label="GPUs for this run", elem_id="gpu-choice",
+                                      info="One training process per GPU; the Runs tab shows which it got.")
+                gpu_pick = gr.CheckboxGroup(list(gpus), value=[], label="Which GPUs", visible=False,
+                                            elem_id="gpu-pick")
             launch_button = gr.Button("Launch training", variant="primary", elem_id="launch")
             launch_output = gr.Markdown(elem_id="launch-output")
     with gr.Accordion("Config file and command line", open=False):
@@ -422,11 +471,15 @@ def build_train_tab(services: Services) -> TrainForm:
     template.input(on_template_picked, template, training_defaults, api_visibility="private")
     estimate_button.click(partial(on_estimate, services), form.all_inputs, estimate_output, api_visibility="private",
                           concurrency_limit=1)
-    launch_button.click(partial(on_launch, services), form.all_inputs, launch_output, api_visibility="private")
+    gpu_inputs = [gpu_choice, gpu_pick]  # after the form's values: the handlers take them from the end
+    gpu_choice.change(on_gpu_choice, gpu_choice, gpu_pick, queue=False, api_visibility="private")
+    launch_button.click(partial(on_launch, services), [*form.all_inputs, *gpu_inputs], launch_output,
+                        api_visibility="private")
     for component in form.all_inputs:  # an estimate of other settings would mislead: it goes on any change
         component.change(on_form_changed, None, [estimate_output, launch_output], queue=False, show_progress="hidden",
                          api_visibility="private")
-    command_button.click(partial(on_show_command, services), form.all_inputs, [config_file, command_output], api_visibility="private")
+    command_button.click(partial(on_show_command, services), [*form.all_inputs, *gpu_inputs],
+                         [config_file, command_output], api_visibility="private")
     download_when_ready(save_button.click(partial(on_save_config, services), form.all_inputs,
                                           [config_file, command_output], api_visibility="private"), config_file)
     load_button.upload(partial(on_load_config, services), load_button, [*form.all_inputs, command_output],

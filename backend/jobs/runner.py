@@ -26,7 +26,8 @@ from typing import Protocol
 from backend.config import RESUMABLE_STATUSES, TrainConfig
 from backend.errors import Cancelled, UserError
 from backend.jobs import liveness
-from backend.jobs.launch import GpuPool, concurrent_runs, plan_launch, visible_gpus
+from backend.jobs.join import join_command
+from backend.jobs.launch import GpuPool, concurrent_runs, parse_gpu_request, plan_launch, visible_gpus
 from backend.jobs.processes import descendants, is_alive, signal_group, signal_processes, start_time, this_host
 from backend.jobs.reporting import (HEARTBEAT_EVERY_S, explain, has_checkpoint, log_line,  # noqa: F401 (explain:
                                     record_progress, rewind_metrics)                 # re-exported for callers)
@@ -77,12 +78,25 @@ class JobRunner:
                 self._gpu_pool = GpuPool(visible_gpus(self._settings), self._settings.gpus_per_run)
             return self._gpu_pool
 
-    def launch_command(self, run_id: int | str = "<run id>") -> str:
-        """The exact `accelerate launch` command the next run would be started with (the Train tab shows it)."""
+    def gpus(self) -> tuple[str, ...]:
+        """The GPUs runs may use (none on a CPU, and none with launcher=thread: it has no GPU choice)."""
+        return visible_gpus(self._settings) if self.uses_processes else ()
+
+    def launch_command(self, run_id: int | str = "<run id>", gpu_request: str | None = None) -> str:
+        """The exact `accelerate launch` command the next run would be started with (the Train tab shows it),
+        on the GPUs `gpu_request` asks for (see launch.parse_gpu_request), else the default set."""
         gpus = visible_gpus(self._settings)
-        per_run = (self._settings.gpus_per_run or len(gpus)) if gpus else 0
-        return plan_launch(self._settings, run_id, gpus[:per_run], port=0).command_line().replace(
+        wanted = parse_gpu_request(gpu_request, gpus) if gpus else None
+        if isinstance(wanted, tuple):
+            chosen = wanted
+        else:
+            chosen = gpus[:wanted or ((self._settings.gpus_per_run or len(gpus)) if gpus else 0)]
+        command = plan_launch(self._settings, run_id, chosen, port=0).command_line().replace(
             "--main_process_port 0", "--main_process_port <free port>")
+        if self._settings.machines > 1:
+            command += f"\n# then on each other machine (ranks 1 to {self._settings.machines - 1}):\n" + \
+                join_command(run_id)
+        return command
 
     # ---- lifecycle -------------------------------------------------------------------------
     def recover(self, *, all_running: bool = True) -> list[int]:
@@ -131,15 +145,18 @@ class JobRunner:
         self._listeners.append(listener)
 
     # ---- public actions ---------------------------------------------------------------------
-    def submit(self, config: TrainConfig) -> int:
-        """Validate the dataset reference, queue a run and wake a worker; returns the run id."""
+    def submit(self, config: TrainConfig, gpus: str | None = None) -> int:
+        """Validate the dataset reference (and the GPU choice: "all", "one", ids), queue a run and wake a
+        worker; returns the run id."""
         if config.dataset_id is None:  # e.g. the config of an imported model
             raise UserError("Pick a dataset to train on: this configuration has none.")
         dataset = self._repo.get_dataset(config.dataset_id)
         if dataset.task != config.task:
             raise UserError(f"Dataset {dataset.id} was prepared for {dataset.task}, not {config.task}. "
                             "Pick a dataset uploaded for this task, or upload it again with that task.")
-        run_id = self._repo.create_run(config)
+        if gpus:
+            parse_gpu_request(gpus, self.gpus())  # UserError now, not once the run is claimed
+        run_id = self._repo.create_run(config, gpu_request=gpus or None)
         self._wake.set()
         return run_id
 

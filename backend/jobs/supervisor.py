@@ -21,7 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from backend.errors import Cancelled
-from backend.jobs.launch import PROJECT_ROOT, GpuPool, LaunchPlan, plan_launch
+from backend.jobs.launch import PROJECT_ROOT, SUPERVISOR_PID, SUPERVISOR_STARTED, GpuPool, LaunchPlan, plan_launch
+from backend.jobs.join import join_command, write_topology
 from backend.jobs.processes import any_alive, describe_exit, descendants, signal_group, signal_processes, start_time, \
     this_host
 from backend.jobs.reporting import explain, has_checkpoint, log_line, rewind_metrics
@@ -52,12 +53,17 @@ class WorkerSupervisor:
             dataset = self._repo.get_dataset(config.dataset_id)
             resume = has_checkpoint(output_dir)
             rewind_metrics(self._repo, run_id, output_dir, resume)
-            gpus = self._wait_for_gpus(stop)
+            gpus = self._wait_for_gpus(stop, run.gpu_request)
             if gpus is None:  # stopped while waiting for a GPU: nothing trained, nothing to save
                 raise Cancelled()
             plan = plan_launch(self._settings, run_id, gpus)
             log_line(output_dir, f"{'resuming' if resume else 'starting'} {config.template.kind} on dataset "
                                  f"{dataset.id} ({dataset.train_rows} training rows): {plan.command_line()}")
+            if plan.machines > 1:  # the other machines read where to meet from the shared run folder
+                output_dir.mkdir(parents=True, exist_ok=True)
+                write_topology(output_dir, plan)
+                log_line(output_dir, f"waiting for {plan.machines - 1} more machine(s); on each, run: "
+                                     f"{join_command(run_id)} (ranks 1 to {plan.machines - 1})")
             process = self._launch(run_id, plan, output_dir)
             self._supervise(run_id, process, stop, output_dir)
         except Cancelled:
@@ -73,9 +79,9 @@ class WorkerSupervisor:
             if gpus:
                 self._pool.give_back(gpus)
 
-    def _wait_for_gpus(self, stop: threading.Event) -> tuple[str, ...] | None:
+    def _wait_for_gpus(self, stop: threading.Event, request: str | None) -> tuple[str, ...] | None:
         while not stop.is_set():
-            gpus = self._pool.take()
+            gpus = self._pool.take(request)
             if gpus is not None:
                 return gpus
             stop.wait(IDLE_POLL_S)
@@ -84,7 +90,9 @@ class WorkerSupervisor:
     def _launch(self, run_id: int, plan: LaunchPlan, output_dir: Path) -> subprocess.Popen:
         output_dir.mkdir(parents=True, exist_ok=True)
         with open(output_dir / "train.log", "ab") as out:  # the launcher and every rank write here
-            process = subprocess.Popen(plan.argv, env={**os.environ, **plan.env}, cwd=str(PROJECT_ROOT),
+            # The worker watches this process: killed outright, the run checkpoints and ends interrupted.
+            supervisor = {SUPERVISOR_PID: str(os.getpid()), SUPERVISOR_STARTED: str(start_time(os.getpid()) or "")}
+            process = subprocess.Popen(plan.argv, env={**os.environ, **plan.env, **supervisor}, cwd=str(PROJECT_ROOT),
                                        stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                        start_new_session=True)  # its own process group: one signal reaches all
         self._repo.set_worker(run_id, pid=process.pid, started=start_time(process.pid), host=this_host(),

@@ -11,6 +11,11 @@ supervisor sets (backend.jobs.launch.worker_environment).
 Signals: SIGTERM = Stop (checkpoint, then `cancelled`); SIGINT = the app is shutting down
 (checkpoint, then `interrupted`). The ranks agree on stopping at the same optimizer step, so
 none is left waiting in an all-reduce for a rank that has left.
+
+A worker never trains on unsupervised: when the process that supervises it (the app, or
+`python app.py train`; its pid and start time come in SUPERVISOR_PID / SUPERVISOR_STARTED) is
+gone, killed outright, the worker saves a checkpoint and ends `interrupted`, as it does when the
+app shuts down. Nobody else would stop it, kill it after a grace period, or count its GPUs as taken.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ import time
 from pathlib import Path
 
 from backend.errors import Cancelled
+from backend.jobs.launch import SUPERVISOR_PID, SUPERVISOR_STARTED
+from backend.jobs.processes import is_alive
 from backend.jobs.reporting import HEARTBEAT_EVERY_S, explain, has_checkpoint, log_line, record_progress
 from backend.log_format import configure_logging
 from backend.settings import Settings
@@ -33,19 +40,22 @@ from storage.repository import Repository
 
 log = logging.getLogger("modelsmith.worker")
 
-PARENT_CHECK_S = 1.0  # how soon a worker notices that its launcher was killed
+PARENT_CHECK_S = 1.0  # how soon a worker notices that its launcher or its supervisor was killed
+SUPERVISOR_GONE = ("The app (or `python app.py train`) that supervised this run was killed, so the run saved a "
+                   "checkpoint and stopped. Resume it to continue from its last checkpoint.")
 
 
 class StopRequest:
-    """Set by a signal (or by the launcher going away); says which final status the run gets."""
+    """Set by a signal (or by the launcher or supervisor going away); says which final status the run gets."""
 
     def __init__(self) -> None:
         self.event = threading.Event()
         self.status = "cancelled"
+        self.reason: str | None = None  # the run's error text, when the status needs one
 
-    def request(self, status: str) -> None:
+    def request(self, status: str, reason: str | None = None) -> None:
         if not self.event.is_set():
-            self.status = status
+            self.status, self.reason = status, reason
         self.event.set()
 
     def install(self) -> None:
@@ -83,12 +93,25 @@ def lost_a_peer(exc: BaseException, accelerator) -> bool:
         sign in str(exc) for sign in PEER_FAILURE_SIGNS)
 
 
+def supervisor_of_this_worker() -> tuple[int, float | None] | None:
+    """(pid, start time) of the process that supervises this run, from the environment (None: not known)."""
+    try:
+        pid = int(os.environ.get(SUPERVISOR_PID, ""))
+    except ValueError:
+        return None
+    started = os.environ.get(SUPERVISOR_STARTED, "")
+    return pid, float(started) if started else None
+
+
 def watch(repo: Repository, run_id: int, stop: StopRequest, done: threading.Event, beat: bool) -> None:
-    """Beat the heartbeat (rank 0); stop when the launcher above us is gone (it was killed)."""
+    """Beat the heartbeat (rank 0); stop when the launcher or the supervisor above us is gone (killed)."""
     parent, next_beat = os.getppid(), time.monotonic() + HEARTBEAT_EVERY_S
+    supervisor = supervisor_of_this_worker()
     while not done.wait(PARENT_CHECK_S):
         if os.getppid() != parent:  # re-parented: the launcher died, nobody waits for this run any more
-            stop.request("interrupted")
+            stop.request("interrupted", SUPERVISOR_GONE)
+        if supervisor is not None and not is_alive(*supervisor):
+            stop.request("interrupted", SUPERVISOR_GONE)
         if beat and time.monotonic() >= next_beat:
             next_beat = time.monotonic() + HEARTBEAT_EVERY_S
             try:
@@ -128,8 +151,9 @@ def train_run(run_id: int, settings: Settings) -> int:
                        accelerator=accelerator)
     except Cancelled:
         if main:
-            repo.finish(run_id, stop.status)
-            log_line(output_dir, f"run {stop.status}; last checkpoint kept for resume")
+            repo.finish(run_id, stop.status, error=stop.reason)
+            log_line(output_dir, f"run {stop.status}{': ' + stop.reason if stop.reason else ''}; "
+                                 "last checkpoint kept for resume")
         return 0
     except Exception as exc:  # the run fails, with a readable reason; the app is untouched
         agree_at_exit = False

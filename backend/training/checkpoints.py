@@ -5,16 +5,24 @@ safetensors, optimizer, scheduler, RNG states), the run's learned tokenizer, and
 own state as JSON, written last: its presence marks a complete checkpoint. Checkpoints are
 written into a dot-named staging folder and renamed into place, so a crash never leaves a half
 checkpoint that a resume could pick.
+
+Inside `publishing_in_background` (the training core wraps every run in it), only the writing
+happens on the training thread; making the files durable (fsync of each file), the rename and
+the rotation of old checkpoints run on one background thread while the next steps train. A run
+never ends, and a new checkpoint never starts, before the previous one is published.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
 import shutil
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -63,6 +71,57 @@ def begin_run(config_json: str, output_dir: Path, resume: bool) -> Path | None:
     return checkpoint
 
 
+class _Publisher:
+    """One background thread that publishes a run's checkpoints, one at a time, in order."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-publish")
+        self._pending: Future | None = None
+
+    def submit(self, publish_fn: Callable[[], None]) -> None:
+        self.wait()
+        self._pending = self._pool.submit(publish_fn)
+
+    def wait(self) -> None:
+        """Block until the checkpoint being published is on disk; its error, if any, is raised here."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            self._pool.shutdown(wait=True)
+
+
+_publishers: dict[Path, _Publisher] = {}  # by run folder: several runs may train at once (threads)
+_publishers_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def publishing_in_background(output_dir: Path) -> Iterator[None]:
+    """Within it, save_checkpoint for `output_dir` returns once the files are written; on exit
+    (normal, Stop or error) every checkpoint is published before the caller goes on."""
+    key, publisher = Path(output_dir).resolve(), _Publisher()
+    with _publishers_lock:
+        _publishers[key] = publisher
+    try:
+        yield
+    finally:
+        with _publishers_lock:
+            _publishers.pop(key, None)
+        publisher.close()
+
+
+def wait_for_checkpoints(output_dir: Path) -> None:
+    """Block until the checkpoint of `output_dir` being published (if any) is complete."""
+    with _publishers_lock:
+        publisher = _publishers.get(Path(output_dir).resolve())
+    if publisher is not None:
+        publisher.wait()
+
+
 def save_checkpoint(accelerator: Accelerator, output_dir: Path, state: Any,
                     tokenizer: PreTrainedTokenizerBase | None) -> Path:
     """Save model, optimizer, scheduler and RNG state + `state` (a dataclass with global_step) atomically."""
@@ -71,6 +130,7 @@ def save_checkpoint(accelerator: Accelerator, output_dir: Path, state: Any,
     staging = root / f".tmp-{final.name}"  # dot-names are never picked as latest
     main = accelerator.is_main_process  # several ranks (accelerate launch): rank 0 alone touches the folders
     if main:
+        wait_for_checkpoints(output_dir)  # the previous one is published (rotation and renames never overlap)
         root.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(staging, ignore_errors=True)
     accelerator.wait_for_everyone()
@@ -78,16 +138,22 @@ def save_checkpoint(accelerator: Accelerator, output_dir: Path, state: Any,
     accelerator.save_state(str(staging), safe_serialization=True)
     accelerator.wait_for_everyone()
     if main:
-        _publish_checkpoint(root, final, staging, state, tokenizer)
-    accelerator.wait_for_everyone()  # no rank goes on (or exits) before the checkpoint is complete
+        if tokenizer is not None:  # a learned vocabulary must come back identical on resume
+            tokenizer.backend_tokenizer.save(str(staging / "tokenizer.json"))
+        # Written now: training goes on and changes `state`; its presence marks the checkpoint complete
+        # only once the rename publishes the folder.
+        (staging / CHECKPOINT_STATE).write_text(json.dumps(asdict(state)), encoding="utf-8")
+        with _publishers_lock:
+            publisher = _publishers.get(Path(output_dir).resolve())
+        if publisher is None:
+            _publish_checkpoint(root, final, staging)
+        else:
+            publisher.submit(lambda: _publish_checkpoint(root, final, staging))
+    accelerator.wait_for_everyone()  # no rank goes on before rank 0 has written the checkpoint
     return final
 
 
-def _publish_checkpoint(root: Path, final: Path, staging: Path, state: Any,
-                        tokenizer: PreTrainedTokenizerBase | None) -> None:
-    if tokenizer is not None:  # a learned vocabulary must come back identical on resume
-        tokenizer.backend_tokenizer.save(str(staging / "tokenizer.json"))
-    (staging / CHECKPOINT_STATE).write_text(json.dumps(asdict(state)), encoding="utf-8")
+def _publish_checkpoint(root: Path, final: Path, staging: Path) -> None:
     sync_tree(staging)  # on disk before the rename publishes it: a power cut must not leave a hollow checkpoint
     if final.exists():  # the same step saved twice (epoch end, then stop): swap, never delete first
         old = root / f".old-{final.name}"

@@ -38,7 +38,8 @@ from backend.errors import Cancelled
 from backend.sharing.model_card import write_model_card
 from backend.tasks.base import clamp_length  # noqa: F401 (the strategies and the estimate import it from here)
 from backend.tasks.registry import get_task
-from backend.training.checkpoints import CHECKPOINTS_DIR, begin_run, load_checkpoint, publish, save_checkpoint
+from backend.training.checkpoints import (CHECKPOINTS_DIR, begin_run, load_checkpoint, publish,
+                                          publishing_in_background, save_checkpoint)
 from backend.training.phases import METRICS_KEY as TIMING_KEY
 from backend.training.phases import PhaseTimes, describe
 from backend.training.run_clock import RunClock
@@ -105,7 +106,9 @@ def run_strategy(strategy: Strategy, config: TrainConfig, dataset: DatasetRecord
         run = strategy.setup(config, dataset, output_dir, accelerator, checkpoint)
         state = load_checkpoint(accelerator, checkpoint, strategy.State) if checkpoint else strategy.State()
     run.phases = phases  # the strategy marks evaluation, checkpoints and saving inside the steps
-    with getattr(strategy, "context", _no_context)(run):
+    # Checkpoints are made durable on a background thread while the next steps train; leaving
+    # this block (at the end, on Stop or on an error) waits until the last one is published.
+    with publishing_in_background(output_dir), getattr(strategy, "context", _no_context)(run):
         with phases.measure("steps"):
             stop_reason = strategy.fit(run, state, on_progress, should_stop)
         if run.evaluated_at != state.global_step or not state.best_metrics:

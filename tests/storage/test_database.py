@@ -59,7 +59,7 @@ def test_migrate_works_from_any_working_directory(tmp_path, monkeypatch, setting
     migrate(engine)
     migrate(engine)  # at head already: a no-op, as at every start-up
     with engine.connect() as connection:
-        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0005"
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0006"
         if dialect == "sqlite":
             assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1  # switched back on after migrating
     engine.dispose()

@@ -34,7 +34,7 @@ def test_fresh_database_reaches_head(settings):
     engine = make_engine(settings.resolved_database_url)
     migrate(engine)
     assert {"datasets", "runs", "metrics", "artifacts", "alembic_version"} <= set(inspect(engine).get_table_names())
-    assert _version(engine) == "0005"
+    assert _version(engine) == "0006"
     indexes = {index["name"]: index for index in inspect(engine).get_indexes("metrics")}
     assert indexes["ix_metrics_run_key_step"]["column_names"] == ["run_id", "key", "step"]
     unique = {index["name"]: index["unique"] for index in inspect(engine).get_indexes("datasets")}
@@ -63,7 +63,7 @@ def test_database_at_0001_upgrades_to_head_without_losing_rows(settings):
             connection.execute(text(statement))
 
     migrate(engine)
-    assert _version(engine) == "0005"
+    assert _version(engine) == "0006"
     assert "artifacts" in inspect(engine).get_table_names()
     assert "progress" in {c["name"] for c in inspect(engine).get_columns("runs")}
     assert inspect(engine).get_foreign_keys("runs")[0]["referred_table"] == "datasets"  # FK kept

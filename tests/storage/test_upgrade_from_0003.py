@@ -70,7 +70,7 @@ def test_a_0003_database_upgrades_and_its_dataset_trains_and_its_run_predicts_an
                                         f"(SELECT max(id) FROM {table}))"))
     migrate(engine)
     with engine.connect() as connection:
-        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0005"
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0006"
 
     repo = Repository(make_sessions(engine))
     stored = repo.get_dataset(1)

@@ -46,7 +46,7 @@ def test_a_0004_database_upgrades_and_its_running_runs_are_judged_by_heartbeat(s
             connection.execute(text(statement), values)
     migrate(engine)
     with engine.connect() as connection:
-        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0005"
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0006"
     assert WORKER_COLUMNS <= {c["name"] for c in inspect(engine).get_columns("runs")}
 
     repo = Repository(make_sessions(engine))

@@ -43,6 +43,19 @@ def app_url(services):
     demo.close()
 
 
+@pytest.fixture
+def paced_runs(services):
+    """Slows every progress report of the app's (in-process) runs by pace["seconds"] (0 stops it).
+
+    A click that must meet a run still training (Stop, a reload mid-run) raced the run itself: on a
+    busy machine, or beside another test worker, the 30-epoch toy run ended before the click landed
+    (a run that already succeeded cannot be stopped). Paced, the run cannot end in under ~30 s.
+    """
+    pace = {"seconds": 0.3}
+    services.runner.add_listener(lambda *_: time.sleep(pace["seconds"]))
+    return pace
+
+
 @pytest.fixture(scope="module")
 def browser():
     from playwright.sync_api import sync_playwright
@@ -155,7 +168,7 @@ def test_upload_map_train_watch_and_predict(page, app_url, toy_csv, services):
     expect(page.get_by_label("Hidden size", exact=True).first).to_have_value("16")
 
 
-def test_progress_continues_after_reload(page, app_url, toy_csv, services):
+def test_progress_continues_after_reload(page, app_url, toy_csv, services, paced_runs):
     page.goto(app_url)
     upload_and_ingest(page, toy_csv, "message", "verdict")
     page.locator("#ingest-report").get_by_text("happy (40)").wait_for()
@@ -176,7 +189,7 @@ def test_progress_continues_after_reload(page, app_url, toy_csv, services):
     services.runner.wait(run_id, 60)
 
 
-def test_stop_and_resume(page, app_url, toy_csv, services):
+def test_stop_and_resume(page, app_url, toy_csv, services, paced_runs):
     page.goto(app_url)
     upload_and_ingest(page, toy_csv, "message", "verdict")
     page.locator("#ingest-report").get_by_text("happy (40)").wait_for()
@@ -187,6 +200,7 @@ def test_stop_and_resume(page, app_url, toy_csv, services):
     page.locator("#run-progress").get_by_text("cancelled").wait_for()
     stopped_at = progress_of(page)
     assert 0 < stopped_at < 100
+    paced_runs["seconds"] = 0  # the rest of the run at full speed
     page.locator("#resume-run").click()
     assert wait_for_progress(page, lambda p: p >= 100.0, timeout_s=180) == 100.0
     page.locator("#run-progress").get_by_text("succeeded").wait_for()

@@ -114,22 +114,37 @@ def test_a_finished_run_shows_where_its_time_went(services, toy_csv):
             "checkpoints 0.5 s (5%)") in header
 
 
-def test_the_page_watcher_yields_a_notice_once_when_a_run_ends(services, toy_csv):
+def test_the_page_watcher_yields_a_notice_once_when_a_run_ends(services, toy_csv, monkeypatch):
     import asyncio
 
+    import gradio as gr
+
+    toasts = []
+    for kind in ("Info", "Success", "Warning"):
+        monkeypatch.setattr(gr, kind, lambda message, *_, kind=kind, **options: toasts.append(
+            (kind, message, options.get("duration", 10))))
     dataset = ingest_toy(services, toy_csv)
     launch(services, dataset.id, "watched")
     run_id = services.repo.list_runs()[0].id
+    launch(services, dataset.id, "broken")
+    broken = services.repo.list_runs()[0].id
 
     async def watch():
+        toasts.clear()  # "Dataset stored.", "Run #2 queued." (info toasts of the steps above)
         watcher = runs_tab.watch_runs(services, every_seconds=0)
         yielded = [await anext(watcher)]  # the page just opened: nothing is news
-        services.repo.mark_running(run_id, str(services.settings.runs_dir / str(run_id)))
-        services.repo.finish(run_id, "succeeded", metrics={"macro_f1": 1.0})
+        for ended, status in ((run_id, "succeeded"), (broken, "failed")):
+            services.repo.mark_running(ended, str(services.settings.runs_dir / str(ended)))
+            services.repo.finish(ended, status, metrics={"macro_f1": 1.0} if status == "succeeded" else None,
+                                 error=None if status == "succeeded" else "boom")
         yielded += [await anext(watcher), await anext(watcher)]
         await watcher.aclose()
         return yielded
 
     opened, ended, later = asyncio.run(watch())
     assert opened == SKIPPED and later == SKIPPED  # told once
-    assert ended == f"Run #{run_id} “watched” succeeded."
+    assert ended == f"Run #{broken} “broken” failed. Run #{run_id} “watched” succeeded."
+    # Each run its own toast, never in Gradio's info group (where the 10 s "queued" toast closed it),
+    # and kept until closed.
+    assert sorted(toasts) == [("Success", f"Run #{run_id} “watched” succeeded.", None),
+                              ("Warning", f"Run #{broken} “broken” failed.", None)]

@@ -20,13 +20,18 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from transformers import (AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, BertConfig,
-                          BertForSequenceClassification, PreTrainedModel, PreTrainedTokenizerBase)
+from typing import TYPE_CHECKING
+
+from transformers import AutoConfig, AutoTokenizer, BertConfig, PreTrainedTokenizerBase
 
 from backend.tasks.text_classification.configs import DEFAULT_ENCODER, TransformerScratchTemplate, TransformerTemplate
 from backend.errors import UserError
 from backend.tasks.base import clamp_length
 from backend.tasks.text_classification.tokenization import train_tokenizer
+
+if TYPE_CHECKING:  # transformers' modeling code (torch._dynamo, torch.distributed.tensor...) takes seconds
+    # to import: only a Transformer run pays for it, not an LSTM worker (lstm.py imports this module).
+    from transformers import BertForSequenceClassification, PreTrainedModel
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +84,8 @@ def build_finetuned(template: TransformerTemplate, labels: Sequence[str],
             raise UserError(f"Base model '{template.base_model}' has no padding token; pick an encoder model.")
         tokenizer.pad_token = tokenizer.eos_token
         config.pad_token_id = tokenizer.pad_token_id
+    from transformers import AutoModelForSequenceClassification
+
     try:
         # ignore_mismatched_sizes: a base model that already has a head (say 2 classes) gets a
         # fresh head of our size instead of an error.
@@ -115,6 +122,8 @@ def build_scratch(template: TransformerScratchTemplate, labels: Sequence[str], t
         max_position_embeddings=max_length, type_vocab_size=2, pad_token_id=tokenizer.pad_token_id,
         num_labels=len(labels), id2label=id2label, label2id=label2id,
         problem_type="single_label_classification")
+    from transformers import BertForSequenceClassification
+
     return BertForSequenceClassification(config), tokenizer
 
 
@@ -127,6 +136,8 @@ def save_transformer(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
 
 def load_transformer(folder: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, list[str], int]:
     """Load a saved classifier from safetensors only: (model, tokenizer, labels, max_length)."""
+    from transformers import AutoModelForSequenceClassification
+
     model = AutoModelForSequenceClassification.from_pretrained(
         str(folder), use_safetensors=True, trust_remote_code=False)
     tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)

@@ -96,6 +96,60 @@ def test_the_launch_command_gives_each_run_its_gpus_and_port(tmp_path):
                                                                                    settings.mixed_precision)
 
 
+def test_a_run_gets_the_gpus_it_asked_for_or_waits_for_them(tmp_path):
+    from backend.errors import UserError
+    from backend.jobs.launch import parse_gpu_request
+
+    gpus = ("0", "1", "2")
+    assert parse_gpu_request(None, gpus) is None and parse_gpu_request("all", gpus) == 3
+    assert parse_gpu_request("one", gpus) == 1 and parse_gpu_request("2, 0", gpus) == ("2", "0")
+    for bad, reason in (("7", "GPU 7 is not one this app may use"), ("0,x", "GPU x is not"),
+                        (",", "is not one this app may use")):
+        with pytest.raises(UserError, match=reason):
+            parse_gpu_request(bad, gpus)
+    with pytest.raises(UserError, match="trains on the CPU"):
+        parse_gpu_request("all", ())
+    pool = GpuPool(gpus, per_run=1)
+    assert pool.take("1,2") == ("1", "2")
+    assert pool.take("all") is None and pool.take("2") is None  # busy: the run waits in the queue
+    assert pool.take("one") == ("0",) and pool.take() is None
+    pool.give_back(("1", "2"))
+    pool.give_back(("0",))
+    assert sorted(pool.take("all")) == ["0", "1", "2"]
+
+
+def test_a_run_over_several_machines_gets_accelerates_machine_arguments(tmp_path):
+    settings = Settings(home=tmp_path, _env_file=None, launcher="process", machines=3, main_process_ip="10.0.0.5")
+    main = plan_launch(settings, 7, ("0", "1"), port=29601)
+    words = main.argv
+    # --num_processes counts every process of every machine; each machine starts its own share.
+    assert words[words.index("--num_processes") + 1] == "6" and words[words.index("--num_machines") + 1] == "3"
+    assert words[words.index("--machine_rank") + 1] == "0" and words[words.index("--main_process_ip") + 1] == "10.0.0.5"
+    assert "--multi_gpu" in words and main.num_processes == 2
+    joined = plan_launch(settings, 7, ("0", "1"), port=29601, machine_rank=2, main_ip="10.0.0.5")
+    assert joined.argv[joined.argv.index("--machine_rank") + 1] == "2"
+    assert joined.argv[joined.argv.index("--main_process_port") + 1] == "29601"
+    single = plan_launch(Settings(home=tmp_path, _env_file=None, launcher="process"), 8, (), port=29602)
+    assert "--machine_rank" not in single.argv and "--main_process_ip" not in single.argv
+    with pytest.raises(ValueError, match="MODELSMITH_LAUNCHER=process"):
+        Settings(home=tmp_path, _env_file=None, launcher="thread", machines=2)
+
+
+def test_joining_a_run_that_is_not_multi_machine_or_over_says_what_to_do(repo, settings):
+    from backend.errors import UserError
+    from backend.jobs.join import join_run
+
+    dataset = repo.add_dataset(name="toy", task="text-classification", content_hash="abc", path=str(settings.home),
+                               text_column="text", label_column="label", rows=10, train_rows=9, validation_rows=1,
+                               labels=["a", "b"], classes={"a": 5, "b": 5}, report={})
+    run_id = repo.create_run(TrainConfig(dataset_id=dataset.id, template=LstmTemplate(vocab_size=100)))
+    with pytest.raises(UserError, match="has not been launched as a multi-machine run within 0 s"):
+        join_run(repo, settings, run_id, 1, timeout_s=0)
+    repo.cancel_queued(run_id)
+    with pytest.raises(UserError, match="is cancelled: there is nothing to join"):
+        join_run(repo, settings, run_id, 1, timeout_s=5)
+
+
 def test_the_queue_hands_out_disjoint_gpu_sets_one_run_per_gpu_by_default(tmp_path):
     settings = Settings(home=tmp_path, _env_file=None, launcher="process")
     gpus = ("0", "1", "2", "3")

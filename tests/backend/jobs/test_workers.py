@@ -1,8 +1,12 @@
 """Runs in `accelerate launch` worker processes, end to end on the CPU: truthful state after kill -9,
-Stop, resume, two runs at once, and 2 processes (gloo) against 1.
+a killed supervisor, Stop, resume, two runs at once, 2 processes (gloo) against 1, and the app's SIGTERM.
 
-Each launch starts Python with torch (several seconds on a 2-core machine), so the runs are tiny
-(a few dozen rows, a 32-wide LSTM) and the tests few. SQLite file and, on CI, PostgreSQL.
+Each launch starts Python with torch twice (the launcher, then the worker: several seconds on a
+2-core machine), so the runs are tiny (a few dozen rows, a 32-wide LSTM), and one launched run
+serves every check that concerns the same run: one run goes through kill -9, a killed supervisor,
+Stop and three resumes. The signal handling runs on SQLite only (liveness and the runner's state
+changes have cheap tests on both databases in test_liveness.py and test_runner.py); the test where
+two workers write to one store at once runs on SQLite and, on CI, PostgreSQL.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -27,11 +32,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[3]
 LAUNCH_TIMEOUT_S = 240  # a launch on a loaded 2-core machine: Python + torch twice (launcher, worker)
-
-
-@pytest.fixture
-def database_url(each_database_url):
-    return each_database_url
 
 
 def process_settings(settings: Settings, **overrides) -> Settings:
@@ -92,27 +92,63 @@ def unique_metric_rows(repo, run_id) -> bool:
     return True
 
 
-def test_kill_9_of_a_worker_shows_interrupted_within_5_s_without_a_server_and_resume_succeeds(
+def latest_step(output_dir: Path) -> int:
+    """The step of the run's latest complete checkpoint (0: none yet)."""
+    from backend.training.checkpoints import checkpoint_step, latest_checkpoint
+
+    found = latest_checkpoint(output_dir)
+    return checkpoint_step(found) if found is not None else 0
+
+
+def run_tree(run) -> list[tuple[int, float | None]]:
+    """(pid, start time) of the run's launcher and every process below it."""
+    return [(run.worker_pid, run.worker_started), *descendants(run.worker_pid)]
+
+
+def background_cli(settings: Settings, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "app.py", *args, "--json"], cwd=ROOT, env=cli_env(settings),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def relaunched(repo, run_id: int, output_dir: Path, *, past_step: int, not_by: set[int]):
+    """Wait until a new worker of the run (its launcher not in `not_by`) saved a checkpoint past `past_step`."""
+    def ready():
+        run = repo.get_run(run_id)
+        return (run.status == "running" and run.worker_port and run.worker_pid not in not_by
+                and latest_step(output_dir) > past_step and run)
+
+    return wait_for(ready, LAUNCH_TIMEOUT_S, f"a new worker's checkpoint past step {past_step}")
+
+
+def test_one_run_through_kill_9_a_killed_supervisor_and_stop_resumes_each_time_and_succeeds(
         repo, settings, dataset_id):
+    """One launched run serves four checks in turn, each ending resumable: kill -9 of its worker with no
+    supervisor (readers say `interrupted` within 5 s), kill -9 of its supervisor (the worker checkpoints
+    and stops itself), Stop (every process gone, `cancelled`), and a last resume that succeeds."""
     settings = process_settings(settings)
-    config = slow_config(dataset_id)
+    config = slow_config(dataset_id, epochs=20)
     overrides = [f"--set={key}={value}" for key, value in (
         ("epochs", config.epochs), ("log_every_steps", 1), ("batch_size", 16), ("learning_rate", 5e-3),
         ("max_length", 32), ("vocab_size", 120), ("embedding_dim", 32), ("hidden_size", 32), ("seed", 7))]
-    trainer = subprocess.Popen([sys.executable, "app.py", "train", "--dataset", str(dataset_id), "--template", "lstm",
-                                *overrides, "--json"], cwd=ROOT, env=cli_env(settings),
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+
+    # 1. kill -9 of the worker (what the OOM killer does) after its supervisor died: no server, no
+    #    supervisor, so only the readers can tell.
+    trainer = background_cli(settings, "train", "--dataset", str(dataset_id), "--template", "lstm", *overrides)
+    workers: list[int] = []
     try:
         run = wait_for(lambda: next((r for r in repo.list_runs() if r.worker_port), None), LAUNCH_TIMEOUT_S,
                        "the worker to be launched")
-        wait_for(lambda: has_checkpoint(Path(run.output_dir)), LAUNCH_TIMEOUT_S, "the first checkpoint")
+        output_dir = Path(run.output_dir)
+        wait_for(lambda: latest_step(output_dir), LAUNCH_TIMEOUT_S, "the first checkpoint")
         run = repo.get_run(run.id)
         assert run.status == "running" and run.worker_pid != trainer.pid
         workers = [pid for pid, _ in descendants(run.worker_pid)]
         assert workers, "the launcher has started the worker"
-        trainer.kill()  # no supervisor, no server: only the readers can tell
+        for pid in workers:  # frozen, it cannot notice its supervisor go (part 2) and stop cleanly
+            os.kill(pid, signal.SIGSTOP)
+        trainer.kill()
         trainer.wait()
-        os.kill(workers[-1], signal.SIGKILL)  # what the OOM killer does to the training process
+        os.kill(workers[-1], signal.SIGKILL)
         killed_at = time.monotonic()
         # Ask until `runs --json` says interrupted; the call that says it must have begun within 5 s
         # of the kill (its own Python start-up, slow on a busy machine, is the reader's, not the state's).
@@ -126,42 +162,53 @@ def test_kill_9_of_a_worker_shows_interrupted_within_5_s_without_a_server_and_re
         assert repo.get_run(run.id).status == "interrupted"
     finally:
         trainer.kill()
+        for pid in workers:
+            if is_alive(pid, None):
+                os.kill(pid, signal.SIGKILL)
 
-    resumed = cli(settings, "resume", "--run", str(run.id))
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    final = repo.get_run(run.id)
-    assert final.status == "succeeded" and final.metrics["macro_f1"] > 0.5
-    assert unique_metric_rows(repo, run.id)
-    assert (Path(final.output_dir) / "model.safetensors").is_file()
+    # 2. kill -9 of the supervisor (`python app.py resume`): its worker must not train on alone.
+    last = latest_step(output_dir)
+    resumer = background_cli(settings, "resume", "--run", str(run.id))
+    try:
+        second = relaunched(repo, run.id, output_dir, past_step=last, not_by={resumer.pid, run.worker_pid})
+        tree = run_tree(second)
+        resumer.kill()
+        resumer.wait()
+        ended = wait_for(lambda: (r := repo.get_run(run.id)).status != "running" and r, 60,
+                         "the worker to notice that its supervisor is gone")
+        assert ended.status == "interrupted" and "supervised this run was killed" in ended.error, ended.error
+        wait_for(lambda: not any(is_alive(pid, started) for pid, started in tree), 30, "the processes to end")
+        assert "saved a checkpoint and stopped" in (output_dir / "train.log").read_text()
+    finally:
+        resumer.kill()
 
-
-def test_stop_ends_every_process_of_the_run_cancelled_and_resume_succeeds(repo, settings, dataset_id):
-    runner = JobRunner(repo, process_settings(settings))
-    run_id = runner.submit(slow_config(dataset_id, epochs=20))
+    # 3. Stop from this process's runner: SIGTERM, a checkpoint, `cancelled`, no process left.
+    runner = JobRunner(repo, settings)
     runner.start()
     try:
-        wait_for(lambda: has_checkpoint(settings.runs_dir / str(run_id)) and repo.get_run(run_id).worker_port,
-                 LAUNCH_TIMEOUT_S, "the first checkpoint")
-        run = repo.get_run(run_id)
-        tree = [(run.worker_pid, run.worker_started), *descendants(run.worker_pid)]
+        last = latest_step(output_dir)
+        runner.resume(run.id)
+        third = relaunched(repo, run.id, output_dir, past_step=last, not_by={os.getpid(), second.worker_pid})
+        tree = run_tree(third)
         assert len(tree) >= 2  # the launcher and the worker
-        assert runner.stop(run_id) == "stopping"
-        stopped = runner.wait(run_id, timeout=60)
+        assert runner.stop(run.id) == "stopping"
+        stopped = runner.wait(run.id, timeout=60)
         assert stopped.status == "cancelled", stopped.error
         wait_for(lambda: not any(is_alive(pid, started) for pid, started in tree), 10, "the processes to end")
         with pytest.raises(psutil.NoSuchProcess):
-            psutil.Process(run.worker_pid).status()  # the launcher was reaped, not left a zombie
-        assert has_checkpoint(settings.runs_dir / str(run_id))
-        last_step = max(m.step for m in repo.get_metrics(run_id))
+            psutil.Process(third.worker_pid).status()  # the launcher was reaped, not left a zombie
+        last_step = max(m.step for m in repo.get_metrics(run.id))
 
-        runner.resume(run_id)
-        final = runner.wait(run_id, timeout=LAUNCH_TIMEOUT_S)
+        # 4. The last resume trains the rest.
+        runner.resume(run.id)
+        final = runner.wait(run.id, timeout=LAUNCH_TIMEOUT_S)
     finally:
         runner.shutdown()
-    assert final.status == "succeeded", final.error
-    assert max(m.step for m in repo.get_metrics(run_id)) > last_step
-    assert unique_metric_rows(repo, run_id)
-    assert "run cancelled" in (settings.runs_dir / str(run_id) / "train.log").read_text()
+    assert final.status == "succeeded" and final.metrics["macro_f1"] > 0.5, final.error
+    assert max(m.step for m in repo.get_metrics(run.id)) > last_step
+    assert unique_metric_rows(repo, run.id)
+    assert (Path(final.output_dir) / "model.safetensors").is_file()
+    assert "run cancelled" in (output_dir / "train.log").read_text()
 
 
 @pytest.fixture
@@ -216,41 +263,58 @@ def test_two_runs_train_at_once_and_their_metrics_do_not_mix(two_at_once_databas
     engine.dispose()
 
 
+def test_a_run_over_two_machines_on_loopback_succeeds_and_only_rank_0_of_machine_0_writes(repo, settings,
+                                                                                          dataset_id):
+    """Two "machines" on this one (one CPU process each, gloo over 127.0.0.1): machine 0 is this
+    test's runner (as the app or `python app.py train --nodes 2` would be), machine 1 joins the run
+    as `python app.py join --run ID --machine-rank 1` does, from the shared store and home folder."""
+    from backend.jobs.join import join_run
+
+    runner = JobRunner(repo, process_settings(settings, machines=2, main_process_ip="127.0.0.1"))
+    run_id = runner.submit(lstm_config(dataset_id=dataset_id, epochs=3, log_every_steps=1))
+    joined: dict[str, int] = {}
+    joiner = threading.Thread(target=lambda: joined.update(
+        code=join_run(repo, process_settings(settings), run_id, 1, timeout_s=LAUNCH_TIMEOUT_S)))
+    joiner.start()
+    final = runner.run_job(run_id)
+    joiner.join(LAUNCH_TIMEOUT_S)
+    assert final.status == "succeeded", final.error
+    assert joined.get("code") == 0
+    output_dir = Path(final.output_dir)
+    main_log, joined_log = (output_dir / "train.log").read_text(), (output_dir / "train-machine1.log").read_text()
+    assert "--num_machines 2 --machine_rank 0 --main_process_ip 127.0.0.1" in main_log
+    assert "rank 0 of 2" in main_log and "rank 1 of 2" in joined_log
+    # 64 rows, batches of 16 shared by 2 processes: 2 optimizer steps an epoch, each stored once, by rank 0.
+    assert [m.step for m in repo.get_metrics(run_id, ["train_loss"])] == list(range(1, 7))
+    assert unique_metric_rows(repo, run_id) and "step 1:" not in joined_log
+    assert (output_dir / "model.safetensors").is_file()
+
+
 MATCH_TOLERANCE = 0.1  # macro F1 of 2 processes within 0.1 of 1 process (both must learn the rule: >= 0.9)
 
 
-def test_two_cpu_processes_over_gloo_reach_the_validation_metrics_of_one(repo, settings):
+def test_two_cpu_processes_over_gloo_reach_the_metrics_of_one_even_after_sigkill_of_a_rank_and_resume(
+        repo, settings):
+    """2 processes (gloo) against 1 on the same data and config. The 2-process run also loses its rank 1
+    to SIGKILL after its first checkpoint: the run ends `interrupted`, and its resume finishes it to
+    the validation metrics of 1 process."""
     folder = settings.datasets_dir / "rule-160"
     record = make_dataset(folder, rule_rows(160, seed=1), rule_rows(40, seed=2))
     dataset_id = repo.add_dataset(name="rule", task="text-classification", content_hash="s" * 64, path=str(folder),
                                   text_column="text", label_column="label", rows=record.rows,
                                   train_rows=record.train_rows, validation_rows=record.validation_rows,
                                   labels=record.labels, classes=record.classes, report={}).id
-    finished = {}
-    for processes in (1, 2):
-        runner = JobRunner(repo, process_settings(settings, cpu_processes_per_run=processes))
-        run_id = runner.submit(lstm_config(dataset_id=dataset_id, epochs=12, name=f"{processes} processes"))
-        finished[processes] = runner.run_job(run_id)
-        assert finished[processes].status == "succeeded", finished[processes].error
-    one, two = finished[1], finished[2]
-    log_text = (Path(two.output_dir) / "train.log").read_text()
-    assert "rank 1 of 2" in log_text and "--multi_gpu" in log_text  # really two processes, talking gloo
-    # Each of 2 processes takes half the batches: half the optimizer steps, same samples seen.
-    steps = {n: repo.get_metrics(run.id, ["total_steps"])[-1].value for n, run in finished.items()}
-    assert steps[2] == steps[1] / 2
-    assert one.metrics["macro_f1"] >= 0.9 and two.metrics["macro_f1"] >= 0.9
-    assert abs(one.metrics["macro_f1"] - two.metrics["macro_f1"]) <= MATCH_TOLERANCE
-    assert sorted(p.name for p in Path(two.output_dir).iterdir() if not p.name.startswith(".")) == sorted(
-        p.name for p in Path(one.output_dir).iterdir() if not p.name.startswith("."))  # rank 0 alone wrote them
+    # In a worker too: in this (pytest) process torch's threads fight everything else on a busy machine.
+    single = JobRunner(repo, process_settings(settings))
+    one = single.run_job(single.submit(lstm_config(dataset_id=dataset_id, epochs=12, name="1 process")))
+    assert one.status == "succeeded", one.error
 
-
-def test_sigkill_of_one_of_two_ranks_interrupts_the_run_and_resume_finishes_it(repo, settings, dataset_id):
     runner = JobRunner(repo, process_settings(settings, cpu_processes_per_run=2))
-    run_id = runner.submit(slow_config(dataset_id, epochs=30))
+    run_id = runner.submit(lstm_config(dataset_id=dataset_id, epochs=12, name="2 processes"))
+    output_dir = settings.runs_dir / str(run_id)
     runner.start()
     try:
-        output_dir = settings.runs_dir / str(run_id)
-        wait_for(lambda: has_checkpoint(output_dir) and repo.get_run(run_id).worker_port, LAUNCH_TIMEOUT_S,
+        wait_for(lambda: latest_step(output_dir) and repo.get_run(run_id).worker_port, LAUNCH_TIMEOUT_S,
                  "the first checkpoint")
         workers = [psutil.Process(pid) for pid, _ in descendants(repo.get_run(run_id).worker_pid)]
         ranks = {process.environ()["RANK"]: process.pid for process in workers if "RANK" in process.environ()}
@@ -260,12 +324,20 @@ def test_sigkill_of_one_of_two_ranks_interrupts_the_run_and_resume_finishes_it(r
         assert interrupted.status == "interrupted", interrupted.error
         wait_for(lambda: not any(is_alive(pid, None) for pid in ranks.values()), 60, "rank 0 to end too")
         runner.resume(run_id)
-        final = runner.wait(run_id, timeout=LAUNCH_TIMEOUT_S)
+        two = runner.wait(run_id, timeout=LAUNCH_TIMEOUT_S)
     finally:
         runner.shutdown()
-    assert final.status == "succeeded", final.error
+    assert two.status == "succeeded", two.error
     log_text = (output_dir / "train.log").read_text()
+    assert "rank 1 of 2" in log_text and "--multi_gpu" in log_text  # really two processes, talking gloo
     assert "resumed from" in log_text and unique_metric_rows(repo, run_id)
+    # Each of 2 processes takes half the batches: half the optimizer steps, same samples seen.
+    steps = {n: repo.get_metrics(run.id, ["total_steps"])[-1].value for n, run in ((1, one), (2, two))}
+    assert steps[2] == steps[1] / 2
+    assert one.metrics["macro_f1"] >= 0.9 and two.metrics["macro_f1"] >= 0.9, (one.metrics, two.metrics)
+    assert abs(one.metrics["macro_f1"] - two.metrics["macro_f1"]) <= MATCH_TOLERANCE
+    assert sorted(p.name for p in Path(two.output_dir).iterdir() if not p.name.startswith(".")) == sorted(
+        p.name for p in Path(one.output_dir).iterdir() if not p.name.startswith("."))  # rank 0 alone wrote them
 
 
 def test_sigterm_to_the_serving_app_checkpoints_its_worker_run_and_ends_it_interrupted(repo, settings, dataset_id,
