@@ -10,15 +10,19 @@ What runs, one after the other in this process, on the same data:
   and checked), split by prepare.prepare_images with a seeded stratified 5,000-image validation
   split (CIFAR-10 ships no test split here); `--train-images N` then keeps a seeded stratified
   sample of N training images;
-- ours: fit.build_classifier(CnnTemplate()) + fit.fit(...) at default settings (FitSettings()),
-  images decoded from their JPEG bytes by the task's Dataset each epoch, augmented by Kornia;
+- ours: the app's own training path: the splits stored as Parquet (as an upload stores them), the
+  `cnn` template's run config (`default_config(..., "cnn", "image-classification")`, batch size 128,
+  5% warm-up) trained by `backend.training.run.train`, i.e. the image task's strategy on the shared
+  training core (checkpoints each epoch included); images decoded from their JPEG bytes by the task's
+  Dataset each epoch, augmented by Kornia on the device;
 - plain: the same network written out in plain PyTorch (nn.Sequential), the images decoded once
   into one uint8 tensor up front (as torchvision's CIFAR10 keeps them), the same Kornia
-  augmentation, normalisation, AdamW groups, learning-rate schedule (fit.learning_rate_factor),
+  augmentation, normalisation, AdamW groups, learning-rate schedule (the core's `linear_schedule`),
   clipping, batch size, seed and time budget, evaluated once per epoch.
 Both stop at the same time budget (or epochs). Samples/s = training images seen / time in the
-training loop (evaluation excluded). Validation accuracy: ours = the best epoch by macro F1 (what
-it keeps), plain = the best epoch by accuracy. JSON: stdout and bench/results/images-<time>.json.
+training steps (ours: the run's "steps" phase, evaluation, checkpoints and saving excluded).
+Validation accuracy: ours = the best evaluation by macro F1 (what it keeps), plain = the best epoch
+by accuracy. JSON: stdout and bench/results/images-<time>.json.
 """
 
 from __future__ import annotations
@@ -66,28 +70,51 @@ def load_cifar(train_images: int, seed: int):
     return prepared, train, read_seconds, len(read.frame)
 
 
-def run_ours(prepared, train, settings, workers: int) -> dict:
-    from backend.tasks.image_classification.batches import ImageDataset
-    from backend.tasks.image_classification.config import CnnTemplate
-    from backend.tasks.image_classification.fit import build_classifier, fit
+def bench_config(time_budget: float, epochs: int):
+    """The run config both contenders follow: the cnn template's usual settings, batch 128, 5% warm-up."""
+    from backend.config import default_config
 
-    template = CnnTemplate()
-    ids = {label: i for i, label in enumerate(prepared.labels)}
-    train_set = ImageDataset(train["image"], train["label"].map(ids), template.input_size)
-    val_set = ImageDataset(prepared.validation["image"], prepared.validation["label"].map(ids), template.input_size)
-    model = build_classifier(template, prepared.labels, list(train["image"]), seed=settings.seed)
-    curve = []
-    result = fit(model, train_set, val_set, settings, num_workers=workers,
-                 on_progress=lambda step, values: curve.append((step, values.get("eval_accuracy")))
-                 if "eval_accuracy" in values else None)
-    return {"samples_per_second": result.samples_per_second, "validation_accuracy": result.best_metrics["accuracy"],
-            "validation_macro_f1": result.best_metrics["macro_f1"], "steps": result.steps,
-            "train_seconds": result.train_seconds, "stop_reason": result.stop_reason,
-            "eval_accuracy_by_step": curve, "template": template.model_dump(),
-            "parameters": sum(p.numel() for p in model.parameters())}
+    config = default_config(1, "cnn", "image-classification")
+    overrides = {"batch_size": 128, "warmup_ratio": 0.05, "time_budget_seconds": time_budget,
+                 **({"epochs": epochs} if epochs else {})}
+    return config.model_copy(update=overrides)
 
 
-def run_plain(prepared, train, settings, mean, std) -> dict:
+def run_ours(prepared, train, config, folder: Path) -> dict:
+    """Train through the app's entry point on the splits stored as an upload stores them."""
+    import math
+
+    from backend.training.phases import METRICS_KEY
+    from backend.training.run import train as train_run
+    from storage.records import DatasetRecord
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, frame in (("train", train), ("validation", prepared.validation)):
+        frame[["image", "label"]].to_parquet(folder / f"{split}.parquet", index=False)
+    dataset = DatasetRecord(id=1, name="cifar10", task="image-classification", content_hash="0" * 64,
+                            path=str(folder), text_column=None, label_column=None,
+                            rows=len(train) + len(prepared.validation), train_rows=len(train),
+                            validation_rows=len(prepared.validation), labels=list(prepared.labels))
+    curve, steps = [], [0]
+
+    def on_progress(step, values):
+        steps[0] = max(steps[0], step)
+        if "eval_accuracy" in values:
+            curve.append((step, values["eval_accuracy"]))
+
+    result = train_run(config, dataset, folder / "run", on_progress=on_progress, should_stop=lambda: False)
+    steps_per_epoch = math.ceil(len(train) / config.batch_size)
+    full_epochs, rest = divmod(steps[0], steps_per_epoch)
+    seen = full_epochs * len(train) + rest * config.batch_size  # an epoch's last batch is short
+    timing = result.metrics[METRICS_KEY]
+    return {"samples_per_second": seen / timing["steps"], "validation_accuracy": result.metrics["accuracy"],
+            "validation_macro_f1": result.metrics["macro_f1"], "steps": steps[0], "train_seconds": timing["steps"],
+            "timing_seconds": timing, "stop_reason": result.stop_reason, "eval_accuracy_by_step": curve,
+            "template": config.template.model_dump(),
+            "parameters": sum(p.numel() for p in result.predictor.model.parameters())}
+
+
+def run_plain(prepared, train, settings, mean, std) -> dict:  # settings: the TrainConfig ours runs
     """The same network, augmentation and optimisation as a plain PyTorch script would write them."""
     import io
 
@@ -98,7 +125,7 @@ def run_plain(prepared, train, settings, mean, std) -> dict:
     from PIL import Image
     from torch import nn
 
-    from backend.tasks.image_classification.fit import learning_rate_factor
+    from backend.training.core import linear_schedule
 
     torch.manual_seed(settings.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # where Accelerator() puts ours
@@ -128,9 +155,8 @@ def run_plain(prepared, train, settings, mean, std) -> dict:
                                    {"params": no_decay, "weight_decay": 0.0}], lr=settings.learning_rate)
     steps_per_epoch = len(x_train) // settings.batch_size
     total = steps_per_epoch * settings.epochs
-    start = time.monotonic()  # the same schedule as ours: warmup, then linear decay to the budget or last step
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: learning_rate_factor(
-        s, total, time.monotonic() - start, settings))
+    scheduler = linear_schedule(optimizer, settings, total)  # the same schedule as ours: warm-up, linear decay
+    start = time.monotonic()
     train_seconds, seen, best, curve, step = 0.0, 0, 0.0, [], 0
     for _ in range(settings.epochs):
         net.train()
@@ -148,7 +174,7 @@ def run_plain(prepared, train, settings, mean, std) -> dict:
             optimizer.zero_grad(set_to_none=True)
             seen += len(index)
             step += 1
-            if time.monotonic() - start >= settings.time_budget_seconds:
+            if settings.time_budget_seconds and time.monotonic() - start >= settings.time_budget_seconds:
                 out_of_time = True
                 break
         train_seconds += time.monotonic() - epoch_start
@@ -170,17 +196,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train-images", type=int, default=0, help="Training images to keep (0 = all 45,000).")
     parser.add_argument("--time-budget", type=float, default=900, help="Seconds of training for each contender.")
-    parser.add_argument("--epochs", type=int, default=0, help="Epochs (0 = FitSettings' default).")
-    parser.add_argument("--workers", type=int, default=0, help="DataLoader workers for ours.")
+    parser.add_argument("--epochs", type=int, default=0, help="Epochs (0 = the cnn template's usual setting).")
     parser.add_argument("--only", choices=["ours", "plain"], help="Run one contender only.")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     import torch
 
     from backend.tasks.image_classification.batches import dataset_statistics
-    from backend.tasks.image_classification.config import FitSettings
+    import tempfile
 
-    settings = FitSettings(time_budget_seconds=args.time_budget, **({"epochs": args.epochs} if args.epochs else {}))
+    settings = bench_config(args.time_budget, args.epochs)
     prepared, train, read_seconds, total_images = load_cifar(args.train_images, settings.seed)
     log.info("read %d images in %.1f s; training on %d, validating on %d", total_images, read_seconds, len(train),
              len(prepared.validation))
@@ -188,12 +213,14 @@ def main() -> None:
               "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
                          f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
                          f"{torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU'}",
-              "load_average_at_start": os.getloadavg(), "args": vars(args), "settings": settings.model_dump(),
+              "load_average_at_start": os.getloadavg(), "args": vars(args),
+              "settings": settings.model_dump(mode="json"),
               "ingest": {"images": total_images, "seconds": read_seconds,
                          "images_per_second": total_images / read_seconds},
               "train_images": len(train), "validation_images": len(prepared.validation), "targets": TARGETS}
     if args.only != "plain":
-        report["ours"] = run_ours(prepared, train, settings, args.workers)
+        with tempfile.TemporaryDirectory(prefix="bench-images-") as folder:
+            report["ours"] = run_ours(prepared, train, settings, Path(folder))
         log.info("ours: %s", {k: v for k, v in report["ours"].items() if k != "eval_accuracy_by_step"})
     if args.only != "ours":
         mean, std = dataset_statistics(list(train["image"]), 32, settings.seed)

@@ -39,6 +39,8 @@ CHECKPOINTS_DIR = "checkpoints"
 CHECKPOINT_STATE = "trainer_state.json"  # written last: its presence marks a complete checkpoint
 CHECKPOINT_NAME = re.compile(r"step-(\d+)")
 KEEP_CHECKPOINTS = 2
+# Earlier names of LoopState fields: a run stopped before an upgrade still resumes after it.
+LEGACY_STATE_NAMES = {"best_metric": "best_score", "best_loss": "best_score"}
 
 State = TypeVar("State")
 
@@ -204,7 +206,11 @@ def load_checkpoint(accelerator: Accelerator, checkpoint: Path, state_type: Call
     except (RuntimeError, ValueError, KeyError, OSError) as exc:
         raise UserError(f"The checkpoint {checkpoint.name} does not fit this run's settings "
                         f"({str(exc).splitlines()[0][:200]}). Start a new run instead of resuming.") from exc
-    state = state_type(**json.loads((checkpoint / CHECKPOINT_STATE).read_text(encoding="utf-8")))
+    saved = json.loads((checkpoint / CHECKPOINT_STATE).read_text(encoding="utf-8"))
+    for old, new in LEGACY_STATE_NAMES.items():  # a checkpoint written before the loops shared their state
+        if old in saved:
+            saved.setdefault(new, saved.pop(old))
+    state = state_type(**saved)
     log.info("resumed from %s (step %d)", checkpoint, state.global_step)
     return state
 

@@ -25,9 +25,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -38,19 +37,17 @@ from tokenizers import Tokenizer
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from backend.training.checkpoints import publish, save_checkpoint
 from backend.config import TrainConfig
-from backend.errors import Cancelled, UserError
+from backend.errors import UserError
 from backend.tasks.text_generation.batching import EvalBlocks, make_eval_blocks, read_text, sample_batch  # noqa: F401
 from backend.tasks.text_generation.metrics import bits_per_character, lm_metrics  # noqa: F401 (re-exported)
 from backend.tasks.text_generation.generator import Generator
 from backend.tasks.text_generation.tokenization import encode_corpus, wrap_lm_tokenizer
-from backend.training.phases import PhaseTimes
-from backend.training.run_clock import RunClock
 from backend.tasks.text_generation.templates import OWN_TOKENIZER_LM_KINDS, build_lm, lm_logits, save_lm
 from backend.tasks.text_generation.lstm_lm import LstmLanguageModel, load_lstm_lm_weights
-from backend.training.core import (ProgressFn, TrainResult, best_score, best_weights, build_optimizer, clamp_length,
-                                   compiled, cpu_copy, improves, patience_spent, plain_model, run_strategy)
+from backend.training.core import (LoopRun, LoopState, Meter, ProgressFn, TrainResult, best_weights, build_optimizer,
+                                   clamp_length, compiled, end_of_step, keep_if_best, patience_spent, plain_model,
+                                   position, restore_weights, run_strategy, save_run_checkpoint)
 from storage.records import DatasetRecord
 
 log = logging.getLogger(__name__)
@@ -60,36 +57,19 @@ ADAM_BETAS = (0.9, 0.99)  # nanoGPT's beta2 for small data: steadier early steps
 
 
 @dataclass
-class LmState:
-    """Where language-model training stands; saved with every checkpoint."""
-
-    global_step: int = 0
-    best_loss: float | None = None  # lowest validation loss so far
-    best_step: int = 0
-    best_metrics: dict = field(default_factory=dict)
-    evals_without_improvement: int = 0
-    elapsed_seconds: float = 0.0    # training time before this session (for the time budget)
+class LmState(LoopState):
+    """Where language-model training stands (best_score: the lowest validation loss); saved with every checkpoint."""
 
 
-@dataclass
-class _LmRun:
+@dataclass(kw_only=True)
+class _LmRun(LoopRun):
     """Everything the loop needs, built once by `_setup`."""
 
-    config: TrainConfig
-    accelerator: Accelerator
-    model: nn.Module
     tokenizer: PreTrainedTokenizerBase
-    optimizer: torch.optim.Optimizer
     train_ids: torch.Tensor   # (N,) int64 on the CPU: the whole training text
     eval_blocks: EvalBlocks
     block_size: int
-    output_dir: Path
-    steps_per_epoch: int
-    total_steps: int
     own_tokenizer: bool
-    best_weights: dict[str, torch.Tensor] | None = None  # CPU copy of the best model so far
-    evaluated_at: int = -1
-    phases: PhaseTimes = field(default_factory=PhaseTimes)  # the core's clock, set by run_strategy
     last_train_loss: float | None = None
 
 
@@ -191,56 +171,31 @@ def _recurrence_threads(run: _LmRun) -> Iterator[None]:
             torch.set_num_threads(before)
 
 
-class _Meter:
-    """Training loss and throughput between two progress reports, time spent, and how far along the run is."""
+def _progress(run: _LmRun, meter: Meter, step: int) -> float:
+    """Share of the run done: steps, or time when a budget runs out first."""
+    done, budget = step / run.total_steps, meter.clock.budget
+    return min(max(done, meter.clock.spent() / budget) if budget else done, 1.0)
 
-    def __init__(self, run: _LmRun, state: LmState) -> None:
-        self.loss_sum = torch.zeros((), device=run.accelerator.device)  # .item() only when reporting
-        self.batches, self.blocks, self.window_start = 0, 0, time.monotonic()
-        self.clock = RunClock(state.global_step, state.elapsed_seconds, run.config.time_budget_seconds)
 
-    def add(self, loss: torch.Tensor, blocks: int) -> None:
-        self.loss_sum += loss.detach()
-        self.batches += 1
-        self.blocks += blocks
-
-    def progress(self, run: _LmRun, step: int) -> float:
-        """Share of the run done: steps, or time when a budget runs out first."""
-        done, budget = step / run.total_steps, self.clock.budget
-        return min(max(done, self.clock.spent() / budget) if budget else done, 1.0)
-
-    def report(self, run: _LmRun, state: LmState) -> dict[str, float]:
-        """Progress values for on_progress; starts a new window."""
-        now = time.monotonic()
-        run.last_train_loss = (self.loss_sum / max(self.batches, 1)).item()
-        seconds = max(now - self.window_start, 1e-9)
-        values = {"train_loss": run.last_train_loss,
-                  "train_perplexity": math.exp(min(run.last_train_loss, 700.0)),
-                  "learning_rate": float(run.optimizer.param_groups[0]["lr"]),
-                  "samples_per_second": self.blocks / seconds,
-                  "tokens_per_second": self.blocks * run.block_size / seconds,
-                  "eta_seconds": self.clock.eta(state.global_step, run.total_steps),
-                  **_position(run, state, self.progress(run, state.global_step))}
-        self.loss_sum.zero_()
-        self.batches, self.blocks, self.window_start = 0, 0, now
-        return values
+def _training_values(run: _LmRun, state: LmState, meter: Meter) -> dict[str, float]:
+    """Progress values for on_progress; starts a new window."""
+    run.last_train_loss, blocks_per_second = meter.take()
+    return {"train_loss": run.last_train_loss, "train_perplexity": math.exp(min(run.last_train_loss, 700.0)),
+            "learning_rate": float(run.optimizer.param_groups[0]["lr"]),
+            "samples_per_second": blocks_per_second, "tokens_per_second": blocks_per_second * run.block_size,
+            "eta_seconds": meter.clock.eta(state.global_step, run.total_steps),
+            **position(state, run.steps_per_epoch, run.total_steps, _progress(run, meter, state.global_step))}
 
 
 def _fit(run: _LmRun, state: LmState, on_progress: ProgressFn, should_stop: Callable[[], bool]) -> str:
     """The training loop; returns why it ended: completed, early_stopping or time_budget."""
     accelerator, config, model = run.accelerator, run.config, run.model
-    meter = _Meter(run, state)
-
-    def checkpoint() -> None:
-        """Save a resumable checkpoint of where the loop stands."""
-        state.elapsed_seconds = meter.clock.spent()
-        with run.phases.measure("checkpoints"):
-            save_checkpoint(accelerator, run.output_dir, state, run.tokenizer if run.own_tokenizer else None)
-
+    meter = Meter(accelerator.device, state, config.time_budget_seconds)
+    tokenizer = run.tokenizer if run.own_tokenizer else None
     eval_every = config.eval_every_steps or run.steps_per_epoch  # 0 = once per epoch of tokens
     model.train()
     while state.global_step < run.total_steps:
-        learning_rate = learning_rate_at(config, meter.progress(run, state.global_step + 1))
+        learning_rate = learning_rate_at(config, _progress(run, meter, state.global_step + 1))
         for group in run.optimizer.param_groups:
             group["lr"] = learning_rate
         for micro_batch in range(config.gradient_accumulation_steps):
@@ -250,59 +205,41 @@ def _fit(run: _LmRun, state: LmState, on_progress: ProgressFn, should_stop: Call
             logits = lm_logits(model, inputs)                                       # (B, T, V)
             loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
             accelerator.backward(loss)                                              # divides by accumulation
-            meter.add(loss, config.batch_size)
+            meter.add(loss, config.batch_size, weight=1)  # the mean of the micro-batches' losses
         if config.max_grad_norm > 0:
             accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
         run.optimizer.step()
         run.optimizer.zero_grad(set_to_none=True)
         state.global_step += 1
         if state.global_step % config.log_every_steps == 0:
-            on_progress(state.global_step, meter.report(run, state))
+            on_progress(state.global_step, _training_values(run, state, meter))
         if state.global_step % eval_every == 0 and state.global_step < run.total_steps:
-            _evaluate(run, state, on_progress, meter.progress(run, state.global_step))
-            checkpoint()
+            _evaluate(run, state, on_progress, _progress(run, meter, state.global_step))
+            save_run_checkpoint(run, state, meter, tokenizer)
             if patience_spent(config, state.evals_without_improvement):
                 return "early_stopping"
-        if meter.clock.budget_spent():
-            log.info("time budget of %.0f s spent at step %d", config.time_budget_seconds, state.global_step)
-            return "time_budget"
-        if should_stop():
-            checkpoint()
-            raise Cancelled()
+        stop_reason = end_of_step(run, state, meter, should_stop, tokenizer)
+        if stop_reason:
+            return stop_reason
     return "completed"
-
-
-def _position(run: _LmRun, state: LmState, progress: float | None = None) -> dict[str, float]:
-    progress = state.global_step / run.total_steps if progress is None else progress
-    return {"epoch": state.global_step / run.steps_per_epoch, "progress": progress,
-            "total_steps": float(run.total_steps)}
 
 
 def _evaluate(run: _LmRun, state: LmState, on_progress: ProgressFn, progress: float | None = None) -> None:
     """Evaluate, report, and save the model when its validation loss beats the best so far."""
     with run.phases.measure("evaluation"):
         metrics = evaluate_lm(run.model, run.eval_blocks, run.config.batch_size, run.accelerator.device)
-    run.evaluated_at = state.global_step
     if run.last_train_loss is not None:
         metrics["train_loss"] = run.last_train_loss
         metrics["train_perplexity"] = math.exp(min(run.last_train_loss, 700.0))
     metrics["step"] = state.global_step
-    score = best_score(run.config, metrics)  # validation loss (the task's best_metric)
-    if improves(run.config, score, state.best_loss):
-        state.best_loss, state.best_step, state.best_metrics = score, state.global_step, metrics
-        state.evals_without_improvement = 0
-        model = plain_model(run)
-        with run.phases.measure("saving"):
-            run.best_weights = cpu_copy(model)
-            if run.accelerator.is_main_process:  # several ranks: rank 0 alone writes the model
-                publish(run.output_dir, lambda folder: save_lm(model, run.tokenizer, run.block_size, folder))
-    else:
-        state.evals_without_improvement += 1
+    # The best by validation loss (the task's best_metric) is kept and saved.
+    keep_if_best(run, state, metrics, lambda model, folder: save_lm(model, run.tokenizer, run.block_size, folder))
     if progress is None:  # the final evaluation: the run is done
         progress = 1.0
     on_progress(state.global_step, {
         "eval_loss": metrics["loss"], "eval_perplexity": metrics["perplexity"],
-        "eval_bits_per_char": metrics["bits_per_char"], **_position(run, state, progress)})
+        "eval_bits_per_char": metrics["bits_per_char"],
+        **position(state, run.steps_per_epoch, run.total_steps, progress)})
 
 
 def _restore_best(model: nn.Module, run: _LmRun) -> None:
@@ -311,10 +248,7 @@ def _restore_best(model: nn.Module, run: _LmRun) -> None:
     if isinstance(model, LstmLanguageModel):
         load_lstm_lm_weights(model, weights)
         return
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    missing = [name for name in missing if not name.startswith("lm_head")]  # tied to the embedding
-    if missing or unexpected:
-        log.warning("restoring the best weights: missing %s, unexpected %s", missing[:5], unexpected[:5])
+    restore_weights(model, weights, tied=("lm_head",))  # the head is tied to the embedding
 
 
 def _context_length(model: nn.Module, block_size: int) -> int:

@@ -63,7 +63,7 @@ def test_oom_from_train_fn_fails_with_advice_and_the_next_job_succeeds(tmp_path)
 
 def test_oom_in_model_forward_fails_with_advice_and_the_next_job_succeeds(services, tmp_path, monkeypatch):
     """The real trainer, its model forward raising OOM once: advice names batch_size and max_length."""
-    import backend.training.epochs as trainer
+    import backend.tasks.text_classification.training as trainer  # the text classifier's batch loss
 
     real_logits = trainer.logits_of
     raised = []
@@ -93,7 +93,7 @@ def test_oom_in_model_forward_fails_with_advice_and_the_next_job_succeeds(servic
 CRASH_IN_SAVE = r"""
 import os, signal, sys
 sys.path.insert(0, sys.argv[1])
-import backend.training.epochs as trainer
+import backend.training.core as trainer  # where every loop saves its checkpoints
 from backend.services import build_services
 from backend.settings import Settings
 

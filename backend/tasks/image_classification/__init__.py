@@ -8,12 +8,11 @@ Registered in backend/tasks/registry.py (task.py): the app and the CLI reach it 
     images.py    bytes -> upright RGB with Pillow (EXIF, modes, frames, decompression bombs)
     prepare.py   check, split, hash, store as Parquet
     report.py    the validation report (counts, sizes, duplicates, thumbnails, blocking errors)
-    config.py    the templates' configs (cnn, vit) and the fit settings
+    config.py    the templates' configs (cnn, vit)
     cnn.py / pretrained.py   the two templates; model.py the classifier they share
     batches.py   torch Dataset + DataLoader (decoding in workers), Kornia augmentation
-    fit.py       the training loop (AdamW, best checkpoint by validation macro F1)
     metrics.py   accuracy, macro P/R/F1, per class, confusion matrix, misclassified images
     task.py      the Task the rest of the app asks; ingest.py its `prepare` (-> the shared store)
-    training.py  its strategy for the shared training core (checkpoints, stop, resume, progress)
+    training.py  build_classifier, and its part of the shared epochs strategy (backend/training/epochs.py)
     estimate.py / card.py / predictor.py / review.py   Estimate, model card, file predictor, mistakes gallery
 """

@@ -1,14 +1,14 @@
-"""Typed configs of the image templates and of one fit; frozen, validated once, stored as JSON.
+"""Typed configs of the image templates; frozen, validated once, stored as JSON with the run.
 
-The fit settings use the names of backend/config.py's TrainConfig (epochs, batch_size,
-learning_rate, ...) so that the shared training core can hand its own config over unchanged.
+The training settings (epochs, batch_size, learning_rate, ...) are backend/config.py's TrainConfig,
+as for every task: the shared training core reads them.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from backend.tasks.base import TemplateConfig
 
@@ -20,10 +20,6 @@ Augmentation = Literal["off", "basic", "strong"]
 _AUGMENTATION_HELP = ("off: images as they are; basic: random resized crop and horizontal flip; strong: basic "
                       "plus one random colour/geometry operation per image (TrivialAugment). Applied on the "
                       "device to whole batches, training only.")
-
-
-class _Frozen(BaseModel):
-    model_config = {"frozen": True, "extra": "forbid"}
 
 
 class CnnTemplate(TemplateConfig):
@@ -50,20 +46,3 @@ class PretrainedImageTemplate(TemplateConfig):
 
 
 ImageTemplate = Annotated[Union[CnnTemplate, PretrainedImageTemplate], Field(discriminator="kind")]
-
-
-class FitSettings(_Frozen):
-    """The training settings one fit uses (a subset of TrainConfig, same names and meaning)."""
-
-    epochs: int = Field(10, ge=1, le=1000, description="Passes over the training images.")
-    batch_size: int = Field(128, ge=1, le=4096, description="Images per optimizer step.")
-    learning_rate: float = Field(2e-3, gt=0, lt=1, description="Peak learning rate of AdamW.")
-    weight_decay: float = Field(0.05, ge=0, lt=1, description="AdamW weight decay.")
-    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of steps spent warming up the learning rate.")
-    max_grad_norm: float = Field(1.0, ge=0, le=1000, description="Gradient clipping norm; 0 turns it off.")
-    seed: int = Field(42, ge=0, le=2**31 - 1, description="Seed for weights, shuffling and augmentation.")
-    log_every_steps: int = Field(10, ge=1, le=10_000, description="Report training progress every N steps.")
-    early_stopping_patience: int = Field(0, ge=0, le=100, description="Stop after N evaluations without a better "
-                                                                       "validation macro F1; 0 = off.")
-    time_budget_seconds: float = Field(0, ge=0, description="Stop training when this much time is spent; "
-                                                            "0 = no limit.")

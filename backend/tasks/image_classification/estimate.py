@@ -12,9 +12,8 @@ import torch.nn.functional as F
 from backend.config import TrainConfig
 from backend.errors import UserError
 from backend.tasks.image_classification.batches import build_augmentation, to_pixels
-from backend.tasks.image_classification.fit import build_classifier
+from backend.tasks.image_classification.training import build_classifier, read_images
 from backend.tasks.image_classification.images import load_rgb, resize_square, to_uint8_chw
-from backend.tasks.image_classification.training import read_images
 from backend.training.estimate import Estimate, _summarise, _time_steps
 from storage.records import DatasetRecord
 

@@ -33,7 +33,7 @@ TASK = Task(
     load_model=Entry("backend.tasks.image_classification.model:load_classifier"),
     render_card=Entry("backend.tasks.image_classification.card:render_card"),
     infer_settings=infer_settings,
-    # cnn: fit.py's defaults (a CIFAR-10-sized network from scratch learns at a high rate);
+    # cnn: a CIFAR-10-sized network from scratch learns at a high rate;
     # vit: the usual fine-tuning rate of a pretrained vision transformer.
     training_defaults={
         "cnn": {"learning_rate": 2e-3, "epochs": 10, "weight_decay": 0.05},

@@ -6,8 +6,12 @@ table goes through them:
 - validation: the validation report and the blocking errors;
 - prepare: the ingest entry (Task.prepare): target and inputs chosen, checked, split, stored typed;
 - preprocessing: transforms fitted on the training split, saved as JSON;
-- config, mlp, ft_transformer, neural_fit, gbdt, fitting: the templates and their fit functions;
-- training: a run in the app (Task.train): progress keys, metrics, importances, model folder, card;
+- config, mlp, ft_transformer, networks, gbdt: the templates (networks: build and predict the two neural ones);
+- neural_training: mlp and ft-transformer on the shared training core's epochs strategy (checkpoints,
+  Stop, resume); gbdt: LightGBM's boosting rounds;
+- training: a run in the app (Task.train): gbdt's run (progress keys, metrics, importances, model
+  folder, card), the neural templates handed to neural_training; fitting: one template fitted on
+  data frames outside a stored dataset (tests, bench/bench_tabular.py), by the same code;
 - metrics: scores and permutation importance; model_io: save and load a trained model;
 - serving: predictions for JSON rows and table files, and the Playground form's fields; card: the model card.
 """

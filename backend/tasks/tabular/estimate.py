@@ -93,7 +93,7 @@ def _estimate_gbdt(config, spec, train, validation, settings: TabularFitSettings
 
 
 def _estimate_network(config, spec, train, validation, settings: TabularFitSettings, name: str) -> Estimate:
-    from backend.tasks.tabular.neural_fit import build_network
+    from backend.tasks.tabular.networks import build_network
     from backend.tasks.tabular.preprocessing import Preprocessor
 
     started, marks = _timed_fit(config.template, spec, train, validation, settings,

@@ -22,7 +22,7 @@ import numpy as np
 from backend.errors import Cancelled
 from backend.tasks.tabular.config import GbdtTemplate, TabularFitSettings
 from backend.tasks.tabular.metrics import classification_metrics, regression_metrics
-from backend.tasks.tabular.neural_fit import FitResult, ProgressFn
+from backend.tasks.tabular.networks import FitResult, ProgressFn
 from backend.tasks.tabular.preprocessing import EncodedRows, Preprocessor
 
 log = logging.getLogger(__name__)

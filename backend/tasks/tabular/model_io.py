@@ -20,7 +20,7 @@ from backend.errors import UserError
 from backend.tasks.tabular.config import AnyTabularTemplate
 from backend.tasks.tabular.gbdt import load_booster, predict_booster, save_booster
 from backend.tasks.tabular.metrics import permutation_importances
-from backend.tasks.tabular.neural_fit import build_network, predict_network
+from backend.tasks.tabular.networks import build_network, predict_network
 from backend.tasks.tabular.preprocessing import Preprocessor, to_numbers
 
 log = logging.getLogger(__name__)

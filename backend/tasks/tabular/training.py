@@ -1,21 +1,19 @@
 """A tabular run inside the app: the job runner's `Task.train` for the three tabular templates.
 
-Reads the stored splits, rebuilds the dataset's TableSpec, maps the run's TrainConfig onto a
-TabularFitSettings, fits (backend.tasks.tabular.fitting) and saves the model folder with its
-metrics, permutation importances and model card. Progress goes out under the keys every run uses
-(`train_loss`, `eval_loss`, `eval_accuracy`, `progress`, ...), one step per optimizer step for the
-neural templates and one per boosting round for gbdt.
-
-Not on Accelerate's loop: the tabular networks are small and train on the CPU with plain torch
-(the `accelerator` argument is accepted and unused), and gbdt is LightGBM. No checkpoints either:
-a stopped or interrupted run starts again from the beginning when resumed (the log says so).
+mlp and ft-transformer train on the shared core's epochs strategy (neural_training.py: Accelerate
+places them on the run's device, a checkpoint every epoch, Stop and resume as every run has them).
+gbdt is LightGBM, not an Accelerate loop: this module reads the stored splits, rebuilds the
+dataset's TableSpec, maps the run's TrainConfig onto a TabularFitSettings, fits and saves the model
+folder with its metrics, permutation importances and model card. It keeps no checkpoint: a stopped
+or interrupted gbdt run starts again from the beginning when resumed (the log says so). Progress
+goes out under the keys every run uses (`train_loss`, `eval_loss`, `eval_accuracy`, `progress`,
+...), one step per optimizer step for the neural templates and one per boosting round for gbdt.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -35,7 +33,6 @@ log = logging.getLogger(__name__)
 # work to share, and on a busy machine the waiting threads make it many times slower (a 500-row
 # table: 0.3 s on one thread, 5.6 s on the default two, under load). Bigger tables use every core.
 SINGLE_THREAD_ROWS = 50_000
-IMPORTANCE_REPEATS = 3   # shuffles per column: enough to rank columns, cheap on a validation split
 # LightGBM's names of the validation values -> the progress keys every run uses.
 _GBDT_KEYS = {"val_binary_logloss": "eval_loss", "val_multi_logloss": "eval_loss", "val_rmse": "eval_rmse",
               "val_l1": "eval_mae"}
@@ -71,6 +68,11 @@ def progress_values(values: dict, step: int, total_steps: int) -> dict[str, floa
 def train_table(config, dataset, output_dir: Path, on_progress: Callable[[int, dict], None],
                 should_stop: Callable[[], bool], resume: bool, accelerator=None):
     """Train `config.template` on a stored table; the best model and its card land in `output_dir`."""
+    # The training core (Accelerate) is loaded when a run starts, not when a model is loaded to predict.
+    from backend.tasks.tabular.neural_training import IMPORTANCE_REPEATS, per_class, train_network
+
+    if config.template.kind != "gbdt":
+        return train_network(config, dataset, output_dir, on_progress, should_stop, resume, accelerator)
     from backend.sharing.model_card import write_model_card
     from backend.training.core import TrainResult   # the shared result type (loads torch, as training does)
 
@@ -83,15 +85,12 @@ def train_table(config, dataset, output_dir: Path, on_progress: Callable[[int, d
             raise UserError(f"Dataset '{dataset.name}' needs rows in both its training and validation splits; "
                             "upload it again with a validation share above 0.")
         if resume:
-            log.info("tabular runs keep no checkpoint: run in %s starts again from the beginning", output_dir)
+            log.info("gbdt runs keep no checkpoint: run in %s starts again from the beginning", output_dir)
         (output_dir / "run_config.json").write_text(config.model_dump_json(indent=2), encoding="utf-8")
         settings = fit_settings(config, len(train))
         template = config.template
-        if template.kind == "gbdt":
-            total = template.num_rounds
-        else:
-            total = settings.epochs * math.ceil(len(train) / settings.batch_size)
-    with phases.measure("steps"):   # preprocessing, the fit and its per-epoch / per-round validation
+        total = template.num_rounds
+    with phases.measure("steps"):   # preprocessing, the boosting rounds and their validation
         model, result = fit_template(template, spec, train, validation, settings,
                                      on_progress=lambda step, values: on_progress(step, progress_values(
                                          values, step, total)),
@@ -116,20 +115,6 @@ def train_table(config, dataset, output_dir: Path, on_progress: Callable[[int, d
                        stop_reason=result.stop_reason, predictor=model)
 
 
-def per_class(confusion: list[list[int]], labels: list[str]) -> dict[str, dict]:
-    """Precision, recall, F1 and support of each class, from the confusion matrix (rows: true classes)."""
-    rows = {}
-    for index, label in enumerate(labels):
-        hits = confusion[index][index]
-        predicted = sum(row[index] for row in confusion)
-        support = sum(confusion[index])
-        precision = hits / predicted if predicted else 0.0
-        recall = hits / support if support else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        rows[label] = {"precision": precision, "recall": recall, "f1": f1, "support": int(support)}
-    return rows
-
-
 def _save(model: TabularModel, output_dir: Path) -> None:
     """Write the model files into a staging folder, then move each into place (never a half-written file)."""
     staging = output_dir / ".best-tmp"
@@ -143,9 +128,3 @@ def _save(model: TabularModel, output_dir: Path) -> None:
 def load_model(folder) -> TabularModel:
     """A trained tabular model folder (template.json, preprocessing.json, weights or booster)."""
     return TabularModel.load(folder)
-
-
-def estimate(config, dataset):
-    """Tables train in seconds to minutes on a CPU: no measured estimate (the Train tab says so)."""
-    raise UserError("No estimate for tables yet: the tabular templates train in seconds to a few minutes on a "
-                    "CPU. Launch the run and follow it in the Runs tab (a time budget caps it).")

@@ -29,3 +29,9 @@ def classification_metrics(true_ids: Sequence[int], predicted_ids: Sequence[int]
     if loss is not None:
         metrics["loss"] = float(loss)
     return metrics
+
+
+def progress_values(metrics: dict) -> dict[str, float]:
+    """The values of a classifier's evaluation that a progress report shows (the Runs tab's curves)."""
+    return {"eval_loss": metrics["loss"], "eval_accuracy": metrics["accuracy"], "eval_macro_f1": metrics["macro_f1"],
+            "eval_macro_precision": metrics["macro_precision"], "eval_macro_recall": metrics["macro_recall"]}

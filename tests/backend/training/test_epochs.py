@@ -11,7 +11,9 @@ from backend.errors import Cancelled, UserError
 from backend.tasks.text_classification.predictor import load_predictor
 from backend.tasks.text_classification.metrics import classification_metrics
 from backend.tasks.text_classification.lstm import LstmClassifier
-from backend.training.epochs import LengthGroupedSampler, TrainState, check_ids, latest_checkpoint, save_checkpoint
+from backend.tasks.text_classification.batching import LengthGroupedSampler, check_ids
+from backend.training.checkpoints import latest_checkpoint, save_checkpoint
+from backend.training.epochs import EpochState
 from backend.training.run import get_accelerator, resolve_precision, train
 from tests.backend.training_fixtures import (Recorder, finetune_config, lstm_config, make_dataset, never, quality,
                                              rule_dataset, rule_rows, scratch_config, tiny_bert_folder)
@@ -172,12 +174,12 @@ def test_latest_checkpoint_ignores_half_written_folders(tmp_path, dataset, accel
     accelerator.free_memory()
     accelerator.prepare(model)
     try:
-        save_checkpoint(accelerator, tmp_path, TrainState(global_step=7), tokenizer=None)
+        save_checkpoint(accelerator, tmp_path, EpochState(global_step=7), tokenizer=None)
         (tmp_path / "checkpoints" / ".tmp-step-00000009").mkdir()  # a crash while saving step 9
         (tmp_path / "checkpoints" / "step-00000008").mkdir()       # renamed but no state file
         assert latest_checkpoint(tmp_path).name == "step-00000007"
         for step in (10, 11, 12, 12):  # step 12 twice: epoch end, then a stop at the same step
-            save_checkpoint(accelerator, tmp_path, TrainState(global_step=step), tokenizer=None)
+            save_checkpoint(accelerator, tmp_path, EpochState(global_step=step), tokenizer=None)
         complete = sorted(p.name for p in (tmp_path / "checkpoints").iterdir() if not p.name.startswith("."))
         assert complete == ["step-00000011", "step-00000012"]
         assert latest_checkpoint(tmp_path).name == "step-00000012"

@@ -5,11 +5,10 @@ from __future__ import annotations
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from backend.tasks.image_classification.config import (CnnTemplate, FitSettings, ImageTemplate,
-                                                       PretrainedImageTemplate)
+from backend.tasks.image_classification.config import CnnTemplate, ImageTemplate, PretrainedImageTemplate
 
 
-@pytest.mark.parametrize("config_class", [CnnTemplate, PretrainedImageTemplate, FitSettings])
+@pytest.mark.parametrize("config_class", [CnnTemplate, PretrainedImageTemplate])
 def test_every_setting_has_a_description_for_the_form(config_class):
     missing = [name for name, field in config_class.model_fields.items() if name != "kind" and not field.description]
     assert missing == []
@@ -32,5 +31,3 @@ def test_configs_are_frozen():
     template = CnnTemplate()
     with pytest.raises(ValidationError):
         template.width = 64
-    with pytest.raises(ValidationError):
-        FitSettings(batch_size=0)

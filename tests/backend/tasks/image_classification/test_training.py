@@ -1,17 +1,22 @@
-"""The templates learn a tiny learnable task, save and load to the same predictions, report and stop."""
+"""The templates learn a tiny learnable task through the app's training loop (the epochs strategy of the
+shared core, backend.training.run.train), save and load to the same predictions, report and stop."""
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 import torch
 
 from backend.errors import Cancelled, UserError
 from backend.tasks.image_classification.batches import ImageDataset, build_augmentation, dataset_statistics
-from backend.tasks.image_classification.config import CnnTemplate, FitSettings, PretrainedImageTemplate
-from backend.tasks.image_classification.fit import build_classifier, fit
+from backend.tasks.image_classification.config import CnnTemplate, PretrainedImageTemplate
 from backend.tasks.image_classification.model import load_classifier
 from backend.tasks.image_classification.predict import predict_probabilities, top_classes
+from backend.tasks.image_classification.training import build_classifier
+from backend.training.run import get_accelerator, train
+from storage.records import DatasetRecord
 from tests.backend.tasks.image_classification.conftest import COLOURS, colour_entries
+from tests.backend.training_fixtures import Recorder, never
 
 LABELS = sorted(COLOURS)
 TINY_CNN = CnnTemplate(input_size=16, width=8, stages=2, blocks_per_stage=1, dropout=0.0)
@@ -23,26 +28,53 @@ def colour_split(per_class: int, seed: int) -> tuple[list[bytes], list[int]]:
     return list(entries.values()), [LABELS.index(name.split("/")[0]) for name in entries]
 
 
+def stored_dataset(folder, train: pd.DataFrame, validation: pd.DataFrame, labels: list[str]) -> DatasetRecord:
+    """Splits (image bytes, label) stored as the image task stores them, described as a DatasetRecord."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, frame in (("train", train), ("validation", validation)):
+        frame[["image", "label"]].to_parquet(folder / f"{split}.parquet", index=False)
+    return DatasetRecord(id=1, name="colours", task="image-classification", content_hash="0" * 64, path=str(folder),
+                         text_column=None, label_column=None, rows=len(train) + len(validation),
+                         train_rows=len(train), validation_rows=len(validation), labels=labels)
+
+
+def image_config(template=TINY_CNN, **overrides):
+    from backend.config import TrainConfig
+
+    values = dict(dataset_id=1, task="image-classification", template=template, epochs=8, batch_size=12,
+                  learning_rate=1e-2, log_every_steps=3, seed=0)
+    return TrainConfig(**{**values, **overrides})
+
+
+@pytest.fixture(scope="module")
+def accelerator():
+    return get_accelerator("cpu")
+
+
 @pytest.fixture
-def colour_data():
+def colour_data(tmp_path):
     (train_images, train_ids), (val_images, val_ids) = colour_split(12, seed=1), colour_split(6, seed=2)
-    return (ImageDataset(train_images, train_ids, 16), ImageDataset(val_images, val_ids, 16), train_images, val_images)
+    frames = [pd.DataFrame({"image": images, "label": [LABELS[i] for i in ids]})
+              for images, ids in ((train_images, train_ids), (val_images, val_ids))]
+    dataset = stored_dataset(tmp_path / "colours", *frames, LABELS)
+    return (dataset, ImageDataset(train_images, train_ids, 16), ImageDataset(val_images, val_ids, 16), train_images,
+            val_images)
 
 
-def test_cnn_learns_saves_and_reloads_to_the_same_predictions(tmp_path, colour_data):
-    train, validation, train_images, val_images = colour_data
-    model = build_classifier(TINY_CNN, LABELS, train_images, seed=0)
-    progress = []
-    result = fit(model, train, validation, FitSettings(epochs=8, batch_size=12, learning_rate=1e-2, log_every_steps=3),
-                 on_progress=lambda step, values: progress.append((step, values)), output_dir=tmp_path / "model")
-    assert result.stop_reason == "completed" and result.steps == 8 * 3
-    assert result.best_metrics["accuracy"] >= 0.8  # chance is 1/3
-    assert len(result.best_metrics["confusion_matrix"]) == 3
-    assert set(result.best_metrics["per_class"]) == set(LABELS)
-    losses = [values["train_loss"] for _, values in progress if "train_loss" in values]
+def test_cnn_learns_saves_and_reloads_to_the_same_predictions(tmp_path, colour_data, accelerator):
+    dataset, _, validation, _, val_images = colour_data
+    progress = Recorder()
+    result = train(image_config(), dataset, tmp_path / "model", on_progress=progress, should_stop=never,
+                   accelerator=accelerator)
+    assert result.stop_reason == "completed" and progress.calls[-1][1]["total_steps"] == 8 * 3
+    assert result.metrics["accuracy"] >= 0.8  # chance is 1/3
+    assert len(result.metrics["confusion_matrix"]) == 3
+    assert set(result.metrics["per_class"]) == set(LABELS)
+    losses = [value for _, value in progress.series("train_loss")]
     assert losses[-1] < losses[0]
-    assert sum("eval_macro_f1" in values for _, values in progress) == 8
-    assert {"learning_rate", "samples_per_second", "epoch", "progress"} <= set(progress[0][1])
+    assert len(progress.series("eval_macro_f1")) == 8  # once per epoch
+    assert {"learning_rate", "samples_per_second", "epoch", "progress"} <= set(progress.calls[0][1])
+    model = result.predictor.model
     in_memory = predict_probabilities(model, val_images)
     reloaded = load_classifier(tmp_path / "model")
     assert reloaded.labels == LABELS
@@ -66,18 +98,18 @@ def tiny_vit_folder(tmp_path):
     return folder
 
 
-def test_pretrained_vit_gets_a_new_head_learns_and_reloads(tmp_path, colour_data, tiny_vit_folder):
+def test_pretrained_vit_gets_a_new_head_learns_and_reloads(tmp_path, colour_data, tiny_vit_folder, accelerator):
     from transformers import pipeline
 
-    train, validation, train_images, val_images = colour_data
+    dataset, _, _, train_images, val_images = colour_data
     template = PretrainedImageTemplate(base_model=str(tiny_vit_folder), augmentation="off")
     model = build_classifier(template, LABELS, train_images)
     assert model.network.classifier.out_features == 3  # was 7: replaced for our labels
     assert model.input_size == 16 and model.mean.flatten().tolist() == [0.5, 0.5, 0.5]
-    result = fit(model, train, validation, FitSettings(epochs=10, batch_size=12, learning_rate=3e-3),
-                 output_dir=tmp_path / "model")
-    assert result.best_metrics["accuracy"] >= 0.8
-    in_memory = predict_probabilities(model, val_images)
+    result = train(image_config(template, epochs=10, learning_rate=3e-3), dataset, tmp_path / "model",
+                   on_progress=Recorder(), should_stop=never, accelerator=accelerator)
+    assert result.metrics["accuracy"] >= 0.8
+    in_memory = predict_probabilities(result.predictor.model, val_images)
     reloaded = load_classifier(tmp_path / "model")
     assert torch.allclose(torch.from_numpy(predict_probabilities(reloaded, val_images)),
                           torch.from_numpy(in_memory), atol=1e-5)
@@ -97,31 +129,33 @@ def test_a_hub_id_without_network_or_a_missing_folder_is_a_clear_error(monkeypat
         build_classifier(PretrainedImageTemplate(base_model="/no/such folder/"), LABELS, [])
 
 
-def test_should_stop_cancels_and_time_budget_and_early_stopping_end_the_fit(colour_data):
-    train, validation, train_images, _ = colour_data
-    model = build_classifier(TINY_CNN, LABELS, train_images)
+def test_should_stop_cancels_and_time_budget_and_early_stopping_end_the_run(tmp_path, colour_data, accelerator):
+    dataset = colour_data[0]
     calls = []
     with pytest.raises(Cancelled):
-        fit(model, train, validation, FitSettings(epochs=3, batch_size=12),
-            should_stop=lambda: calls.append(1) or len(calls) >= 2)
-    assert len(calls) == 2
-    timed = fit(model, train, validation, FitSettings(epochs=50, batch_size=12, time_budget_seconds=1e-3))
-    assert timed.stop_reason == "time_budget" and timed.steps == 1 and timed.best_metrics  # evaluated once
-    model = build_classifier(TINY_CNN, LABELS, train_images)
-    stopped = fit(model, train, validation, FitSettings(epochs=50, batch_size=12, learning_rate=1e-7,
-                                                        early_stopping_patience=2))
-    assert stopped.stop_reason == "early_stopping" and stopped.steps < 50 * 3
+        train(image_config(epochs=3), dataset, tmp_path / "stopped", on_progress=Recorder(),
+              should_stop=lambda: calls.append(1) or len(calls) >= 2, accelerator=accelerator)
+    assert len(calls) == 2 and (tmp_path / "stopped" / "checkpoints" / "step-00000002").is_dir()
+    progress = Recorder()
+    timed = train(image_config(epochs=50, time_budget_seconds=1e-3), dataset, tmp_path / "timed",
+                  on_progress=progress, should_stop=never, accelerator=accelerator)
+    assert timed.stop_reason == "time_budget" and timed.best_step == 1 and timed.metrics["accuracy"] >= 0
+    assert len(progress.series("eval_macro_f1")) == 1  # the final evaluation of what the budget allowed
+    stopped = train(image_config(epochs=50, learning_rate=1e-7, early_stopping_patience=2), dataset,
+                    tmp_path / "patience", on_progress=(progress := Recorder()), should_stop=never,
+                    accelerator=accelerator)
+    assert stopped.stop_reason == "early_stopping" and progress.calls[-1][0] < 50 * 3
 
 
-def test_misclassified_lists_wrong_validation_images_most_confident_first(colour_data):
-    train, validation, train_images, _ = colour_data
-    model = build_classifier(TINY_CNN, LABELS, train_images)
-    result = fit(model, train, validation, FitSettings(epochs=1, batch_size=12, learning_rate=1e-6))
-    wrong = result.misclassified
-    assert len(wrong) == round((1 - result.best_metrics["accuracy"]) * len(validation))
-    assert all(item.true_label != item.predicted_label for item in wrong)
-    assert [item.confidence for item in wrong] == sorted((item.confidence for item in wrong), reverse=True)
-    assert all(LABELS[validation.targets[item.index]] == item.true_label for item in wrong)
+def test_misclassified_lists_wrong_validation_images_most_confident_first(tmp_path, colour_data, accelerator):
+    dataset, _, validation, _, _ = colour_data
+    result = train(image_config(epochs=1, learning_rate=1e-6), dataset, tmp_path / "run", on_progress=Recorder(),
+                   should_stop=never, accelerator=accelerator)
+    wrong = result.metrics["misclassified"]
+    assert len(wrong) == round((1 - result.metrics["accuracy"]) * len(validation))
+    assert all(item["true_label"] != item["predicted_label"] for item in wrong)
+    assert [item["confidence"] for item in wrong] == sorted((item["confidence"] for item in wrong), reverse=True)
+    assert all(LABELS[validation.targets[item["index"]]] == item["true_label"] for item in wrong)
 
 
 @pytest.mark.parametrize("kind", ["off", "basic", "strong"])
@@ -145,7 +179,7 @@ def test_dataset_statistics_are_the_pixels_mean_and_std():
 def test_dataloader_workers_decode_the_same_batches(colour_data):
     from backend.tasks.image_classification.batches import make_loader
 
-    train = colour_data[0]
+    train = colour_data[1]
     in_process = [(images, targets) for images, targets in make_loader(train, 8, shuffle=False)]
     in_worker = [(images, targets) for images, targets in make_loader(train, 8, shuffle=False, num_workers=1)]
     assert len(in_process) == len(in_worker) == 5
@@ -158,7 +192,7 @@ def test_predict_zip_lists_every_image_and_scores_class_folders(tmp_path, colour
     from backend.tasks.image_classification.predict import predict_zip
     from tests.backend.tasks.image_classification.conftest import image_bytes, write_zip
 
-    model = build_classifier(TINY_CNN, LABELS, colour_data[2])
+    model = build_classifier(TINY_CNN, LABELS, colour_data[3])
     entries = {**colour_entries(2, prefix="check/"), "check/red/broken.png": b"", "check/notes.txt": b"x",
                "check/purple/0.png": image_bytes((120, 0, 120))}
     result = predict_zip(model, write_zip(tmp_path / "predict.zip", entries))
@@ -175,36 +209,20 @@ def test_predict_zip_lists_every_image_and_scores_class_folders(tmp_path, colour
         predict_zip(model, write_zip(tmp_path / "none.zip", {"a/x.png": b""}))
 
 
-def test_learning_rate_warms_up_then_decays_to_zero_by_steps_or_by_the_time_budget():
-    from backend.tasks.image_classification.fit import learning_rate_factor
-
-    by_steps = FitSettings(warmup_ratio=0.1)
-    assert learning_rate_factor(0, 100, 0.0, by_steps) == 0.0
-    assert learning_rate_factor(5, 100, 0.0, by_steps) == pytest.approx(0.5)
-    assert learning_rate_factor(10, 100, 0.0, by_steps) == pytest.approx(1.0)
-    assert learning_rate_factor(55, 100, 0.0, by_steps) == pytest.approx(0.5)
-    assert learning_rate_factor(100, 100, 1e9, by_steps) == 0.0  # no budget: the clock does not matter
-    budget = FitSettings(warmup_ratio=0.1, time_budget_seconds=100)
-    assert learning_rate_factor(10, 1000, 55.0, budget) == pytest.approx(0.5)  # the clock is further along
-    assert learning_rate_factor(10, 1000, 150.0, budget) == 0.0
-
-
-def test_end_to_end_zip_to_stored_parquet_to_trained_model_to_reloaded_predictions(tmp_path):
+def test_end_to_end_zip_to_stored_parquet_to_trained_model_to_reloaded_predictions(tmp_path, accelerator):
     from backend.tasks.image_classification.prepare import SplitOptions, ingest_image_zip, load_split
     from tests.backend.tasks.image_classification.conftest import write_zip
 
     zip_path = write_zip(tmp_path / "colours.zip", colour_entries(12, prefix="photos/"))
     folder, prepared = ingest_image_zip(zip_path, tmp_path / "datasets", options=SplitOptions(0.25, seed=3))
-    train, validation = load_split(folder, "train"), load_split(folder, "validation")
-    ids = {label: i for i, label in enumerate(prepared.labels)}
-    train_set = ImageDataset(train["image"], train["label"].map(ids), 16)
-    val_set = ImageDataset(validation["image"], validation["label"].map(ids), 16)
-    model = build_classifier(TINY_CNN, prepared.labels, list(train["image"]))
-    result = fit(model, train_set, val_set, FitSettings(epochs=6, batch_size=9, learning_rate=1e-2),
-                 output_dir=tmp_path / "run")
-    assert len(val_set) == 9 and result.best_metrics["accuracy"] >= 0.8
+    train_split, validation = load_split(folder, "train"), load_split(folder, "validation")
+    dataset = stored_dataset(tmp_path / "stored", train_split, validation, prepared.labels)
+    result = train(image_config(epochs=6, batch_size=9), dataset, tmp_path / "run", on_progress=Recorder(),
+                   should_stop=never, accelerator=accelerator)
+    assert len(validation) == 9 and result.metrics["accuracy"] >= 0.8
     reloaded = load_classifier(tmp_path / "run")
     images = list(validation["image"])
-    assert (predict_probabilities(reloaded, images).argmax(1) == predict_probabilities(model, images).argmax(1)).all()
+    in_memory = predict_probabilities(result.predictor.model, images)
+    assert (predict_probabilities(reloaded, images).argmax(1) == in_memory.argmax(1)).all()
     predicted = [reloaded.labels[i] for i in predict_probabilities(reloaded, images).argmax(1)]
-    assert sum(p == t for p, t in zip(predicted, validation["label"])) / 9 == result.best_metrics["accuracy"]
+    assert sum(p == t for p, t in zip(predicted, validation["label"])) / 9 == result.metrics["accuracy"]

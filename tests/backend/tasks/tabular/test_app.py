@@ -222,6 +222,37 @@ def test_reloaded_model_predicts_as_the_in_memory_one(services, settings, mixed_
     assert [set(a) for a in answers] == [{"prediction", "probabilities"}] * 3
 
 
+@pytest.mark.parametrize("kind", ["mlp", "ft-transformer"])
+def test_a_network_checkpoints_each_epoch_and_resumes_like_an_uninterrupted_run(services, settings, mixed_csv,
+                                                                                 tmp_path, kind):
+    from backend.errors import Cancelled
+    from backend.training.run import train
+    from tests.backend.training_fixtures import Recorder, quality
+
+    dataset = _ingest(services, mixed_csv, label_column="label")
+    config = apply_overrides(default_config(dataset.id, kind, dataset.task), {**TINY[kind], "log_every_steps": "1"})
+    whole = Recorder()
+    uninterrupted = train(config, dataset, tmp_path / "whole", on_progress=whole, should_stop=lambda: False,
+                          settings=settings)
+    steps_per_epoch = int(whole.calls[-1][1]["total_steps"]) // config.epochs
+    assert len(whole.series("eval_accuracy")) == config.epochs   # live metrics once per epoch
+    assert uninterrupted.predictor.model.parameters().__next__().device.type == "cpu"   # the run's device here
+    # Stop one step into the second epoch: a checkpoint is saved, the run is cancelled.
+    seen = Recorder()
+    with pytest.raises(Cancelled):
+        train(config, dataset, tmp_path / "stopped", on_progress=seen,
+              should_stop=lambda: any(step > steps_per_epoch for step, _ in seen.calls), settings=settings)
+    saved = sorted(path.name for path in (tmp_path / "stopped" / "checkpoints").glob("step-*"))
+    assert saved == [f"step-{steps_per_epoch:08d}", f"step-{steps_per_epoch + 1:08d}"]  # the epoch's, then Stop's
+    resumed = train(config, dataset, tmp_path / "stopped", on_progress=lambda step, values: None,
+                    should_stop=lambda: False, resume=True, settings=settings)
+    assert resumed.stop_reason == "completed" and not (tmp_path / "stopped" / "checkpoints").exists()
+    assert quality(resumed.metrics) == quality(uninterrupted.metrics)
+    rows = load_split(dataset, "validation")
+    np.testing.assert_allclose(resumed.predictor.predict_output(rows), uninterrupted.predictor.predict_output(rows),
+                               rtol=1e-6)
+
+
 def test_stop_cancels_a_boosting_run(services, cancer_csv):
     import time
 
