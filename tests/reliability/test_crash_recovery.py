@@ -42,9 +42,9 @@ def _app(services, tmp_path: Path) -> AppProcess:
     return AppProcess(services.settings.home, free_port(), tmp_path / "work").start()
 
 
-def _run_in_app(services, dataset, tmp_path: Path, name: str) -> tuple[int, Path, AppProcess]:
-    """Queue a 3-epoch tiny LSTM run and start an app process that will train it."""
-    run_id = services.runner.submit(tiny_lstm(dataset.id, epochs=3, name=name))
+def _run_in_app(services, dataset, tmp_path: Path, name: str, epochs: int = 3) -> tuple[int, Path, AppProcess]:
+    """Queue a tiny LSTM run and start an app process that will train it."""
+    run_id = services.runner.submit(tiny_lstm(dataset.id, epochs=epochs, name=name))
     return run_id, services.settings.runs_dir / str(run_id), _app(services, tmp_path)
 
 
@@ -56,15 +56,19 @@ def _no_row_points_at_a_missing_folder(services) -> None:
 
 def test_sigkill_mid_training_then_restart_and_resume(home, tmp_path):
     services, dataset = home
-    run_id, output_dir, app = _run_in_app(services, dataset, tmp_path, "killed")
+    # 20 epochs: checkpoints are published in the background while the next epoch trains, so a
+    # 3-epoch tiny run could end (or publish its next one) between the first showing and the kill.
+    run_id, output_dir, app = _run_in_app(services, dataset, tmp_path, "killed", epochs=20)
     try:
         # Kill right after the first complete checkpoint, while the next epoch trains.
-        steps = wait_until(lambda: complete_checkpoints(output_dir), 300, "the first checkpoint", interval=0.05)
+        first = wait_until(lambda: complete_checkpoints(output_dir), 300, "the first checkpoint", interval=0.05)
         assert services.repo.get_run(run_id).status == "running"
         app.process.kill()
         assert app.wait_exit(30) == -signal.SIGKILL
     finally:
         app.stop()
+    steps = complete_checkpoints(output_dir)  # what the killed process left: the one seen, or a later one
+    assert steps and steps[-1] >= first[-1] > 0
     killed_at = max(m.step for m in services.repo.get_metrics(run_id))
     assert services.repo.get_run(run_id).status == "running"  # the dead process could not say otherwise
 
@@ -126,12 +130,15 @@ def _cli(services, tmp_path: Path, *args: str) -> subprocess.Popen:
 def test_ctrl_c_on_cli_train_then_cli_resume(home, tmp_path):
     """`python app.py train` interrupted with Ctrl-C (SIGINT): interrupted at once; `resume` finishes it."""
     services, dataset = home
+    # 20 epochs: a checkpoint is published in the background while the next epoch trains, so with 3
+    # tiny epochs the run could end between the first checkpoint showing and the signal (exit 0).
+    settings = {**CLI_TINY_LSTM, "epochs": 20}
     train = _cli(services, tmp_path, "train", "--dataset", str(dataset.id), "--template", "lstm",
-                 *[f"--set={key}={value}" for key, value in CLI_TINY_LSTM.items()])
+                 *[f"--set={key}={value}" for key, value in settings.items()])
     try:
         wait_until(lambda: services.repo.list_runs(), 120, "the CLI to queue its run")
         run_id = services.repo.list_runs()[0].id
-        steps = wait_until(lambda: complete_checkpoints(services.settings.runs_dir / str(run_id)), 300,
+        first = wait_until(lambda: complete_checkpoints(services.settings.runs_dir / str(run_id)), 300,
                            "the first checkpoint", interval=0.05)
         train.send_signal(signal.SIGINT)
         assert train.wait(60) != 0
@@ -139,6 +146,8 @@ def test_ctrl_c_on_cli_train_then_cli_resume(home, tmp_path):
         if train.poll() is None:
             train.kill()
             train.wait(30)
+    steps = complete_checkpoints(services.settings.runs_dir / str(run_id))  # one more may have landed meanwhile
+    assert steps and steps[-1] >= first[-1] > 0
     run = services.repo.get_run(run_id)
     assert run.status == "interrupted", (run.status, run.error)
     assert integrity(services.settings.home / "modelsmith.db") == ("ok", [])
