@@ -171,3 +171,17 @@ def test_predict_records_from_json_rows(mixed):
     from backend.errors import UserError
     with pytest.raises(UserError, match="list of objects"):
         model.predict_records({"x": 1})
+
+
+def test_permutation_importance_reads_a_bounded_sample_of_the_rows(mixed, monkeypatch):
+    from backend.tasks.tabular import model_io
+
+    spec = TableSpec(target="label", task="classification", inputs=MIXED_INPUTS)
+    model, result, train, validation = _fit("gbdt", mixed, spec)
+    monkeypatch.setattr(model_io, "IMPORTANCE_ROWS", 40)
+    seen, predict = [], model.predict_output
+    monkeypatch.setattr(model, "predict_output", lambda rows: seen.append(len(rows)) or predict(rows))
+    assert len(validation) > 40
+    importances = model.importances(validation, n_repeats=2)
+    assert seen and max(seen) == 40  # every shuffle predicts the sample, not the whole split
+    assert list(importances)[0] in {"x", "color"}  # still ranks a rule column first
