@@ -137,16 +137,18 @@ def on_task_change(task: str, kind: str | None):
 
 
 def switched_fields() -> tuple[str, ...]:
-    """TrainConfig fields some task does not read: TASK_ONLY_FIELDS first, then every Task.ignored_settings."""
+    """TrainConfig fields some task or template does not read: TASK_ONLY_FIELDS first, then every
+    Task.ignored_settings, then every template's ignored_settings."""
     ignored = [name for task in list_tasks() for name in task.ignored_settings]
+    ignored += [name for template_class in template_classes().values() for name in template_class.ignored_settings]
     return tuple(dict.fromkeys([*TASK_ONLY_FIELDS, *ignored]))
 
 
-def on_task_fields(task: str):
-    """Show each task's own settings only (switched_fields() order): a classifier has no max steps or eval
-    batches, a language model reads `block size` tokens instead of a max length, a table model has no
-    warm-up, gradient accumulation, clipping or torch.compile."""
-    return tuple(gr.update(visible=_shown_for(field_name, task)) for field_name in switched_fields())
+def on_task_fields(task: str, kind: str | None = None):
+    """Show the settings the task and template read only (switched_fields() order): a classifier has no
+    max steps or eval batches, a language model reads `block size` tokens instead of a max length,
+    gbdt has no epochs, batch size, warm-up or the other optimizer-loop settings."""
+    return tuple(gr.update(visible=_shown_for(field_name, task, kind)) for field_name in switched_fields())
 
 
 def on_form_changed():
@@ -185,8 +187,10 @@ def _opening_value(opening: TrainConfig, field_name: str):
     return getattr(opening, field_name) if field_name in TEMPLATE_TRAINING_FIELDS else None
 
 
-def _shown_for(field_name: str, task: str | None) -> bool:
+def _shown_for(field_name: str, task: str | None, kind: str | None = None) -> bool:
     if task in task_names() and field_name in get_task(task).ignored_settings:
+        return False
+    if kind in template_classes() and field_name in template_classes()[kind].ignored_settings:
         return False
     flag = TASK_ONLY_FIELDS.get(field_name)
     return flag is None or (task in task_names() and getattr(get_task(task), flag))
@@ -442,10 +446,11 @@ def build_train_tab(services: Services) -> TrainForm:
     pairs = form_fields()
     components: dict[tuple[str, str], gr.components.Component] = {}
     opening = default_config(1, first_kind)  # the template the form opens on
+    opening_shown = partial(_shown_for, task=opening.task, kind=opening.template.kind)
     with gr.Row():
         for owner, field_name in pairs[: len(BASIC_FIELDS)]:
             components[(owner, field_name)] = field_input(TrainConfig, field_name, _opening_value(opening, field_name),
-                                                          visible=_shown_for(field_name, opening.task))
+                                                          visible=opening_shown(field_name))
     groups = {}
     with gr.Accordion("Advanced settings", open=False):
         with gr.Row(equal_height=False):
@@ -455,7 +460,7 @@ def build_train_tab(services: Services) -> TrainForm:
                     if owner == "config" and field_name not in BASIC_FIELDS:
                         components[(owner, field_name)] = field_input(TrainConfig, field_name,
                                                                       _opening_value(opening, field_name),
-                                                                      visible=_shown_for(field_name, opening.task))
+                                                                      visible=opening_shown(field_name))
             with gr.Column():
                 gr.Markdown("**Model**")
                 for kind, template_class in template_classes().items():
@@ -491,8 +496,9 @@ def build_train_tab(services: Services) -> TrainForm:
                      inputs=[components[pair] for pair in pairs])
     training_defaults = [components[("config", field)] for field in TEMPLATE_TRAINING_FIELDS]
     # .change, not .input: a dataset pick and Clone set the task too, and the field must follow.
-    task.change(on_task_fields, task, [components[("config", name)] for name in switched_fields()],
-                api_visibility="private")
+    switched = [components[("config", name)] for name in switched_fields()]
+    task.change(on_task_fields, [task, template], switched, api_visibility="private")
+    template.change(on_task_fields, [task, template], switched, api_visibility="private")
     task.input(on_task_change, [task, template], [template, *training_defaults], api_visibility="private")
     task.change(on_task_presets, task, [preset, preset_note], api_visibility="private")
     preset.input(on_preset_picked, [dataset, task, name, preset], [*form.all_inputs, preset_note],

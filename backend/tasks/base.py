@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel
 
@@ -27,6 +27,9 @@ class TemplateConfig(BaseModel):
 
     model_config = {"frozen": True, "extra": "forbid"}
     kind: str
+    # TrainConfig fields this template never reads (the Train tab hides them while it is picked),
+    # beyond those its task ignores for every template (Task.ignored_settings).
+    ignored_settings: ClassVar[tuple[str, ...]] = ()
 
 
 class Entry:

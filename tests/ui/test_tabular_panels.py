@@ -181,22 +181,25 @@ def test_a_regressor_answers_the_form_with_a_number(services, tmp_path):
     assert "RMSE" in summary and "R²" in summary and "predicted_price" in pd.read_csv(path).columns
 
 
-def test_the_train_tab_shows_a_table_task_only_the_settings_it_reads():
+def test_the_train_tab_shows_a_table_template_only_the_settings_it_reads():
     fields = train_tab.switched_fields()
-    hidden_for_tables = {"max_length", "max_steps", "eval_batches", "warmup_ratio", "gradient_accumulation_steps",
-                         "max_grad_norm", "eval_every_steps", "torch_compile"}
-    assert set(fields) == hidden_for_tables
+    loop_settings = {"warmup_ratio", "gradient_accumulation_steps", "max_grad_norm", "eval_every_steps",
+                     "torch_compile"}
+    boosting_ignores = {"epochs", "batch_size", "weight_decay", "early_stopping_patience", *loop_settings}
+    assert {"max_length", "max_steps", "eval_batches", *boosting_ignores} == set(fields)
     for task in (CLASSIFY, "tabular-regression"):
-        shown = dict(zip(fields, (u["visible"] for u in train_tab.on_task_fields(task))))
-        assert not any(shown.values()), shown
-    shown = dict(zip(fields, (u["visible"] for u in train_tab.on_task_fields("text-classification"))))
-    assert shown["warmup_ratio"] and shown["torch_compile"] and shown["max_length"] and not shown["max_steps"]
-    # Every setting a table's training reads stays on the form.
+        gbdt = dict(zip(fields, (u["visible"] for u in train_tab.on_task_fields(task, "gbdt"))))
+        assert not any(gbdt.values()), gbdt  # boosting rounds: no epoch-loop setting applies
+        for network in ("mlp", "ft-transformer"):  # on the shared core: every loop setting is read
+            shown = dict(zip(fields, (u["visible"] for u in train_tab.on_task_fields(task, network))))
+            assert {name for name, visible in shown.items() if visible} == boosting_ignores, (network, shown)
+    shown = dict(zip(fields, (u["visible"] for u in train_tab.on_task_fields("text-classification", "lstm"))))
+    assert shown["warmup_ratio"] and shown["epochs"] and shown["max_length"] and not shown["max_steps"]
+    # Every setting gbdt's fit reads stays on the form.
     from backend.config import TrainConfig
 
-    read = {"epochs", "batch_size", "learning_rate", "weight_decay", "early_stopping_patience", "time_budget_seconds",
-            "log_every_steps", "seed"}
-    assert read <= set(TrainConfig.model_fields) and not read & hidden_for_tables
+    read = {"learning_rate", "time_budget_seconds", "log_every_steps", "seed"}
+    assert read <= set(TrainConfig.model_fields) and not read & set(fields)
 
 
 def test_a_date_column_gets_a_checked_date_box_and_a_bad_date_a_message(services):

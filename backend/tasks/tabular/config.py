@@ -7,7 +7,7 @@ Learning Models for Tabular Data") where they give one, sized down where a 2-cor
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, ClassVar, Literal, Union
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -61,6 +61,11 @@ class GbdtTemplate(TemplateConfig):
     """Gradient-boosted decision trees with LightGBM: strong and fast on most tables."""
 
     kind: Literal["gbdt"] = "gbdt"
+    # Boosting rounds, not epochs of batches: the optimizer-loop settings do not apply (early
+    # stopping is early_stopping_rounds below, regularization is l2_regularization).
+    ignored_settings: ClassVar[tuple[str, ...]] = (
+        "epochs", "batch_size", "weight_decay", "early_stopping_patience", "warmup_ratio",
+        "gradient_accumulation_steps", "max_grad_norm", "eval_every_steps", "torch_compile")
     # LightGBM's own defaults (100 rounds of learning rate 0.1, 31 leaves) with early stopping:
     # as fast as a plain LGBMClassifier() and at least as accurate.
     num_rounds: int = Field(200, ge=1, le=100_000, description="Most boosting rounds (trees per class).")

@@ -29,10 +29,8 @@ COMMON = dict(
     input_form=Entry("backend.tasks.tabular.serving:form_fields"),
     weights_files=("model.safetensors", "model.txt"),   # a network, or LightGBM's text model (gbdt)
     model_files=("template.json", "preprocessing.json"),
-    # backend.tasks.tabular.training.fit_settings reads epochs, batch size, learning rate, weight decay,
-    # early stopping, time budget, logging and seed; nothing else of TrainConfig.
-    ignored_settings=("warmup_ratio", "gradient_accumulation_steps", "max_grad_norm", "eval_every_steps",
-                      "torch_compile"),
+    # mlp and ft-transformer train on the shared core and read every optimizer-loop setting; what
+    # gbdt does not read is its template's ignored_settings.
 )
 
 CLASSIFICATION = Task(
