@@ -95,14 +95,20 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             engine.dispose()
     except (UserError, NotFound) as exc:
-        print(json.dumps({"error": str(exc)}))
+        _answer({"error": str(exc)})
         return 1
     except Exception as exc:  # the app shows a readable reason; the details go to stderr (the app's log)
         log.exception("estimate failed")
-        print(json.dumps({"error": explain(exc).replace("Training failed", "The estimate failed", 1)}))
+        _answer({"error": explain(exc).replace("Training failed", "The estimate failed", 1)})
         return 1
-    print(json.dumps({"estimate": result.as_dict()}))
+    _answer({"estimate": result.as_dict()})
     return 0
+
+
+def _answer(payload: dict) -> None:
+    """The one JSON line on stdout that estimate_out_of_process reads (logs go to stderr)."""
+    sys.stdout.write(json.dumps(payload) + "\n")
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":

@@ -104,6 +104,7 @@ def space_readme(run: RunRecord, title: str, emoji: str, color_from: str, color_
     front = ["---", f"title: {json.dumps(title)}", f"emoji: {emoji}", f"colorFrom: {color_from}",
              f"colorTo: {color_to}", "sdk: gradio", f"sdk_version: {gradio_version()}", "app_file: app.py",
              "pinned: false", "tags:", "- modelsmith", f"- {run.task}", "---", ""]
+    imports = ""
     if get_task(run.task).panel == "generate":
         call = ('client.predict("Once upon a time", 200, 0.8, 0, api_name="/generate")'
                 "  # prompt, new tokens, temperature, seed (-1 = random)")
@@ -113,8 +114,8 @@ def space_readme(run: RunRecord, title: str, emoji: str, color_from: str, color_
                 "  # one value per input column, in the form's order (None = missing)")
         what = "predicts from one row of a table, filled in on a form"
     elif get_task(run.task).panel == "image":
-        call = ('from gradio_client import handle_file\n'
-                'client.predict(handle_file("photo.jpg"), api_name="/predict")  # {"label": ..., "confidences": [...]}')
+        call = 'client.predict(handle_file("photo.jpg"), api_name="/predict")  # {"label": ..., "confidences": [...]}'
+        imports = ", handle_file"  # usage.md's import line: a local file goes through handle_file
         what = "sorts an image into classes and shows the probability of each"
     else:
         call = 'client.predict("some text", api_name="/predict")  # {"label": ..., "confidences": [...]}'
@@ -124,7 +125,8 @@ def space_readme(run: RunRecord, title: str, emoji: str, color_from: str, color_
              f"`{run.name}`): it {what}.",
              "The model files are in `model/`; its card is `model/README.md`.", "",
              "Run it locally with `pip install -r requirements.txt && python app.py` (http://127.0.0.1:7860).", "",
-             (SPACE_FILES / "usage.md").read_text(encoding="utf-8").replace("{call}", call)]
+             (SPACE_FILES / "usage.md").read_text(encoding="utf-8").replace("{imports}", imports)
+             .replace("{call}", call)]
     return "\n".join(lines)
 
 

@@ -46,6 +46,7 @@ def test_an_image_run_exports_as_a_space_that_predicts_like_the_app(services, tm
     assert (space / "image_model.py").is_file() and (space / "model" / "modelsmith_image.json").is_file()
     readme = (space / "README.md").read_text(encoding="utf-8")
     assert "sorts an image into classes" in readme and 'handle_file("photo.jpg")' in readme
+    assert "from gradio_client import Client, handle_file\n" in readme  # the call runs as written
 
     # The Space's own code, loaded from its folder alone.
     monkeypatch.syspath_prepend(str(space))
