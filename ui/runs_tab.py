@@ -85,12 +85,6 @@ def notice_of(ended: list[RunRecord]):
     return " ".join(ended_sentence(r) for r in ended) or gr.skip()
 
 
-def on_watch_runs(services: Services, seen: tuple | None):
-    """(what this page has seen, the notice of runs that ended since it last looked)."""
-    now, ended = runs_ended_since(services, seen)
-    return now, notice_of(ended)
-
-
 def on_refresh_list(services: Services, status_filter: str | None, selected, shown=None):
     """The runs table and the run pickers; skipped when nothing changed.
 

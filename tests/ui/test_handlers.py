@@ -24,6 +24,12 @@ def ingest_toy(services, toy_csv):
     return services.repo.list_datasets()[0]
 
 
+def watch_once(services, seen):
+    """One look of the page's run watcher (ui.runs_tab.watch_runs): (what it has seen, the notice)."""
+    now, ended = runs_tab.runs_ended_since(services, seen)
+    return now, runs_tab.notice_of(ended)
+
+
 def launch(services, dataset_id, name="", **overrides):
     return train_tab.on_launch(services, dataset_id, "text-classification", "lstm", name,
                                *form_values(**{**TINY_LSTM_VALUES, **overrides}))
@@ -166,7 +172,7 @@ def test_train_watch_predict_and_compare(services, toy_csv):
     second = services.repo.list_runs()[0].id
     table, picker, _, shown = runs_tab.on_refresh_list(services, "all", None)
     assert picker["value"] == second
-    seen, notice = runs_tab.on_watch_runs(services, None)
+    seen, notice = watch_once(services, None)
     assert seen == ([first, second], second) and notice == SKIPPED and set(table["status"]) == {"queued"}
     services.runner.start()
     assert services.runner.wait(first, 120).status == "succeeded"
@@ -174,7 +180,7 @@ def test_train_watch_predict_and_compare(services, toy_csv):
 
     table, picker, _, shown = runs_tab.on_refresh_list(services, "all", first, shown)
     assert set(table["status"]) == {"succeeded"} and set(table["progress"]) == {"100%"}
-    seen, notice = runs_tab.on_watch_runs(services, seen)  # a toast and the tab title
+    seen, notice = watch_once(services, seen)  # a toast and the tab title
     assert seen == ([], second) and notice == f"Run #{second} “second” succeeded. Run #{first} “first” succeeded."
     assert picker["value"] == first  # the person's choice is kept
     assert runs_tab.on_refresh_list(services, "all", first, shown) == (SKIPPED, SKIPPED, SKIPPED, shown)

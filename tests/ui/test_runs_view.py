@@ -1,6 +1,6 @@
 """Runs tab: lone evaluation points, best-so-far, which run a fresh page follows, imported runs."""
 
-from tests.ui.test_handlers import SKIPPED, ingest_toy, launch
+from tests.ui.test_handlers import SKIPPED, ingest_toy, launch, watch_once
 from ui import runs_tab
 from ui.formatting import LOSS_KEYS, curves
 from ui.plots import CurvePlot, curve_plot, has_lone_point, step_range
@@ -63,21 +63,21 @@ def test_a_finished_run_notifies_once(services, toy_csv):
     dataset = ingest_toy(services, toy_csv)
     launch(services, dataset.id, "quick")
     run_id = services.repo.list_runs()[0].id
-    seen, notice = runs_tab.on_watch_runs(services, None)  # a page opened now
+    seen, notice = watch_once(services, None)  # a page opened now
     assert seen == ([run_id], run_id) and notice == SKIPPED
     services.repo.mark_running(run_id, str(services.settings.runs_dir / str(run_id)))
-    seen, notice = runs_tab.on_watch_runs(services, seen)
+    seen, notice = watch_once(services, seen)
     assert seen == ([run_id], run_id) and notice == SKIPPED
     services.repo.finish(run_id, "failed", error="boom")
-    seen, notice = runs_tab.on_watch_runs(services, seen)
+    seen, notice = watch_once(services, seen)
     assert seen == ([], run_id) and notice == f"Run #{run_id} “quick” failed."
-    assert runs_tab.on_watch_runs(services, seen) == (([], run_id), SKIPPED)  # already told
+    assert watch_once(services, seen) == (([], run_id), SKIPPED)  # already told
     # a short run that starts and ends between two looks is news too
     launch(services, dataset.id, "blink")
     blink = services.repo.list_runs()[0].id
     services.repo.mark_running(blink, str(services.settings.runs_dir / str(blink)))
     services.repo.finish(blink, "succeeded", metrics={"macro_f1": 1.0})
-    assert runs_tab.on_watch_runs(services, seen)[1] == f"Run #{blink} “blink” succeeded."
+    assert watch_once(services, seen)[1] == f"Run #{blink} “blink” succeeded."
 
 
 def test_an_imported_run_says_where_it_came_from_and_shows_the_zip_metrics(services, toy_csv):
