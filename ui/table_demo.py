@@ -18,7 +18,7 @@ import gradio as gr
 from backend.errors import UserError
 from backend.services import Services, get_task
 from ui.errors import user_message
-from ui.tabular_panels import form_input, form_value, keep_render_private
+from ui.tabular_panels import answer_outputs, build_row_form, form_input, form_row, keep_render_private
 
 log = logging.getLogger(__name__)
 
@@ -57,18 +57,10 @@ def on_open_demo_table_box(services: Services, token: str):
         return gr.update(visible=False), []
 
 
-def answer_outputs(answer: dict):
-    """(Label value, Markdown) of a table model's answer: probabilities, or the predicted number."""
-    if "probabilities" in answer:
-        return answer["probabilities"], ""
-    return None, f"### Predicted value: **{answer['prediction']:.6g}**"
-
-
 def on_demo_table_predict(services: Services, token: str, columns: list[str], kinds: list[str], *values):
     """The form's Predict: the link's model on the filled-in row (blank boxes are missing values)."""
     try:
-        row = {column: form_value(value, kind, column) for column, kind, value in zip(columns, kinds, values)}
-        return answer_outputs(services.demo_predict_row(token, row))
+        return answer_outputs(services.demo_predict_row(token, form_row(columns, kinds, values)))
     except Exception as exc:
         raise _fail(exc) from None
 
@@ -93,13 +85,7 @@ def build_demo_table_box(services: Services, page: gr.Blocks, token_of: Callable
 
     fields_state = gr.State([])
     with gr.Column(visible=False, elem_id="demo-table-box") as box:
-        with gr.Row(equal_height=False):
-            with gr.Column():
-                gr.Markdown("Fill in what you know (blank boxes count as missing), then **Predict**.")
-                form_area = gr.Column()
-            with gr.Column():
-                prediction = gr.Label(num_top_classes=5, label="Prediction", elem_id="demo-table-prediction")
-                number = gr.Markdown(elem_id="demo-table-number")
+        form_area, prediction, number = build_row_form(elem_prefix="demo-")
         # The API's way in: the row as JSON text (hidden on the page, which uses the form).
         row_json = gr.Textbox(visible=False, label="Row (JSON)", elem_id="demo-row-json")
         answer = gr.JSON(visible=False, label="Answer", elem_id="demo-row-answer")

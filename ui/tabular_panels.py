@@ -216,11 +216,32 @@ def on_table_predict(services: Services, run_id, columns: list[str], kinds: list
     """One prediction from the form: class probabilities (a Label) or the predicted number (Markdown)."""
     if not run_id:
         raise gr.Error("Pick a finished run first.", print_exception=False)
-    row = {column: form_value(value, kind, column) for column, kind, value in zip(columns, kinds, values)}
-    answer = services.predict_rows(int(run_id), [row])[0]
+    return answer_outputs(services.predict_rows(int(run_id), [form_row(columns, kinds, values)])[0])
+
+
+def form_row(columns: list[str], kinds: list[str], values) -> dict:
+    """The filled-in form as one row {column: value} (blank boxes are missing values)."""
+    return {column: form_value(value, kind, column) for column, kind, value in zip(columns, kinds, values)}
+
+
+def answer_outputs(answer: dict):
+    """(Label value, Markdown) of a table model's answer: probabilities, or the predicted number."""
     if "probabilities" in answer:
         return answer["probabilities"], ""
     return None, f"### Predicted value: **{answer['prediction']:.6g}**"
+
+
+def build_row_form(elem_prefix: str) -> tuple[gr.Column, gr.Label, gr.Markdown]:
+    """The form-and-answer layout of a table model (Playground and demo page): the column the form is
+    rendered into, the class probabilities and the predicted number."""
+    with gr.Row(equal_height=False):
+        with gr.Column():
+            gr.Markdown("Fill in what you know (blank boxes count as missing), then **Predict**.")
+            form_area = gr.Column()
+        with gr.Column():
+            prediction = gr.Label(num_top_classes=5, label="Prediction", elem_id=f"{elem_prefix}table-prediction")
+            number = gr.Markdown(elem_id=f"{elem_prefix}table-number")
+    return form_area, prediction, number
 
 
 def form_input(field: dict):
@@ -272,13 +293,7 @@ def build_table_panel(services: Services, run_picker: gr.Dropdown, visible: bool
     """
     private = {"api_visibility": "private"}
     with gr.Column(visible=visible, elem_id="table-panel") as panel:
-        with gr.Row(equal_height=False):
-            with gr.Column():
-                gr.Markdown("Fill in what you know (blank boxes count as missing), then **Predict**.")
-                form_area = gr.Column()
-            with gr.Column():
-                prediction = gr.Label(num_top_classes=5, label="Prediction", elem_id="table-prediction")
-                number = gr.Markdown(elem_id="table-number")
+        form_area, prediction, number = build_row_form(elem_prefix="")
         batch = build_batch_prediction("Upload a CSV, xlsx or Parquet file with the model's input columns (one row "
                                        "each). If it also has the target column, you get the scores too.",
                                        TABLE_FILE_TYPES, elem_prefix="table-")
