@@ -99,6 +99,7 @@ def test_an_unreachable_database_server_is_named_and_exits_2(capsys, home, monke
     assert "Check MODELSMITH_DATABASE_URL" in result["error"] and "s3cret" not in result["error"]
 
 
+@pytest.mark.slow
 def test_cli_subprocess_prints_json_only_on_stdout(tmp_path):
     env = {"MODELSMITH_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1",
            **{k: v for k, v in __import__("os").environ.items() if k.startswith(("PYTHON", "HOME"))}}

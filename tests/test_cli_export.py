@@ -101,6 +101,7 @@ def test_export_of_an_unfinished_run_exits_2(capsys, home, repo, settings, tmp_p
     assert not (tmp_path / "s").exists()
 
 
+@pytest.mark.slow
 def test_the_shell_command_prints_json_and_exits_2(home, tmp_path):
     not_a_zip = tmp_path / "notes.zip"
     not_a_zip.write_text("hello", encoding="utf-8")

@@ -10,6 +10,8 @@ import pytest
 import app
 from tests.conftest import PROJECT_ROOT
 
+pytestmark = [pytest.mark.slow]  # every test reads a language model that two CLI processes ingested and trained
+
 PATTERN = "the cat sat on a mat.\nbig dogs run far!\n"
 TINY_LM = ["--set", "max_steps=80", "--set", "block_size=32", "--set", "hidden_size=48", "--set", "batch_size=16",
            "--set", "learning_rate=0.01", "--set", "eval_every_steps=20", "--set", "eval_batches=2"]
@@ -53,7 +55,6 @@ def in_home(lm_home, monkeypatch):
 
 
 @pytest.mark.e2e
-@pytest.mark.slow
 def test_train_reports_language_model_metrics(lm_home):
     home, dataset_id, run = lm_home
     assert run["status"] == "succeeded" and run["task"] == "text-generation" and run["template"] == "lstm-lm"
@@ -63,7 +64,6 @@ def test_train_reports_language_model_metrics(lm_home):
 
 
 @pytest.mark.e2e
-@pytest.mark.slow
 def test_generate_prints_one_object_and_a_seed_repeats_the_text(lm_home):
     home, _, run = lm_home
     argv = ["generate", "--run", str(run["run_id"]), "the cat", "--max-new-tokens", "40", "--seed", "5",
@@ -78,7 +78,6 @@ def test_generate_prints_one_object_and_a_seed_repeats_the_text(lm_home):
 
 
 @pytest.mark.e2e
-@pytest.mark.slow
 def test_generate_greedy_continues_the_pattern_and_reports_a_random_seed(capsys, in_home):
     _, _, run = in_home
     code, result = run_main(capsys, "generate", "--run", str(run["run_id"]), "the cat sat", "--temperature", "0",
@@ -137,7 +136,6 @@ def test_wrong_runs_exit_2_with_a_message(capsys, in_home, tmp_path):
     assert code == 2 and "is queued; only succeeded runs can generate" in result["error"]
 
 
-@pytest.mark.slow
 @pytest.mark.e2e
 def test_transformer_lm_trains_from_the_cli(capsys, in_home):
     _, dataset_id, _ = in_home

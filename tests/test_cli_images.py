@@ -11,6 +11,7 @@ TINY_CNN = ["--set", "input_size=16", "--set", "width=8", "--set", "stages=2", "
             "--set", "augmentation=off", "--set", "batch_size=8", "--set", "learning_rate=0.01"]
 
 
+@pytest.mark.slow
 def test_ingest_train_and_predict_images_from_the_shell(capsys, home, tmp_path):  # noqa: F811
     path = write_zip(tmp_path / "colours.zip", colour_entries(8, prefix="train/"))
     code, dataset = run_cli(capsys, "ingest", "--task", "image-classification", str(path))
@@ -56,6 +57,7 @@ def test_bad_image_uploads_exit_2_with_a_message(capsys, home, tmp_path):  # noq
     assert code == 0 and result == []
 
 
+@pytest.mark.slow
 def test_cifar_sample_ingests_and_trains_briefly(capsys, home, shared_data):  # noqa: F811
     """The real CIFAR-10 sample (1,000 JPEGs under train/<class>/): stored, then one short epoch."""
     code, dataset = run_cli(capsys, "ingest", "--task", "image-classification",

@@ -13,6 +13,14 @@ UPLOAD_LIMIT_MB = 1  # small, so the size limit can be tested with a 1.5 MB uplo
 DEMO_UPLOAD_LIMIT_MB = 2  # above the old fixed 1 MB demo cap, below a 3 MB probe (tests/reliability/test_demo_uploads.py)
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects: the mark must be there when it looks
+def pytest_collection_modifyitems(items):
+    """A test that uses `served` starts the app process, so it is `slow` (left out of the developer loop)."""
+    for item in items:
+        if "served" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 @dataclass
 class Served:
     """A `python app.py` process on 127.0.0.1 plus, in this process, services on the same home dir."""

@@ -19,6 +19,8 @@ from tests.backend.tasks.image_classification.conftest import COLOURS, colour_en
 from tests.reliability.conftest import DEMO_UPLOAD_LIMIT_MB
 from tests.reliability.test_hostile_traffic import _cached_files, _connect, _head, _read_answer
 
+pytestmark = [pytest.mark.slow]  # against the running app (a `python app.py` process)
+
 TINY_CNN = {"epochs": "3", "batch_size": "8", "learning_rate": "0.01", "input_size": "16", "width": "8",
             "stages": "1", "blocks_per_stage": "1", "dropout": "0.0", "augmentation": "off"}
 

@@ -154,6 +154,7 @@ def test_error_messages_do_not_echo_a_megabyte(tmp_path, settings, repo, capsys,
     assert code == 2 and len(out) < 3000 and "more characters" in json.loads(out)["error"], out[:300]
 
 
+@pytest.mark.slow
 def test_newline_in_a_name_cannot_forge_a_log_line(tmp_path):
     """A dataset named 'x\\n<a fake log line>' is logged on one line, its newline escaped."""
     path = tmp_path / "toy.csv"

@@ -11,6 +11,8 @@ import pytest
 
 from tests.reliability.support import record_figures
 
+pytestmark = [pytest.mark.slow]  # against the running app (a `python app.py` process)
+
 FLOOD_BODIES = 20
 FLOOD_BODY_MB = 50
 CHUNK = 1024 * 1024
@@ -279,6 +281,7 @@ def test_wrong_passwords_slow_the_client_down(tmp_path):
         app.stop()
 
 
+@pytest.mark.browser
 def test_a_browser_still_uses_the_guarded_app(served):
     """Chromium loads the page and predicts through the guard: its own origin is never refused."""
     chromium_path = Path("/usr/bin/chromium")

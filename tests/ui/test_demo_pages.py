@@ -21,6 +21,8 @@ from backend.sharing.demos import publish_demo, revoke_demo
 from storage.models import utcnow
 from tests.ui.share_fixtures import free_port, train_classifier, train_generator
 
+pytestmark = [pytest.mark.slow]  # serves demo apps over HTTP around a trained classifier and language model
+
 NOT_AVAILABLE = "This demo is not available"
 
 
@@ -67,7 +69,6 @@ def labels_of(result: dict) -> dict[str, float]:
 
 
 @pytest.mark.e2e
-@pytest.mark.slow
 def test_a_demo_link_predicts_with_its_own_run_only(trained, server):
     services, classifier, generator = trained
     token = publish_demo(services.repo, classifier.id).token

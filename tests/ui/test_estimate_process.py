@@ -15,6 +15,8 @@ from tests.ui.conftest import TINY_LSTM_VALUES, form_values
 from tests.ui.test_handlers import ingest_toy
 from ui import train_tab
 
+pytestmark = [pytest.mark.slow]  # each estimate runs in a process of its own
+
 
 @pytest.fixture
 def process_services(settings):

@@ -107,6 +107,7 @@ def test_train_tab_refuses_a_bad_language_model_config(services):
     assert services.repo.list_runs() == []
 
 
+@pytest.mark.slow
 def test_estimate_of_a_language_model_measures_its_steps(trained):
     services, _, _, dataset_id = trained
     text = train_tab.on_estimate(services, dataset_id, "text-generation", "lstm-lm", "",
@@ -173,6 +174,7 @@ def test_run_picker_lists_both_kinds_and_switches_panels(trained):
     assert prompts and all(prompt in PATTERN for prompt in prompts)  # starts of validation lines
 
 
+@pytest.mark.slow
 def test_generation_streams_growing_text_and_repeats_with_a_seed(trained):
     services, lm_run, _, _ = trained
     values = generate(services, lm_run)

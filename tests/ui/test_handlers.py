@@ -164,6 +164,7 @@ def test_estimate_measures_the_config(services, toy_csv):
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_train_watch_predict_and_compare(services, toy_csv):
     dataset = ingest_toy(services, toy_csv)
     assert "position 1" in launch(services, dataset.id, "first")

@@ -48,6 +48,7 @@ def test_a_bad_zip_shows_the_message_in_the_report_and_stores_nothing(services, 
     assert services.list_datasets() == []
 
 
+@pytest.mark.slow
 def test_train_tab_offers_the_image_templates_and_playground_classifies(services, tmp_path):
     path = write_zip(tmp_path / "colours.zip", colour_entries(8))
     data_tab.on_ingest(services, str(path), TASK_NAME, None, None, None, "colours", 25)
@@ -136,6 +137,7 @@ def check_the_demo_link(services, run, probe):
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_an_image_demo_link_classifies_an_upload_over_http(services, tmp_path):
     """Served for real: the demo's upload route is open for an image run (ui/http_guard), /classify_image
     answers through gradio_client as an outsider would call it, and the text endpoint refuses."""

@@ -3,9 +3,12 @@
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import PROJECT_ROOT
 
 
+@pytest.mark.slow
 def test_building_the_ui_imports_no_torch_or_transformers():
     probe = ("import sys; import app, ui.app, ui.server; "
              "print(sorted(m for m in ('torch', 'transformers', 'sklearn', 'accelerate') if m in sys.modules))")

@@ -15,6 +15,8 @@ from backend.errors import UserError
 from tests.backend.tasks.tabular.conftest import mixed_table
 from ui import table_demo
 
+pytestmark = [pytest.mark.slow]  # trains a table model and serves its demo
+
 COLUMNS = ["x", "color", "flag", "when"]
 
 

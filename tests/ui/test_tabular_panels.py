@@ -80,6 +80,7 @@ def test_ingest_shows_the_table_report(services, people_xlsx):
     assert dataset.input_columns == ["salary", "city", "age"] and picker["value"] == dataset.id
 
 
+@pytest.mark.slow
 def test_a_tabular_run_from_the_train_form_and_the_playground_form(services, people_xlsx, tmp_path):
     _ingest(services, people_xlsx)
     dataset = services.list_datasets()[0]
@@ -202,6 +203,7 @@ def test_the_train_tab_shows_a_table_template_only_the_settings_it_reads():
     assert read <= set(TrainConfig.model_fields) and not read & set(fields)
 
 
+@pytest.mark.slow
 def test_a_date_column_gets_a_checked_date_box_and_a_bad_date_a_message(services):
     import gradio as gr
 

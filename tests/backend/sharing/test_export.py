@@ -31,6 +31,7 @@ def _texts(folder) -> list[str]:
 
 
 @pytest.mark.parametrize("kind", CLASSIFIER_KINDS + GENERATOR_KINDS)
+@pytest.mark.slow
 def test_zip_holds_weights_tokenizer_config_card_and_run_config(kind, repo, settings, tmp_path):
     run = record_run(repo, settings.runs_dir, kind)
     (Path(run.output_dir) / "train.log").write_text("noise", encoding="utf-8")
@@ -90,6 +91,7 @@ def test_classifier_round_trip_gives_identical_predictions(kind, repo, settings,
 
 
 @pytest.mark.parametrize("kind", GENERATOR_KINDS)
+@pytest.mark.slow
 def test_generator_round_trip_gives_identical_text_for_a_seed(kind, repo, settings, tmp_path):
     run = record_run(repo, settings.runs_dir, kind)
     imported = import_model(export_zip(run, tmp_path / "lm.zip").path, repo, settings.runs_dir).run

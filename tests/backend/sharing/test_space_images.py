@@ -24,6 +24,7 @@ def services(settings):
     services.close()
 
 
+@pytest.mark.slow
 def test_an_image_run_exports_as_a_space_that_predicts_like_the_app(services, tmp_path, monkeypatch,
                                                                     fake_hub):  # noqa: F811
     from backend.config import apply_overrides, default_config

@@ -64,6 +64,7 @@ def _space_predictor(space, monkeypatch):
     ("mlp", "tabular-regression", "amount"),
     ("ft-transformer", "tabular-classification", "label"),
 ])
+@pytest.mark.slow
 def test_a_table_space_predicts_like_the_app(services, tmp_path, monkeypatch, kind, task, target):
     from backend.sharing.space import export_space
     from backend.tasks.tabular.model_io import TabularModel

@@ -21,6 +21,7 @@ def _single_thread():
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.slow
 def test_same_seed_gives_the_same_text_and_another_seed_another(kind):
     generator = trained(kind)[0].generator
     settings = dict(max_new_tokens=60, temperature=1.5, top_k=0, top_p=1.0)

@@ -29,6 +29,7 @@ def config(**template) -> TrainConfig:
     return TrainConfig(dataset_id=1, batch_size=8, template=LstmTemplate(**tiny))
 
 
+@pytest.mark.slow
 def test_estimate_counts_parameters_memory_and_time(dataset):
     small = estimate(config(), dataset)
     assert small.parameters == small.trainable_parameters > 0

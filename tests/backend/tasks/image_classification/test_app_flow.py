@@ -144,6 +144,7 @@ def test_a_cnn_trains_through_the_runner_with_live_progress_and_predicts(service
         assert np.allclose(list(a["scores"].values()), list(b["scores"].values()), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_reloaded_predictions_equal_the_in_memory_model_and_resume_finishes(services, settings, tmp_path):
     from backend.errors import Cancelled, UserError
     from backend.training.run import train
@@ -180,6 +181,7 @@ def test_reloaded_predictions_equal_the_in_memory_model_and_resume_finishes(serv
         result.predictor.predict_files([b"plain text"], ["notes.txt"])
 
 
+@pytest.mark.slow
 def test_stop_from_the_runner_cancels_a_running_image_run(services, tmp_path):
     dataset = ingest_zip(services, write_zip(tmp_path / "colours.zip", colour_entries(8))).dataset
     started = threading.Event()
@@ -215,6 +217,7 @@ def tiny_vit_folder(tmp_path):
     return folder
 
 
+@pytest.mark.slow
 def test_the_pretrained_template_fine_tunes_through_the_runner_and_exports(services, tmp_path, tiny_vit_folder):
     import io
 
@@ -247,6 +250,7 @@ def test_the_pretrained_template_fine_tunes_through_the_runner_and_exports(servi
     assert predictor.predict_files([probe])[0]["label"] == "red"
 
 
+@pytest.mark.slow
 def test_the_misclassified_gallery_shows_the_recorded_mistakes_from_the_validation_split(services, tmp_path):
     import pandas as pd
 

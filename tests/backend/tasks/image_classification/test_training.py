@@ -61,6 +61,7 @@ def colour_data(tmp_path):
             val_images)
 
 
+@pytest.mark.slow
 def test_cnn_learns_saves_and_reloads_to_the_same_predictions(tmp_path, colour_data, accelerator):
     dataset, _, validation, _, val_images = colour_data
     progress = Recorder()
@@ -98,6 +99,7 @@ def tiny_vit_folder(tmp_path):
     return folder
 
 
+@pytest.mark.slow
 def test_pretrained_vit_gets_a_new_head_learns_and_reloads(tmp_path, colour_data, tiny_vit_folder, accelerator):
     from transformers import pipeline
 
@@ -129,6 +131,7 @@ def test_a_hub_id_without_network_or_a_missing_folder_is_a_clear_error(monkeypat
         build_classifier(PretrainedImageTemplate(base_model="/no/such folder/"), LABELS, [])
 
 
+@pytest.mark.slow
 def test_should_stop_cancels_and_time_budget_and_early_stopping_end_the_run(tmp_path, colour_data, accelerator):
     dataset = colour_data[0]
     calls = []
@@ -147,6 +150,7 @@ def test_should_stop_cancels_and_time_budget_and_early_stopping_end_the_run(tmp_
     assert stopped.stop_reason == "early_stopping" and progress.calls[-1][0] < 50 * 3
 
 
+@pytest.mark.slow
 def test_misclassified_lists_wrong_validation_images_most_confident_first(tmp_path, colour_data, accelerator):
     dataset, _, validation, _, _ = colour_data
     result = train(image_config(epochs=1, learning_rate=1e-6), dataset, tmp_path / "run", on_progress=Recorder(),
@@ -209,6 +213,7 @@ def test_predict_zip_lists_every_image_and_scores_class_folders(tmp_path, colour
         predict_zip(model, write_zip(tmp_path / "none.zip", {"a/x.png": b""}))
 
 
+@pytest.mark.slow
 def test_end_to_end_zip_to_stored_parquet_to_trained_model_to_reloaded_predictions(tmp_path, accelerator):
     from backend.tasks.image_classification.prepare import SplitOptions, ingest_image_zip, load_split
     from tests.backend.tasks.image_classification.conftest import write_zip

@@ -171,6 +171,7 @@ def mixed_csv(tmp_path, mixed):
 
 
 @pytest.mark.parametrize("kind", ["gbdt", "mlp", "ft-transformer"])
+@pytest.mark.slow
 def test_each_template_trains_through_the_runner(services, cancer_csv, kind):
     dataset = _ingest(services, cancer_csv)
     run = _train(services, dataset, kind)
@@ -196,6 +197,7 @@ def test_each_template_trains_through_the_runner(services, cancer_csv, kind):
 
 
 @pytest.mark.parametrize("kind", ["gbdt", "mlp"])
+@pytest.mark.slow
 def test_regression_trains_and_beats_the_mean(services, diabetes_csv, kind):
     dataset = _ingest(services, diabetes_csv, task=REGRESS)
     assert dataset.target_column == "target"
@@ -223,6 +225,7 @@ def test_reloaded_model_predicts_as_the_in_memory_one(services, settings, mixed_
 
 
 @pytest.mark.parametrize("kind", ["mlp", "ft-transformer"])
+@pytest.mark.slow
 def test_a_network_checkpoints_each_epoch_and_resumes_like_an_uninterrupted_run(services, settings, mixed_csv,
                                                                                  tmp_path, kind):
     from backend.errors import Cancelled
@@ -253,6 +256,7 @@ def test_a_network_checkpoints_each_epoch_and_resumes_like_an_uninterrupted_run(
                                rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_stop_cancels_a_boosting_run(services, cancer_csv):
     import time
 
@@ -284,6 +288,7 @@ def run_cli(capsys, *argv):
     return code, json.loads(capsys.readouterr().out)
 
 
+@pytest.mark.slow
 def test_the_cli_ingests_trains_and_predicts_a_table(capsys, tmp_path, monkeypatch, mixed):
     monkeypatch.setenv("MODELSMITH_HOME", str(tmp_path / "home"))
     table = tmp_path / "people.csv"
@@ -315,6 +320,7 @@ def test_the_cli_ingests_trains_and_predicts_a_table(capsys, tmp_path, monkeypat
     assert code == 2 and "--file" in error["error"]
 
 
+@pytest.mark.slow
 def test_a_table_model_exports_and_imports_as_a_run(services, settings, cancer_csv, tmp_path):
     import zipfile
 

@@ -34,6 +34,7 @@ def _fit(kind, frame, spec, **settings):
 
 
 @pytest.mark.parametrize("kind", TINY)
+@pytest.mark.slow
 def test_classification_on_breast_cancer_beats_the_majority_class(kind, breast_cancer):
     spec = default_spec(infer_schema(breast_cancer))
     assert spec.target == "target" and spec.task == "classification"
@@ -47,6 +48,7 @@ def test_classification_on_breast_cancer_beats_the_majority_class(kind, breast_c
 
 
 @pytest.mark.parametrize("kind", TINY)
+@pytest.mark.slow
 def test_classification_with_categories_and_dates(kind, mixed, tmp_path):
     spec = TableSpec(target="label", task="classification", inputs=MIXED_INPUTS)
     progress = []
@@ -74,6 +76,7 @@ def test_classification_with_categories_and_dates(kind, mixed, tmp_path):
 
 
 @pytest.mark.parametrize("kind", TINY)
+@pytest.mark.slow
 def test_regression_beats_predicting_the_mean(kind, mixed, diabetes, tmp_path):
     spec = TableSpec(target="amount", task="regression", inputs=MIXED_INPUTS)
     model, result, train, validation = _fit(kind, mixed, spec)
@@ -116,6 +119,7 @@ def test_time_budget_keeps_the_best_model_so_far(mixed):
 
 
 @pytest.mark.parametrize("kind", TINY)
+@pytest.mark.slow
 def test_permutation_importance_ranks_the_columns_of_the_rule(kind, mixed):
     spec = TableSpec(target="label", task="classification", inputs=MIXED_INPUTS)
     model, result, train, validation = _fit(kind, mixed, spec)
@@ -124,6 +128,7 @@ def test_permutation_importance_ranks_the_columns_of_the_rule(kind, mixed):
     assert importances["x"]["mean"] > 0.1 and abs(importances["noise"]["mean"]) < 0.05
 
 
+@pytest.mark.slow
 def test_permutation_importance_for_regression_and_a_neural_model(mixed):
     spec = TableSpec(target="amount", task="regression", inputs=MIXED_INPUTS)
     model, result, train, validation = _fit("mlp", mixed, spec)
