@@ -39,6 +39,7 @@ from backend.tasks.tabular.model_io import TabularModel
 from backend.tasks.tabular.networks import FitResult, ProgressFn, build_network
 from backend.tasks.tabular.prepare import table_spec
 from backend.tasks.tabular.preprocessing import EncodedRows, Preprocessor
+from backend.tasks.tabular.validation import check_rows
 from backend.training.core import TrainResult, best_weights_file, run_strategy
 from backend.training.epochs import EpochRun, Epochs, EpochShuffle, prepare_run
 from storage.records import DatasetRecord
@@ -47,17 +48,6 @@ log = logging.getLogger(__name__)
 
 IMPORTANCE_REPEATS = 3   # shuffles per column: enough to rank columns, cheap on a validation split
 EVAL_BATCH_SIZE = 4096   # rows per validation batch: a table's rows are small
-
-
-def check_rows(spec: TableSpec, train: pd.DataFrame, validation: pd.DataFrame) -> None:
-    """UserError when a split lacks a column of `spec` or has no target value at all."""
-    for name, rows in (("training", train), ("validation", validation)):
-        absent = [c for c in [spec.target, *spec.inputs] if c not in rows.columns]
-        if absent:
-            raise UserError(f"The {name} rows lack the columns {', '.join(absent)}; "
-                            "pick the target and inputs among the table's columns.")
-        if rows[spec.target].notna().sum() == 0:
-            raise UserError(f"No {name} row has a {spec.target!r} value; fill in the target column.")
 
 
 def _as_is(batch: dict) -> dict:
