@@ -2,8 +2,9 @@
 
 The shared loop stops training when the budget is spent; after it come one more pass over the
 validation split and the permutation importance (n_columns x repeats + 1 predictions of up to
-IMPORTANCE_ROWS rows). For ft-transformer on Adult that work took 70-130 s after a 150 s budget
-(219 s and 284 s in all). So before training the run times one prediction of a few validation
+IMPORTANCE_ROWS rows). For ft-transformer on Adult with a 150 s budget the run took 219 s in all
+(2026-12-01, importance on all 6,513 rows, an idle machine) and 284 s (2026-12-02, on 2,000 rows,
+load average 11-14 on 2 cores). So before training the run times one prediction of a few validation
 rows (the path importance takes: raw rows -> preprocessing -> network), estimates that work from
 it, and gives training only what is left; importance reads fewer rows when even those would take
 more than IMPORTANCE_SHARE of the budget.

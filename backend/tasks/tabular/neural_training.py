@@ -6,7 +6,8 @@ it as if never interrupted, early stopping and the time budget end a run, and th
 the task's metric (validation accuracy, or RMSE for regression) is kept. What is the table's own:
 the preprocessing fitted on the training split (deterministic, so a resumed run rebuilds the same
 one), batches of encoded rows (standardised numerics + category codes), a cross-entropy or
-squared-error loss, scikit-learn's metrics, and, once at the end, permutation importance.
+squared-error loss, scikit-learn's metrics, and, once at the end, permutation importance; a time
+budget covers that end too (budget.py: training stops early enough to leave room for it).
 
 `fit_network` runs the same strategy on data frames outside a stored dataset (the template tests,
 bench/bench_tabular.py), in a temporary folder.
