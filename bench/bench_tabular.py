@@ -135,6 +135,7 @@ def _plain(kind: str, spec, train, validation) -> dict:
             model = lgb.LGBMClassifier(verbose=-1, n_jobs=THREADS).fit(x_train, y_train)
         elif kind == "plain-lightgbm-es":
             x_valid = _as_categories(validation, inputs, like=x_train)
+            # eval_set, not 4.7's eval_X/eval_y: requirements.txt allows LightGBM 4.3 (4.7 warns, still works).
             model = lgb.LGBMClassifier(n_estimators=200, verbose=-1, n_jobs=THREADS).fit(
                 x_train, y_train, eval_set=[(x_valid, truth)], eval_metric=["binary_logloss", "binary_error"],
                 callbacks=[lgb.early_stopping(20, first_metric_only=True, verbose=False)])
