@@ -8,7 +8,8 @@ table goes through them:
 - preprocessing: transforms fitted on the training split, saved as JSON;
 - config, mlp, ft_transformer, networks, gbdt: the templates (networks: build and predict the two neural ones);
 - neural_training: mlp and ft-transformer on the shared training core's epochs strategy (checkpoints,
-  Stop, resume); gbdt: LightGBM's boosting rounds;
+  Stop, resume), budget: their time budget shared between training and the evaluation and importance
+  after it; gbdt: LightGBM's boosting rounds;
 - training: a run in the app (Task.train): gbdt's run (progress keys, metrics, importances, model
   folder, card), the neural templates handed to neural_training; fitting: one template fitted on
   data frames outside a stored dataset (tests, bench/bench_tabular.py), by the same code;

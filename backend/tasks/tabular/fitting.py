@@ -16,17 +16,18 @@ from backend.tasks.tabular.gbdt import fit_gbdt
 from backend.tasks.tabular.model_io import TabularModel
 from backend.tasks.tabular.networks import FitResult, ProgressFn
 from backend.tasks.tabular.preprocessing import Preprocessor
+from backend.tasks.tabular.validation import check_rows
 
 
 def fit_template(template: AnyTabularTemplate, spec: TableSpec, train: pd.DataFrame, validation: pd.DataFrame,
                  settings: TabularFitSettings | None = None, on_progress: ProgressFn = lambda step, values: None,
                  should_stop: Callable[[], bool] = lambda: False) -> tuple[TabularModel, FitResult]:
     """Train `template` on `train` (preprocessing fitted on it alone), pick the best model on `validation`."""
-    from backend.tasks.tabular.neural_training import check_rows, fit_network  # loads the training core
-
     settings = settings or TabularFitSettings()
     check_rows(spec, train, validation)
     if template.kind != "gbdt":
+        from backend.tasks.tabular.neural_training import fit_network  # loads the training core (torch, Accelerate)
+
         return fit_network(template, spec, train, validation, settings, on_progress, should_stop)
     preprocessor = Preprocessor.fit(train, spec)
     result = fit_gbdt(template, preprocessor, preprocessor.transform(train),

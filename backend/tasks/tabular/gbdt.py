@@ -29,8 +29,16 @@ log = logging.getLogger(__name__)
 
 
 def gbdt_features(rows: EncodedRows) -> np.ndarray:
-    """One float matrix: numbers and indicators, then category codes."""
-    return np.hstack([rows.numeric.astype(np.float64), rows.categorical.astype(np.float64)])
+    """One float32 matrix: numbers and indicators, then category codes (exact in float32 below 2**24).
+
+    float32 because the numbers already are (EncodedRows.numeric): LightGBM reads float32 as it is,
+    where float64 would be a second, twice as large copy of the table for the same bins.
+    """
+    width = rows.numeric.shape[1]
+    features = np.empty((len(rows), width + rows.categorical.shape[1]), dtype=np.float32)
+    features[:, :width] = rows.numeric
+    features[:, width:] = rows.categorical
+    return features
 
 
 def _params(template: GbdtTemplate, preprocessor: Preprocessor, settings: TabularFitSettings) -> dict:
@@ -51,7 +59,11 @@ def _params(template: GbdtTemplate, preprocessor: Preprocessor, settings: Tabula
 
 def predict_booster(booster: lgb.Booster, rows: EncodedRows, task: str, n_classes: int) -> np.ndarray:
     """Class probabilities [n, k] or target values [n]."""
-    output = booster.predict(gbdt_features(rows))
+    return _as_output(booster.predict(gbdt_features(rows)), task, n_classes)
+
+
+def _as_output(output: np.ndarray, task: str, n_classes: int) -> np.ndarray:
+    """LightGBM's binary output is P(class 1) alone; the app's is both columns."""
     if task == "classification" and n_classes == 2:
         return np.stack([1 - output, output], axis=1)
     return output
@@ -69,13 +81,11 @@ def fit_gbdt(template: GbdtTemplate, preprocessor: Preprocessor, train: EncodedR
     if task == "regression":
         train_target = preprocessor.decode_regression(train_target)
         validation_target = preprocessor.decode_regression(validation_target)
-    train_known = train_target >= 0 if task == "classification" else np.isfinite(train_target)
-    valid_known = validation_target >= 0 if task == "classification" else np.isfinite(validation_target)
+    train_x, train_y = _labelled(gbdt_features(train), train_target, task)
+    valid_x, valid_y = _labelled(gbdt_features(validation), validation_target, task)
     categorical = list(range(preprocessor.numeric_width, preprocessor.numeric_width + len(preprocessor.categorical)))
-    train_set = lgb.Dataset(gbdt_features(train)[train_known], train_target[train_known],
-                            categorical_feature=categorical, free_raw_data=False)
-    valid_set = lgb.Dataset(gbdt_features(validation)[valid_known], validation_target[valid_known],
-                            reference=train_set, categorical_feature=categorical)
+    train_set = lgb.Dataset(train_x, train_y, categorical_feature=categorical)
+    valid_set = train_set.create_valid(valid_x, valid_y)   # binned with the training set's bins
     stop_reason = ["completed"]
     history: list[dict] = []
 
@@ -92,20 +102,29 @@ def fit_gbdt(template: GbdtTemplate, preprocessor: Preprocessor, train: EncodedR
     callbacks = [report]
     if template.early_stopping_rounds:
         callbacks.append(lgb.early_stopping(template.early_stopping_rounds, first_metric_only=True, verbose=False))
+    # keep_training_booster: lgb.train would otherwise rebuild the booster from its text once, and
+    # the line after this one does so again to keep only the best round's trees.
     booster = lgb.train(_params(template, preprocessor, settings), train_set, num_boost_round=template.num_rounds,
-                        valid_sets=[valid_set], valid_names=["validation"], callbacks=callbacks)
+                        valid_sets=[valid_set], valid_names=["validation"],
+                        callbacks=callbacks, keep_training_booster=True)
     best_round = booster.best_iteration or booster.current_iteration()
     if stop_reason[0] == "completed" and len(history) < template.num_rounds:
         stop_reason[0] = "early_stopping"
     # Keep only the trees up to the best round, so saving and predicting agree without extra arguments.
     booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=best_round))
-    output = predict_booster(booster, validation, task, n_classes)
-    metrics = (classification_metrics(validation_target, output) if task == "classification"
-               else regression_metrics(validation_target, output))
+    output = _as_output(booster.predict(valid_x), task, n_classes)
+    metrics = (classification_metrics(valid_y, output) if task == "classification"
+               else regression_metrics(valid_y, output))
     log.info("gbdt: best round %d of %d (%s), %.1f s", best_round, len(history), stop_reason[0],
              time.monotonic() - started)
     return FitResult(model=booster, metrics=metrics, best_step=best_round, steps=len(history),
                      stop_reason=stop_reason[0], history=history)
+
+
+def _labelled(features: np.ndarray, target: np.ndarray, task: str) -> tuple[np.ndarray, np.ndarray]:
+    """The rows with a usable target (a known class, or a finite value); no copy when all are."""
+    known = target >= 0 if task == "classification" else np.isfinite(target)
+    return (features, target) if known.all() else (features[known], target[known])
 
 
 def save_booster(booster: lgb.Booster, path: str | Path) -> None:

@@ -6,7 +6,8 @@ it as if never interrupted, early stopping and the time budget end a run, and th
 the task's metric (validation accuracy, or RMSE for regression) is kept. What is the table's own:
 the preprocessing fitted on the training split (deterministic, so a resumed run rebuilds the same
 one), batches of encoded rows (standardised numerics + category codes), a cross-entropy or
-squared-error loss, scikit-learn's metrics, and, once at the end, permutation importance.
+squared-error loss, scikit-learn's metrics, and, once at the end, permutation importance; a time
+budget covers that end too (budget.py: training stops early enough to leave room for it).
 
 `fit_network` runs the same strategy on data frames outside a stored dataset (the template tests,
 bench/bench_tabular.py), in a temporary folder.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,13 +34,15 @@ from torch.utils.data import DataLoader, Dataset
 from backend.config import TrainConfig
 from backend.data.store import load_split
 from backend.errors import UserError
+from backend.tasks.tabular.budget import plan_budget, seconds_per_row
 from backend.tasks.tabular.columns import TableSpec
 from backend.tasks.tabular.config import TabularFitSettings
 from backend.tasks.tabular.metrics import classification_metrics, regression_metrics
-from backend.tasks.tabular.model_io import TabularModel
+from backend.tasks.tabular.model_io import IMPORTANCE_ROWS, TabularModel
 from backend.tasks.tabular.networks import FitResult, ProgressFn, build_network
 from backend.tasks.tabular.prepare import table_spec
 from backend.tasks.tabular.preprocessing import EncodedRows, Preprocessor
+from backend.tasks.tabular.validation import check_rows
 from backend.training.core import TrainResult, best_weights_file, run_strategy
 from backend.training.epochs import EpochRun, Epochs, EpochShuffle, prepare_run
 from storage.records import DatasetRecord
@@ -47,17 +51,6 @@ log = logging.getLogger(__name__)
 
 IMPORTANCE_REPEATS = 3   # shuffles per column: enough to rank columns, cheap on a validation split
 EVAL_BATCH_SIZE = 4096   # rows per validation batch: a table's rows are small
-
-
-def check_rows(spec: TableSpec, train: pd.DataFrame, validation: pd.DataFrame) -> None:
-    """UserError when a split lacks a column of `spec` or has no target value at all."""
-    for name, rows in (("training", train), ("validation", validation)):
-        absent = [c for c in [spec.target, *spec.inputs] if c not in rows.columns]
-        if absent:
-            raise UserError(f"The {name} rows lack the columns {', '.join(absent)}; "
-                            "pick the target and inputs among the table's columns.")
-        if rows[spec.target].notna().sum() == 0:
-            raise UserError(f"No {name} row has a {spec.target!r} value; fill in the target column.")
 
 
 def _as_is(batch: dict) -> dict:
@@ -91,6 +84,7 @@ class TableNetworkTask:
     preprocessor: Preprocessor
     validation: pd.DataFrame   # raw rows: permutation importance shuffles their columns
     seed: int
+    importance_rows: int = IMPORTANCE_ROWS   # fewer when the time budget needs it (budget.plan_budget)
     checkpoint_tokenizer: None = None
 
     @property
@@ -142,7 +136,7 @@ class TableNetworkTask:
             final["labels"] = list(self.preprocessor.classes)
             final["per_class"] = per_class(final["confusion_matrix"], final["labels"])
         final["feature_importance"] = tabular.importances(self.validation, n_repeats=IMPORTANCE_REPEATS,
-                                                          seed=self.seed)
+                                                          seed=self.seed, max_rows=self.importance_rows)
         model.train()
         return final
 
@@ -164,6 +158,7 @@ def per_class(confusion: list[list[int]], labels: list[str]) -> dict[str, dict]:
 def setup_frames(spec: TableSpec, train: pd.DataFrame, validation: pd.DataFrame, config: TrainConfig,
                  output_dir: Path, accelerator: Accelerator) -> EpochRun:
     """Fit the preprocessing on `train`, encode both splits, build the network and loaders; prepare them."""
+    started = time.monotonic()
     check_rows(spec, train, validation)
     set_seed(config.seed)  # python, numpy, torch (+cuda): weights, dropout and shuffling repeat
     preprocessor = Preprocessor.fit(train, spec)
@@ -179,7 +174,26 @@ def setup_frames(spec: TableSpec, train: pd.DataFrame, validation: pd.DataFrame,
         validation[spec.target]))
     eval_loader = DataLoader(validation_rows, batch_size=EVAL_BATCH_SIZE, collate_fn=_as_is)
     task = TableNetworkTask(config.template, preprocessor, validation, config.seed)
-    return prepare_run(config, accelerator, model, train_loader, eval_loader, task, output_dir, f"{len(rows)} rows")
+    run = prepare_run(config, accelerator, model, train_loader, eval_loader, task, output_dir, f"{len(rows)} rows")
+    if config.time_budget_seconds:
+        _share_budget(run, task, started)
+    return run
+
+
+def _share_budget(run: EpochRun, task: TableNetworkTask, started: float) -> None:
+    """Leave time in the run's budget for the final evaluation and the permutation importance (budget.py)."""
+    config = run.config
+    network = run.accelerator.unwrap_model(run.model, keep_fp32_wrapper=False, keep_torch_compile=False)
+    predictor = TabularModel(template=task.template, preprocessor=task.preprocessor, model=network)
+    per_row = seconds_per_row(predictor.predict_output, task.validation)
+    network.train()   # predict_output left it in eval mode
+    plan = plan_budget(config.time_budget_seconds, per_row, len(task.validation), len(task.preprocessor.spec.inputs),
+                       IMPORTANCE_REPEATS, setup_seconds=time.monotonic() - started)
+    log.info("time budget %.0f s: training %.0f s, %.0f s kept for the final evaluation and the importance on "
+             "%d rows (%.2f ms per row)", config.time_budget_seconds, plan.training_seconds, plan.reserved_seconds,
+             plan.importance_rows, per_row * 1000)
+    run.config = config.model_copy(update={"time_budget_seconds": plan.training_seconds})
+    task.importance_rows = plan.importance_rows
 
 
 def setup(config: TrainConfig, dataset: DatasetRecord, output_dir: Path, accelerator: Accelerator,

@@ -104,14 +104,12 @@ class Preprocessor:
                 numeric += [_fit_numeric(_date_part(dates, part), f"{column}.{part}", column, part)
                             for part in DATETIME_PARTS]
             else:
-                keys = category_keys(train[column], kind).dropna()
-                counts = keys.value_counts()
-                values = sorted(str(v) for v in counts[counts >= MIN_CATEGORY_COUNT].index)
+                counts = _key_counts(train[column], kind)
+                values = sorted(key for key, count in counts.items() if count >= MIN_CATEGORY_COUNT)
                 categorical.append(CategoricalFeature(column, kind, values))
         target = train[spec.target]
         if spec.task == "classification":
-            classes = sorted(category_keys(target, "categorical").dropna().unique())
-            return cls(spec, numeric, categorical, classes=classes)
+            return cls(spec, numeric, categorical, classes=sorted(_key_counts(target, "categorical")))
         values = to_numbers(target).dropna()
         return cls(spec, numeric, categorical, target_mean=float(values.mean()),
                    target_std=float(values.std(ddof=0)) or 1.0)
@@ -137,7 +135,7 @@ class Preprocessor:
         if absent:
             log.warning("columns %s are absent; treated as missing", absent)
         n = len(frame)
-        empty = pd.Series([None] * n, index=frame.index, dtype=object)
+        empty = pd.Series(np.full(n, None, dtype=object), index=frame.index) if absent else None
         values, indicators = [], []
         date_cache: dict[str, pd.Series] = {}
         for feature in self.numeric:
@@ -160,18 +158,13 @@ class Preprocessor:
 
     def _codes(self, series: pd.Series, feature: CategoricalFeature) -> np.ndarray:
         lookup = {value: code for code, value in enumerate(feature.values, start=2)}
-        # Work on the distinct values only (a column has few), then index: fast on big tables.
-        positions, uniques = pd.factorize(series, use_na_sentinel=True)
-        unique_codes = np.array([MISSING_CODE if key is None else lookup.get(key, UNKNOWN_CODE)
-                                 for key in (_category_key(v, feature.kind) for v in uniques)] + [MISSING_CODE],
-                                dtype=np.int64)
-        return unique_codes[positions]   # position -1 (missing) picks the MISSING_CODE appended last
+        return _coded(series, feature.kind, lookup, missing=MISSING_CODE, unknown=UNKNOWN_CODE)
 
     def encode_target(self, series: pd.Series) -> np.ndarray:
         """Class indices (int64; -1 for a class not seen in training or a missing value) or standardised floats."""
         if self.spec.task == "classification":
             lookup = {name: index for index, name in enumerate(self.classes)}
-            return category_keys(series, "categorical").map(lookup).fillna(-1).to_numpy(dtype=np.int64)
+            return _coded(series, "categorical", lookup, missing=-1, unknown=-1)
         return ((to_numbers(series).to_numpy(dtype=np.float64, na_value=np.nan) - self.target_mean)
                 / self.target_std).astype(np.float32)
 
@@ -211,11 +204,12 @@ class Preprocessor:
 
 
 def _fit_numeric(values: pd.Series, name: str, column: str, part: str | None) -> NumericFeature:
-    present = values.dropna()
+    x = values.to_numpy(dtype=np.float64, na_value=np.nan)
+    present = x[~np.isnan(x)]
     mean = float(present.mean()) if len(present) else 0.0
-    std = float(present.std(ddof=0)) if len(present) > 1 else 0.0
+    std = float(present.std()) if len(present) > 1 else 0.0   # ddof=0, as standardising uses it
     return NumericFeature(name=name, column=column, part=part, mean=mean, std=std if std > 0 else 1.0,
-                          missing_indicator=bool(values.isna().any()),
+                          missing_indicator=len(present) < len(x),
                           minimum=float(present.min()) if len(present) else 0.0,
                           maximum=float(present.max()) if len(present) else 0.0)
 
@@ -240,9 +234,36 @@ def _date_part(dates: pd.Series, part: str) -> pd.Series:
 
 def category_keys(series: pd.Series, kind: str) -> pd.Series:
     """One spelling per category: 3, 3.0 and "3" are the same; booleans become "true"/"false"; None if missing."""
+    positions, keys = _distinct_keys(series, kind)
+    return pd.Series(np.array(keys + [None], dtype=object)[positions], index=series.index, dtype=object)
+
+
+def _distinct_keys(series: pd.Series, kind: str) -> tuple[np.ndarray, list[str | None]]:
+    """(index of each row's distinct value, -1 when missing; the key of each distinct value).
+
+    The per-value Python work (_category_key) runs once per distinct value, not once per row: a
+    column has few distinct values, so this stays fast on big tables.
+    """
     positions, uniques = pd.factorize(series, use_na_sentinel=True)
-    keys = np.array([_category_key(v, kind) for v in uniques] + [None], dtype=object)
-    return pd.Series(keys[positions], index=series.index, dtype=object)
+    return positions, [_category_key(v, kind) for v in uniques]
+
+
+def _key_counts(series: pd.Series, kind: str) -> dict[str, int]:
+    """Rows per category key (missing values left out)."""
+    positions, keys = _distinct_keys(series, kind)
+    counts: dict[str, int] = {}
+    for key, count in zip(keys, np.bincount(positions[positions >= 0], minlength=len(keys)).tolist()):
+        if key is not None:   # two raw spellings (3 and "3.0") can share one key
+            counts[key] = counts.get(key, 0) + count
+    return counts
+
+
+def _coded(series: pd.Series, kind: str, lookup: dict[str, int], missing: int, unknown: int) -> np.ndarray:
+    """int64 code per row: lookup[key], `unknown` for a key not in lookup, `missing` for a missing value."""
+    positions, keys = _distinct_keys(series, kind)
+    codes = np.array([missing if key is None else lookup.get(key, unknown) for key in keys] + [missing],
+                     dtype=np.int64)
+    return codes[positions]   # position -1 (missing) picks the `missing` code appended last
 
 
 def _category_key(value, kind: str) -> str | None:

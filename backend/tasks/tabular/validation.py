@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from backend.errors import UserError
 from backend.tasks.tabular.columns import ColumnInfo, TableSpec, describe_column
 from backend.tasks.tabular.preprocessing import category_keys, to_numbers
 
@@ -205,3 +206,14 @@ def count_overlap(train: pd.DataFrame, validation: pd.DataFrame, inputs: list[st
     hashes = pd.util.hash_pandas_object(train[columns].astype(str), index=False)
     other = pd.util.hash_pandas_object(validation[columns].astype(str), index=False)
     return int(other.isin(set(hashes)).sum())
+
+
+def check_rows(spec: TableSpec, train: pd.DataFrame, validation: pd.DataFrame) -> None:
+    """UserError when a split lacks a column of `spec` or has no target value at all."""
+    for name, rows in (("training", train), ("validation", validation)):
+        absent = [c for c in [spec.target, *spec.inputs] if c not in rows.columns]
+        if absent:
+            raise UserError(f"The {name} rows lack the columns {', '.join(absent)}; "
+                            "pick the target and inputs among the table's columns.")
+        if rows[spec.target].notna().sum() == 0:
+            raise UserError(f"No {name} row has a {spec.target!r} value; fill in the target column.")
