@@ -130,7 +130,7 @@ def setup(config: TrainConfig, dataset: DatasetRecord, output_dir: Path, acceler
     if isinstance(train_set, DecodedImageDataset):
         budget -= decoded_bytes(len(train_set), model.input_size)
     eval_set = image_dataset(val_images, val_targets, model.input_size, budget)
-    workers = loader_workers(settings.image_workers, accelerator.device)
+    workers = loader_workers(settings.image_workers, accelerator.device, accelerator.num_processes)
     # Workers start by forkserver (the app trains in a background thread, where a bare fork is
     # unsafe) and persist across epochs; the epochs strategy shuts them down when the run ends. The
     # loader's own generator keeps iterating it from drawing on the global RNG (Kornia's).

@@ -93,6 +93,8 @@ def test_worker_count_follows_the_setting_else_the_device(monkeypatch):
     assert loader_workers(None, torch.device("cuda")) == 8
     monkeypatch.setattr("os.cpu_count", lambda: 4)
     assert loader_workers(None, torch.device("cuda")) == 3  # one core left for the training process
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    assert loader_workers(None, torch.device("cuda"), processes=4) == 3  # 4 GPUs' processes share the cores
 
 
 def test_a_run_is_the_same_with_the_cache_on_or_off(tmp_path, colour_dataset, accelerator, monkeypatch):
