@@ -3,7 +3,7 @@
 Not a test. Run from the project root:
 
     python bench/bench_decode.py                      # all 50,000 images, every mode
-    python bench/bench_decode.py --images 5000        # a quick look
+    python bench/bench_decode.py --images 5000 --rounds 1   # a quick look
 
 The images are read straight from ../shared/data/cifar10/train.zip into a list of bytes: the same
 bytes the app's ingest stores (the Parquet `image` column holds each file as uploaded). Then,
@@ -17,10 +17,11 @@ each mode in a fresh Python process of its own (so each has its own peak memory)
   start-up included;
 - cached epoch: one epoch of batches (128, shuffled) from the decoded tensor through the
   training's loader: what every epoch after the first costs with the cache.
-Per mode: seconds, images/s, peak RSS of the process (ru_maxrss) and of its process tree (RSS of
-the process and its children summed, sampled every 20 ms; pages shared between them count twice)
-and the decoded tensor's size. Load average before and after. JSON: stdout and
-bench/results/decode-<time>.json.
+The modes take turns, `--rounds` times (3 by default), so a busy machine's load falls on all of
+them alike. Per mode and round: seconds, images/s, peak RSS of the process (ru_maxrss) and of its
+process tree (RSS of the process and its children summed, sampled every 20 ms; pages shared
+between them count twice), the decoded tensor's size, the load average after it. Summary: per
+mode the median images/s and its ratio to serial's. JSON: stdout and bench/results/decode-<time>.json.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import threading
@@ -124,6 +126,16 @@ def run_mode(mode: str, images: list[bytes], targets: list[int], workers: int, t
     return facts
 
 
+def summary(runs: list[dict], modes: list[str]) -> dict:
+    """Per mode: median images/s, its ratio to serial's median, the highest peak RSS seen."""
+    medians = {mode: statistics.median(r["images_per_second"] for r in runs if r["mode"] == mode) for mode in modes}
+    return {mode: {"median_images_per_second": round(medians[mode]),
+                   "ratio_to_serial": round(medians[mode] / medians["serial"], 2) if "serial" in medians else None,
+                   "peak_rss_mb": max(r["peak_rss_mb"] for r in runs if r["mode"] == mode),
+                   "peak_tree_rss_mb": max(r["peak_tree_rss_mb"] for r in runs if r["mode"] == mode)}
+            for mode in modes}
+
+
 def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
@@ -134,6 +146,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="DataLoader workers (workers mode).")
     parser.add_argument("--threads", type=int, default=0, help="Decoding threads (0 = one per core).")
     parser.add_argument("--modes", default=",".join(MODES), help=f"Comma-separated, of {', '.join(MODES)}.")
+    parser.add_argument("--rounds", type=int, default=3, help="Times each mode runs, taking turns.")
     parser.add_argument("--one", choices=MODES, help=argparse.SUPPRESS)  # a child process runs one mode
     args = parser.parse_args()
     if args.one:
@@ -145,14 +158,17 @@ def main() -> None:
                "machine": {"platform": platform.platform(), "python": platform.python_version(),
                            "nproc": os.cpu_count()},
                "load_average_before": load_average(), "modes": []}
-    for mode in args.modes.split(","):
-        command = [sys.executable, __file__, "--one", mode, "--images", str(args.images), "--workers",
-                   str(args.workers), "--threads", str(args.threads)]
-        finished = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT)
-        facts = json.loads(finished.stdout.strip().splitlines()[-1])
-        facts["load_average_after"] = load_average()
-        results["modes"].append(facts)
-        print(json.dumps(facts), file=sys.stderr)
+    modes = args.modes.split(",")
+    for round_ in range(args.rounds):
+        for mode in modes:
+            command = [sys.executable, __file__, "--one", mode, "--images", str(args.images), "--workers",
+                       str(args.workers), "--threads", str(args.threads)]
+            finished = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT)
+            facts = json.loads(finished.stdout.strip().splitlines()[-1])
+            facts |= {"round": round_, "load_average_after": load_average()}
+            results["modes"].append(facts)
+            print(json.dumps(facts), file=sys.stderr)
+    results["summary"] = summary(results["modes"], modes)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"decode-{started.strftime('%Y%m%d-%H%M%S')}.json"
     out.write_text(json.dumps(results, indent=2))
