@@ -189,3 +189,18 @@ def test_decoding_workers_run_during_training_and_none_outlives_the_run(tmp_path
               should_stop=stop_after_2_steps, accelerator=accelerator)
     assert multiprocessing.active_children() == [] and stopped.value is not None
     assert {child.pid for child in _worker_processes()} == before
+
+
+def test_the_estimate_times_decoding_in_each_step_only_when_the_split_is_not_cached(colour_dataset, monkeypatch):
+    from backend.tasks.image_classification import estimate
+    from backend.tasks.image_classification.images import load_rgb
+
+    decoded = []
+    monkeypatch.setattr(estimate, "load_rgb", lambda data: decoded.append(1) or load_rgb(data))
+    config = image_config(batch_size=12)
+    cached = estimate.estimate_images(config, colour_dataset)
+    assert len(decoded) == 12 and cached.seconds_per_step > 0  # one batch, decoded once before the timed steps
+    decoded.clear()
+    monkeypatch.setenv("MODELSMITH_IMAGE_CACHE_MB", "0")
+    per_step = estimate.estimate_images(config, colour_dataset)
+    assert len(decoded) > 12 and len(decoded) % 12 == 0 and per_step.seconds_per_step > 0  # every step decodes
