@@ -74,6 +74,12 @@ class Settings(BaseSettings):
                           "They need one shared database URL and one shared home folder.")
     main_process_ip: str = Field("", description="Address the other machines of a multi-machine run reach this "
                                  "one at (its rendezvous); empty = this machine's name.")
+    image_cache_mb: float = Field(2048, ge=0, description="Memory a run's images may take decoded (uint8 pixels "
+                                  "at the model's input size, per training process): a split that fits is decoded "
+                                  "once before training, the training split first; 0 = decode every batch.")
+    image_workers: int | None = Field(None, ge=0, le=64, description="DataLoader worker processes that decode "
+                                      "images a run did not cache; unset = none when training on the CPU (they "
+                                      "would take the training threads' cores), up to 8 when a GPU trains.")
     estimate_timeout_s: float = Field(300, gt=0, description="Longest the Train tab's estimate may take (it runs "
                                       "in a process of its own, which is stopped after this).")
     stop_grace_s: float = Field(60, gt=0, description="How long a stopped run may take to save its checkpoint "
@@ -121,6 +127,10 @@ class Settings(BaseSettings):
     @property
     def runs_dir(self) -> Path:
         return self.home / "runs"
+
+    @property
+    def image_cache_bytes(self) -> int:
+        return int(self.image_cache_mb * 1024 * 1024)
 
     @property
     def max_upload_bytes(self) -> int:

@@ -13,8 +13,9 @@ What runs, one after the other in this process, on the same data:
 - ours: the app's own training path: the splits stored as Parquet (as an upload stores them), the
   `cnn` template's run config (`default_config(..., "cnn", "image-classification")`, batch size 128,
   5% warm-up) trained by `backend.training.run.train`, i.e. the image task's strategy on the shared
-  training core (checkpoints each epoch included); images decoded from their JPEG bytes by the task's
-  Dataset each epoch, augmented by Kornia on the device;
+  training core (checkpoints each epoch included); the images decoded once from their JPEG bytes
+  by the run's setup into one uint8 tensor (they fit MODELSMITH_IMAGE_CACHE_MB; the setup's
+  decoding counts in its "setup" phase, not in samples/s), augmented by Kornia on the device;
 - plain: the same network written out in plain PyTorch (nn.Sequential), the images decoded once
   into one uint8 tensor up front (as torchvision's CIFAR10 keeps them), the same Kornia
   augmentation, normalisation, AdamW groups, learning-rate schedule (the core's `linear_schedule`),

@@ -121,6 +121,11 @@ def worker_environment(settings: Settings) -> dict[str, str]:
            "MODELSMITH_DEVICE": settings.device, "MODELSMITH_MIXED_PRECISION": settings.mixed_precision,
            "PYTHONPATH": os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")) if p),
            "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
+    # Settings the training reads (backend.tasks.image_classification.training): the app's values,
+    # whichever .env or shell the worker would otherwise see.
+    env["MODELSMITH_IMAGE_CACHE_MB"] = str(settings.image_cache_mb)
+    if settings.image_workers is not None:
+        env["MODELSMITH_IMAGE_WORKERS"] = str(settings.image_workers)
     for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME"):
         if name in os.environ:
             env[name] = os.environ[name]

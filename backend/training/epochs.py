@@ -22,6 +22,7 @@ What lands in `output_dir`:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections.abc import Callable, Iterator
@@ -171,6 +172,8 @@ def fit(run: EpochRun, state: EpochState, on_progress: ProgressFn, should_stop: 
         finally:  # leaving mid-epoch too: drop the loader from accelerate's process-wide stack
             if hasattr(batches, "end"):
                 batches.end()
+            if batches is not run.train_loader:  # the resumed epoch's own loader: its workers end here
+                close_workers(batches)
         state.epoch, state.batches_done = epoch + 1, 0
         if run.evaluated_at != state.global_step:
             evaluate_run(run, state, on_progress)
@@ -187,6 +190,31 @@ def _start_epoch(loader: DataLoader, epoch: int) -> None:
     sharded = getattr(loader.batch_sampler, "batch_sampler", None)
     if hasattr(sharded, "set_epoch"):
         sharded.set_epoch(epoch)
+
+
+def close_workers(loader: DataLoader) -> None:
+    """Shut down a loader's persistent worker processes now.
+
+    A DataLoader with persistent workers keeps them until its iterator is garbage collected, and
+    a prepared loader stays referenced (Accelerate's state, the run) for as long as anything holds
+    the run: so the run shuts them down itself when it ends. Iterating again starts new ones.
+    """
+    base = getattr(loader, "base_dataloader", loader)  # accelerate's DataLoaderShard wraps a DataLoader
+    iterator = getattr(base, "_iterator", None)
+    if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+        iterator._shutdown_workers()
+    if iterator is not None:
+        base._iterator = None
+
+
+@contextlib.contextmanager
+def _closing_workers(run: EpochRun) -> Iterator[None]:
+    """Around the steps and the final evaluation: the loaders' worker processes end with the run."""
+    try:
+        yield
+    finally:
+        for loader in (run.train_loader, run.eval_loader):
+            close_workers(loader)
 
 
 def _training_values(run: EpochRun, state: EpochState, meter: Meter) -> dict[str, float]:
@@ -218,6 +246,7 @@ class Epochs:
     State = EpochState
     fit = staticmethod(fit)
     evaluate = staticmethod(evaluate_run)
+    context = staticmethod(_closing_workers)
 
     def __init__(self, setup: Callable[..., EpochRun]) -> None:
         self.setup = setup

@@ -59,3 +59,22 @@ def test_worker_processes_may_train_several_runs_at_once(clean_env):
     assert Settings(launcher="process", max_concurrent_jobs=2).max_concurrent_jobs == 2
     with pytest.raises(ValueError):
         Settings(max_concurrent_jobs=-1)
+
+
+def test_image_loading_settings_read_the_environment_and_reach_the_training_worker(clean_env):
+    from backend.jobs.launch import worker_environment
+
+    for name in ("MODELSMITH_IMAGE_CACHE_MB", "MODELSMITH_IMAGE_WORKERS"):
+        clean_env.delenv(name, raising=False)
+    defaults = Settings()
+    assert defaults.image_cache_mb == 2048 and defaults.image_cache_bytes == 2048 * 2**20
+    assert defaults.image_workers is None  # the device decides (backend.tasks.image_classification.batches)
+    assert "MODELSMITH_IMAGE_WORKERS" not in worker_environment(defaults)
+    clean_env.setenv("MODELSMITH_IMAGE_CACHE_MB", "0")
+    clean_env.setenv("MODELSMITH_IMAGE_WORKERS", "3")
+    chosen = Settings()
+    assert chosen.image_cache_bytes == 0 and chosen.image_workers == 3
+    env = worker_environment(chosen)
+    assert env["MODELSMITH_IMAGE_CACHE_MB"] == "0.0" and env["MODELSMITH_IMAGE_WORKERS"] == "3"
+    with pytest.raises(ValueError):
+        Settings(image_cache_mb=-1)

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 
 from backend.config import TrainConfig
 from backend.errors import UserError
-from backend.tasks.image_classification.batches import build_augmentation, to_pixels
+from backend.settings import Settings
+from backend.tasks.image_classification.batches import build_augmentation, decoded_bytes, to_pixels
 from backend.tasks.image_classification.training import build_classifier, read_images
 from backend.tasks.image_classification.images import load_rgb, resize_square, to_uint8_chw
 from backend.training.estimate import Estimate, _summarise, _time_steps
@@ -31,9 +32,17 @@ def estimate_images(config: TrainConfig, dataset: DatasetRecord) -> Estimate:
     labels = torch.tensor(targets[:count], dtype=torch.long)
     augment = build_augmentation(config.template.augmentation, model.input_size).to(device)
 
-    def loss_of(step: int) -> torch.Tensor:  # decoding is part of a training step's time: timed too
-        batch = torch.from_numpy(np.stack([to_uint8_chw(resize_square(load_rgb(data), model.input_size))
-                                           for data in images[:count]]))
+    def decoded_batch() -> torch.Tensor:
+        return torch.from_numpy(np.stack([to_uint8_chw(resize_square(load_rgb(data), model.input_size))
+                                          for data in images[:count]]))
+
+    # A split that fits the decoded-image cache is decoded once, before training (as setup does):
+    # its steps index a tensor. Otherwise decoding is part of every step's time, and is timed too.
+    cached = 0 < decoded_bytes(len(images), model.input_size) <= Settings().image_cache_bytes
+    once = decoded_batch() if cached else None
+
+    def loss_of(step: int) -> torch.Tensor:
+        batch = once if once is not None else decoded_batch()
         pixels = augment(to_pixels(batch.to(device)))
         return F.cross_entropy(model(pixels).float(), labels.to(device))
 

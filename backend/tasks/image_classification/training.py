@@ -2,9 +2,11 @@
 
 What is the image task's own: the stored splits read as encoded images, the model built
 (`build_classifier`: a CNN normalising with the training images' statistics, or a pretrained
-network with a new head), uint8 batches decoded by Pillow in the loader and sent to the device as
-they are, then turned into [0, 1] pixels and augmented there by Kornia (training only; the model
-normalises). The loop, checkpoints, Stop, resume, early stopping, the time budget and the best
+network with a new head), uint8 batches sent to the device as they are, then turned into [0, 1]
+pixels and augmented there by Kornia (training only; the model normalises). The images are
+decoded once before training when their pixels fit MODELSMITH_IMAGE_CACHE_MB (the training split
+first, validation from what is left), else every epoch, in DataLoader worker processes when
+MODELSMITH_IMAGE_WORKERS (or its default: workers on a GPU, none on the CPU) gives any. The loop, checkpoints, Stop, resume, early stopping, the time budget and the best
 model by validation macro F1 are the shared core's.
 
 What lands in `output_dir`: model.safetensors + modelsmith_image.json (a pretrained model also
@@ -29,8 +31,10 @@ from torch.utils.data import DataLoader
 from backend.config import TrainConfig
 from backend.data.store import load_split
 from backend.errors import UserError
-from backend.tasks.image_classification.batches import (ImageDataset, build_augmentation, dataset_statistics,
-                                                        make_loader, to_pixels)
+from backend.settings import Settings
+from backend.tasks.image_classification.batches import (DecodedImageDataset, build_augmentation, dataset_statistics,
+                                                        decoded_bytes, image_dataset, loader_workers, make_loader,
+                                                        to_pixels)
 from backend.tasks.image_classification.cnn import Cnn
 from backend.tasks.image_classification.config import CnnTemplate
 from backend.tasks.image_classification.metrics import evaluate
@@ -118,15 +122,22 @@ def setup(config: TrainConfig, dataset: DatasetRecord, output_dir: Path, acceler
         raise UserError(f"Dataset '{dataset.name}' needs images in both its training and validation splits; "
                         "upload it again with a validation share above 0.")
     model = build_classifier(config.template, labels, train_images, seed=config.seed)
-    train_set = ImageDataset(train_images, train_targets, model.input_size)
-    # Decoding stays in this process: training runs in a thread of the app, where forking
-    # DataLoader workers is unsafe; on the GPU the augmentation is batched work anyway. The
+    # The task's setup gets no Settings (the strategy's signature is every task's); these two are
+    # read from the environment, which the job runner's worker gets from the app (jobs.launch).
+    settings = Settings()
+    budget = settings.image_cache_bytes
+    train_set = image_dataset(train_images, train_targets, model.input_size, budget)
+    if isinstance(train_set, DecodedImageDataset):
+        budget -= decoded_bytes(len(train_set), model.input_size)
+    eval_set = image_dataset(val_images, val_targets, model.input_size, budget)
+    workers = loader_workers(settings.image_workers, accelerator.device, accelerator.num_processes)
+    # Workers start by forkserver (the app trains in a background thread, where a bare fork is
+    # unsafe) and persist across epochs; the epochs strategy shuts them down when the run ends. The
     # loader's own generator keeps iterating it from drawing on the global RNG (Kornia's).
-    train_loader = DataLoader(train_set, batch_size=config.batch_size, sampler=EpochShuffle(len(train_set), config.seed),
-                              pin_memory=torch.cuda.is_available(),
-                              generator=torch.Generator().manual_seed(config.seed))
-    eval_loader = make_loader(ImageDataset(val_images, val_targets, model.input_size), EVAL_BATCH_SIZE,
-                              shuffle=False)
+    train_loader = make_loader(train_set, config.batch_size, sampler=EpochShuffle(len(train_set), config.seed),
+                               num_workers=workers, seed=config.seed)
+    # Validation's workers start with each evaluation and end with it: no second set idles in memory.
+    eval_loader = make_loader(eval_set, EVAL_BATCH_SIZE, num_workers=workers, persistent_workers=False)
     augment = build_augmentation(config.template.augmentation, model.input_size).to(accelerator.device)
     task = ImageClassifierTask(augment, labels)
     return prepare_run(config, accelerator, model, train_loader, eval_loader, task, output_dir,
