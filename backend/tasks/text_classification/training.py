@@ -1,9 +1,9 @@
 """How a text classifier trains: its part of the epochs strategy (backend.training.epochs).
 
-The setup reads and tokenizes the splits, builds the model and a length-grouped dataloader;
-`TextClassifierTask` tells the shared loop how a batch becomes a loss, how the model is scored,
-saved and served. Checkpoints carry the run's learned tokenizer (lstm, transformer-scratch), so a
-resumed run gets the identical vocabulary back.
+The setup reads and tokenizes the splits (through the dataset's token cache), builds the model and
+a length-grouped dataloader; `TextClassifierTask` tells the shared loop how a batch becomes a loss,
+how the model is scored, saved and served. Checkpoints carry the run's learned tokenizer (lstm,
+transformer-scratch), so a resumed run gets the identical vocabulary back (and the same cached ids).
 
 What lands in `output_dir`: model.safetensors, config.json and the tokenizer files (the best model
 by validation macro F1), beside the files every run writes (backend.training.epochs).
@@ -27,12 +27,12 @@ from transformers import PreTrainedTokenizerBase
 from backend.config import TrainConfig
 from backend.errors import UserError
 from backend.tasks.text_classification.batching import (Collator, EncodedDataset, LengthGroupedSampler, check_ids,
-                                                        eval_loader, read_split)
+                                                        encoded_split, eval_loader, read_split)
 from backend.tasks.text_classification.metrics import classification_metrics, progress_values
 from backend.tasks.text_classification.predictor import Predictor
 from backend.tasks.text_classification.templates import (OWN_TOKENIZER_KINDS, build_model, logits_of, num_labels_of,
                                                         save_model, vocab_size_of)
-from backend.tasks.text_classification.tokenization import encode, load_tokenizer_file
+from backend.tasks.text_classification.tokenization import load_tokenizer_file
 from backend.training.core import ProgressFn, TrainResult, best_weights_file, clamp_length, run_strategy
 from backend.training.epochs import EpochRun, Epochs, prepare_run
 from storage.records import DatasetRecord
@@ -95,7 +95,9 @@ def setup(config: TrainConfig, dataset: DatasetRecord, output_dir: Path, acceler
     model, tokenizer = build_model(config, labels, train_texts, saved_tokenizer)
     max_length = clamp_length(config.max_length, tokenizer.model_max_length)
     pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    train_rows, val_rows = encode(tokenizer, train_texts, max_length), encode(tokenizer, val_texts, max_length)
+    # Cached per dataset, tokenizer and length: a second run or a resume reads the ids back.
+    train_rows = encoded_split(dataset, "train", train_texts, tokenizer, max_length)
+    val_rows = encoded_split(dataset, "validation", val_texts, tokenizer, max_length)
     for rows, label_ids, split in ((train_rows, train_labels, "training"), (val_rows, val_labels, "validation")):
         check_ids(rows, label_ids, vocab_size_of(model), num_labels_of(model), split)
 
