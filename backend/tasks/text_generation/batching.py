@@ -48,8 +48,9 @@ def encoded_text(dataset: DatasetRecord, split: str, text: str,
     fingerprint = tokenizer_fingerprint(tokenizer)
     options = None
     if fingerprint is not None:
-        # encode_corpus calls the backend directly, so a truncation set on it would cut the pieces.
-        options = {"tokenizer": fingerprint, "truncation": tokenizer.backend_tokenizer.truncation,
+        # encode_corpus calls the backend directly: a truncation or padding set on it applies.
+        backend = tokenizer.backend_tokenizer
+        options = {"tokenizer": fingerprint, "truncation": backend.truncation, "padding": backend.padding,
                    "characters": len(text), **ENCODING_VERSION}
 
     def build() -> dict[str, np.ndarray]:
