@@ -23,6 +23,7 @@ import hashlib
 import inspect
 import json
 import logging
+import marshal
 import os
 import tempfile
 from collections.abc import Callable, Mapping
@@ -80,7 +81,11 @@ def tokenizer_fingerprint(tokenizer) -> str | None:
 
 def source_fingerprint(code: ModuleType | Callable) -> str:
     """SHA-256 of a module's or function's source: changed encoding code never reads ids the old code made."""
-    return hashlib.sha256(inspect.getsource(code).encode("utf-8")).hexdigest()
+    try:
+        text = inspect.getsource(code).encode("utf-8")
+    except (OSError, TypeError):  # installed without sources (bytecode only): hash the bytecode
+        text = marshal.dumps(code.__code__) if hasattr(code, "__code__") else Path(code.__file__).read_bytes()
+    return hashlib.sha256(text).hexdigest()
 
 
 def entry_key(dataset: DatasetRecord, split: str, options: Mapping) -> str:

@@ -39,9 +39,10 @@ def read_split(dataset: DatasetRecord, split: str, labels: Sequence[str]) -> tup
     return texts, [label_ids[name] for name in names]
 
 
-# What decides the ids besides the tokenizer and the length: our encoding code and the libraries'.
-ENCODING_VERSION = {"code": source_fingerprint(tokenization), "tokenizers": tokenizers.__version__,
-                    "transformers": transformers.__version__}
+# What decides the ids besides the tokenizer and the length: how we read and encode the texts, and
+# the libraries' versions.
+ENCODING_VERSION = {"code": source_fingerprint(tokenization), "reading": source_fingerprint(read_split),
+                    "tokenizers": tokenizers.__version__, "transformers": transformers.__version__}
 
 
 def encoded_split(dataset: DatasetRecord, split: str, texts: Sequence[str], tokenizer: PreTrainedTokenizerBase,

@@ -18,10 +18,6 @@ from backend.tasks.text_generation import tokenization
 from backend.tasks.text_generation.tokenization import encode_corpus
 from storage.records import DatasetRecord
 
-# What decides the ids besides the tokenizer: our encoding code and the libraries' versions.
-ENCODING_VERSION = {"code": source_fingerprint(tokenization), "tokenizers": tokenizers.__version__,
-                    "transformers": transformers.__version__}
-
 
 @dataclass(frozen=True)
 class EvalBlocks:
@@ -39,6 +35,11 @@ def read_text(dataset: DatasetRecord, split: str) -> str:
         raise UserError(f"The {split} split of dataset '{dataset.name}' has no text column; "
                         "upload it again as a text-generation dataset.")
     return "\n".join("" if text is None or text != text else str(text) for text in frame["text"].tolist())
+
+
+# What decides the ids besides the tokenizer: how we read and encode the text, and the libraries' versions.
+ENCODING_VERSION = {"code": source_fingerprint(tokenization), "reading": source_fingerprint(read_text),
+                    "tokenizers": tokenizers.__version__, "transformers": transformers.__version__}
 
 
 def encoded_text(dataset: DatasetRecord, split: str, text: str,

@@ -11,7 +11,7 @@ import pytest
 
 from backend.data import token_cache
 from backend.data.store import IngestOptions, delete_dataset, ingest
-from backend.data.token_cache import cache_folder, cached_arrays, entry_key, tokenizer_fingerprint
+from backend.data.token_cache import cache_folder, cached_arrays, entry_key, source_fingerprint, tokenizer_fingerprint
 from backend.tasks.text_classification.tokenization import load_tokenizer_file, train_tokenizer
 from tests.backend.training_fixtures import rule_dataset, rule_rows
 
@@ -136,3 +136,11 @@ def test_deleting_a_dataset_removes_its_cache(shared_data, settings, repo):
     assert folder.is_dir() and folder.parent == settings.datasets_dir.resolve() / record.content_hash[:16]
     delete_dataset(repo, record.id)
     assert not folder.exists()
+
+
+def test_code_without_source_is_fingerprinted_by_its_bytecode():
+    one, two = {}, {}
+    exec("def encode(x):\n    return x + 1", one)  # no file behind it: inspect.getsource fails
+    exec("def encode(x):\n    return x + 2", two)
+    assert source_fingerprint(one["encode"]) != source_fingerprint(two["encode"])
+    assert source_fingerprint(one["encode"]) == source_fingerprint(one["encode"])
