@@ -50,8 +50,8 @@ def _ingest(home: Path):
 
     services = build_services(Settings(home=home))
     try:
-        sst2 = ingest(DATA / "sst2" / "train.csv", IngestOptions(name="sst2"), validation_path=DATA / "sst2" / "dev.csv",
-                      settings=services.settings, repo=services.repo).dataset
+        sst2 = ingest(DATA / "sst2" / "train.csv", IngestOptions(name="sst2"),
+                      validation_path=DATA / "sst2" / "dev.csv", settings=services.settings, repo=services.repo).dataset
         shakespeare = ingest(DATA / "tiny_shakespeare" / "input.txt", IngestOptions(task="text-generation"),
                              settings=services.settings, repo=services.repo).dataset
         return sst2, shakespeare

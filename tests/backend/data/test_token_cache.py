@@ -49,8 +49,8 @@ def test_second_call_reads_the_entry_back_without_building(dataset):
 
 
 @pytest.mark.parametrize("change", [
-    dict(split="validation"), dict(options={**OPTIONS, "max_length": 64}), dict(options={**OPTIONS, "tokenizer": "xyz"}),
-    dict(content_hash="f" * 64)], ids=["split", "max_length", "tokenizer", "dataset"])
+    dict(split="validation"), dict(options={**OPTIONS, "max_length": 64}),
+    dict(options={**OPTIONS, "tokenizer": "xyz"}), dict(content_hash="f" * 64)], ids=["split", "max_length", "tokenizer", "dataset"])
 def test_anything_that_changes_the_ids_misses(dataset, change):
     build = Builder()
     cached_arrays(dataset, "train", OPTIONS, build)
