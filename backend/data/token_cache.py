@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 CACHE_FOLDER = "token-cache"
 SUFFIX = ".safetensors"
 FORMAT_VERSION = 1  # bump when what an entry holds changes shape
-MAX_ENTRIES = 8  # per dataset: a few tokenizers x lengths x 2 splits
+MAX_ENTRIES = 16  # per dataset: a few tokenizers x lengths x 2 splits, and learned vocabularies
 MAX_BYTES = 2 << 30  # per dataset; one entry bigger than this is still kept (it was just built)
 CHECKSUM_KEY = "sha256"
 

@@ -7,17 +7,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import tokenizers
 import torch
-import transformers
 from torch.utils.data import DataLoader, Dataset
-from transformers import PreTrainedTokenizerBase
 
 from backend.data.store import load_split
-from backend.data.token_cache import cached_arrays, source_fingerprint, tokenizer_fingerprint
 from backend.errors import UserError
-from backend.tasks.text_classification import tokenization
-from backend.tasks.text_classification.tokenization import encode, pad_batch
+from backend.tasks.text_classification.tokenization import pad_batch
 from storage.records import DatasetRecord
 
 GROUP_CHUNK_BATCHES = 50  # length grouping sorts chunks of 50 batches: similar lengths, still shuffled
@@ -37,38 +32,6 @@ def read_split(dataset: DatasetRecord, split: str, labels: Sequence[str]) -> tup
                         "Upload the dataset again so its label list is rebuilt.")
     texts = ["" if text is None or text != text else str(text) for text in frame["text"].tolist()]  # NaN != NaN
     return texts, [label_ids[name] for name in names]
-
-
-# What decides the ids besides the tokenizer and the length: how we read and encode the texts, and
-# the libraries' versions.
-ENCODING_VERSION = {"code": source_fingerprint(tokenization), "reading": source_fingerprint(read_split),
-                    "tokenizers": tokenizers.__version__, "transformers": transformers.__version__}
-
-
-def encoded_split(dataset: DatasetRecord, split: str, texts: Sequence[str], tokenizer: PreTrainedTokenizerBase,
-                  max_length: int) -> list[list[int]]:
-    """`encode(tokenizer, texts, max_length)` of a stored split, read from the dataset's token cache when
-    an earlier run (or this run before a resume) encoded it the same way (backend.data.token_cache)."""
-    fingerprint = tokenizer_fingerprint(tokenizer)
-    options = None if fingerprint is None else {"tokenizer": fingerprint, "max_length": max_length,
-                                                "texts": len(texts), **ENCODING_VERSION}
-    arrays = cached_arrays(dataset, split, options, lambda: flatten(encode(tokenizer, texts, max_length)))
-    return unflatten(arrays)
-
-
-def flatten(rows: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
-    """Token rows as one flat int32 array of ids and int64 row offsets (N + 1,)."""
-    lengths = np.fromiter((len(row) for row in rows), dtype=np.int64, count=len(rows))
-    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    ids = np.fromiter((token for row in rows for token in row), dtype=np.int32, count=int(offsets[-1]))
-    return {"ids": ids, "offsets": offsets}
-
-
-def unflatten(arrays: dict[str, np.ndarray]) -> list[list[int]]:
-    """The token rows `flatten` stored, as lists of Python ints (what `encode` returns)."""
-    ids, offsets = arrays["ids"].tolist(), arrays["offsets"].tolist()
-    return [ids[start:end] for start, end in zip(offsets, offsets[1:])]
 
 
 def check_ids(rows: Sequence[Sequence[int]], label_ids: Sequence[int], vocab_size: int, num_labels: int,

@@ -9,7 +9,7 @@ import pytest
 
 from backend.data.token_cache import cache_folder
 from backend.errors import Cancelled
-from backend.tasks.text_classification import batching as classifier_batching
+from backend.tasks.text_classification import cached_tokens
 from backend.tasks.text_classification.configs import LstmTemplate
 from backend.tasks.text_generation import batching as lm_batching
 from backend.tasks.text_generation.configs import LstmLmTemplate
@@ -30,13 +30,27 @@ def accelerator():
 def encode_calls(monkeypatch):
     """The number of texts the classifier's `encode` tokenized, per call."""
     calls: list[int] = []
-    real = classifier_batching.encode
+    real = cached_tokens.encode
 
     def counting(tokenizer, texts, max_length, *args, **kwargs):
         calls.append(len(texts))
         return real(tokenizer, texts, max_length, *args, **kwargs)
 
-    monkeypatch.setattr(classifier_batching, "encode", counting)
+    monkeypatch.setattr(cached_tokens, "encode", counting)
+    return calls
+
+
+@pytest.fixture
+def learn_calls(monkeypatch):
+    """The vocabulary kinds the classifier's `train_tokenizer` learned, per call."""
+    calls: list[str] = []
+    real = cached_tokens.train_tokenizer
+
+    def counting(texts, kind, *args, **kwargs):
+        calls.append(kind)
+        return real(texts, kind, *args, **kwargs)
+
+    monkeypatch.setattr(cached_tokens, "train_tokenizer", counting)
     return calls
 
 
@@ -68,18 +82,19 @@ def _small_lstm(**overrides):
 # --- text classification ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("kind", ["lstm", "transformer"])
-def test_second_run_reads_the_cache_and_trains_identically(tmp_path, accelerator, encode_calls, kind):
+def test_second_run_reads_the_cache_and_trains_identically(tmp_path, accelerator, encode_calls, learn_calls, kind):
     dataset = rule_dataset(tmp_path / "data", train_rows=160, validation_rows=40)
     config = _small_lstm() if kind == "lstm" else finetune_config(str(tiny_bert_folder(tmp_path / "bert")), epochs=1)
     first = _run(config, dataset, tmp_path / "first", accelerator)
-    assert encode_calls == [160, 40]                                    # cold: both splits tokenized
-    assert len(list(cache_folder(dataset).glob("*.safetensors"))) == 2
+    learned = ["wordpiece"] if kind == "lstm" else []                  # the fine-tuned model brings its own
+    assert encode_calls == [160, 40] and learn_calls == learned         # cold: both splits tokenized
+    assert len(list(cache_folder(dataset).glob("*.safetensors"))) == 2 + len(learned)
     second = _run(config, dataset, tmp_path / "second", accelerator)
-    assert encode_calls == [160, 40]                                    # warm: nothing tokenized again
+    assert encode_calls == [160, 40] and learn_calls == learned         # warm: nothing learned or tokenized again
     assert second == first
 
 
-def test_another_length_tokenizer_or_dataset_tokenizes_again(tmp_path, accelerator, encode_calls):
+def test_another_length_tokenizer_or_dataset_tokenizes_again(tmp_path, accelerator, encode_calls, learn_calls):
     dataset = rule_dataset(tmp_path / "data", train_rows=160, validation_rows=40)
     _run(_small_lstm(), dataset, tmp_path / "base", accelerator)
     assert len(encode_calls) == 2
@@ -92,6 +107,7 @@ def test_another_length_tokenizer_or_dataset_tokenizes_again(tmp_path, accelerat
     assert len(encode_calls) == 8
     _run(_small_lstm(max_length=16), dataset, tmp_path / "length-again", accelerator)
     assert len(encode_calls) == 8                                        # every earlier entry is still there
+    assert learn_calls == ["wordpiece", "bpe", "wordpiece"]             # per dataset and kind, not per length
 
 
 def test_a_damaged_cache_is_rebuilt_and_the_run_is_unchanged(tmp_path, accelerator, encode_calls):
