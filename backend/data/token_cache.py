@@ -1,4 +1,5 @@
-"""Token ids of a dataset split, kept on disk so a second run (or a resume) skips tokenizing.
+"""Token ids of a dataset split (and learned vocabularies), kept on disk so a second run (or a
+resume) skips tokenizing.
 
 Where: `<dataset folder>/token-cache/<key>.safetensors`, beside the split's Parquet files, so
 deleting the dataset (which removes its folder) deletes its cache too, and a dataset stored
