@@ -39,10 +39,11 @@ from transformers import PreTrainedTokenizerBase
 
 from backend.config import TrainConfig
 from backend.errors import UserError
-from backend.tasks.text_generation.batching import EvalBlocks, make_eval_blocks, read_text, sample_batch  # noqa: F401
+from backend.tasks.text_generation.batching import (EvalBlocks, encoded_text, make_eval_blocks,  # noqa: F401
+                                                    read_text, sample_batch)
 from backend.tasks.text_generation.metrics import bits_per_character, lm_metrics  # noqa: F401 (re-exported)
 from backend.tasks.text_generation.generator import Generator
-from backend.tasks.text_generation.tokenization import encode_corpus, wrap_lm_tokenizer
+from backend.tasks.text_generation.tokenization import wrap_lm_tokenizer
 from backend.tasks.text_generation.templates import OWN_TOKENIZER_LM_KINDS, build_lm, lm_logits, save_lm
 from backend.tasks.text_generation.lstm_lm import LstmLanguageModel, load_lstm_lm_weights
 from backend.training.core import (LoopRun, LoopState, Meter, ProgressFn, TrainResult, best_weights, build_optimizer,
@@ -116,8 +117,9 @@ def _setup(config: TrainConfig, dataset: DatasetRecord, output_dir: Path, accele
         saved_tokenizer = wrap_lm_tokenizer(Tokenizer.from_file(str(checkpoint / "tokenizer.json")),
                                             config.template.block_size)
     model, tokenizer, block_size = build_lm(config, train_text, saved_tokenizer)
-    train_ids, _ = encode_corpus(tokenizer, train_text)
-    val_ids, val_characters = encode_corpus(tokenizer, val_text)
+    # Cached per dataset and tokenizer: a second run or a resume reads the ids back.
+    train_ids, _ = encoded_text(dataset, "train", train_text, tokenizer)
+    val_ids, val_characters = encoded_text(dataset, "validation", val_text, tokenizer)
     if len(train_ids) < 2 or len(val_ids) < 2:
         raise UserError(f"Dataset '{dataset.name}' needs at least two tokens of text in both its training "
                         f"and validation parts (it has {len(train_ids)} and {len(val_ids)}). Upload more text.")

@@ -1,9 +1,9 @@
 """How a text classifier trains: its part of the epochs strategy (backend.training.epochs).
 
-The setup reads and tokenizes the splits, builds the model and a length-grouped dataloader;
-`TextClassifierTask` tells the shared loop how a batch becomes a loss, how the model is scored,
-saved and served. Checkpoints carry the run's learned tokenizer (lstm, transformer-scratch), so a
-resumed run gets the identical vocabulary back.
+The setup reads and tokenizes the splits (the learned vocabulary and the ids come from the dataset's
+token cache after the first run), builds the model and a length-grouped dataloader; `TextClassifierTask` tells the shared loop how a batch becomes a loss,
+how the model is scored, saved and served. Checkpoints carry the run's learned tokenizer (lstm,
+transformer-scratch), so a resumed run gets the identical vocabulary back (and the same cached ids).
 
 What lands in `output_dir`: model.safetensors, config.json and the tokenizer files (the best model
 by validation macro F1), beside the files every run writes (backend.training.epochs).
@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import get_args
 
 import torch
 import torch.nn.functional as F
@@ -28,11 +29,12 @@ from backend.config import TrainConfig
 from backend.errors import UserError
 from backend.tasks.text_classification.batching import (Collator, EncodedDataset, LengthGroupedSampler, check_ids,
                                                         eval_loader, read_split)
+from backend.tasks.text_classification.cached_tokens import encoded_split, learned_tokenizer
 from backend.tasks.text_classification.metrics import classification_metrics, progress_values
 from backend.tasks.text_classification.predictor import Predictor
 from backend.tasks.text_classification.templates import (OWN_TOKENIZER_KINDS, build_model, logits_of, num_labels_of,
                                                         save_model, vocab_size_of)
-from backend.tasks.text_classification.tokenization import encode, load_tokenizer_file
+from backend.tasks.text_classification.tokenization import TokenizerKind, load_tokenizer_file
 from backend.training.core import ProgressFn, TrainResult, best_weights_file, clamp_length, run_strategy
 from backend.training.epochs import EpochRun, Epochs, prepare_run
 from storage.records import DatasetRecord
@@ -92,10 +94,16 @@ def setup(config: TrainConfig, dataset: DatasetRecord, output_dir: Path, acceler
     saved_tokenizer = None
     if checkpoint is not None and own_tokenizer:
         saved_tokenizer = load_tokenizer_file(str(checkpoint / "tokenizer.json"), config.max_length)
+    elif own_tokenizer and getattr(config.template, "tokenizer", None) in get_args(TokenizerKind):
+        # Learned once per dataset, kind and size (token cache); an lstm on "pretrained" learns nothing.
+        saved_tokenizer = learned_tokenizer(dataset, train_texts, config.template.tokenizer,
+                                            config.template.vocab_size, config.max_length)
     model, tokenizer = build_model(config, labels, train_texts, saved_tokenizer)
     max_length = clamp_length(config.max_length, tokenizer.model_max_length)
     pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    train_rows, val_rows = encode(tokenizer, train_texts, max_length), encode(tokenizer, val_texts, max_length)
+    # Cached per dataset, tokenizer and length: a second run or a resume reads the ids back.
+    train_rows = encoded_split(dataset, "train", train_texts, tokenizer, max_length)
+    val_rows = encoded_split(dataset, "validation", val_texts, tokenizer, max_length)
     for rows, label_ids, split in ((train_rows, train_labels, "training"), (val_rows, val_labels, "validation")):
         check_ids(rows, label_ids, vocab_size_of(model), num_labels_of(model), split)
 

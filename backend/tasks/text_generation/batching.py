@@ -6,10 +6,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import tokenizers
 import torch
+import transformers
+from transformers import PreTrainedTokenizerBase
 
 from backend.data.store import load_split
+from backend.data.token_cache import cached_arrays, source_fingerprint, tokenizer_fingerprint
 from backend.errors import UserError
+from backend.tasks.text_generation import tokenization
+from backend.tasks.text_generation.tokenization import encode_corpus
 from storage.records import DatasetRecord
 
 
@@ -29,6 +35,32 @@ def read_text(dataset: DatasetRecord, split: str) -> str:
         raise UserError(f"The {split} split of dataset '{dataset.name}' has no text column; "
                         "upload it again as a text-generation dataset.")
     return "\n".join("" if text is None or text != text else str(text) for text in frame["text"].tolist())
+
+
+# What decides the ids besides the tokenizer: how we read and encode the text, and the libraries' versions.
+ENCODING_VERSION = {"code": source_fingerprint(tokenization), "reading": source_fingerprint(read_text),
+                    "tokenizers": tokenizers.__version__, "transformers": transformers.__version__}
+
+
+def encoded_text(dataset: DatasetRecord, split: str, text: str,
+                 tokenizer: PreTrainedTokenizerBase) -> tuple[np.ndarray, np.ndarray]:
+    """`encode_corpus(tokenizer, text)` of a stored split (ids int64, characters per token float64), read
+    from the dataset's token cache when an earlier run or this run before a resume encoded it."""
+    fingerprint = tokenizer_fingerprint(tokenizer)
+    options = None
+    if fingerprint is not None:
+        # encode_corpus calls the backend directly: a truncation or padding set on it applies.
+        backend = tokenizer.backend_tokenizer
+        options = {"tokenizer": fingerprint, "truncation": backend.truncation, "padding": backend.padding,
+                   "characters": len(text), **ENCODING_VERSION}
+
+    def build() -> dict[str, np.ndarray]:
+        ids, characters = encode_corpus(tokenizer, text)
+        # A fast tokenizer's counts are whole characters: int32 holds them exactly.
+        return {"ids": ids.astype(np.int32), "characters": characters.astype(np.int32)}
+
+    arrays = cached_arrays(dataset, split, options, build)
+    return arrays["ids"].astype(np.int64), arrays["characters"].astype(np.float64)
 
 
 def sample_batch(ids: torch.Tensor, block_size: int, batch_size: int, seed: int, step: int,
