@@ -87,7 +87,7 @@ def test_an_efficientnet_run_exports_as_an_offline_space_that_predicts_like_the_
     dataset = services.ingest(write_zip(tmp_path / "colours.zip", colour_entries(4)),
                               IngestOptions(task="image-classification")).dataset
     config = apply_overrides(default_config(dataset.id, "efficientnet-lite0", dataset.task), {
-        "input_size": "40", "augmentation": "off", "epochs": "1", "batch_size": "6"})
+        "input_size": "40", "augmentation": "off", "epochs": "1", "batch_size": "6"})  # head only (the default)
     run_id = services.runner.submit(config)
     services.runner.start()
     run = services.runner.wait(run_id, 300)

@@ -111,7 +111,7 @@ def test_it_is_the_pretrained_template_the_train_tab_offers_before_the_hub_one()
     task = get_task(TASK_NAME)
     assert task.template_kinds == ("cnn", "efficientnet-lite0", "vit")
     config = default_config(1, "efficientnet-lite0", TASK_NAME)
-    assert config.template.input_size == 96 and config.template.train_backbone
+    assert config.template.input_size == 96 and not config.template.train_backbone  # head only: measured, README
     assert config.learning_rate == 5e-4 and config.epochs == 3
 
 
@@ -129,8 +129,8 @@ def test_a_tiny_run_trains_predicts_exports_and_reimports_with_equal_predictions
         dataset = services.ingest(write_zip(tmp_path / "colours.zip", colour_entries(8)),
                                   IngestOptions(task=TASK_NAME, validation_fraction=0.25)).dataset
         config = apply_overrides(default_config(dataset.id, "efficientnet-lite0", TASK_NAME), {
-            "input_size": "32", "augmentation": "off", "epochs": "1", "batch_size": "6", "learning_rate": "0.002",
-            "log_every_steps": "1"})
+            "input_size": "32", "train_backbone": "true", "augmentation": "off", "epochs": "1", "batch_size": "6",
+            "learning_rate": "0.002", "log_every_steps": "1"})
         run_id = services.runner.submit(config)
         services.runner.start()
         run = services.runner.wait(run_id, 300)
