@@ -3,6 +3,8 @@
 
 space.json's `family` says how ./model was saved:
 - "cnn": Modelsmith's convolutional network (model.safetensors + modelsmith_image.json);
+- "efficientnet-lite0": EfficientNet-Lite0 fine-tuned by Modelsmith (model.safetensors, the
+  architecture from the `efficientnet-lite-pytorch` package in requirements.txt: nothing downloads);
 - "transformers": a Hugging Face AutoModelForImageClassification folder.
 Both take the image as Modelsmith's app does (upright RGB, alpha on white, stretched to a square
 of `input_size` pixels, bilinear, [0, 1], then (x - mean) / std with space.json's mean and std),
@@ -65,6 +67,13 @@ def load_image_classifier(model_dir: Path, space: dict) -> Callable[[Image.Image
     std = torch.tensor(space["std"], dtype=torch.float32).view(1, 3, 1, 1)
     if space["family"] == "cnn":
         network = Cnn(space["template"], len(labels))
+        network.load_state_dict(load_file(str(Path(model_dir) / "model.safetensors")))
+        forward = network
+    elif space["family"] == "efficientnet-lite0":
+        from efficientnet_lite_pytorch import EfficientNet
+
+        # Built for the input size it was trained at: its convolutions pad as TensorFlow's "SAME" for that size.
+        network = EfficientNet.from_name("efficientnet-lite0", image_size=size, num_classes=len(labels))
         network.load_state_dict(load_file(str(Path(model_dir) / "model.safetensors")))
         forward = network
     else:

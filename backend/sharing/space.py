@@ -4,7 +4,8 @@ What a Space folder holds:
     app.py, text_model.py, image_model.py, table_model.py   the demo (copied from space_template/; no
                               Modelsmith imports)
     requirements.txt          pinned like Modelsmith's own: torch==2.13.0, gradio 6, transformers 5, ...
-                              (+ LightGBM and pandas for a table model)
+                              (+ LightGBM and pandas for a table model, efficientnet-lite-pytorch
+                              for an EfficientNet-Lite0)
     README.md                 Spaces metadata (sdk: gradio, sdk_version, app_file, title, emoji, colours)
     space.json                what the model does and how text_model.py loads it
     model/                    the files of the model zip (weights, config, tokenizer, card, run config)
@@ -42,6 +43,12 @@ REQUIREMENTS = ("torch==2.13.0", "gradio>=6.0,<7", "transformers>=5.0,<6", "safe
                 "tokenizers>=0.21,<1", "huggingface_hub>=1.0")
 # A table model's Space reads rows with pandas and runs a gbdt model with LightGBM (same specifiers as ours).
 TABLE_REQUIREMENTS = ("pandas>=2.2,<4", "lightgbm>=4.3,<5")
+# Image networks saved as a plain state dict: image_model.py builds them itself (the `family` in
+# space.json); any other image template is a transformers folder.
+IMAGE_FAMILIES = ("cnn", "efficientnet-lite0")
+# What a family's Space installs beyond REQUIREMENTS: EfficientNet-Lite0's architecture (the
+# weights are the run's own model.safetensors; the ImageNet weights package is not needed).
+FAMILY_REQUIREMENTS = {"efficientnet-lite0": ("efficientnet-lite-pytorch==0.1.0",)}
 DEFAULT_GRADIO_VERSION = "6.0.0"
 
 
@@ -71,7 +78,7 @@ def _model_info(run: RunRecord, folder: Path, title: str) -> dict:
     if get_task(run.task).panel == "image":  # image_model.py takes the image as the app does: these numbers
         image = _read_json(folder / "modelsmith_image.json")
         return {"title": title, "task": run.task, "panel": "image",
-                "family": "cnn" if image["template"]["kind"] == "cnn" else "transformers",
+                "family": kind if (kind := image["template"]["kind"]) in IMAGE_FAMILIES else "transformers",
                 "labels": list(image["labels"]), "input_size": int(image["input_size"]), "mean": image["mean"],
                 "std": image["std"], "template": image["template"]}
     if get_task(run.task).panel == "generate":
@@ -163,7 +170,8 @@ def write_space(run: RunRecord, target: Path, *, title: str | None = None, emoji
     model_names = copy_model_files(run, target / MODEL_DIR)
     info = space_info(run, folder, title)
     (target / "space.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
-    requirements = REQUIREMENTS + (TABLE_REQUIREMENTS if get_task(run.task).panel == "table" else ())
+    requirements = (REQUIREMENTS + (TABLE_REQUIREMENTS if get_task(run.task).panel == "table" else ())
+                    + FAMILY_REQUIREMENTS.get(info.get("family"), ()))
     (target / "requirements.txt").write_text("\n".join(requirements) + "\n", encoding="utf-8")
     readme = space_readme(run, title, emoji or "🛠️", color_from, color_to)
     (target / "README.md").write_text(readme, encoding="utf-8")

@@ -55,7 +55,9 @@ def test_train_tab_offers_the_image_templates_and_playground_classifies(services
     dataset = services.list_datasets()[0]
     assert train_tab.on_dataset_picked(services, dataset.id) == TASK_NAME
     template_update, *_ = train_tab.on_task_change(TASK_NAME, "lstm")
-    assert template_update["choices"] == [("cnn", "cnn"), ("vit", "vit")] and template_update["value"] == "cnn"
+    # The offline pretrained template (bundled ImageNet weights) is offered before the Hub one.
+    assert template_update["choices"] == [("cnn", "cnn"), ("efficientnet-lite0", "efficientnet-lite0"), ("vit", "vit")]
+    assert template_update["value"] == "cnn"
 
     estimate = train_tab.on_estimate(services, dataset.id, TASK_NAME, "cnn", "", *form_values("cnn", **TINY_CNN_VALUES))
     assert "Parameters:**" in estimate and "Time per epoch" in estimate

@@ -8,8 +8,9 @@ Registered in backend/tasks/registry.py (task.py): the app and the CLI reach it 
     images.py    bytes -> upright RGB with Pillow (EXIF, modes, frames, decompression bombs)
     prepare.py   check, split, hash, store as Parquet
     report.py    the validation report (counts, sizes, duplicates, thumbnails, blocking errors)
-    config.py    the templates' configs (cnn, vit)
-    cnn.py / pretrained.py   the two templates; model.py the classifier they share
+    config.py    the templates' configs (cnn, efficientnet-lite0, vit)
+    cnn.py / efficientnet.py / pretrained.py   the three templates (from scratch; bundled ImageNet
+                 EfficientNet-Lite0, offline; any transformers folder or Hub id); model.py the classifier they share
     batches.py   torch Dataset + DataLoader (decoding in workers), Kornia augmentation
     metrics.py   accuracy, macro P/R/F1, per class, confusion matrix, misclassified images
     task.py      the Task the rest of the app asks; ingest.py its `prepare` (-> the shared store)

