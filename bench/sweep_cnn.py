@@ -178,6 +178,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="Interleaved rounds of the throughput comparison.")
     parser.add_argument("--steps", type=int, default=4, help="Training steps per candidate per round.")
     parser.add_argument("--micro-only", action="store_true", help="Only the throughput comparison.")
+    parser.add_argument("--throughput-from", type=Path,
+                        help="Reuse the throughput comparison of an earlier sweep's JSON instead of measuring it.")
+    parser.add_argument("--epochs", type=int, default=0,
+                        help="Train every candidate this many epochs with no time budget (equal images seen) "
+                             "instead of the epochs each can finish in --budget.")
+    parser.add_argument("--train-images", type=int, default=0,
+                        help="Train on a seeded stratified sample of this many images (0 = all 45,000).")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     import torch
@@ -187,12 +194,16 @@ def main() -> None:
                                f"torch {torch.__version__}, {torch.get_num_threads()} threads",
                     "load_average_at_start": os.getloadavg(), "args": vars(args),
                     "candidates": {name: CANDIDATES[name] for name in args.candidates}}
-    report["throughput"] = measure_throughput(args.candidates, args.rounds, args.steps)
+    if args.throughput_from:
+        report["throughput"] = json.loads(args.throughput_from.read_text(encoding="utf-8"))["throughput"]
+        report["throughput"]["reused_from"] = str(args.throughput_from)
+    else:
+        report["throughput"] = measure_throughput(args.candidates, args.rounds, args.steps)
     log.info("throughput: %s", {k: (round(v["img_per_s_channels_last"]), round(v["img_per_s_contiguous"]))
                                 for k, v in report["throughput"]["candidates"].items()})
     if not args.micro_only:
-        settings = bench_config(args.budget, 0)
-        prepared, train, read_seconds, _ = load_cifar(0, settings.seed)
+        settings = bench_config(0 if args.epochs else args.budget, 0)
+        prepared, train, read_seconds, _ = load_cifar(args.train_images, settings.seed)
         decode_rate = measure_decoding(list(train["image"][:2000]))
         report["decode_images_per_second"] = decode_rate
         report["read_seconds"] = read_seconds
@@ -201,10 +212,10 @@ def main() -> None:
         report["runs"] = {}
         for name in args.candidates:
             rate = report["throughput"]["candidates"][name]["img_per_s_channels_last"]
-            epochs = epochs_for(args.budget, rate, decode_rate, len(train))
+            epochs = args.epochs or epochs_for(args.budget, rate, decode_rate, len(train))
             config = type(settings).model_validate({**settings.model_dump(), "epochs": epochs,
                                                     "template": template_of(CANDIDATES[name]).model_dump()})
-            log.info("%s: %d epoch(s) in %.0f s", name, epochs, args.budget)
+            log.info("%s: %d epoch(s)%s", name, epochs, "" if args.epochs else f" in {args.budget:.0f} s")
             with tempfile.TemporaryDirectory(prefix="sweep-cnn-") as folder, LoadSampler() as load:
                 start = time.monotonic()
                 run = run_ours(prepared, train, config, Path(folder))
@@ -226,7 +237,7 @@ def main() -> None:
 def _write(report: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"sweep-cnn-{report['date'].replace(':', '').replace('-', '')[:15]}.json"
-    out.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    out.write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
     return out
 
 
