@@ -4,6 +4,7 @@ Not a test. Run from the project root (~25 min for the default grid at 180 s eac
 
     python bench/sweep_cnn.py --budget 180
     python bench/sweep_cnn.py --micro-only            # the throughput comparison alone (~2 min)
+    python bench/sweep_cnn.py --epochs 3 --train-images 10000   # equal images seen, no time budget
 
 Two parts, one process, the data read once:
 1. throughput, interleaved: every candidate network (and each in both memory layouts,
