@@ -16,8 +16,8 @@ What runs, one after the other in this process, on the same data:
   training core (checkpoints each epoch included); the images decoded once from their JPEG bytes
   by the run's setup into one uint8 tensor (they fit MODELSMITH_IMAGE_CACHE_MB; the setup's
   decoding counts in its "setup" phase, not in samples/s), augmented by Kornia on the device;
-- plain: the same network written out in plain PyTorch (nn.Sequential), the images decoded once
-  into one uint8 tensor up front (as torchvision's CIFAR10 keeps them), the same Kornia
+- plain: the same network written out in plain PyTorch (nn.Sequential, channels-last like ours), the
+  images decoded once into one uint8 tensor up front (as torchvision's CIFAR10 keeps them), the same Kornia
   augmentation, normalisation, AdamW groups, learning-rate schedule (the core's `linear_schedule`),
   clipping, batch size, seed and time budget, evaluated once per epoch.
 Both stop at the same time budget (or epochs). Samples/s = training images seen / time in the
@@ -143,9 +143,15 @@ def run_plain(prepared, train, settings, mean, std) -> dict:  # settings: the Tr
     def block(c_in, c_out):
         return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
 
-    layers = block(3, 32) + block(32, 32) + [nn.MaxPool2d(2)] + block(32, 64) + block(64, 64) + [nn.MaxPool2d(2)] \
-        + block(64, 128) + block(128, 128) + [nn.MaxPool2d(2)]
-    net = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2), nn.Linear(128, 10)).to(device)
+    shape = settings.template  # the cnn template's width, stages, blocks and dropout, written out
+    layers, channels = [], 3
+    for stage in range(shape.stages):
+        for _ in range(shape.blocks_per_stage):
+            layers += block(channels, shape.width * 2 ** stage)
+            channels = shape.width * 2 ** stage
+        layers.append(nn.MaxPool2d(2))
+    net = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(shape.dropout),
+                        nn.Linear(channels, 10)).to(device, memory_format=torch.channels_last)  # as ours
     mean_t = torch.tensor(mean, device=device).view(1, 3, 1, 1)
     std_t = torch.tensor(std, device=device).view(1, 3, 1, 1)
     augment = K.AugmentationSequential(K.RandomResizedCrop((32, 32), scale=(0.35, 1.0)),
@@ -167,7 +173,8 @@ def run_plain(prepared, train, settings, mean, std) -> dict:  # settings: the Tr
         for i in range(steps_per_epoch):
             index = order[i * settings.batch_size:(i + 1) * settings.batch_size]
             pixels = augment(x_train[index].float() / 255)
-            loss = F.cross_entropy(net((pixels - mean_t) / std_t), y_train[index])
+            normalised = ((pixels - mean_t) / std_t).contiguous(memory_format=torch.channels_last)
+            loss = F.cross_entropy(net(normalised), y_train[index])
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), settings.max_grad_norm)
             optimizer.step()
