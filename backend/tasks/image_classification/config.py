@@ -25,7 +25,7 @@ _AUGMENTATION_HELP = ("off: images as they are; basic: random resized crop and h
 class CnnTemplate(TemplateConfig):
     """A convolutional network from scratch: conv -> batch norm -> ReLU blocks, pooling, global average, dense head."""
 
-    # Sized so that the image task's usual 10 epochs of CIFAR-10 (45,000 images, 32 px) fit in about
+    # Sized so that the cnn's usual 10-12 epochs of CIFAR-10 (45,000 images, 32 px) fit in about
     # 15 minutes of a 2-core CPU: width 24 with two blocks per stage (163k parameters) trains ~2x as
     # fast as width 32 and keeps six conv layers; bench/sweep_cnn.py and the README give the figures.
     kind: Literal["cnn"] = "cnn"
