@@ -42,8 +42,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.results_file import write_results  # noqa: E402
 DATA = ROOT.parent / "shared" / "data" / "cifar10" / "train.zip"
-RESULTS = ROOT / "bench" / "results"
 INPUT_SIZE = 32
 MODES = ("serial", "threads", "workers", "cached_epoch")
 
@@ -169,10 +169,7 @@ def main() -> None:
             results["modes"].append(facts)
             print(json.dumps(facts), file=sys.stderr)
     results["summary"] = summary(results["modes"], modes)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"decode-{started.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps(results, indent=2))
-    print(json.dumps(results, indent=2))
+    write_results("decode", results)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import logging
 import os
 import platform
@@ -40,8 +39,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.results_file import write_results  # noqa: E402
 DATA = ROOT.parent / "shared" / "data" / "cifar10" / "train.zip"
-RESULTS = ROOT / "bench" / "results"
 VALIDATION_IMAGES = 5000
 TARGETS = {"ours/plain samples/s": ">= 1.0", "ours validation accuracy (15 min, 2-core CPU)": ">= 0.80",
            "ours validation accuracy (GPU, < 60 s)": ">= 0.94"}
@@ -243,11 +242,7 @@ def main() -> None:
         report["ours_over_plain_samples_per_second"] = (report["ours"]["samples_per_second"]
                                                         / report["plain"]["samples_per_second"])
     report["load_average_at_end"] = os.getloadavg()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"images-{dt.datetime.now():%Y%m%d-%H%M%S}.json"
-    out.write_text(json.dumps(report, indent=2), encoding="utf-8")
-    sys.stdout.write(json.dumps(report, indent=2) + "\n")
-    log.info("written %s", out)
+    log.info("written %s", write_results("images", report))
 
 
 if __name__ == "__main__":

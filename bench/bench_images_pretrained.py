@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import logging
 import os
 import platform
@@ -32,9 +31,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.results_file import write_results  # noqa: E402
 sys.path.insert(0, str(ROOT / "bench"))
 CIFAR = ROOT.parent / "shared" / "data" / "cifar10"
-RESULTS = ROOT / "bench" / "results"
 DATA = {"sample": (CIFAR / "sample_1k.zip", 0.2), "full": (CIFAR / "train.zip", 5000 / 50000)}
 
 log = logging.getLogger("bench_images_pretrained")
@@ -99,11 +98,7 @@ def main() -> None:
         report["contenders"][kind] = result
         log.info("%s: accuracy %.3f, %d steps, %.1f samples/s, %.0f s wall", kind, result["validation_accuracy"],
                  result["steps"], result["samples_per_second"], result["wall_seconds"])
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"images-pretrained-{dt.datetime.now():%Y%m%d-%H%M%S}.json"
-    out.write_text(json.dumps(report, indent=2), encoding="utf-8")
-    sys.stdout.write(json.dumps(report, indent=2) + "\n")
-    log.info("written %s", out)
+    log.info("written %s", write_results("images-pretrained", report))
 
 
 if __name__ == "__main__":

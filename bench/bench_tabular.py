@@ -56,7 +56,6 @@ def _threads_first() -> int:
 THREADS = _threads_first()
 
 import datetime as dt  # noqa: E402  (after the thread count is set)
-import json  # noqa: E402
 import logging  # noqa: E402
 import platform  # noqa: E402
 import time  # noqa: E402
@@ -68,6 +67,7 @@ from sklearn.metrics import accuracy_score, roc_auc_score  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.results_file import write_results  # noqa: E402
 
 from backend.tasks.tabular.columns import default_spec, infer_schema  # noqa: E402
 from backend.tasks.tabular.config import (FtTransformerTemplate, GbdtTemplate, MlpTemplate,  # noqa: E402
@@ -77,7 +77,6 @@ from backend.tasks.tabular.reading import read_table  # noqa: E402
 from backend.tasks.tabular.splitting import split_table  # noqa: E402
 
 ADULT = ROOT.parent / "shared" / "data" / "adult" / "adult.csv"
-RESULTS = ROOT / "bench" / "results"
 TARGETS = {"ours-gbdt accuracy": ">= 0.870", "ours-ft-transformer accuracy": ">= 0.855",
            "ours-mlp accuracy": ">= 0.850", "ours-gbdt fit seconds": "<= 1.2 x plain-lightgbm"}
 POSITIVE = ">50K"
@@ -207,10 +206,7 @@ def main() -> None:
               "load_average_at_start": load_at_start, "load_average_at_end": os.getloadavg(),
               "threads": args.threads, "split_seed": args.seed, "train_rows": len(train),
               "validation_rows": len(validation), "targets": TARGETS, "ratios": ratios, "results": results}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"tabular-{dt.date.today().isoformat()}.json"
-    out.write_text(json.dumps(report, indent=1))
-    print(json.dumps(report, indent=1))
+    write_results("tabular", report, indent=1)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_images import RESULTS, bench_config, load_cifar, run_ours  # noqa: E402
+from bench_images import bench_config, load_cifar, run_ours  # noqa: E402
+from bench.results_file import RESULTS  # noqa: E402
 
 log = logging.getLogger("sweep_cnn")
 
