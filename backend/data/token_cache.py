@@ -89,6 +89,16 @@ def source_fingerprint(code: ModuleType | Callable) -> str:
     return hashlib.sha256(text).hexdigest()
 
 
+def encoding_version(code: ModuleType | Callable, reading: ModuleType | Callable) -> dict[str, str]:
+    """What decides cached ids besides the tokenizer and the length: the source of the code that
+    encodes (`code`) and reads (`reading`) the texts, and the tokenizers/transformers versions."""
+    import tokenizers
+    import transformers
+
+    return {"code": source_fingerprint(code), "reading": source_fingerprint(reading),
+            "tokenizers": tokenizers.__version__, "transformers": transformers.__version__}
+
+
 def entry_key(dataset: DatasetRecord, split: str, options: Mapping) -> str:
     """The cache key of one split encoded with `options` (tokenizer fingerprint, lengths, ...)."""
     rows = dataset.train_rows if split == "train" else dataset.validation_rows

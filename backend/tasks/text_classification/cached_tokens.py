@@ -10,12 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import tokenizers
-import transformers
 from tokenizers import Tokenizer
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-from backend.data.token_cache import cached_arrays, source_fingerprint, tokenizer_fingerprint
+from backend.data.token_cache import cached_arrays, encoding_version, tokenizer_fingerprint
 from backend.tasks.text_classification import tokenization
 from backend.tasks.text_classification.batching import read_split
 from backend.tasks.text_classification.tokenization import TokenizerKind, encode, train_tokenizer, wrap_tokenizer
@@ -23,8 +21,7 @@ from storage.records import DatasetRecord
 
 # What decides the ids besides the tokenizer and the length: how we read, learn and encode, and the
 # libraries' versions.
-ENCODING_VERSION = {"code": source_fingerprint(tokenization), "reading": source_fingerprint(read_split),
-                    "tokenizers": tokenizers.__version__, "transformers": transformers.__version__}
+ENCODING_VERSION = encoding_version(tokenization, read_split)
 
 
 def encoded_split(dataset: DatasetRecord, split: str, texts: Sequence[str], tokenizer: PreTrainedTokenizerBase,

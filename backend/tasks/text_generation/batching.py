@@ -6,13 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import tokenizers
 import torch
-import transformers
 from transformers import PreTrainedTokenizerBase
 
 from backend.data.store import load_split
-from backend.data.token_cache import cached_arrays, source_fingerprint, tokenizer_fingerprint
+from backend.data.token_cache import cached_arrays, encoding_version, tokenizer_fingerprint
 from backend.errors import UserError
 from backend.tasks.text_generation import tokenization
 from backend.tasks.text_generation.tokenization import encode_corpus
@@ -38,8 +36,7 @@ def read_text(dataset: DatasetRecord, split: str) -> str:
 
 
 # What decides the ids besides the tokenizer: how we read and encode the text, and the libraries' versions.
-ENCODING_VERSION = {"code": source_fingerprint(tokenization), "reading": source_fingerprint(read_text),
-                    "tokenizers": tokenizers.__version__, "transformers": transformers.__version__}
+ENCODING_VERSION = encoding_version(tokenization, read_text)
 
 
 def encoded_text(dataset: DatasetRecord, split: str, text: str,
