@@ -190,3 +190,34 @@ def test_permutation_importance_reads_a_bounded_sample_of_the_rows(mixed, monkey
     importances = model.importances(validation, n_repeats=2)
     assert seen and max(seen) == 40  # every shuffle predicts the sample, not the whole split
     assert list(importances)[0] in {"x", "color"}  # still ranks a rule column first
+
+
+@pytest.mark.parametrize("table, rounds", [("breast_cancer", 400), ("wine", 400), ("diabetes", 400),
+                                           ("breast_cancer", 7)])
+def test_gbdt_final_metrics_are_those_of_the_kept_trees(table, rounds, request):
+    """The metrics come from LightGBM's validation scores kept while training (no second prediction
+    pass): they must equal the saved model's own predictions on the validation rows, whether the
+    best round is before the last (early stopping) or is the last (all rounds run)."""
+    from backend.tasks.tabular.metrics import classification_metrics, regression_metrics
+
+    frame = (load_wine(as_frame=True).frame if table == "wine" else request.getfixturevalue(table))
+    spec = default_spec(infer_schema(frame))
+    train, validation = split_table(frame, spec, seed=0)
+    template = GbdtTemplate(num_rounds=rounds, min_rows_per_leaf=5, early_stopping_rounds=5)
+    model, result = fit_template(template, spec, train, validation, SETTINGS)
+    output = model.predict_output(validation)
+    if spec.task == "classification":
+        expected = classification_metrics(model.preprocessor.encode_target(validation[spec.target]), output)
+    else:
+        expected = regression_metrics(validation[spec.target].to_numpy(dtype=float), output)
+    assert result.metrics.keys() == expected.keys()
+    for key, value in expected.items():
+        assert result.metrics[key] == (pytest.approx(value, rel=1e-5) if isinstance(value, float) else value), key
+    assert model.model.num_trees() == result.best_step * (3 if table == "wine" else 1)
+    # Both paths of ValidationScores.of_round: an earlier best round, and the last round.
+    assert (result.best_step < result.steps) if rounds == 400 else (result.best_step == result.steps == rounds)
+
+
+def load_wine(as_frame: bool):
+    from sklearn.datasets import load_wine as load
+    return load(as_frame=as_frame)
