@@ -18,8 +18,9 @@ What runs, one after the other in this process, on the same data:
   decoding counts in its "setup" phase, not in samples/s), augmented by Kornia on the device;
 - plain: the same network written out in plain PyTorch (nn.Sequential, channels-last like ours), the
   images decoded once into one uint8 tensor up front (as torchvision's CIFAR10 keeps them), the same Kornia
-  augmentation, normalisation, AdamW groups, learning-rate schedule (the core's `linear_schedule`),
-  clipping, batch size, seed and time budget, evaluated once per epoch.
+  augmentation (the template's default "shift"), normalisation, AdamW groups, learning-rate schedule
+  (the core's `linear_schedule`), clipping, batch size, seed and time budget, evaluated once per epoch
+  as ours is (each image's logits averaged with its mirror's: the template's test_time_flip).
 Both stop at the same time budget (or epochs). Samples/s = training images seen / time in the
 training steps (ours: the run's "steps" phase, evaluation, checkpoints and saving excluded).
 Validation accuracy: ours = the best evaluation by macro F1 (what it keeps), plain = the best epoch
@@ -153,7 +154,8 @@ def run_plain(prepared, train, settings, mean, std) -> dict:  # settings: the Tr
                         nn.Linear(channels, 10)).to(device, memory_format=torch.channels_last)  # as ours
     mean_t = torch.tensor(mean, device=device).view(1, 3, 1, 1)
     std_t = torch.tensor(std, device=device).view(1, 3, 1, 1)
-    augment = K.AugmentationSequential(K.RandomResizedCrop((32, 32), scale=(0.35, 1.0)),
+    # The cnn's default augmentation ("shift"): a crop of the 4-px reflect-padded image, and flips.
+    augment = K.AugmentationSequential(K.RandomCrop((32, 32), padding=4, padding_mode="reflect"),
                                        K.RandomHorizontalFlip()).to(device)
     decay = [p for p in net.parameters() if p.ndim > 1]
     no_decay = [p for p in net.parameters() if p.ndim <= 1]
@@ -186,9 +188,10 @@ def run_plain(prepared, train, settings, mean, std) -> dict:  # settings: the Tr
                 break
         train_seconds += time.monotonic() - epoch_start
         net.eval()
-        with torch.no_grad():
-            predicted = torch.cat([net((x_val[i:i + 256].float() / 255 - mean_t) / std_t).argmax(1)
-                                   for i in range(0, len(x_val), 256)])
+        with torch.no_grad():  # averaging the logits of each image and its mirror, as the cnn's test_time_flip
+            pixels = [(x_val[i:i + 256].float() / 255 - mean_t) / std_t for i in range(0, len(x_val), 256)]
+            predicted = torch.cat([(net(p) + net(p.flip(-1))).argmax(1) if shape.test_time_flip else net(p).argmax(1)
+                                   for p in pixels])
         accuracy = (predicted == y_val).float().mean().item()
         curve.append((step, accuracy))
         best = max(best, accuracy)

@@ -69,6 +69,8 @@ def load_image_classifier(model_dir: Path, space: dict) -> Callable[[Image.Image
         network = Cnn(space["template"], len(labels))
         network.load_state_dict(load_file(str(Path(model_dir) / "model.safetensors")))
         forward = network
+        if space["template"].get("test_time_flip", False):  # as the app predicts: the image and its mirror
+            forward = lambda pixels: (network(pixels) + network(pixels.flip(-1))) / 2  # noqa: E731
     elif space["family"] == "efficientnet-lite0":
         from efficientnet_lite_pytorch import EfficientNet
 

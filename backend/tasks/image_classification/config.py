@@ -16,10 +16,11 @@ from backend.tasks.base import TemplateConfig
 # a form transformers loads; the offline pretrained choice is the `efficientnet-lite0` template).
 DEFAULT_IMAGE_MODEL = "google/vit-base-patch16-224"
 # "off" rather than "none": the CLI reads `--set augmentation=none` as None (no value).
-Augmentation = Literal["off", "basic", "strong"]
-_AUGMENTATION_HELP = ("off: images as they are; basic: random resized crop and horizontal flip; strong: basic "
-                      "plus one random colour/geometry operation per image (TrivialAugment). Applied on the "
-                      "device to whole batches, training only.")
+Augmentation = Literal["off", "shift", "basic", "strong"]
+_AUGMENTATION_HELP = ("off: images as they are; shift: random shifts of up to an eighth of the image and "
+                      "horizontal flip (the usual for small images such as CIFAR-10's 32 px); basic: random "
+                      "resized crop and horizontal flip; strong: basic plus one random colour/geometry operation "
+                      "per image (TrivialAugment). Applied on the device to whole batches, training only.")
 
 
 class CnnTemplate(TemplateConfig):
@@ -34,7 +35,13 @@ class CnnTemplate(TemplateConfig):
     stages: int = Field(3, ge=1, le=6, description="Stages, each followed by 2x2 max pooling (halves the image).")
     blocks_per_stage: int = Field(2, ge=1, le=8, description="Conv -> batch norm -> ReLU blocks in each stage.")
     dropout: float = Field(0.2, ge=0.0, lt=1.0, description="Dropout before the dense head (training only).")
-    augmentation: Augmentation = Field("basic", description=_AUGMENTATION_HELP)
+    # "shift", not "basic": on CIFAR-10 after 6 epochs, 0.766 validation accuracy against 0.748 for
+    # random resized crops of 60-100% of the image and 0.721 for 35-100% (README, bench_images):
+    # a network this small, trained this briefly, gains more from seeing whole objects.
+    augmentation: Augmentation = Field("shift", description=_AUGMENTATION_HELP)
+    test_time_flip: bool = Field(True, description="When evaluating and predicting, average the scores of the image "
+                                                   "and of its mirror image: about 1 point of accuracy on CIFAR-10 "
+                                                   "for twice the prediction work.")
 
 
 class EfficientNetLiteTemplate(TemplateConfig):

@@ -49,6 +49,13 @@ class ImageClassifier(nn.Module):
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        logits = self._logits(pixels)
+        # Evaluation and prediction alike (the model is in eval mode for both), so they cannot disagree.
+        if not self.training and getattr(self.template, "test_time_flip", False):
+            logits = (logits + self._logits(pixels.flip(-1))) / 2
+        return logits
+
+    def _logits(self, pixels: torch.Tensor) -> torch.Tensor:
         normalised = (pixels - self.mean) / self.std
         if self.template.kind in STATE_DICT_KINDS:  # a plain torch network: logits out
             return self.network(normalised)
@@ -103,6 +110,8 @@ def load_classifier(folder: Path) -> ImageClassifier:
         raise UserError(f"{folder} holds no saved image model ({META_FILE} and {WEIGHTS_FILE} are needed). "
                         "Pick the folder of a finished image-classification run.")
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    if meta["template"].get("kind") == "cnn":  # saved before the setting existed: predict as it was evaluated
+        meta["template"].setdefault("test_time_flip", False)
     template = _TEMPLATE.validate_python(meta["template"])
     if isinstance(template, CnnTemplate):
         from backend.tasks.image_classification.cnn import Cnn

@@ -3,6 +3,9 @@ shared core, backend.training.run.train), save and load to the same predictions,
 
 from __future__ import annotations
 
+import copy
+import json
+
 import pandas as pd
 import pytest
 import torch
@@ -162,13 +165,54 @@ def test_misclassified_lists_wrong_validation_images_most_confident_first(tmp_pa
     assert all(LABELS[validation.targets[item["index"]]] == item["true_label"] for item in wrong)
 
 
-@pytest.mark.parametrize("kind", ["off", "basic", "strong"])
+@pytest.mark.parametrize("kind", ["off", "shift", "basic", "strong"])
 def test_augmentation_presets_keep_shape_and_range(kind):
     torch.manual_seed(0)
     batch = torch.rand(6, 3, 16, 16)
     augmented = build_augmentation(kind, 16)(batch)
     assert augmented.shape == batch.shape and augmented.min() >= 0 and augmented.max() <= 1
     assert torch.equal(augmented, batch) == (kind == "off")
+
+
+def test_shift_is_a_reflect_padded_crop_of_the_image_or_of_its_mirror():
+    torch.manual_seed(1)
+    batch = torch.rand(8, 3, 16, 16)
+    augmented = build_augmentation("shift", 16)(batch)
+    padded = torch.nn.functional.pad(batch, (2, 2, 2, 2), mode="reflect")   # an eighth of 16 px
+    shifts = set()
+    for image, out in zip(padded, augmented):
+        matches = [(dy, dx, flip) for dy in range(5) for dx in range(5) for flip in (False, True)
+                   if torch.allclose((image.flip(-1) if flip else image)[:, dy:dy + 16, dx:dx + 16], out, atol=1e-6)]
+        assert matches, "not a crop of the reflect-padded image"
+        shifts.add(matches[0][:2])
+    assert len(shifts) > 1   # random offsets, not one fixed crop
+
+
+def test_test_time_flip_averages_the_mirror_image_when_evaluating_only(tmp_path):
+    from backend.tasks.image_classification.model import save_classifier
+
+    images, _ = colour_split(4, seed=2)
+    model = build_classifier(TINY_CNN, LABELS, images)
+    assert TINY_CNN.test_time_flip   # the cnn's default
+    pixels = torch.rand(3, 3, 16, 16)
+    model.eval()
+    with torch.no_grad():
+        one_view, mirrored = model._logits(pixels), model._logits(pixels.flip(-1))
+        assert not torch.allclose(one_view, mirrored)
+        assert torch.allclose(model(pixels), (one_view + mirrored) / 2, atol=1e-6)
+        training = copy.deepcopy(model).train()   # a copy: a training forward updates batch norm's statistics
+        assert torch.allclose(training(pixels), training._logits(pixels), atol=1e-6)   # training sees one view
+    save_classifier(model, tmp_path / "model")
+    with torch.no_grad():
+        assert torch.allclose(load_classifier(tmp_path / "model")(pixels), (one_view + mirrored) / 2, atol=1e-5)
+    # A CNN saved before the setting existed predicts as it did: one view.
+    meta_path = tmp_path / "model" / "modelsmith_image.json"
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    del meta["template"]["test_time_flip"]
+    meta_path.write_text(json.dumps(meta), encoding="utf-8")
+    old = load_classifier(tmp_path / "model")
+    with torch.no_grad():
+        assert not old.template.test_time_flip and torch.allclose(old(pixels), one_view, atol=1e-5)
 
 
 def test_dataset_statistics_are_the_pixels_mean_and_std():
