@@ -36,7 +36,7 @@ class CnnTemplate(TemplateConfig):
     blocks_per_stage: int = Field(2, ge=1, le=8, description="Conv -> batch norm -> ReLU blocks in each stage.")
     dropout: float = Field(0.2, ge=0.0, lt=1.0, description="Dropout before the dense head (training only).")
     # "shift", not "basic": on CIFAR-10 after 6 epochs, 0.766 validation accuracy against 0.748 for
-    # random resized crops of 60-100% of the image and 0.721 for 35-100% (README, bench_images):
+    # random resized crops of 60-100% of the image and 0.721 for 35-100% (bench/sweep_cnn_recipe.py, README):
     # a network this small, trained this briefly, gains more from seeing whole objects.
     augmentation: Augmentation = Field("shift", description=_AUGMENTATION_HELP)
     test_time_flip: bool = Field(True, description="When evaluating and predicting, average the scores of the image "
