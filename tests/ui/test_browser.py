@@ -157,6 +157,10 @@ def test_upload_map_train_watch_and_predict(page, app_url, toy_csv, services):
     page.wait_for_timeout(1000)  # let the curves draw
     snap(page, "flow1_runs_finished")
     open_tab(page, "Playground")
+    # As a person would, wait for the tab to show the run it picked (its validation examples come
+    # last): a click while the tab's first refresh still updates the run picker, Predict's input,
+    # could leave the click unsent (under load, 2 runs in 9: no request left the page, the server was idle).
+    page.locator("#playground-examples").get_by_text("good day").first.wait_for()
     page.locator("#playground-text textarea").fill("what a good day")
     page.locator("#predict").click()
     page.locator("#prediction").get_by_text("happy").first.wait_for()
