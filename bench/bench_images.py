@@ -157,6 +157,10 @@ def run_plain(prepared, train, settings, mean, std) -> dict:  # settings: the Tr
     # The cnn's default augmentation ("shift"): a crop of the 4-px reflect-padded image, and flips.
     augment = K.AugmentationSequential(K.RandomCrop((32, 32), padding=4, padding_mode="reflect"),
                                        K.RandomHorizontalFlip()).to(device)
+
+    def scores(pixels):  # evaluation: each image's logits plus its mirror's, as the cnn's test_time_flip
+        return net(pixels) + net(pixels.flip(-1)) if shape.test_time_flip else net(pixels)
+
     decay = [p for p in net.parameters() if p.ndim > 1]
     no_decay = [p for p in net.parameters() if p.ndim <= 1]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": settings.weight_decay},
@@ -188,10 +192,9 @@ def run_plain(prepared, train, settings, mean, std) -> dict:  # settings: the Tr
                 break
         train_seconds += time.monotonic() - epoch_start
         net.eval()
-        with torch.no_grad():  # averaging the logits of each image and its mirror, as the cnn's test_time_flip
-            pixels = [(x_val[i:i + 256].float() / 255 - mean_t) / std_t for i in range(0, len(x_val), 256)]
-            predicted = torch.cat([(net(p) + net(p.flip(-1))).argmax(1) if shape.test_time_flip else net(p).argmax(1)
-                                   for p in pixels])
+        with torch.no_grad():
+            predicted = torch.cat([scores((x_val[i:i + 256].float() / 255 - mean_t) / std_t).argmax(1)
+                                   for i in range(0, len(x_val), 256)])
         accuracy = (predicted == y_val).float().mean().item()
         curve.append((step, accuracy))
         best = max(best, accuracy)

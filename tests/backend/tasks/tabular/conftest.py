@@ -41,6 +41,12 @@ def breast_cancer():
 
 
 @pytest.fixture(scope="session")
+def wine():
+    from sklearn.datasets import load_wine
+    return load_wine(as_frame=True).frame
+
+
+@pytest.fixture(scope="session")
 def diabetes():
     from sklearn.datasets import load_diabetes
     return load_diabetes(as_frame=True).frame

@@ -91,11 +91,9 @@ def test_regression_beats_predicting_the_mean(kind, mixed, diabetes, tmp_path):
     assert result.metrics["rmse"] < 0.9 * baseline_rmse
 
 
-def test_wine_has_three_classes(tmp_path):
-    from sklearn.datasets import load_wine
-    frame = load_wine(as_frame=True).frame
-    spec = default_spec(infer_schema(frame))
-    model, result, *_ = _fit("gbdt", frame, spec)
+def test_wine_has_three_classes(wine):
+    spec = default_spec(infer_schema(wine))
+    model, result, *_ = _fit("gbdt", wine, spec)
     assert model.preprocessor.classes == ["0", "1", "2"]
     assert result.metrics["accuracy"] > 0.85 and "roc_auc" not in result.metrics
     assert np.array(result.metrics["confusion_matrix"]).shape == (3, 3)
@@ -200,7 +198,7 @@ def test_gbdt_final_metrics_are_those_of_the_kept_trees(table, rounds, request):
     best round is before the last (early stopping) or is the last (all rounds run)."""
     from backend.tasks.tabular.metrics import classification_metrics, regression_metrics
 
-    frame = (load_wine(as_frame=True).frame if table == "wine" else request.getfixturevalue(table))
+    frame = request.getfixturevalue(table)
     spec = default_spec(infer_schema(frame))
     train, validation = split_table(frame, spec, seed=0)
     template = GbdtTemplate(num_rounds=rounds, min_rows_per_leaf=5, early_stopping_rounds=5)
@@ -216,8 +214,3 @@ def test_gbdt_final_metrics_are_those_of_the_kept_trees(table, rounds, request):
     assert model.model.num_trees() == result.best_step * (3 if table == "wine" else 1)
     # Both paths of ValidationScores.of_round: an earlier best round, and the last round.
     assert (result.best_step < result.steps) if rounds == 400 else (result.best_step == result.steps == rounds)
-
-
-def load_wine(as_frame: bool):
-    from sklearn.datasets import load_wine as load
-    return load(as_frame=as_frame)
