@@ -29,9 +29,8 @@ def fit_template(template: AnyTabularTemplate, spec: TableSpec, train: pd.DataFr
         from backend.tasks.tabular.neural_training import fit_network  # loads the training core (torch, Accelerate)
 
         return fit_network(template, spec, train, validation, settings, on_progress, should_stop)
-    preprocessor = Preprocessor.fit(train, spec)
-    result = fit_gbdt(template, preprocessor, preprocessor.transform(train),
-                      preprocessor.encode_target(train[spec.target]), preprocessor.transform(validation),
+    preprocessor, train_rows, train_target = Preprocessor.fit_transform(train, spec)
+    result = fit_gbdt(template, preprocessor, train_rows, train_target, preprocessor.transform(validation),
                       preprocessor.encode_target(validation[spec.target]), settings,
                       on_progress=on_progress, should_stop=should_stop)
     return TabularModel(template=template, preprocessor=preprocessor, model=result.model), result

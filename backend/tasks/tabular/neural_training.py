@@ -161,10 +161,9 @@ def setup_frames(spec: TableSpec, train: pd.DataFrame, validation: pd.DataFrame,
     started = time.monotonic()
     check_rows(spec, train, validation)
     set_seed(config.seed)  # python, numpy, torch (+cuda): weights, dropout and shuffling repeat
-    preprocessor = Preprocessor.fit(train, spec)
-    train_target = preprocessor.encode_target(train[spec.target])
+    preprocessor, train_rows, train_target = Preprocessor.fit_transform(train, spec)
     known = train_target >= 0 if spec.task == "classification" else np.isfinite(train_target)
-    train_rows = preprocessor.transform(train).take(np.flatnonzero(known))
+    train_rows = train_rows.take(np.flatnonzero(known))
     model = build_network(config.template, preprocessor)
     rows = RowsDataset(train_rows, train_target[known])
     # The loader's own generator keeps iterating it from drawing on the global RNG (dropout's).

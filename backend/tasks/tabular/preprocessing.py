@@ -92,27 +92,34 @@ class Preprocessor:
     # --- fitting ------------------------------------------------------------------------------
 
     @classmethod
-    def fit(cls, train: pd.DataFrame, spec: TableSpec) -> "Preprocessor":
-        """Learn statistics and vocabularies from the training split only."""
+    def fit(cls, train: pd.DataFrame, spec: TableSpec, columns: "ColumnReader | None" = None) -> "Preprocessor":
+        """Learn statistics and vocabularies from the training split only (`columns`: train's reader)."""
+        columns = columns or ColumnReader(train)
         numeric: list[NumericFeature] = []
         categorical: list[CategoricalFeature] = []
         for column, kind in spec.inputs.items():
             if kind == "numeric":
-                numeric.append(_fit_numeric(to_numbers(train[column]), column, column, None))
+                numeric.append(_fit_numeric(columns.numbers(column), column, column, None))
             elif kind == "datetime":
-                dates = parse_datetimes(train[column])
-                numeric += [_fit_numeric(_date_part(dates, part), f"{column}.{part}", column, part)
+                numeric += [_fit_numeric(columns.date_part(column, part), f"{column}.{part}", column, part)
                             for part in DATETIME_PARTS]
             else:
-                counts = _key_counts(train[column], kind)
+                counts = _key_counts(*columns.keys(column, kind))
                 values = sorted(key for key, count in counts.items() if count >= MIN_CATEGORY_COUNT)
                 categorical.append(CategoricalFeature(column, kind, values))
-        target = train[spec.target]
         if spec.task == "classification":
-            return cls(spec, numeric, categorical, classes=sorted(_key_counts(target, "categorical")))
-        values = to_numbers(target).dropna()
+            return cls(spec, numeric, categorical,
+                       classes=sorted(_key_counts(*columns.keys(spec.target, "categorical"))))
+        values = columns.numbers(spec.target).dropna()
         return cls(spec, numeric, categorical, target_mean=float(values.mean()),
                    target_std=float(values.std(ddof=0)) or 1.0)
+
+    @classmethod
+    def fit_transform(cls, train: pd.DataFrame, spec: TableSpec) -> tuple["Preprocessor", EncodedRows, np.ndarray]:
+        """fit(train), then train's encoded rows and target, reading each of train's columns once."""
+        columns = ColumnReader(train)
+        preprocessor = cls.fit(train, spec, columns)
+        return preprocessor, preprocessor.transform(train, columns), preprocessor.encode_target_of(columns)
 
     # --- transforming -------------------------------------------------------------------------
 
@@ -129,43 +136,40 @@ class Preprocessor:
     def cardinalities(self) -> list[int]:
         return [f.cardinality for f in self.categorical]
 
-    def transform(self, frame: pd.DataFrame) -> EncodedRows:
+    def transform(self, frame: pd.DataFrame, columns: "ColumnReader | None" = None) -> EncodedRows:
         """Encode rows; missing values, unknown categories and absent columns never raise."""
+        columns = columns or ColumnReader(frame)
         absent = [c for c in self.spec.inputs if c not in frame.columns]
         if absent:
             log.warning("columns %s are absent; treated as missing", absent)
-        n = len(frame)
-        empty = pd.Series(np.full(n, None, dtype=object), index=frame.index) if absent else None
         values, indicators = [], []
-        date_cache: dict[str, pd.Series] = {}
         for feature in self.numeric:
-            raw = frame[feature.column] if feature.column in frame.columns else empty
-            if feature.part is None:
-                x = to_numbers(raw)
-            else:
-                if feature.column not in date_cache:
-                    date_cache[feature.column] = parse_datetimes(raw)
-                x = _date_part(date_cache[feature.column], feature.part)
-            x = x.to_numpy(dtype=np.float64, na_value=np.nan)
+            x = (columns.numbers(feature.column) if feature.part is None
+                 else columns.date_part(feature.column, feature.part)).to_numpy(dtype=np.float64, na_value=np.nan)
             missing = ~np.isfinite(x)
             values.append(np.where(missing, 0.0, (x - feature.mean) / feature.std))
             if feature.missing_indicator:
                 indicators.append(missing.astype(np.float64))
+        n = len(frame)
         numeric = np.stack(values + indicators, axis=1).astype(np.float32) if values else np.zeros((n, 0), np.float32)
-        codes = [self._codes(frame[f.column] if f.column in frame.columns else empty, f) for f in self.categorical]
+        codes = [self._codes(columns.keys(f.column, f.kind), f) for f in self.categorical]
         categorical = np.stack(codes, axis=1) if codes else np.zeros((n, 0), np.int64)
         return EncodedRows(numeric, categorical)
 
-    def _codes(self, series: pd.Series, feature: CategoricalFeature) -> np.ndarray:
+    def _codes(self, distinct: tuple[np.ndarray, list[str | None]], feature: CategoricalFeature) -> np.ndarray:
         lookup = {value: code for code, value in enumerate(feature.values, start=2)}
-        return _coded(series, feature.kind, lookup, missing=MISSING_CODE, unknown=UNKNOWN_CODE)
+        return _coded(*distinct, lookup, missing=MISSING_CODE, unknown=UNKNOWN_CODE)
 
     def encode_target(self, series: pd.Series) -> np.ndarray:
         """Class indices (int64; -1 for a class not seen in training or a missing value) or standardised floats."""
+        return self.encode_target_of(ColumnReader(series.to_frame(self.spec.target)))
+
+    def encode_target_of(self, columns: "ColumnReader") -> np.ndarray:
+        """encode_target of the target column of the reader's frame."""
         if self.spec.task == "classification":
             lookup = {name: index for index, name in enumerate(self.classes)}
-            return _coded(series, "categorical", lookup, missing=-1, unknown=-1)
-        return ((to_numbers(series).to_numpy(dtype=np.float64, na_value=np.nan) - self.target_mean)
+            return _coded(*columns.keys(self.spec.target, "categorical"), lookup, missing=-1, unknown=-1)
+        return ((columns.numbers(self.spec.target).to_numpy(dtype=np.float64, na_value=np.nan) - self.target_mean)
                 / self.target_std).astype(np.float32)
 
     def decode_regression(self, standardised: np.ndarray) -> np.ndarray:
@@ -248,9 +252,8 @@ def _distinct_keys(series: pd.Series, kind: str) -> tuple[np.ndarray, list[str |
     return positions, [_category_key(v, kind) for v in uniques]
 
 
-def _key_counts(series: pd.Series, kind: str) -> dict[str, int]:
-    """Rows per category key (missing values left out)."""
-    positions, keys = _distinct_keys(series, kind)
+def _key_counts(positions: np.ndarray, keys: list[str | None]) -> dict[str, int]:
+    """Rows per category key (missing values left out), from _distinct_keys' output."""
     counts: dict[str, int] = {}
     for key, count in zip(keys, np.bincount(positions[positions >= 0], minlength=len(keys)).tolist()):
         if key is not None:   # two raw spellings (3 and "3.0") can share one key
@@ -258,12 +261,47 @@ def _key_counts(series: pd.Series, kind: str) -> dict[str, int]:
     return counts
 
 
-def _coded(series: pd.Series, kind: str, lookup: dict[str, int], missing: int, unknown: int) -> np.ndarray:
+def _coded(positions: np.ndarray, keys: list[str | None], lookup: dict[str, int], missing: int,
+           unknown: int) -> np.ndarray:
     """int64 code per row: lookup[key], `unknown` for a key not in lookup, `missing` for a missing value."""
-    positions, keys = _distinct_keys(series, kind)
     codes = np.array([missing if key is None else lookup.get(key, unknown) for key in keys] + [missing],
                      dtype=np.int64)
     return codes[positions]   # position -1 (missing) picks the `missing` code appended last
+
+
+class ColumnReader:
+    """One frame's columns as the transform reads them, each converted once.
+
+    Fitting on the training split and encoding it read the same columns the same way; sharing one
+    reader halves that work. A column the frame lacks reads as all missing.
+    """
+
+    def __init__(self, frame: pd.DataFrame):
+        self.frame = frame
+        self._done: dict[tuple, object] = {}
+
+    def _column(self, name: str) -> pd.Series:
+        if name in self.frame.columns:
+            return self.frame[name]
+        return pd.Series(np.full(len(self.frame), None, dtype=object), index=self.frame.index, name=name)
+
+    def _once(self, key: tuple, make):
+        if key not in self._done:
+            self._done[key] = make()
+        return self._done[key]
+
+    def numbers(self, name: str) -> pd.Series:
+        """to_numbers of the column."""
+        return self._once(("numbers", name), lambda: to_numbers(self._column(name)))
+
+    def date_part(self, name: str, part: str) -> pd.Series:
+        """One part (DATETIME_PARTS) of the column parsed as dates, as floats."""
+        dates = self._once(("dates", name), lambda: parse_datetimes(self._column(name)))
+        return _date_part(dates, part)
+
+    def keys(self, name: str, kind: str) -> tuple[np.ndarray, list[str | None]]:
+        """_distinct_keys of the column."""
+        return self._once(("keys", name, kind), lambda: _distinct_keys(self._column(name), kind))
 
 
 def _category_key(value, kind: str) -> str | None:
