@@ -100,6 +100,9 @@ class TabularFitSettings(_Frozen):
                                                                        "(gbdt); None = the template's usual value.")
     weight_decay: float | None = Field(None, ge=0, lt=1, description="AdamW weight decay (neural templates); "
                                                                      "None = 1e-5.")
+    validation_chunk_rounds: int = Field(0, ge=0, le=100_000, description="Most boosting rounds scored on the "
+                                         "validation rows at once (gbdt); 0 = as many as fit in a few tens of "
+                                         "MB, within half a second. 1 scores and reports each round alone.")
     num_threads: int = Field(0, ge=0, le=1024, description="CPU threads LightGBM uses (gbdt); 0 = its default "
                                                             "(OpenMP's, usually every core). On a busy machine 1 "
                                                             "can be much faster.")

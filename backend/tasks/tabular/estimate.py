@@ -1,9 +1,9 @@
 """The Estimate of a table run: a few boosting rounds (gbdt) or optimizer steps (mlp, ft-transformer)
 timed on the real training split, through the same fit the run uses, then extrapolated to the run.
 
-gbdt: the run's own fit with `num_rounds` cut to TIMED_ROUNDS (early stopping off); every round
-reports, so the gaps between reports are the time per round, validation scoring included as in
-the run. The time before the first report (less one round) is the set-up: preprocessing and
+gbdt: the run's own fit with `num_rounds` cut to TIMED_ROUNDS (early stopping off), scoring the
+validation rows round by round (a run scores a few rounds at once, a little faster), so the gaps
+between reports are the time per round, validation scoring included. The time before the first report (less one round) is the set-up: preprocessing and
 LightGBM's binning of the rows. The whole run is set-up + rounds x time per round; early stopping
 may end it sooner. Memory is arithmetic: the rows as float64 features plus LightGBM's one-byte bins.
 
@@ -39,7 +39,9 @@ def estimate_table(config, dataset) -> Estimate:
     if train.empty or validation.empty:
         raise UserError(f"Dataset '{dataset.name}' needs rows in both its training and validation splits; "
                         "upload it again with a validation share above 0.")
-    settings = fit_settings(config, len(train)).model_copy(update={"log_every_steps": 1, "time_budget_seconds": 0})
+    # gbdt scores each round alone (validation_chunk_rounds=1), so the gaps between reports are rounds.
+    settings = fit_settings(config, len(train)).model_copy(update={"log_every_steps": 1, "time_budget_seconds": 0,
+                                                                   "validation_chunk_rounds": 1})
     if config.template.kind == "gbdt":
         return _estimate_gbdt(config, spec, train, validation, settings)
     return _estimate_network(config, spec, train, validation, settings, dataset.name)

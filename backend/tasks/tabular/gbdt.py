@@ -1,16 +1,15 @@
 """The `gbdt` template: gradient-boosted trees with LightGBM, on the same preprocessed inputs.
 
-Not an epoch loop, but it reports like one: a LightGBM callback calls `on_progress(round, values)`
-after every boosting round with the validation loss, checks `should_stop()` (raises Cancelled) and
-the time budget. Early stopping watches the validation split. The booster is saved in LightGBM's
-own text format (never pickle).
+Not an epoch loop, but it reports like one: `on_progress(round, values)` once per boosting round
+with the validation loss and error, `should_stop()` (raises Cancelled) and the time budget checked
+after every round. The booster is driven round by round (Booster.update) and its new trees are
+scored on the validation rows a chunk of rounds at a time (boosting_validation.RunningValidation:
+cheaper than LightGBM's own validation set, same values); early stopping follows lgb.early_stopping's
+rule on those values. The final validation metrics come from the kept round's scores, with no
+second prediction pass. The booster is saved in LightGBM's own text format (never pickle).
 
 Inputs: the standardised numbers and missing indicators (trees ignore the scaling) and the
 category codes, declared as LightGBM categorical features so it splits on groups of categories.
-
-The final validation metrics are computed from LightGBM's own validation predictions of the best
-round, kept while it trains (`ValidationScores`), not from a second prediction pass over the
-validation rows (on Adult the fit's time did not measurably change: README, bench_tabular).
 """
 
 from __future__ import annotations
@@ -23,13 +22,15 @@ from typing import Callable
 import lightgbm as lgb
 import numpy as np
 
-from backend.errors import Cancelled
+from backend.errors import Cancelled, UserError
+from backend.tasks.tabular.boosting_validation import RunningValidation, boosting_objective
 from backend.tasks.tabular.config import GbdtTemplate, TabularFitSettings
 from backend.tasks.tabular.metrics import classification_metrics, regression_metrics
 from backend.tasks.tabular.networks import FitResult, ProgressFn
 from backend.tasks.tabular.preprocessing import EncodedRows, Preprocessor
 
 log = logging.getLogger(__name__)
+CHUNK_SECONDS = 0.5   # the longest a chunk of rounds runs before its rounds are scored and reported
 
 
 def gbdt_features(rows: EncodedRows) -> np.ndarray:
@@ -45,17 +46,11 @@ def gbdt_features(rows: EncodedRows) -> np.ndarray:
     return features
 
 
-def _params(template: GbdtTemplate, preprocessor: Preprocessor, settings: TabularFitSettings) -> dict:
-    n_classes = len(preprocessor.classes)
-    # The first metric is the validation loss early stopping watches; the second is reported only
-    # (the share wrong, or the mean absolute error), for the run's live curves.
-    if preprocessor.spec.task == "regression":
-        objective = {"objective": "regression", "metric": ["rmse", "l1"]}
-    elif n_classes == 2:
-        objective = {"objective": "binary", "metric": ["binary_logloss", "binary_error"]}
-    else:
-        objective = {"objective": "multiclass", "num_class": n_classes, "metric": ["multi_logloss", "multi_error"]}
-    return {**objective, "learning_rate": settings.learning_rate_for(template.kind), "num_leaves": template.num_leaves,
+def booster_params(template: GbdtTemplate, preprocessor: Preprocessor, settings: TabularFitSettings) -> dict:
+    """LightGBM's params of a fit (the objective's, the template's, the seed and the thread count)."""
+    objective = boosting_objective(preprocessor.spec.task, len(preprocessor.classes))
+    return {**objective.params, "metric": list(objective.metrics),
+            "learning_rate": settings.learning_rate_for(template.kind), "num_leaves": template.num_leaves,
             "min_data_in_leaf": template.min_rows_per_leaf, "feature_fraction": template.feature_fraction,
             "lambda_l2": template.l2_regularization, "seed": settings.seed, "deterministic": True,
             "verbosity": -1, **({"num_threads": settings.num_threads} if settings.num_threads else {})}
@@ -80,7 +75,6 @@ def fit_gbdt(template: GbdtTemplate, preprocessor: Preprocessor, train: EncodedR
     """Boost trees on the training rows, early-stopping on the validation rows."""
     started = time.monotonic()
     task = preprocessor.spec.task
-    n_classes = len(preprocessor.classes)
     # Regression targets arrive standardised (the neural templates want that); trees fit raw units.
     if task == "regression":
         train_target = preprocessor.decode_regression(train_target)
@@ -88,79 +82,66 @@ def fit_gbdt(template: GbdtTemplate, preprocessor: Preprocessor, train: EncodedR
     train_x, train_y = _labelled(gbdt_features(train), train_target, task)
     valid_x, valid_y = _labelled(gbdt_features(validation), validation_target, task)
     categorical = list(range(preprocessor.numeric_width, preprocessor.numeric_width + len(preprocessor.categorical)))
-    train_set = lgb.Dataset(train_x, train_y, categorical_feature=categorical)
-    valid_set = train_set.create_valid(valid_x, valid_y)   # binned with the training set's bins
-    stop_reason = ["completed"]
-    history: list[dict] = []
-    scores = ValidationScores()
-
-    def report(env: lgb.callback.CallbackEnv) -> None:
-        values = {f"val_{name}": float(value) for _, name, value, _ in env.evaluation_result_list}
-        scores.after_round(env.iteration + 1, env.evaluation_result_list[0][2])
-        on_progress(env.iteration + 1, values)
-        history.append({"round": env.iteration + 1, **values})
-        if should_stop():
-            raise Cancelled()
-        if settings.time_budget_seconds and time.monotonic() - started >= settings.time_budget_seconds:
-            stop_reason[0] = "time_budget"
-            raise lgb.callback.EarlyStopException(env.iteration, env.evaluation_result_list)
-
-    callbacks = [report]
-    if template.early_stopping_rounds:
-        callbacks.append(lgb.early_stopping(template.early_stopping_rounds, first_metric_only=True, verbose=False))
-    # keep_training_booster: lgb.train would otherwise rebuild the booster from its text once, and
-    # the line after this one does so again to keep only the best round's trees.
-    booster = lgb.train(_params(template, preprocessor, settings), train_set, num_boost_round=template.num_rounds,
-                        valid_sets=[valid_set], valid_names=["validation"], feval=scores.observe,
-                        callbacks=callbacks, keep_training_booster=True)
-    best_round = booster.best_iteration or booster.current_iteration()
-    if stop_reason[0] == "completed" and len(history) < template.num_rounds:
-        stop_reason[0] = "early_stopping"
+    booster = lgb.Booster(booster_params(template, preprocessor, settings),
+                          lgb.Dataset(train_x, train_y, categorical_feature=categorical))
+    scored = RunningValidation(boosting_objective(task, len(preprocessor.classes)), valid_x, valid_y)
+    history, stop_reason = _boost(booster, scored, template, settings, started, on_progress, should_stop)
+    # Early stopping keeps the best round (also when the time budget ends the fit); without it, every round.
+    best_round = scored.best_round if template.early_stopping_rounds and scored.best_round else scored.rounds
+    if not best_round:
+        raise UserError("LightGBM built no tree on these rows. Check that the input columns vary and that "
+                        "there are more training rows than 'fewest rows per leaf'.")
     # Keep only the trees up to the best round, so saving and predicting agree without extra arguments.
     booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=best_round))
-    kept = scores.of_round(best_round)
-    output = _as_output(booster.predict(valid_x) if kept is None else kept, task, n_classes)
+    output = scored.output_of(best_round)
     metrics = (classification_metrics(valid_y, output) if task == "classification"
                else regression_metrics(valid_y, output))
-    log.info("gbdt: best round %d of %d (%s), %.1f s", best_round, len(history), stop_reason[0],
+    log.info("gbdt: best round %d of %d (%s), %.1f s", best_round, len(history), stop_reason,
              time.monotonic() - started)
     return FitResult(model=booster, metrics=metrics, best_step=best_round, steps=len(history),
-                     stop_reason=stop_reason[0], history=history)
+                     stop_reason=stop_reason, history=history)
 
 
-class ValidationScores:
-    """LightGBM's validation predictions of the best round so far and of the latest round.
+def _boost(booster: lgb.Booster, scored: RunningValidation, template: GbdtTemplate, settings: TabularFitSettings,
+           started: float, on_progress: ProgressFn, should_stop: Callable[[], bool]) -> tuple[list[dict], str]:
+    """Boost round by round until the last round, early stopping, the time budget or no split left.
 
-    LightGBM updates the validation rows' scores with every tree it adds; a custom eval function
-    (`observe`, passed as lgb.train's feval) is handed them each round as predictions (probabilities
-    or values, as Booster.predict gives them). It adds no metric. `after_round` then keeps a copy
-    when the first metric (the validation loss early stopping watches) improves, as
-    lgb.early_stopping decides "best": strictly lower.
+    Rounds are scored on the validation rows a chunk at a time. A chunk never passes the round where
+    early stopping could stop (best + patience), so no tree is built that lgb.early_stopping would not
+    build; it ends after CHUNK_SECONDS, so progress and the Stop button stay live on slow rounds.
+    Returns the history (one entry per round) and the stop reason.
     """
-
-    def __init__(self) -> None:
-        self._latest: np.ndarray | None = None   # LightGBM's buffer, rewritten every round
-        self._round = 0
-        self._best_loss = np.inf
-        self._best: tuple[int, np.ndarray] | None = None
-
-    def observe(self, predictions: np.ndarray, _data: lgb.Dataset) -> list:
-        self._latest = predictions
-        return []
-
-    def after_round(self, round_: int, loss: float) -> None:
-        self._round = round_
-        if loss < self._best_loss and self._latest is not None:
-            self._best_loss = loss
-            self._best = (round_, self._latest.copy())
-
-    def of_round(self, round_: int) -> np.ndarray | None:
-        """The predictions of `round_` when it is the best or the latest round, else None."""
-        if self._best is not None and self._best[0] == round_:
-            return self._best[1]
-        if round_ == self._round and self._latest is not None:
-            return self._latest.copy()
-        return None
+    patience = template.early_stopping_rounds
+    history: list[dict] = []
+    stop_reason = "completed"
+    while scored.rounds < template.num_rounds and stop_reason == "completed":
+        chunk = settings.validation_chunk_rounds or scored.max_chunk_rounds()
+        last = min(template.num_rounds, scored.rounds + chunk,
+                   scored.best_round + patience if patience else template.num_rounds)
+        chunk_started, rounds = time.monotonic(), scored.rounds
+        while rounds < last:
+            if booster.update():   # no split left: LightGBM added no tree (or, at first, constant ones)
+                rounds = booster.num_trees() // scored.objective.trees_per_round
+                stop_reason = "no_split"
+                break
+            rounds += 1
+            if should_stop():
+                raise Cancelled()
+            if settings.time_budget_seconds and time.monotonic() - started >= settings.time_budget_seconds:
+                stop_reason = "time_budget"
+                break
+            if time.monotonic() - chunk_started >= CHUNK_SECONDS:
+                break
+        first = scored.rounds
+        for offset, values in enumerate(scored.add_rounds(booster, rounds - first)):
+            on_progress(first + offset + 1, values)
+            history.append({"round": first + offset + 1, **values})
+        if patience and stop_reason == "completed" and scored.rounds - scored.best_round >= patience:
+            stop_reason = "early_stopping"
+    if stop_reason == "no_split":
+        log.info("gbdt: no split left after round %d", scored.rounds)
+        stop_reason = "completed"
+    return history, stop_reason
 
 
 def _labelled(features: np.ndarray, target: np.ndarray, task: str) -> tuple[np.ndarray, np.ndarray]:

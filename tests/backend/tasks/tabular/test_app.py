@@ -263,7 +263,10 @@ def test_stop_cancels_a_boosting_run(services, cancer_csv):
     dataset = _ingest(services, cancer_csv)
     config = apply_overrides(default_config(dataset.id, "gbdt", dataset.task),
                              {"template.num_rounds": "100000", "template.early_stopping_rounds": "0",
-                              "template.min_rows_per_leaf": "1", "template.num_leaves": "4"})
+                              "template.min_rows_per_leaf": "1", "template.num_leaves": "4",
+                              # small steps: LightGBM finds splits for tens of thousands of rounds
+                              # (at 0.1 it runs out of them after ~700 and the run ends by itself)
+                              "learning_rate": "0.001"})
     run_id = services.runner.submit(config)
     services.runner.start()
     deadline = time.monotonic() + 60
