@@ -73,6 +73,7 @@ def main() -> None:
     from transformers import AutoTokenizer
 
     from backend.config import TrainConfig
+    from backend.settings import Settings
     from backend.data.token_cache import cache_folder
     from backend.tasks.text_classification.batching import read_split
     from backend.tasks.text_classification.cached_tokens import encoded_split
@@ -120,7 +121,7 @@ def main() -> None:
                     accelerator.free_memory()
                     with tempfile.TemporaryDirectory() as out:
                         rows[f"setup_{kind}_{state}"].append(
-                            _timed(lambda: setup(config, sst2, Path(out), accelerator, None)))
+                            _timed(lambda: setup(config, sst2, Path(out), accelerator, None, Settings())))
             empty(shakespeare)
             rows["lm_char_cold"].append(_timed(lambda: encoded_text(shakespeare, "train", lm_text, lm_tokenizer)))
             rows["lm_char_warm"].append(_timed(lambda: encoded_text(shakespeare, "train", lm_text, lm_tokenizer)))

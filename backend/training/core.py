@@ -35,6 +35,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from backend.config import TrainConfig
 from backend.errors import Cancelled
+from backend.settings import Settings
 from backend.sharing.model_card import write_model_card
 from backend.tasks.base import clamp_length  # noqa: F401 (the strategies and the estimate import it from here)
 from backend.tasks.registry import get_task
@@ -73,7 +74,7 @@ class Strategy(Protocol):
     State: type  # dataclass saved with every checkpoint: global_step, best_step, best_metrics, ...
 
     def setup(self, config: TrainConfig, dataset: DatasetRecord, output_dir: Path, accelerator: Accelerator,
-              checkpoint: Path | None): ...
+              checkpoint: Path | None, settings: Settings): ...
 
     def fit(self, run, state, on_progress: ProgressFn, should_stop: Callable[[], bool]) -> str: ...
 
@@ -98,12 +99,16 @@ class LoopState:
 
 def run_strategy(strategy: Strategy, config: TrainConfig, dataset: DatasetRecord, output_dir: Path,
                  on_progress: ProgressFn, should_stop: Callable[[], bool], resume: bool,
-                 accelerator: Accelerator) -> TrainResult:
-    """Train with `strategy`: setup, fit, a final evaluation, then finish; resume=True continues a checkpoint."""
+                 accelerator: Accelerator, settings: Settings | None = None) -> TrainResult:
+    """Train with `strategy`: setup, fit, a final evaluation, then finish; resume=True continues a checkpoint.
+
+    `settings`: the runner's (machine settings a setup reads, e.g. the image cache); None = the environment's.
+    """
     phases = PhaseTimes()
     with phases.measure("setup"):
         checkpoint = begin_run(config.model_dump_json(indent=2), output_dir, resume)
-        run = strategy.setup(config, dataset, output_dir, accelerator, checkpoint)
+        run = strategy.setup(config, dataset, output_dir, accelerator, checkpoint,
+                             settings if settings is not None else Settings())
         state = load_checkpoint(accelerator, checkpoint, strategy.State) if checkpoint else strategy.State()
     run.phases = phases  # the strategy marks evaluation, checkpoints and saving inside the steps
     # Checkpoints are made durable on a background thread while the next steps train; leaving

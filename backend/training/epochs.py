@@ -240,8 +240,8 @@ def evaluate_run(run: EpochRun, state: EpochState, on_progress: ProgressFn) -> N
 
 
 class Epochs:
-    """The strategy `run_strategy` drives; `setup(config, dataset, output_dir, accelerator, checkpoint)`
-    is the task's and returns an EpochRun (from `prepare_run`)."""
+    """The strategy `run_strategy` drives; `setup(config, dataset, output_dir, accelerator, checkpoint,
+    settings)` is the task's and returns an EpochRun (from `prepare_run`)."""
 
     State = EpochState
     fit = staticmethod(fit)

@@ -26,9 +26,9 @@ def train(config: TrainConfig, dataset: DatasetRecord, output_dir: Path, *, on_p
     """Train `config` on `dataset` as its task does; the best model lands in `output_dir`.
 
     Raises Cancelled (after saving a checkpoint) once should_stop() is true, UserError on bad input
-    or when the device runs out of memory. resume=True continues from the latest checkpoint. The
-    accelerator is `accelerator`, else the one for `settings` (the job runner's), else for the
-    environment's settings.
+    or when the device runs out of memory. resume=True continues from the latest checkpoint.
+    `settings` (the job runner's; None = the environment's) choose the accelerator unless one is
+    given, and reach the task's setup (the image cache and loader workers read them).
     """
     task = get_task(config.task)
     output_dir = Path(output_dir)
@@ -37,11 +37,12 @@ def train(config: TrainConfig, dataset: DatasetRecord, output_dir: Path, *, on_p
         if should_stop():
             raise Cancelled()
     try:
+        settings = settings if settings is not None else Settings()
         if accelerator is None:
-            settings = settings if settings is not None else Settings()
             accelerator = get_accelerator(settings.device, settings.mixed_precision)
         accelerator.free_memory()  # forget what a previous run registered: save_state saves all of it
-        return task.train(config, dataset, output_dir, on_progress, should_stop, resume, accelerator)
+        return task.train(config, dataset, output_dir, on_progress, should_stop, resume, accelerator,
+                          settings=settings)
     except Exception as exc:
         if is_out_of_memory(exc):
             device = accelerator.device if accelerator is not None else "this device"

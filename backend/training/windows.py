@@ -39,6 +39,7 @@ from transformers import PreTrainedTokenizerBase
 
 from backend.config import TrainConfig
 from backend.errors import UserError
+from backend.settings import Settings
 from backend.tasks.text_generation.batching import (EvalBlocks, encoded_text, make_eval_blocks,  # noqa: F401
                                                     read_text, sample_batch)
 from backend.tasks.text_generation.metrics import bits_per_character, lm_metrics  # noqa: F401 (re-exported)
@@ -101,13 +102,15 @@ def learning_rate_at(config: TrainConfig, progress: float) -> float:
 # --- the run ----------------------------------------------------------------------------------
 
 def train_lm(config: TrainConfig, dataset: DatasetRecord, output_dir: Path, on_progress: ProgressFn,
-             should_stop: Callable[[], bool], resume: bool, accelerator: Accelerator) -> TrainResult:
+             should_stop: Callable[[], bool], resume: bool, accelerator: Accelerator,
+             settings: Settings | None = None) -> TrainResult:
     """Train `config.template` (a language model) on `dataset`; the best model lands in `output_dir`."""
-    return run_strategy(WINDOWS, config, dataset, output_dir, on_progress, should_stop, resume, accelerator)
+    return run_strategy(WINDOWS, config, dataset, output_dir, on_progress, should_stop, resume, accelerator,
+                        settings)
 
 
 def _setup(config: TrainConfig, dataset: DatasetRecord, output_dir: Path, accelerator: Accelerator,
-           checkpoint: Path | None) -> _LmRun:
+           checkpoint: Path | None, settings: Settings) -> _LmRun:
     """Read and tokenize the text, build the model, fixed validation blocks and the optimizer; prepare them."""
     set_seed(config.seed)  # python, numpy, torch (+cuda): weights and dropout repeat
     train_text, val_text = read_text(dataset, "train"), read_text(dataset, "validation")

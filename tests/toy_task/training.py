@@ -62,7 +62,7 @@ def _split(dataset, name: str, scale: float) -> tuple[torch.Tensor, torch.Tensor
                                                                               dtype=torch.float32)
 
 
-def setup(config, dataset, output_dir, accelerator, checkpoint):
+def setup(config, dataset, output_dir, accelerator, checkpoint, settings):
     set_seed(config.seed)
     model = nn.Linear(2, 1)
     optimizer = build_optimizer(model, config, accelerator.device)
@@ -123,8 +123,9 @@ class _Strategy:
         return {"predictor": Regressor(model, run.config.template.scale)}
 
 
-def train_regressor(config, dataset, output_dir, on_progress, should_stop, resume, accelerator):
-    return run_strategy(_Strategy(), config, dataset, output_dir, on_progress, should_stop, resume, accelerator)
+def train_regressor(config, dataset, output_dir, on_progress, should_stop, resume, accelerator, settings=None):
+    return run_strategy(_Strategy(), config, dataset, output_dir, on_progress, should_stop, resume, accelerator,
+                        settings)
 
 
 def load_regressor(folder: Path) -> Regressor:

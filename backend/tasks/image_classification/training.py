@@ -52,9 +52,11 @@ EVAL_BATCH_SIZE = 256
 
 
 def train_images(config: TrainConfig, dataset: DatasetRecord, output_dir: Path, on_progress: ProgressFn,
-                 should_stop: Callable[[], bool], resume: bool, accelerator: Accelerator) -> TrainResult:
+                 should_stop: Callable[[], bool], resume: bool, accelerator: Accelerator,
+                 settings: Settings | None = None) -> TrainResult:
     """Train `config.template` (cnn or a pretrained model) on a stored image dataset."""
-    return run_strategy(IMAGE_EPOCHS, config, dataset, output_dir, on_progress, should_stop, resume, accelerator)
+    return run_strategy(IMAGE_EPOCHS, config, dataset, output_dir, on_progress, should_stop, resume, accelerator,
+                        settings)
 
 
 def build_classifier(template, labels: list[str], train_images: Sequence[bytes], seed: int = 42) -> ImageClassifier:
@@ -110,7 +112,7 @@ def read_images(dataset: DatasetRecord, split: str, labels: list[str]) -> tuple[
 
 
 def setup(config: TrainConfig, dataset: DatasetRecord, output_dir: Path, accelerator: Accelerator,
-          checkpoint: Path | None) -> EpochRun:
+          checkpoint: Path | None, settings: Settings) -> EpochRun:
     """Read the splits, build the model, loaders, optimizer and schedule; prepare them."""
     labels = list(dataset.labels)
     if len(labels) < 2:
@@ -122,10 +124,7 @@ def setup(config: TrainConfig, dataset: DatasetRecord, output_dir: Path, acceler
         raise UserError(f"Dataset '{dataset.name}' needs images in both its training and validation splits; "
                         "upload it again with a validation share above 0.")
     model = build_classifier(config.template, labels, train_images, seed=config.seed)
-    # The task's setup gets no Settings (the strategy's signature is every task's); these two are
-    # read from the environment, which the job runner's worker gets from the app (jobs.launch).
-    settings = Settings()
-    budget = settings.image_cache_bytes
+    budget = settings.image_cache_bytes   # the runner's settings (the app's, in a worker process too)
     train_set = image_dataset(train_images, train_targets, model.input_size, budget)
     if isinstance(train_set, DecodedImageDataset):
         budget -= decoded_bytes(len(train_set), model.input_size)

@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 from backend.config import TrainConfig
 from backend.data.store import load_split
 from backend.errors import UserError
+from backend.settings import Settings
 from backend.tasks.tabular.budget import plan_budget, seconds_per_row
 from backend.tasks.tabular.columns import TableSpec
 from backend.tasks.tabular.config import TabularFitSettings
@@ -196,7 +197,7 @@ def _share_budget(run: EpochRun, task: TableNetworkTask, started: float) -> None
 
 
 def setup(config: TrainConfig, dataset: DatasetRecord, output_dir: Path, accelerator: Accelerator,
-          checkpoint: Path | None) -> EpochRun:
+          checkpoint: Path | None, settings: Settings) -> EpochRun:
     """Read the stored splits of a tabular dataset, then `setup_frames`."""
     train, validation = load_split(dataset, "train"), load_split(dataset, "validation")
     if train.empty or validation.empty:
@@ -209,9 +210,11 @@ TABLE_EPOCHS = Epochs(setup)
 
 
 def train_network(config: TrainConfig, dataset: DatasetRecord, output_dir: Path, on_progress: ProgressFn,
-                  should_stop: Callable[[], bool], resume: bool, accelerator: Accelerator) -> TrainResult:
+                  should_stop: Callable[[], bool], resume: bool, accelerator: Accelerator,
+                  settings: Settings | None = None) -> TrainResult:
     """Train `config.template` (mlp or ft-transformer) on a stored table through the shared core."""
-    return run_strategy(TABLE_EPOCHS, config, dataset, output_dir, on_progress, should_stop, resume, accelerator)
+    return run_strategy(TABLE_EPOCHS, config, dataset, output_dir, on_progress, should_stop, resume, accelerator,
+                        settings)
 
 
 def fit_network(template, spec: TableSpec, train: pd.DataFrame, validation: pd.DataFrame,
@@ -239,7 +242,7 @@ def fit_network(template, spec: TableSpec, train: pd.DataFrame, validation: pd.D
             history.append({"step": step, **values})
         on_progress(step, values)
 
-    strategy = Epochs(lambda config, dataset, output_dir, accelerator, checkpoint:
+    strategy = Epochs(lambda config, dataset, output_dir, accelerator, checkpoint, settings:
                       setup_frames(spec, train, validation, config, output_dir, accelerator))
     accelerator = accelerator or get_accelerator()
     with tempfile.TemporaryDirectory(prefix="modelsmith-table-") as folder:

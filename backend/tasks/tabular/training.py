@@ -66,13 +66,13 @@ def progress_values(values: dict, step: int, total_steps: int) -> dict[str, floa
 
 
 def train_table(config, dataset, output_dir: Path, on_progress: Callable[[int, dict], None],
-                should_stop: Callable[[], bool], resume: bool, accelerator=None):
+                should_stop: Callable[[], bool], resume: bool, accelerator=None, settings=None):
     """Train `config.template` on a stored table; the best model and its card land in `output_dir`."""
     # The training core (Accelerate) is loaded when a run starts, not when a model is loaded to predict.
     from backend.tasks.tabular.neural_training import IMPORTANCE_REPEATS, per_class, train_network
 
     if config.template.kind != "gbdt":
-        return train_network(config, dataset, output_dir, on_progress, should_stop, resume, accelerator)
+        return train_network(config, dataset, output_dir, on_progress, should_stop, resume, accelerator, settings)
     from backend.sharing.model_card import write_model_card
     from backend.training.core import TrainResult   # the shared result type (loads torch, as training does)
 

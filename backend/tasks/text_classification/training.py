@@ -27,6 +27,7 @@ from transformers import PreTrainedTokenizerBase
 
 from backend.config import TrainConfig
 from backend.errors import UserError
+from backend.settings import Settings
 from backend.tasks.text_classification.batching import (Collator, EncodedDataset, LengthGroupedSampler, check_ids,
                                                         eval_loader, read_split)
 from backend.tasks.text_classification.cached_tokens import encoded_split, learned_tokenizer
@@ -43,9 +44,11 @@ log = logging.getLogger(__name__)
 
 
 def train_classifier(config: TrainConfig, dataset: DatasetRecord, output_dir: Path, on_progress: ProgressFn,
-                     should_stop: Callable[[], bool], resume: bool, accelerator: Accelerator) -> TrainResult:
+                     should_stop: Callable[[], bool], resume: bool, accelerator: Accelerator,
+                     settings: Settings | None = None) -> TrainResult:
     """Train `config.template` (a classifier) on `dataset`; the best model (macro F1) lands in `output_dir`."""
-    return run_strategy(TEXT_EPOCHS, config, dataset, output_dir, on_progress, should_stop, resume, accelerator)
+    return run_strategy(TEXT_EPOCHS, config, dataset, output_dir, on_progress, should_stop, resume, accelerator,
+                        settings)
 
 
 @dataclass
@@ -78,7 +81,7 @@ class TextClassifierTask:
 
 
 def setup(config: TrainConfig, dataset: DatasetRecord, output_dir: Path, accelerator: Accelerator,
-          checkpoint: Path | None) -> EpochRun:
+          checkpoint: Path | None, settings: Settings) -> EpochRun:
     """Read the splits, build model and tokenizer, dataloaders, optimizer and schedule; prepare them."""
     labels = list(dataset.labels)
     if len(labels) < 2:

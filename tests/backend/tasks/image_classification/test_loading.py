@@ -117,8 +117,13 @@ def test_a_run_is_the_same_with_the_cache_on_or_off(tmp_path, colour_dataset, ac
     assert cached.metrics["confusion_matrix"] == per_item.metrics["confusion_matrix"]
 
 
-def test_validation_gets_what_the_training_split_leaves_of_the_budget(tmp_path, colour_dataset, accelerator,
+@pytest.mark.parametrize("given", ["environment", "runner settings"])
+def test_validation_gets_what_the_training_split_leaves_of_the_budget(given, tmp_path, colour_dataset, accelerator,
                                                                        monkeypatch):
+    """The budget comes from the environment, or from the settings the runner passes (which win: a
+    Services built in code with its own Settings trains with them)."""
+    from backend.settings import Settings
+
     built = []
 
     def recording(images, targets, input_size, budget_bytes):
@@ -126,9 +131,11 @@ def test_validation_gets_what_the_training_split_leaves_of_the_budget(tmp_path, 
         return image_dataset(images, targets, input_size, budget_bytes)
 
     monkeypatch.setattr(training, "image_dataset", recording)
-    monkeypatch.setenv("MODELSMITH_IMAGE_CACHE_MB", "0.05")  # 52,428 bytes: 36 training images of 16 px take 27,648
+    # 0.05 MB = 52,428 bytes: 36 training images of 16 px take 27,648.
+    monkeypatch.setenv("MODELSMITH_IMAGE_CACHE_MB", "0.05" if given == "environment" else "0")
+    settings = Settings(image_cache_mb=0.05) if given == "runner settings" else None
     train(image_config(epochs=1), colour_dataset, tmp_path / "run", on_progress=Recorder(), should_stop=never,
-          accelerator=accelerator)
+          accelerator=accelerator, settings=settings)
     budget = int(0.05 * 2**20)
     assert built == [(36, budget), (18, budget - decoded_bytes(36, 16))]
 
