@@ -91,7 +91,9 @@ class Task:
     default_template: str            # the kind the Train tab opens on
     panel: Panel                     # which Playground / demo / Space panel renders its models
     prepare: Callable[..., Any]      # (path, options, validation_path, *, max_bytes, max_rows) -> PreparedDataset
-    train: Callable[..., Any]        # (config, dataset, output_dir, on_progress, should_stop, resume, accelerator) -> TrainResult
+    # (config, dataset, output_dir, on_progress, should_stop, resume, accelerator, settings=) -> TrainResult;
+    # settings: the runner's machine Settings, for the strategy's setup
+    train: Callable[..., Any]
     estimate: Callable[..., Any]     # (config, dataset) -> Estimate
     load_model: Callable[..., Any]   # (folder) -> the model, for checking an imported archive
     render_card: Callable[..., Any]  # (config, dataset, metrics, *, best_step, stop_reason) -> Markdown
