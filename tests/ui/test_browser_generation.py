@@ -96,14 +96,15 @@ def test_train_a_language_model_and_stream_text(page, app_url, tmp_path, service
     seed.fill("7")  # another seed: its text parts from `first` within a few characters
     seed.press("Tab")
     # The tiny model writes 2,000 characters in well under a second, quicker than a person (or
-    # Playwright) can press Stop: a few milliseconds per token give Stop a running generation to end.
+    # Playwright) can press Stop: 20 ms per token (40 s in all) give Stop a running generation to
+    # end (at 5 ms, a CI machine at load ~4.6 once finished all 2,000 before Stop landed).
     from backend.tasks.text_generation.generator import Generator
 
     fast_stream = Generator.stream
 
     def paced_stream(self, *args, **kwargs):
         for piece in fast_stream(self, *args, **kwargs):
-            time.sleep(0.005)
+            time.sleep(0.02)
             yield piece
 
     monkeypatch.setattr(Generator, "stream", paced_stream)
