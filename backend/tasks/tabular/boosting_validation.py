@@ -44,14 +44,13 @@ def boosting_objective(task: str, n_classes: int) -> BoostingObjective:
         return BoostingObjective({"objective": "regression"}, ("rmse", "l1"), 1, lambda raw: raw[0])
     if n_classes == 2:
         return BoostingObjective({"objective": "binary"}, ("binary_logloss", "binary_error"), 1,
-                                 lambda raw: _binary_probabilities(raw[0]))
+                                 lambda raw: both_classes(expit(raw[0])))
     return BoostingObjective({"objective": "multiclass", "num_class": n_classes}, ("multi_logloss", "multi_error"),
                              n_classes, lambda raw: _softmax(raw.T))
 
 
-def _binary_probabilities(raw: np.ndarray) -> np.ndarray:
-    """LightGBM's binary output (sigmoid 1.0) as [n, 2]: P(class 0), P(class 1)."""
-    positive = expit(raw)
+def both_classes(positive: np.ndarray) -> np.ndarray:
+    """LightGBM's binary output, P(class 1) [n], as the app's [n, 2]: P(class 0), P(class 1)."""
     return np.stack([1.0 - positive, positive], axis=-1)
 
 
@@ -124,7 +123,7 @@ class RunningValidation:
             if loss < self.best_loss:
                 self.best_loss, self.best_round = loss, self.rounds + offset + 1
                 self._best_scores = scores[offset].copy()
-        self.scores = scores[-1].copy()
+        self.scores = running   # the last round's scores, already summed
         self.rounds += rounds
         names = [f"val_{name}" for name in self.objective.metrics]
         return [{names[0]: loss, names[1]: other} for loss, other in metric_values.tolist()]

@@ -23,7 +23,7 @@ import lightgbm as lgb
 import numpy as np
 
 from backend.errors import Cancelled, UserError
-from backend.tasks.tabular.boosting_validation import RunningValidation, boosting_objective
+from backend.tasks.tabular.boosting_validation import RunningValidation, boosting_objective, both_classes
 from backend.tasks.tabular.config import GbdtTemplate, TabularFitSettings
 from backend.tasks.tabular.metrics import classification_metrics, regression_metrics
 from backend.tasks.tabular.networks import FitResult, ProgressFn
@@ -56,6 +56,11 @@ def booster_params(template: GbdtTemplate, preprocessor: Preprocessor, settings:
             "verbosity": -1, **({"num_threads": settings.num_threads} if settings.num_threads else {})}
 
 
+def categorical_columns(preprocessor: Preprocessor) -> list[int]:
+    """The columns of gbdt_features that hold category codes (LightGBM's categorical_feature)."""
+    return list(range(preprocessor.numeric_width, preprocessor.numeric_width + len(preprocessor.categorical)))
+
+
 def predict_booster(booster: lgb.Booster, rows: EncodedRows, task: str, n_classes: int) -> np.ndarray:
     """Class probabilities [n, k] or target values [n]."""
     return _as_output(booster.predict(gbdt_features(rows)), task, n_classes)
@@ -63,9 +68,7 @@ def predict_booster(booster: lgb.Booster, rows: EncodedRows, task: str, n_classe
 
 def _as_output(output: np.ndarray, task: str, n_classes: int) -> np.ndarray:
     """LightGBM's binary output is P(class 1) alone; the app's is both columns."""
-    if task == "classification" and n_classes == 2:
-        return np.stack([1 - output, output], axis=1)
-    return output
+    return both_classes(output) if task == "classification" and n_classes == 2 else output
 
 
 def fit_gbdt(template: GbdtTemplate, preprocessor: Preprocessor, train: EncodedRows, train_target: np.ndarray,
@@ -81,9 +84,8 @@ def fit_gbdt(template: GbdtTemplate, preprocessor: Preprocessor, train: EncodedR
         validation_target = preprocessor.decode_regression(validation_target)
     train_x, train_y = _labelled(gbdt_features(train), train_target, task)
     valid_x, valid_y = _labelled(gbdt_features(validation), validation_target, task)
-    categorical = list(range(preprocessor.numeric_width, preprocessor.numeric_width + len(preprocessor.categorical)))
     booster = lgb.Booster(booster_params(template, preprocessor, settings),
-                          lgb.Dataset(train_x, train_y, categorical_feature=categorical))
+                          lgb.Dataset(train_x, train_y, categorical_feature=categorical_columns(preprocessor)))
     scored = RunningValidation(boosting_objective(task, len(preprocessor.classes)), valid_x, valid_y)
     history, stop_reason = _boost(booster, scored, template, settings, started, on_progress, should_stop)
     # Early stopping keeps the best round (also when the time budget ends the fit); without it, every round.

@@ -32,8 +32,8 @@ def _lightgbm_reference(template: GbdtTemplate, preprocessor, train, train_targe
     if preprocessor.spec.task == "regression":
         train_target = preprocessor.decode_regression(train_target)
         validation_target = preprocessor.decode_regression(validation_target)
-    categorical = list(range(preprocessor.numeric_width, preprocessor.numeric_width + len(preprocessor.categorical)))
-    train_set = lgb.Dataset(gbdt.gbdt_features(train), train_target, categorical_feature=categorical)
+    train_set = lgb.Dataset(gbdt.gbdt_features(train), train_target,
+                            categorical_feature=gbdt.categorical_columns(preprocessor))
     valid_set = train_set.create_valid(gbdt.gbdt_features(validation), validation_target)
     recorded: dict = {}
     booster = lgb.train(gbdt.booster_params(template, preprocessor, SETTINGS), train_set,
@@ -65,7 +65,7 @@ def test_every_round_scores_as_lightgbms_validation_set(table, request):
             else default_spec(infer_schema(frame)))
     encoded = _encoded(frame, spec, unseen_colors=table == "mixed")
     template = GbdtTemplate(num_rounds=300, min_rows_per_leaf=10, early_stopping_rounds=10)
-    result = gbdt.fit_gbdt(template, *encoded[:5], SETTINGS)
+    result = gbdt.fit_gbdt(template, *encoded, SETTINGS)
     best, expected = _lightgbm_reference(template, *encoded)
     metric_names = list(expected)
     assert len(metric_names) == 2 and result.stop_reason == "early_stopping"
