@@ -16,7 +16,8 @@ from backend.errors import Cancelled, UserError
 from backend.settings import Settings
 from backend.tasks.registry import get_task
 from backend.training.core import ProgressFn, TrainResult
-from backend.training.devices import get_accelerator, is_out_of_memory, resolve_precision, training_lock  # noqa: F401
+from backend.training.devices import (forget_registered, get_accelerator, is_out_of_memory,  # noqa: F401
+                                     resolve_precision, training_lock)
 from storage.records import DatasetRecord
 
 
@@ -40,7 +41,7 @@ def train(config: TrainConfig, dataset: DatasetRecord, output_dir: Path, *, on_p
         settings = settings if settings is not None else Settings()
         if accelerator is None:
             accelerator = get_accelerator(settings.device, settings.mixed_precision)
-        accelerator.free_memory()  # forget what a previous run registered: save_state saves all of it
+        forget_registered(accelerator)  # what a previous run registered: save_state would save it too
         return task.train(config, dataset, output_dir, on_progress, should_stop, resume, accelerator,
                           settings=settings)
     except Exception as exc:
@@ -52,5 +53,5 @@ def train(config: TrainConfig, dataset: DatasetRecord, output_dir: Path, *, on_p
         raise
     finally:
         if accelerator is not None:
-            accelerator.free_memory()
+            forget_registered(accelerator)
         training_lock.release()

@@ -169,6 +169,49 @@ def test_stop_saves_a_checkpoint_and_resume_finishes_like_an_uninterrupted_run(t
     assert quality(result.metrics) == quality(straight.metrics)  # same RNG, same batch order: resuming changes nothing
 
 
+def test_a_run_forgets_what_was_registered_before_and_after_it_without_a_full_collection(
+        tmp_path, dataset, accelerator, monkeypatch):
+    """Runs share the process-wide accelerator, and save_state saves every model registered on it: a
+    model left by an earlier run must not reach this run's checkpoints, and this run's must not stay
+    behind. On a CPU that costs no full garbage collection (0.4 s a call with torch loaded)."""
+    import gc
+
+    accelerator.prepare(torch.nn.Linear(2, 2))  # what a run that did not clean up would leave
+    collections = []
+    real_collect = gc.collect
+    monkeypatch.setattr(gc, "collect", lambda *args: collections.append(args) or real_collect(*args))
+    checks = {"count": 0}
+
+    def stop_after_3_steps() -> bool:
+        checks["count"] += 1
+        return checks["count"] >= 3
+
+    with pytest.raises(Cancelled):
+        train(lstm_config(epochs=1), dataset, tmp_path / "run", on_progress=Recorder(),
+              should_stop=stop_after_3_steps, accelerator=accelerator)
+    checkpoint = latest_checkpoint(tmp_path / "run")
+    assert [p.name for p in checkpoint.glob("model*.safetensors")] == ["model.safetensors"]
+    accelerator.save_state(str(tmp_path / "left"))  # whatever is still registered after the run
+    assert not list((tmp_path / "left").glob("model*"))
+    assert collections == []
+
+
+def test_on_a_gpu_forgetting_a_run_is_accelerates_free_memory():
+    """There the full collection and the emptied device cache let the next run find the memory free."""
+    from backend.training.devices import forget_registered
+
+    class GpuAccelerator:
+        device = torch.device("cuda")
+        freed = 0
+
+        def free_memory(self):
+            self.freed += 1
+
+    gpu = GpuAccelerator()
+    forget_registered(gpu)
+    assert gpu.freed == 1
+
+
 def test_latest_checkpoint_ignores_half_written_folders(tmp_path, dataset, accelerator):
     model = torch.nn.Linear(2, 2)
     accelerator.free_memory()
