@@ -71,6 +71,10 @@ def browser():
 
 @pytest.fixture
 def page(browser, request):
+    if "app_url" in request.fixturenames:
+        # Start the app first so the page closes first: Gradio's close() waits up to 5 s for the
+        # server thread, which does not end while a page still holds its polling connections.
+        request.getfixturevalue("app_url")
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
