@@ -110,20 +110,24 @@ def on_refresh_runs(services: Services, selected):
     return gr.update(choices=run_choices(runs), value=selected if selected in ids else (runs[0].id if runs else None))
 
 
-def on_show_panel(services: Services, run_id):
+def on_show_panel(services: Services, run_id, picked_before: bool = True):
     """Show the classifier's panel or the generation panel, after the picked run's task.
 
     Results of the run picked before go (they belong to another model), and so does the input of
     the panel that hides; the input of the panel that shows stays: the picker is first set while
-    the page opens, when a person may already be typing.
-    Returns (classify panel, generation panel, text, label, continuation, outcome, prompt).
+    the page opens, when a person may already be typing. That first pick of the page
+    (`picked_before` False) clears nothing: no other model's result can be on the page yet, and on
+    a busy server this update can land after the answer to an early Predict, which it would wipe.
+    Returns (classify panel, generation panel, text, label, continuation, outcome, prompt, True:
+    a run was picked).
     """
     panel = _run_panel(services, run_id)
     generates = panel == "generate"
     text = gr.update() if not generates else ""
     prompt = gr.update() if generates else ""
+    results = (None, "", "") if picked_before else (gr.update(), gr.update(), gr.update())
     # The image panel (ui/image_panels.py) and the table panel (ui/tabular_panels.py) follow the picker on their own.
-    return gr.update(visible=panel in ("classify", None)), gr.update(visible=generates), text, None, "", "", prompt
+    return gr.update(visible=panel in ("classify", None)), gr.update(visible=generates), text, *results, prompt, True
 
 
 def on_example(services: Services, sample, run_id=None):
@@ -204,8 +208,9 @@ def on_batch(services: Services, run_id, path: str | None):
     return str(result.csv_path), summary, predictions_first(result.preview), confusion
 
 
-def build_playground_tab(services: Services) -> tuple[gr.Dropdown, gr.Dataset]:
-    """Lay out the Playground tab; returns the run picker and the examples, which the app refreshes."""
+def build_playground_tab(services: Services) -> tuple[gr.Dropdown, gr.Dataset, gr.Button]:
+    """Lay out the Playground tab; returns the run picker and the examples, which the app refreshes, and
+    Predict, which the app turns on once the page's first refresh is done."""
     runs = _succeeded(services)
     first = runs[0] if runs else None
     generates = _panel(first) == "generate"
@@ -225,7 +230,10 @@ def build_playground_tab(services: Services) -> tuple[gr.Dropdown, gr.Dataset]:
             with gr.Column():
                 text = gr.Textbox(label="Text", lines=4, placeholder="Type or paste a text to classify",
                                   elem_id="playground-text")
-                predict_button = gr.Button("Predict", variant="primary", elem_id="predict")
+                # Off until the page's first refresh of the picker is done (app.py turns it on): a click
+                # while that refresh ran was never sent by the browser (Gradio 6; with both cores busy,
+                # 8 clicks in 10: bench/playground_first_click.py).
+                predict_button = gr.Button("Predict", variant="primary", elem_id="predict", interactive=False)
             with gr.Column():
                 label = gr.Label(num_top_classes=5, label="Prediction", elem_id="prediction")
         batch = build_batch_prediction("Upload a CSV, TSV or TXT file (one text per row). If it has a label column "
@@ -239,12 +247,13 @@ def build_playground_tab(services: Services) -> tuple[gr.Dropdown, gr.Dataset]:
     private = {"api_visibility": "private"}
     results = [label, generation.output, generation.outcome]
     run_picker.change(partial(on_pick_run, services), run_picker, examples, **private)
-    run_picker.change(partial(on_show_panel, services), run_picker,
-                      [classify_panel, generation.panel, text, *results, generation.prompt], **private)
+    picked_before = gr.State(False)   # this page has shown a run's panel (its results may be on it)
+    run_picker.change(partial(on_show_panel, services), [run_picker, picked_before],
+                      [classify_panel, generation.panel, text, *results, generation.prompt, picked_before], **private)
     examples.click(partial(on_example, services), [examples, run_picker], [text, generation.prompt, *results],
                    **private)
     predict_button.click(partial(on_predict, services), [run_picker, text], label, api_name="predict",
                          concurrency_limit=4)
     text.submit(partial(on_predict, services), [run_picker, text], label, concurrency_limit=4, **private)
     on_batch_click(batch, partial(on_batch, services), run_picker)
-    return run_picker, examples
+    return run_picker, examples, predict_button

@@ -157,13 +157,19 @@ def test_run_picker_lists_both_kinds_and_switches_panels(trained):
     labels = dict((value, label) for label, value in picker["choices"])
     assert set(labels) == {lm_run, classifier_run} and picker["value"] == lm_run
     assert "text generator" in labels[lm_run] and "classifier" in labels[classifier_run]
-    classify, generation, text, *results, prompt = playground_tab.on_show_panel(services, lm_run)
-    assert (classify["visible"], generation["visible"]) == (False, True)
+    classify, generation, text, *results, prompt, picked = playground_tab.on_show_panel(services, lm_run)
+    assert (classify["visible"], generation["visible"], picked) == (False, True, True)
     # the classifier's text and every old result go with the switch; the prompt shown stays as typed
     assert (text, results, prompt) == ("", [None, "", ""], {"__type__": "update"})
-    classify, generation, text, *results, prompt = playground_tab.on_show_panel(services, classifier_run)
+    classify, generation, text, *results, prompt, picked = playground_tab.on_show_panel(services, classifier_run)
     assert (classify["visible"], generation["visible"]) == (True, False)
     assert (text, results, prompt) == ({"__type__": "update"}, [None, "", ""], "")
+    # The page's first pick clears no result: none of another model can be there yet, and on a busy
+    # server it can land after the answer to an early Predict.
+    classify, generation, text, *results, prompt, picked = playground_tab.on_show_panel(
+        services, classifier_run, picked_before=False)
+    assert (classify["visible"], generation["visible"], picked) == (True, False, True)
+    assert results == [{"__type__": "update"}] * 3 and text == {"__type__": "update"}
     classify, generation, *_ = playground_tab.on_show_panel(services, None)
     assert (classify["visible"], generation["visible"]) == (True, False)
     # an example fills the input that shows, never the other panel's (no classifier text in the prompt)

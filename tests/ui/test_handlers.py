@@ -314,6 +314,25 @@ def test_app_builds_with_a_stable_predict_endpoint(services):
     assert "predict" in names
 
 
+def test_predict_starts_off_and_the_pages_first_refresh_of_the_playground_turns_it_on(services):
+    """A click while that refresh still ran was never sent by the browser (Gradio 6, both cores busy:
+    8 clicks in 10), so Predict stays off until it is done, whether or not the refresh failed."""
+    demo = build_app(services)
+    config = demo.config
+    ids = {c.get("props", {}).get("elem_id"): c["id"] for c in config["components"]}
+    predict = next(c for c in config["components"] if c["id"] == ids["predict"])
+    assert predict["props"]["interactive"] is False
+    turn_on = [d for d in config["dependencies"] if ids["predict"] in d["outputs"]]
+    assert len(turn_on) == 1 and turn_on[0]["trigger_only_on_success"] is False
+    assert demo.fns[turn_on[0]["id"]].fn() == {"interactive": True, "__type__": "update"}
+    chain, step = [], turn_on[0]
+    while step.get("trigger_after") is not None:   # back along the .then() chain to its trigger
+        step = next(d for d in config["dependencies"] if d["id"] == step["trigger_after"])
+        chain.append(step)
+    assert chain[-1]["targets"][0][1] == "load"
+    assert ids["playground-run"] in chain[-1]["outputs"] and ids["playground-examples"] in chain[0]["outputs"]
+
+
 def test_launch_is_safe_by_default(settings):
     kwargs = launch_kwargs(settings)
     assert kwargs["server_name"] == "127.0.0.1" and kwargs["share"] is False and kwargs["auth"] is None

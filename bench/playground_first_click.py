@@ -1,0 +1,98 @@
+"""Predict clicked the moment the Playground opens, on a busy machine: how many clicks get an answer.
+
+    python bench/playground_first_click.py [--tries 10] [--busy 2]
+
+Not a test (it loads every core for a few minutes) but a check to run on demand. It trains a tiny
+classifier in a temp home after building the app (as when a run finishes while the page is open),
+serves the app, and `--busy` Python loops keep the cores busy. Each try opens a new page, opens the
+Playground, types a text and clicks Predict at once, without waiting for the page to settle, and
+waits 25 s for a prediction. It counts the tries without one, and among them those where the
+server never ran the prediction (the click was never sent). Needs Debian's chromium, like the
+browser tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("MODELSMITH_LAUNCHER", "thread")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from bench.results_file import write_results  # noqa: E402
+from tests.reliability.support import free_port, ingest_toy, tiny_lstm  # noqa: E402
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tries", type=int, default=10)
+    parser.add_argument("--busy", type=int, default=os.cpu_count() or 2, help="busy loops (default: one per core)")
+    args = parser.parse_args()
+
+    from playwright.sync_api import sync_playwright
+
+    from backend.services import build_services
+    from backend.settings import Settings
+    from ui.app import build_app, launch_kwargs
+
+    root = Path(tempfile.mkdtemp(prefix="first-click-"))
+    services = build_services(Settings(home=root / "home", _env_file=None))
+    predictions: list[float] = []
+    load_predictor = services.load_predictor
+    # Count the predictions the server runs, to tell a click never sent from an answer lost on the way.
+    services.load_predictor = lambda run_id, *a, **k: predictions.append(time.monotonic()) or load_predictor(
+        run_id, *a, **k)
+    demo = build_app(services)  # before the run exists: the page's first refresh then changes the picker
+    dataset = ingest_toy(services, root, pairs=40)
+    run_id = services.runner.submit(tiny_lstm(dataset.id, epochs=4))
+    services.runner.start()
+    assert services.runner.wait(run_id, 300).status == "succeeded"
+    port = free_port()
+    demo.launch(**(launch_kwargs(services.settings) | {"server_port": port, "prevent_thread_lock": True,
+                                                        "quiet": True}))
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
+    unanswered = never_ran = 0
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                                 args=CHROMIUM_ARGS)
+            for attempt in range(args.tries):
+                page = browser.new_page()
+                page.set_default_timeout(60_000)
+                page.goto(f"http://127.0.0.1:{port}")
+                page.get_by_role("tab", name="Playground").click()
+                page.locator("#playground-text textarea").fill("what a good day")
+                ran_before = len(predictions)
+                page.locator("#predict").click()
+                try:
+                    page.locator("#prediction").get_by_text(re.compile("happy|sad")).first.wait_for(timeout=25_000)
+                    print(f"try {attempt}: answered", flush=True)
+                except Exception:  # noqa: BLE001 (Playwright's timeout: no answer shown)
+                    unanswered += 1
+                    never_ran += len(predictions) == ran_before
+                    print(f"try {attempt}: no answer (the server ran it: {len(predictions) > ran_before})",
+                          flush=True)
+                page.close()
+            browser.close()
+    finally:
+        for loop in busy:
+            loop.kill()
+        demo.close()
+        services.close()
+    write_results("playground-first-click", {"tries": args.tries, "busy_loops": args.busy, "cores": os.cpu_count(),
+                                             "unanswered": unanswered, "never_sent": never_ran})
+
+
+if __name__ == "__main__":
+    main()
