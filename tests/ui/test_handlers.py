@@ -319,9 +319,9 @@ def test_predict_starts_off_and_the_pages_first_refresh_of_the_playground_turns_
     8 clicks in 10), so Predict stays off until it is done, whether or not the refresh failed."""
     demo = build_app(services)
     config = demo.config
-    ids = {c.get("props", {}).get("elem_id"): c["id"] for c in config["components"]}
-    predict = next(c for c in config["components"] if c["id"] == ids["predict"])
-    assert predict["props"]["interactive"] is False
+    components = {c.get("props", {}).get("elem_id"): c for c in config["components"]}
+    ids = {elem_id: component["id"] for elem_id, component in components.items()}
+    assert components["predict"]["props"]["interactive"] is False
     turn_on = [d for d in config["dependencies"] if ids["predict"] in d["outputs"]]
     assert len(turn_on) == 1 and turn_on[0]["trigger_only_on_success"] is False
     assert demo.fns[turn_on[0]["id"]].fn() == {"interactive": True, "__type__": "update"}

@@ -4,8 +4,9 @@ timed on the real training split, through the same fit the run uses, then extrap
 gbdt: the run's own fit with `num_rounds` cut to TIMED_ROUNDS (early stopping off), scoring the
 validation rows round by round (a run scores a few rounds at once, a little faster), so the gaps
 between reports are the time per round, validation scoring included. The time before the first
-report (less one round) is the set-up: preprocessing and LightGBM's binning of the rows. The whole run is set-up + rounds x time per round; early stopping
-may end it sooner. Memory is arithmetic: the rows as float64 features plus LightGBM's one-byte bins.
+report (less one round) is the set-up: preprocessing and LightGBM's binning of the rows. The whole
+run is set-up + rounds x time per round; early stopping may end it sooner. Memory is arithmetic:
+the rows as float64 features plus LightGBM's one-byte bins.
 
 mlp / ft-transformer: the run's own fit, reporting every step, stopped after TIMED_STEPS + 1 steps
 (the first pays one-off costs and is left out). Memory: weights, gradients and AdamW's two moments.
