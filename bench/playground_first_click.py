@@ -38,6 +38,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tries", type=int, default=10)
     parser.add_argument("--busy", type=int, default=os.cpu_count() or 2, help="busy loops (default: one per core)")
+    parser.add_argument("--action", choices=["click", "enter"], default="click",
+                        help="click Predict, or press Shift+Enter in the text box (a multi-line box submits on it)")
+    parser.add_argument("--run-first", action="store_true",
+                        help="train the run before building the app: the page's first refresh then keeps the picker")
     args = parser.parse_args()
 
     from playwright.sync_api import sync_playwright
@@ -53,11 +57,14 @@ def main() -> None:
     # Count the predictions the server runs, to tell a click never sent from an answer lost on the way.
     services.load_predictor = lambda run_id, *a, **k: predictions.append(time.monotonic()) or load_predictor(
         run_id, *a, **k)
-    demo = build_app(services)  # before the run exists: the page's first refresh then changes the picker
+    if not args.run_first:
+        demo = build_app(services)  # before the run exists: the page's first refresh then changes the picker
     dataset = ingest_toy(services, root, pairs=40)
     run_id = services.runner.submit(tiny_lstm(dataset.id, epochs=4))
     services.runner.start()
     assert services.runner.wait(run_id, 300).status == "succeeded"
+    if args.run_first:
+        demo = build_app(services)
     port = free_port()
     demo.launch(**(launch_kwargs(services.settings) | {"server_port": port, "prevent_thread_lock": True,
                                                         "quiet": True}))
@@ -74,7 +81,10 @@ def main() -> None:
                 page.get_by_role("tab", name="Playground").click()
                 page.locator("#playground-text textarea").fill("what a good day")
                 ran_before = len(predictions)
-                page.locator("#predict").click()
+                if args.action == "click":
+                    page.locator("#predict").click()
+                else:
+                    page.locator("#playground-text textarea").press("Shift+Enter")  # submits a multi-line box
                 try:
                     page.locator("#prediction").get_by_text(re.compile("happy|sad")).first.wait_for(timeout=25_000)
                     print(f"try {attempt}: answered", flush=True)
@@ -91,7 +101,7 @@ def main() -> None:
         demo.close()
         services.close()
     write_results("playground-first-click", {"tries": args.tries, "busy_loops": args.busy, "cores": os.cpu_count(),
-                                             "unanswered": unanswered, "never_sent": never_ran})
+                                             "action": args.action, "run_first": args.run_first, "unanswered": unanswered, "never_sent": never_ran})
 
 
 if __name__ == "__main__":

@@ -64,7 +64,7 @@ def build_app(services: Services) -> gr.Blocks:
             with gr.Tab("3 · Runs", id="runs"):
                 status_filter, run_picker, run_list_outputs, list_shown = build_runs_tab(services, train_form, tabs)
             with gr.Tab("4 · Playground", id="playground") as playground_tab:
-                playground_runs, playground_examples, predict_button = build_playground_tab(services)
+                playground_runs, playground_examples, waits_for_page = build_playground_tab(services)
             with gr.Tab("5 · Share", id="share") as share_tab:
                 share_runs, show_links, link_outputs = build_share_tab(services)
         with data_placeholder:
@@ -74,10 +74,10 @@ def build_app(services: Services) -> gr.Blocks:
                   [datasets_table, dataset_picker, train_form.dataset], **private)
         demo.load(partial(on_refresh_list, services), [status_filter, run_picker, list_shown], run_list_outputs,
                   **private)
-        # Predict comes on once this refresh is done (see build_playground_tab).
+        # The Playground's controls come on once this refresh is done (see build_playground_tab).
         demo.load(partial(on_refresh_runs, services), playground_runs, playground_runs, **private).then(
             partial(on_pick_run, services), playground_runs, playground_examples, **private).then(
-            lambda: gr.update(interactive=True), None, predict_button, **private)
+            lambda: [gr.update(interactive=True)] * len(waits_for_page), None, waits_for_page, **private)
         timer = gr.Timer(HEADER_REFRESH_SECONDS)
         # Open as long as the page: toasts for runs that end (concurrency_limit=None: one per page).
         demo.load(partial(watch_runs, services, HEADER_REFRESH_SECONDS), None, run_notice, show_progress="hidden",

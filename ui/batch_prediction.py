@@ -42,7 +42,9 @@ def build_batch_prediction(intro: str, file_types: Sequence[str], elem_prefix: s
             with gr.Column():
                 file = gr.File(label="File to predict", type="filepath", file_types=list(file_types), height=140,
                                elem_id=f"{elem_prefix}batch-file")
-                button = gr.Button("Predict file", elem_id=f"{elem_prefix}predict-file")
+                # Off until the page has loaded, like every Playground control that sends the run
+                # picked (see ui/playground_tab.py: build_playground_tab).
+                button = gr.Button("Predict file", elem_id=f"{elem_prefix}predict-file", interactive=False)
             with gr.Column():
                 download = gr.File(label="Predictions (CSV)", interactive=False, height=140,
                                    elem_id=f"{elem_prefix}batch-download")

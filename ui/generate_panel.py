@@ -171,12 +171,14 @@ def _session(request: gr.Request | None) -> str:
 
 
 class GeneratePanel(NamedTuple):
-    """The parts of the generation panel the Playground clears when the run or an example changes."""
+    """The parts of the generation panel the Playground clears when the run or an example changes, and
+    Generate, which starts off until the page has loaded (see build_playground_tab)."""
 
     panel: gr.Column
     prompt: gr.Textbox
     output: gr.Textbox
     outcome: gr.Markdown
+    generate_button: gr.Button
 
 
 def build_generate_panel(services: Services, run_picker: gr.Dropdown, visible: bool) -> GeneratePanel:
@@ -188,7 +190,7 @@ def build_generate_panel(services: Services, run_picker: gr.Dropdown, visible: b
                 prompt = gr.Textbox(label="Prompt", lines=4, elem_id="generate-prompt",
                                     placeholder="Start a text and the model continues it (empty: it starts one)")
                 with gr.Row():
-                    generate_button = gr.Button("Generate", variant="primary", elem_id="generate")
+                    generate_button = gr.Button("Generate", variant="primary", elem_id="generate", interactive=False)
                     stop_button = gr.Button("Stop", variant="stop", elem_id="stop-generate")
                 max_new_tokens = gr.Slider(1, MAX_NEW_TOKENS, step=1, precision=0,
                                            value=fields["max_new_tokens"].default, label="Max new tokens",
@@ -226,4 +228,4 @@ def build_generate_panel(services: Services, run_picker: gr.Dropdown, visible: b
                           api_name="generate", concurrency_limit=2, show_progress="minimal").then(
         ended, None, outcome, api_visibility="private")
     stop_button.click(stop, None, None, queue=False, api_visibility="private")
-    return GeneratePanel(panel, prompt, output, outcome)
+    return GeneratePanel(panel, prompt, output, outcome, generate_button)

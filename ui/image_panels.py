@@ -159,16 +159,17 @@ def on_show_image_panel(services: Services, run_id):
 
 
 def build_image_panel(services: Services, run_picker: gr.Dropdown, download_folder: Callable[[], Path],
-                      visible: bool = False) -> gr.Column:
+                      visible: bool = False) -> list[gr.Button]:
     """The Playground's image panel (shown for an image run): one image -> top classes, or a zip -> CSV.
 
-    `download_folder()` gives a fresh folder the server may hand out (the Playground's downloads)."""
+    `download_folder()` gives a fresh folder the server may hand out (the Playground's downloads).
+    Returns its buttons, which start off until the page has loaded (see build_playground_tab)."""
     with gr.Column(visible=visible, elem_id="image-panel") as panel:
         with gr.Row(equal_height=False):
             with gr.Column():
                 image = gr.Image(label="Image", type="filepath", sources=["upload", "clipboard", "webcam"],
                                  height=260, elem_id="playground-image")
-                classify = gr.Button("Classify", variant="primary", elem_id="classify-image")
+                classify = gr.Button("Classify", variant="primary", elem_id="classify-image", interactive=False)
             with gr.Column():
                 scores = gr.Label(label="Top classes", num_top_classes=TOP_CLASSES, elem_id="image-scores")
                 verdict = gr.Markdown(elem_id="image-verdict")
@@ -177,7 +178,7 @@ def build_image_panel(services: Services, run_picker: gr.Dropdown, download_fold
                 zip_file = gr.File(label="Zip of images (class folders give accuracy too)", type="filepath",
                                    file_types=[".zip"], height=120, elem_id="image-batch-file")
                 with gr.Column():
-                    zip_button = gr.Button("Predict zip", elem_id="predict-zip")
+                    zip_button = gr.Button("Predict zip", elem_id="predict-zip", interactive=False)
                     download = gr.File(label="Predictions (CSV)", interactive=False, elem_id="image-batch-download")
                     zip_summary = gr.Markdown(elem_id="image-batch-summary")
             zip_preview = gr.Dataframe(label="First predictions", interactive=False, max_height=300)
@@ -188,7 +189,7 @@ def build_image_panel(services: Services, run_picker: gr.Dropdown, download_fold
     download_when_ready(zip_button.click(lambda run_id, path: on_predict_zip(services, run_id, path, download_folder),
                                          [run_picker, zip_file], [download, zip_summary, zip_preview],
                                          concurrency_limit=1, api_visibility="private"), download)
-    return panel
+    return [classify, zip_button]
 
 
 # ---- demo page --------------------------------------------------------------------------------

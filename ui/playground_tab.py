@@ -208,9 +208,16 @@ def on_batch(services: Services, run_id, path: str | None):
     return str(result.csv_path), summary, predictions_first(result.preview), confusion
 
 
-def build_playground_tab(services: Services) -> tuple[gr.Dropdown, gr.Dataset, gr.Button]:
+def build_playground_tab(services: Services) -> tuple[gr.Dropdown, gr.Dataset, list[gr.Component]]:
     """Lay out the Playground tab; returns the run picker and the examples, which the app refreshes, and
-    Predict, which the app turns on once the page's first refresh is done."""
+    the controls that send the picked run, which the app turns on once the page's first refresh is done.
+
+    Why they start off: a click on Predict, or Shift+Enter in the text box, while that refresh changed
+    the picker was never sent by the browser (Gradio 6; with both cores busy, 8 clicks in 10 and 9
+    Shift+Enters in 10: bench/playground_first_click.py). Every button of every panel that sends the
+    run picked is treated the same way; the table form's Predict is drawn only once a table run is
+    picked, so it cannot be clicked before.
+    """
     runs = _succeeded(services)
     first = runs[0] if runs else None
     generates = _panel(first) == "generate"
@@ -228,11 +235,9 @@ def build_playground_tab(services: Services) -> tuple[gr.Dropdown, gr.Dataset, g
     with gr.Column(visible=_panel(first) in ("classify", None)) as classify_panel:
         with gr.Row(equal_height=False):
             with gr.Column():
+                # Both off until the page's first refresh of the picker is done (see the docstring).
                 text = gr.Textbox(label="Text", lines=4, placeholder="Type or paste a text to classify",
-                                  elem_id="playground-text")
-                # Off until the page's first refresh of the picker is done (app.py turns it on): a click
-                # while that refresh ran was never sent by the browser (Gradio 6; with both cores busy,
-                # 8 clicks in 10: bench/playground_first_click.py).
+                                  elem_id="playground-text", interactive=False)
                 predict_button = gr.Button("Predict", variant="primary", elem_id="predict", interactive=False)
             with gr.Column():
                 label = gr.Label(num_top_classes=5, label="Prediction", elem_id="prediction")
@@ -240,9 +245,13 @@ def build_playground_tab(services: Services) -> tuple[gr.Dropdown, gr.Dataset, g
                                        "with the model's classes, you also get accuracy, macro F1 and a confusion "
                                        "matrix.", BATCH_TYPES)
     generation = build_generate_panel(services, run_picker, visible=generates)
-    build_image_panel(services, run_picker, partial(fresh_download_folder, services.settings, "predictions"),
-                      visible=_panel(first) == "image")
-    build_table_panel(services, run_picker, visible=_panel(first) == "table", download_folder=fresh_download_folder)
+    image_buttons = build_image_panel(services, run_picker,
+                                      partial(fresh_download_folder, services.settings, "predictions"),
+                                      visible=_panel(first) == "image")
+    table = build_table_panel(services, run_picker, visible=_panel(first) == "table",
+                              download_folder=fresh_download_folder)
+    waits_for_page = [text, predict_button, batch.button, generation.generate_button, *image_buttons,
+                      table.batch_button]
 
     private = {"api_visibility": "private"}
     results = [label, generation.output, generation.outcome]
@@ -256,4 +265,4 @@ def build_playground_tab(services: Services) -> tuple[gr.Dropdown, gr.Dataset, g
                          concurrency_limit=4)
     text.submit(partial(on_predict, services), [run_picker, text], label, concurrency_limit=4, **private)
     on_batch_click(batch, partial(on_batch, services), run_picker)
-    return run_picker, examples, predict_button
+    return run_picker, examples, waits_for_page

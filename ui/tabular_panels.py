@@ -172,11 +172,13 @@ def table_report_markdown(summary: dict, record: DatasetRecord) -> str:
 
 @dataclass
 class TablePanel:
-    """The Playground's panel for table models."""
+    """The Playground's panel for table models; `batch_button` starts off until the page has loaded (the
+    form's Predict is drawn only once a table run is picked)."""
 
     panel: gr.Column
     prediction: gr.Label
     number: gr.Markdown
+    batch_button: gr.Button
 
 
 def on_show_table_panel(services: Services, run_id):
@@ -315,7 +317,7 @@ def build_table_panel(services: Services, run_picker: gr.Dropdown, visible: bool
 
     on_batch_click(batch, partial(on_table_batch, services, download_folder), run_picker)
     run_picker.change(partial(on_show_table_panel, services), run_picker, [panel, prediction, number], **private)
-    return TablePanel(panel=panel, prediction=prediction, number=number)
+    return TablePanel(panel=panel, prediction=prediction, number=number, batch_button=batch.button)
 
 
 def keep_render_private() -> None:

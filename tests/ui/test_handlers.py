@@ -314,17 +314,26 @@ def test_app_builds_with_a_stable_predict_endpoint(services):
     assert "predict" in names
 
 
-def test_predict_starts_off_and_the_pages_first_refresh_of_the_playground_turns_it_on(services):
-    """A click while that refresh still ran was never sent by the browser (Gradio 6, both cores busy:
-    8 clicks in 10), so Predict stays off until it is done, whether or not the refresh failed."""
+def test_playground_controls_start_off_and_the_pages_first_refresh_of_the_playground_turns_them_on(services):
+    """A click or a Shift+Enter while that refresh changed the run picker was never sent by the browser
+    (Gradio 6, both cores busy: 8 clicks and 9 Shift+Enters in 10), so every control that sends the
+    picked run stays off until it is done, whether or not the refresh failed."""
     demo = build_app(services)
     config = demo.config
-    components = {c.get("props", {}).get("elem_id"): c for c in config["components"]}
-    ids = {elem_id: component["id"] for elem_id, component in components.items()}
-    assert components["predict"]["props"]["interactive"] is False
+    components = {c["id"]: c for c in config["components"]}
+    ids = {c.get("props", {}).get("elem_id"): c["id"] for c in config["components"]}
     turn_on = [d for d in config["dependencies"] if ids["predict"] in d["outputs"]]
     assert len(turn_on) == 1 and turn_on[0]["trigger_only_on_success"] is False
-    assert demo.fns[turn_on[0]["id"]].fn() == {"interactive": True, "__type__": "update"}
+    turned_on = turn_on[0]["outputs"]
+    assert demo.fns[turn_on[0]["id"]].fn() == [{"interactive": True, "__type__": "update"}] * len(turned_on)
+    # Every click or submit that sends the picked run, found from the wiring, not from a list here.
+    # The examples list is left out: it is hidden until this same chain fills it.
+    senders = {target for d in config["dependencies"] if ids["playground-run"] in d["inputs"]
+               for target, event in d["targets"] if event in ("click", "submit")} - {ids["playground-examples"]}
+    assert {ids[e] for e in ("predict", "playground-text", "predict-file", "generate", "classify-image",
+                             "predict-zip", "table-predict-file")} <= senders
+    assert senders <= set(turned_on)
+    assert all(components[c]["props"]["interactive"] is False for c in turned_on)
     chain, step = [], turn_on[0]
     while step.get("trigger_after") is not None:   # back along the .then() chain to its trigger
         step = next(d for d in config["dependencies"] if d["id"] == step["trigger_after"])
