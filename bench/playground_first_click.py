@@ -1,14 +1,18 @@
-"""Predict clicked the moment the Playground opens, on a busy machine: how many clicks get an answer.
+"""Predict clicked (or Shift+Enter pressed) the moment the Playground opens, on a busy machine: how many get an answer.
 
-    python bench/playground_first_click.py [--tries 10] [--busy 2]
+    python bench/playground_first_click.py [--tries 10] [--busy 2] [--action click|enter] [--run-first]
+                                           [--when page-open|tab-open]
 
 Not a test (it loads every core for a few minutes) but a check to run on demand. It trains a tiny
-classifier in a temp home after building the app (as when a run finishes while the page is open),
-serves the app, and `--busy` Python loops keep the cores busy. Each try opens a new page, opens the
-Playground, types a text and clicks Predict at once, without waiting for the page to settle, and
-waits 25 s for a prediction. It counts the tries without one, and among them those where the
-server never ran the prediction (the click was never sent). Needs Debian's chromium, like the
-browser tests.
+classifier in a temp home after building the app (as when a run finishes while the page is open;
+`--run-first`: before, so the page's first refresh keeps the picker), serves the app, and `--busy`
+Python loops keep the cores busy. Each try opens a new page, opens the Playground, types a text
+and at once clicks Predict (`--action click`) or presses Shift+Enter in the text box (`enter`),
+without waiting for the page to settle, and waits 25 s for a prediction. It counts the tries
+without one, and among them those where the server never ran the prediction (the input was never
+sent). `--when tab-open`: the page opens with no finished run; each try then trains one (the
+previous one deleted), waits a second with the cores busy, and opens the Playground tab and acts
+at once (the tab's refresh picks that first run). Needs Debian's chromium, like the browser tests.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ def main() -> None:
                         help="click Predict, or press Shift+Enter in the text box (a multi-line box submits on it)")
     parser.add_argument("--run-first", action="store_true",
                         help="train the run before building the app: the page's first refresh then keeps the picker")
+    parser.add_argument("--when", choices=["page-open", "tab-open"], default="page-open",
+                        help="act as the page opens, or as the tab opens once the page's first run has finished")
     args = parser.parse_args()
 
     from playwright.sync_api import sync_playwright
@@ -57,18 +63,19 @@ def main() -> None:
     # Count the predictions the server runs, to tell a click never sent from an answer lost on the way.
     services.load_predictor = lambda run_id, *a, **k: predictions.append(time.monotonic()) or load_predictor(
         run_id, *a, **k)
+    tab_open = args.when == "tab-open"
     if not args.run_first:
         demo = build_app(services)  # before the run exists: the page's first refresh then changes the picker
     dataset = ingest_toy(services, root, pairs=40)
-    run_id = services.runner.submit(tiny_lstm(dataset.id, epochs=4))
     services.runner.start()
-    assert services.runner.wait(run_id, 300).status == "succeeded"
+    if not tab_open:
+        train_one(services, dataset.id, epochs=4)
     if args.run_first:
         demo = build_app(services)
     port = free_port()
     demo.launch(**(launch_kwargs(services.settings) | {"server_port": port, "prevent_thread_lock": True,
                                                         "quiet": True}))
-    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
+    busy = [] if tab_open else busy_loops(args.busy)
     unanswered = never_ran = 0
     try:
         with sync_playwright() as playwright:
@@ -80,6 +87,12 @@ def main() -> None:
                 page.goto(f"http://127.0.0.1:{port}")
                 page.get_by_role("tab", name="Playground").click()
                 page.locator("#playground-text textarea").fill("what a good day")
+                if tab_open:   # the page has loaded (the box takes text); its first run finishes now
+                    page.get_by_role("tab", name="Runs").click()
+                    run_id = train_one(services, dataset.id, epochs=1)
+                    busy = busy_loops(args.busy)
+                    time.sleep(1)
+                    page.get_by_role("tab", name="Playground").click()
                 ran_before = len(predictions)
                 if args.action == "click":
                     page.locator("#predict").click()
@@ -94,14 +107,34 @@ def main() -> None:
                     print(f"try {attempt}: no answer (the server ran it: {len(predictions) > ran_before})",
                           flush=True)
                 page.close()
+                if tab_open:
+                    stop(busy)
+                    services.runner.delete(run_id)   # the next page again opens with no finished run
             browser.close()
     finally:
-        for loop in busy:
-            loop.kill()
+        stop(busy)
         demo.close()
         services.close()
     write_results("playground-first-click", {"tries": args.tries, "busy_loops": args.busy, "cores": os.cpu_count(),
-                                             "action": args.action, "run_first": args.run_first, "unanswered": unanswered, "never_sent": never_ran})
+                                             "action": args.action, "run_first": args.run_first, "when": args.when,
+                                             "unanswered": unanswered, "never_sent": never_ran})
+
+
+def train_one(services, dataset_id: int, epochs: int) -> int:
+    """A tiny classifier trained to the end; its run id."""
+    run_id = services.runner.submit(tiny_lstm(dataset_id, epochs=epochs))
+    assert services.runner.wait(run_id, 300).status == "succeeded"
+    return run_id
+
+
+def busy_loops(count: int) -> list[subprocess.Popen]:
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+
+
+def stop(loops: list[subprocess.Popen]) -> None:
+    for loop in loops:
+        loop.kill()
+        loop.wait()
 
 
 if __name__ == "__main__":
