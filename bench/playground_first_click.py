@@ -8,11 +8,13 @@ classifier in a temp home after building the app (as when a run finishes while t
 `--run-first`: before, so the page's first refresh keeps the picker), serves the app, and `--busy`
 Python loops keep the cores busy. Each try opens a new page, opens the Playground, types a text
 and at once clicks Predict (`--action click`) or presses Shift+Enter in the text box (`enter`),
-without waiting for the page to settle, and waits 25 s for a prediction. It counts the tries
-without one, and among them those where the server never ran the prediction (the input was never
-sent). `--when tab-open`: the page opens with no finished run; each try then trains one (the
-previous one deleted), waits a second with the cores busy, and opens the Playground tab and acts
-at once (the tab's refresh picks that first run). Needs Debian's chromium, like the browser tests.
+without waiting for the page to settle, and waits 60 s for a prediction or the app's refusal of an
+input that carries no run ("Pick a finished run first": the picker was still empty when it was
+sent). It counts the tries answered, refused and with neither, and among the last those where the
+server never ran the prediction. `--when tab-open`: the page opens with no finished run; each try
+then trains one (the previous one deleted), waits a second with the cores busy, and opens the
+Playground tab and acts at once (the page's run watcher or the tab's refresh puts that first run
+in the picker). Needs Debian's chromium, like the browser tests.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from bench.results_file import write_results  # noqa: E402
 from tests.reliability.support import free_port, ingest_toy, tiny_lstm  # noqa: E402
 
+# The Playground's answer to an input that carries no run (ui/playground_tab.py's _run_folder).
+NO_RUN_PICKED = "Pick a finished run first"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
 
@@ -60,7 +64,7 @@ def main() -> None:
     services = build_services(Settings(home=root / "home", _env_file=None))
     predictions: list[float] = []
     load_predictor = services.load_predictor
-    # Count the predictions the server runs, to tell a click never sent from an answer lost on the way.
+    # Count the predictions the server runs, to tell an unanswered input it never ran from an answer lost.
     services.load_predictor = lambda run_id, *a, **k: predictions.append(time.monotonic()) or load_predictor(
         run_id, *a, **k)
     tab_open = args.when == "tab-open"
@@ -76,7 +80,8 @@ def main() -> None:
     demo.launch(**(launch_kwargs(services.settings) | {"server_port": port, "prevent_thread_lock": True,
                                                         "quiet": True}))
     busy = [] if tab_open else busy_loops(args.busy)
-    unanswered = never_ran = 0
+    unanswered = never_ran = no_run_picked = 0
+    seconds: list[float] = []   # from the input to the answer shown
     try:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
@@ -93,15 +98,23 @@ def main() -> None:
                     busy = busy_loops(args.busy)
                     time.sleep(1)
                     page.get_by_role("tab", name="Playground").click()
-                ran_before = len(predictions)
+                ran_before, acted = len(predictions), time.monotonic()
                 if args.action == "click":
                     page.locator("#predict").click()
                 else:
                     page.locator("#playground-text textarea").press("Shift+Enter")  # submits a multi-line box
+                answer = page.locator("#prediction").get_by_text(re.compile("happy|sad")).first
+                refusal = page.get_by_text(NO_RUN_PICKED).first
                 try:
-                    page.locator("#prediction").get_by_text(re.compile("happy|sad")).first.wait_for(timeout=25_000)
-                    print(f"try {attempt}: answered", flush=True)
-                except Exception:  # noqa: BLE001 (Playwright's timeout: no answer shown)
+                    # 60 s: the first prediction of a run loads its model, slow with every core busy.
+                    answer.or_(refusal).wait_for(timeout=60_000)
+                    if refusal.is_visible():
+                        no_run_picked += 1
+                        print(f"try {attempt}: refused, no run picked yet", flush=True)
+                    else:
+                        seconds.append(round(time.monotonic() - acted, 1))
+                        print(f"try {attempt}: answered in {seconds[-1]} s", flush=True)
+                except Exception:  # noqa: BLE001 (Playwright's timeout: neither shown)
                     unanswered += 1
                     never_ran += len(predictions) == ran_before
                     print(f"try {attempt}: no answer (the server ran it: {len(predictions) > ran_before})",
@@ -117,7 +130,10 @@ def main() -> None:
         services.close()
     write_results("playground-first-click", {"tries": args.tries, "busy_loops": args.busy, "cores": os.cpu_count(),
                                              "action": args.action, "run_first": args.run_first, "when": args.when,
-                                             "unanswered": unanswered, "never_sent": never_ran})
+                                             "answered": args.tries - unanswered - no_run_picked,
+                                             "answer_seconds_max": max(seconds, default=None),
+                                             "refused_no_run_picked": no_run_picked, "unanswered": unanswered,
+                                             "unanswered_never_ran": never_ran})
 
 
 def train_one(services, dataset_id: int, epochs: int) -> int:

@@ -85,8 +85,11 @@ def build_app(services: Services) -> gr.Blocks:
         run_notice.change(None, run_notice, None, js=TITLE_JS, **private)  # the tab title, in the browser only
         timer.tick(partial(header_html, services), None, header, show_progress="hidden", queue=False,
                    **private)
-        playground_tab.select(partial(on_refresh_runs, services), playground_runs, playground_runs, **private)
-        for trigger in (demo.load, share_tab.select):  # runs that finished (or were imported) since
+        # A run that ends is listed in the Playground's and Share's pickers at once (run_notice), not
+        # only when their tab is opened again: someone waiting on the Playground sees it come.
+        for trigger in (playground_tab.select, run_notice.change):
+            trigger(partial(on_refresh_runs, services), playground_runs, playground_runs, **private)
+        for trigger in (demo.load, share_tab.select, run_notice.change):  # runs that finished (or were imported) since
             trigger(partial(on_refresh_share_runs, services), share_runs, share_runs, **private).then(
                 show_links, share_runs, link_outputs, **private)
     return demo

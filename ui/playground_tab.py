@@ -212,11 +212,11 @@ def build_playground_tab(services: Services) -> tuple[gr.Dropdown, gr.Dataset, l
     """Lay out the Playground tab; returns the run picker and the examples, which the app refreshes, and
     the controls that send the picked run, which the app turns on once the page's first refresh is done.
 
-    Why they start off: a click on Predict, or Shift+Enter in the text box, while that refresh changed
-    the picker was never sent by the browser (Gradio 6; with both cores busy, 8 clicks in 10 and 9
-    Shift+Enters in 10: bench/playground_first_click.py). Every button of every panel that sends the
-    run picked is treated the same way; the table form's Predict is drawn only once a table run is
-    picked, so it cannot be clicked before.
+    Why they start off: a click on Predict, or Shift+Enter in the text box, before that refresh has put
+    a run in the picker carries no run, and is refused with "Pick a finished run first" (with both
+    cores busy, 8 clicks in 10 and 9 Shift+Enters in 10: bench/playground_first_click.py). Every
+    button of every panel that sends the run picked is treated the same way; the table form's
+    Predict is drawn only once a table run is picked, so it cannot be clicked before.
     """
     runs = _succeeded(services)
     first = runs[0] if runs else None

@@ -162,8 +162,8 @@ def test_upload_map_train_watch_and_predict(page, app_url, toy_csv, services):
     snap(page, "flow1_runs_finished")
     open_tab(page, "Playground")
     # As a person would, wait for the tab to show the run it picked (its validation examples come
-    # last): a click while the tab's first refresh still updates the run picker, Predict's input,
-    # could leave the click unsent (under load, 2 runs in 9: no request left the page, the server was idle).
+    # last): a click before a run is in the picker, Predict's input, carries no run and gets "Pick a
+    # finished run first" (under load, 2 runs in 9, before the picker followed runs that end).
     page.locator("#playground-examples").get_by_text("good day").first.wait_for()
     page.locator("#playground-text textarea").fill("what a good day")
     page.locator("#predict").click()
@@ -225,3 +225,39 @@ def test_bad_upload_shows_its_message(page, app_url, tmp_path, services):
     page.locator("#ingest-report .ms-error").get_by_text("at least two different labels").wait_for()
     assert "Traceback" not in page.content()
     assert services.repo.list_datasets() == []
+
+
+def test_a_run_that_ends_is_listed_in_the_playground_and_share_pickers_while_the_tab_is_open(
+        page, app_url, services, tmp_path):
+    """Someone waits on the Playground for their first run: when it ends, its picker lists and picks it
+    without the tab being opened again, and Predict answers. The same on the Share tab for the next run."""
+    from tests.reliability.support import ingest_toy, tiny_lstm
+
+    def train_one() -> int:
+        run_id = services.runner.submit(tiny_lstm(dataset.id, epochs=1))
+        assert services.runner.wait(run_id, 300).status == "succeeded"
+        return run_id
+
+    dataset = ingest_toy(services, tmp_path, pairs=40)
+    page.goto(app_url)
+    open_tab(page, "Playground")
+    playground_picker = page.locator("#playground-run input")
+    page.locator("#playground-text textarea").fill("what a good day")   # waits for the page's first refresh
+    expect(playground_picker).to_have_value("")   # no finished run yet
+    first = train_one()
+    expect(playground_picker).to_have_value(re.compile(rf"^#{first} "), timeout=30_000)
+    page.locator("#predict").click()
+    page.locator("#prediction").get_by_text(re.compile("happy|sad")).first.wait_for()
+
+    open_tab(page, "Share")
+    expect(page.locator("#share-run input")).to_have_value(re.compile(rf"^#{first} "))
+    second = train_one()
+    listed, deadline = False, time.monotonic() + 30   # the page's run watcher looks every 3 s
+    while not listed and time.monotonic() < deadline:
+        page.locator("#share-run input").click()   # the open list shows the choices of now
+        listed = page.get_by_role("option", name=re.compile(rf"^#{second} ")).is_visible()
+        page.keyboard.press("Escape")
+        page.locator("#share-run input").blur()   # a click on the focused box would not open the list again
+        page.wait_for_timeout(500)
+    assert listed, f"run #{second} never appeared in the Share tab's picker"
+    expect(page.locator("#share-run input")).to_have_value(re.compile(rf"^#{first} "))   # the choice is kept

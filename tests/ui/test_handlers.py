@@ -315,8 +315,8 @@ def test_app_builds_with_a_stable_predict_endpoint(services):
 
 
 def test_playground_controls_start_off_and_the_pages_first_refresh_of_the_playground_turns_them_on(services):
-    """A click or a Shift+Enter while that refresh changed the run picker was never sent by the browser
-    (Gradio 6, both cores busy: 8 clicks and 9 Shift+Enters in 10), so every control that sends the
+    """A click or a Shift+Enter before that refresh has put a run in the picker carries no run and is
+    refused (both cores busy: 8 clicks and 9 Shift+Enters in 10), so every control that sends the
     picked run stays off until it is done, whether or not the refresh failed."""
     demo = build_app(services)
     config = demo.config
