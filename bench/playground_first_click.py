@@ -34,7 +34,7 @@ os.environ.setdefault("MODELSMITH_LAUNCHER", "thread")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from bench.results_file import write_results  # noqa: E402
-from tests.reliability.support import free_port, ingest_toy, tiny_lstm  # noqa: E402
+from tests.reliability.support import free_port, ingest_toy, train_tiny_lstm  # noqa: E402
 
 # The Playground's answer to an input that carries no run (ui/playground_tab.py's _run_folder).
 NO_RUN_PICKED = "Pick a finished run first"
@@ -73,7 +73,7 @@ def main() -> None:
     dataset = ingest_toy(services, root, pairs=40)
     services.runner.start()
     if not tab_open:
-        train_one(services, dataset.id, epochs=4)
+        train_tiny_lstm(services, dataset.id, epochs=4)
     if args.run_first:
         demo = build_app(services)
     port = free_port()
@@ -94,7 +94,7 @@ def main() -> None:
                 page.locator("#playground-text textarea").fill("what a good day")
                 if tab_open:   # the page has loaded (the box takes text); its first run finishes now
                     page.get_by_role("tab", name="Runs").click()
-                    run_id = train_one(services, dataset.id, epochs=1)
+                    run_id = train_tiny_lstm(services, dataset.id, epochs=1)
                     busy = busy_loops(args.busy)
                     time.sleep(1)
                     page.get_by_role("tab", name="Playground").click()
@@ -134,13 +134,6 @@ def main() -> None:
                                              "answer_seconds_max": max(seconds, default=None),
                                              "refused_no_run_picked": no_run_picked, "unanswered": unanswered,
                                              "unanswered_never_ran": never_ran})
-
-
-def train_one(services, dataset_id: int, epochs: int) -> int:
-    """A tiny classifier trained to the end; its run id."""
-    run_id = services.runner.submit(tiny_lstm(dataset_id, epochs=epochs))
-    assert services.runner.wait(run_id, 300).status == "succeeded"
-    return run_id
 
 
 def busy_loops(count: int) -> list[subprocess.Popen]:

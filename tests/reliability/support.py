@@ -63,6 +63,13 @@ def tiny_lstm(dataset_id: int, **overrides):
     return TrainConfig(**{**values, **overrides})
 
 
+def train_tiny_lstm(services, dataset_id: int, **overrides) -> int:
+    """Train a tiny_lstm run to the end (it must succeed); its run id."""
+    run_id = services.runner.submit(tiny_lstm(dataset_id, **overrides))
+    assert services.runner.wait(run_id, 300).status == "succeeded"
+    return run_id
+
+
 def ingest_toy(services, folder: Path, pairs: int = 200):
     """Store the toy CSV as a dataset; returns its record."""
     from backend.data.store import IngestOptions, ingest

@@ -231,12 +231,7 @@ def test_a_run_that_ends_is_listed_in_the_playground_and_share_pickers_while_the
         page, app_url, services, tmp_path):
     """Someone waits on the Playground for their first run: when it ends, its picker lists and picks it
     without the tab being opened again, and Predict answers. The same on the Share tab for the next run."""
-    from tests.reliability.support import ingest_toy, tiny_lstm
-
-    def train_one() -> int:
-        run_id = services.runner.submit(tiny_lstm(dataset.id, epochs=1))
-        assert services.runner.wait(run_id, 300).status == "succeeded"
-        return run_id
+    from tests.reliability.support import ingest_toy, train_tiny_lstm
 
     dataset = ingest_toy(services, tmp_path, pairs=40)
     page.goto(app_url)
@@ -244,14 +239,14 @@ def test_a_run_that_ends_is_listed_in_the_playground_and_share_pickers_while_the
     playground_picker = page.locator("#playground-run input")
     page.locator("#playground-text textarea").fill("what a good day")   # waits for the page's first refresh
     expect(playground_picker).to_have_value("")   # no finished run yet
-    first = train_one()
+    first = train_tiny_lstm(services, dataset.id, epochs=1)
     expect(playground_picker).to_have_value(re.compile(rf"^#{first} "), timeout=30_000)
     page.locator("#predict").click()
     page.locator("#prediction").get_by_text(re.compile("happy|sad")).first.wait_for()
 
     open_tab(page, "Share")
     expect(page.locator("#share-run input")).to_have_value(re.compile(rf"^#{first} "))
-    second = train_one()
+    second = train_tiny_lstm(services, dataset.id, epochs=1)
     listed, deadline = False, time.monotonic() + 30   # the page's run watcher looks every 3 s
     while not listed and time.monotonic() < deadline:
         page.locator("#share-run input").click()   # the open list shows the choices of now
