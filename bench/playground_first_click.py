@@ -10,8 +10,9 @@ Python loops keep the cores busy. Each try opens a new page, opens the Playgroun
 and at once clicks Predict (`--action click`) or presses Shift+Enter in the text box (`enter`),
 without waiting for the page to settle, and waits 60 s for a prediction or the app's refusal of an
 input that carries no run ("Pick a finished run first": the picker was still empty when it was
-sent). It counts the tries answered, refused and with neither, and among the last those where the
-server never ran the prediction. `--when tab-open`: the page opens with no finished run; each try
+sent). It counts the tries answered, refused and with neither; among the answered, those whose
+answer did not stay on the page for 4 s (a later update cleared it); among the unanswered, those
+where the server never ran the prediction. `--when tab-open`: the page opens with no finished run; each try
 then trains one (the previous one deleted), waits a second with the cores busy, and opens the
 Playground tab and acts at once (the page's run watcher or the tab's refresh puts that first run
 in the picker). Needs Debian's chromium, like the browser tests.
@@ -38,6 +39,9 @@ from tests.reliability.support import free_port, ingest_toy, train_tiny_lstm  # 
 
 # The Playground's answer to an input that carries no run (ui/playground_tab.py's _run_folder).
 NO_RUN_PICKED = "Pick a finished run first"
+# Longer than the page's run watcher's interval (ui/app.py HEADER_REFRESH_SECONDS, 3 s), so its next
+# look, and the picker update it can bring, falls inside the watch.
+KEEP_WATCHING_SECONDS = 4
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
 
@@ -80,7 +84,7 @@ def main() -> None:
     demo.launch(**(launch_kwargs(services.settings) | {"server_port": port, "prevent_thread_lock": True,
                                                         "quiet": True}))
     busy = [] if tab_open else busy_loops(args.busy)
-    unanswered = never_ran = no_run_picked = 0
+    unanswered = never_ran = no_run_picked = wiped = 0
     seconds: list[float] = []   # from the input to the answer shown
     try:
         with sync_playwright() as playwright:
@@ -113,7 +117,12 @@ def main() -> None:
                         print(f"try {attempt}: refused, no run picked yet", flush=True)
                     else:
                         seconds.append(round(time.monotonic() - acted, 1))
-                        print(f"try {attempt}: answered in {seconds[-1]} s", flush=True)
+                        # An answer shown must stay: a late update of the page (the panel switch of the
+                        # picker's first run) could still clear it. Watch it past the run watcher's next look.
+                        kept = stays_visible(page, answer, seconds=KEEP_WATCHING_SECONDS)
+                        wiped += not kept
+                        print(f"try {attempt}: answered in {seconds[-1]} s" + ("" if kept else ", then wiped"),
+                              flush=True)
                 except Exception:  # noqa: BLE001 (Playwright's timeout: neither shown)
                     unanswered += 1
                     never_ran += len(predictions) == ran_before
@@ -131,9 +140,20 @@ def main() -> None:
     write_results("playground-first-click", {"tries": args.tries, "busy_loops": args.busy, "cores": os.cpu_count(),
                                              "action": args.action, "run_first": args.run_first, "when": args.when,
                                              "answered": args.tries - unanswered - no_run_picked,
+                                             "answered_then_wiped": wiped,
                                              "answer_seconds_max": max(seconds, default=None),
                                              "refused_no_run_picked": no_run_picked, "unanswered": unanswered,
                                              "unanswered_never_ran": never_ran})
+
+
+def stays_visible(page, locator, seconds: float) -> bool:
+    """Whether `locator` is visible at every look (every 0.1 s) for `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not locator.is_visible():
+            return False
+        page.wait_for_timeout(100)
+    return True
 
 
 def busy_loops(count: int) -> list[subprocess.Popen]:

@@ -118,8 +118,11 @@ def on_show_panel(services: Services, run_id, picked_before: bool = True):
     the page opens, when a person may already be typing. That first pick of the page
     (`picked_before` False) clears nothing: no other model's result can be on the page yet, and on
     a busy server this update can land after the answer to an early Predict, which it would wipe.
-    Returns (classify panel, generation panel, text, label, continuation, outcome, prompt, True:
-    a run was picked).
+    An empty picker is no pick: the page's first refresh turns an empty picker's None into "" (a
+    change) when no run has finished yet, and counting that would make the first real pick clear
+    (bench/playground_first_click.py --when tab-open: an answer shown, then wiped).
+    Returns (classify panel, generation panel, text, label, continuation, outcome, prompt, whether a
+    run has been picked on this page).
     """
     panel = _run_panel(services, run_id)
     generates = panel == "generate"
@@ -127,7 +130,8 @@ def on_show_panel(services: Services, run_id, picked_before: bool = True):
     prompt = gr.update() if generates else ""
     results = (None, "", "") if picked_before else (gr.update(), gr.update(), gr.update())
     # The image panel (ui/image_panels.py) and the table panel (ui/tabular_panels.py) follow the picker on their own.
-    return gr.update(visible=panel in ("classify", None)), gr.update(visible=generates), text, *results, prompt, True
+    return (gr.update(visible=panel in ("classify", None)), gr.update(visible=generates), text, *results, prompt,
+            picked_before or bool(run_id))
 
 
 def on_example(services: Services, sample, run_id=None):

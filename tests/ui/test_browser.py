@@ -5,6 +5,7 @@ Each test saves a screenshot under tests/output/screenshots/ so a person can loo
 
 import re
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -225,6 +226,63 @@ def test_bad_upload_shows_its_message(page, app_url, tmp_path, services):
     page.locator("#ingest-report .ms-error").get_by_text("at least two different labels").wait_for()
     assert "Traceback" not in page.content()
     assert services.repo.list_datasets() == []
+
+
+@pytest.fixture
+def panel_switch_after_the_answer(monkeypatch):
+    """The Playground's panel switch for a picked run waits until a prediction has been answered.
+
+    That is the order a busy server can give (bench/playground_first_click.py --when tab-open): the
+    picker's change and Predict leave the page together, and the answer lands first. Patched before
+    the app is built (list this fixture before app_url). Yields an Event set once the switch returned.
+    """
+    from ui import playground_tab
+
+    answered, switched = threading.Event(), threading.Event()
+    show_panel, predict = playground_tab.on_show_panel, playground_tab.on_predict
+
+    def on_predict(services, run_id, text):
+        try:
+            return predict(services, run_id, text)
+        finally:
+            answered.set()
+
+    def on_show_panel(services, run_id, picked_before=True):
+        if not run_id:   # the empty picker as the page opens: nothing to wait for
+            return show_panel(services, run_id, picked_before)
+        answered.wait(timeout=60)
+        try:
+            return show_panel(services, run_id, picked_before)
+        finally:
+            switched.set()
+
+    monkeypatch.setattr(playground_tab, "on_predict", on_predict)
+    monkeypatch.setattr(playground_tab, "on_show_panel", on_show_panel)
+    return switched
+
+
+def test_the_first_run_picked_while_the_tab_is_open_keeps_an_answer_that_came_first(
+        panel_switch_after_the_answer, page, app_url, services, tmp_path):
+    """The page opens before any run has finished; the first run's panel switch lands after the answer
+    to Predict. It must not clear that answer (the page had shown no other model's result)."""
+    from tests.reliability.support import ingest_toy, train_tiny_lstm
+
+    dataset = ingest_toy(services, tmp_path, pairs=40)
+    page.goto(app_url)
+    open_tab(page, "Playground")
+    picker = page.locator("#playground-run input")
+    page.locator("#playground-text textarea").fill("what a good day")   # waits for the page's first refresh
+    expect(picker).to_have_value("")   # no finished run yet
+    run_id = train_tiny_lstm(services, dataset.id, epochs=1)
+    expect(picker).to_have_value(re.compile(rf"^#{run_id} "), timeout=30_000)
+    page.locator("#predict").click()
+    answer = page.locator("#prediction").get_by_text(re.compile("happy|sad")).first
+    answer.wait_for()
+    assert panel_switch_after_the_answer.wait(timeout=60), "the Playground never switched to the run's panel"
+    for _ in range(30):   # 3 s: the switch's update reaches the page well within it
+        assert answer.is_visible(), "the answer was cleared after it was shown"
+        page.wait_for_timeout(100)
+    snap(page, "playground-first-pick-keeps-answer")
 
 
 def test_a_run_that_ends_is_listed_in_the_playground_and_share_pickers_while_the_tab_is_open(

@@ -172,6 +172,12 @@ def test_run_picker_lists_both_kinds_and_switches_panels(trained):
     assert results == [{"__type__": "update"}] * 3 and text == {"__type__": "update"}
     classify, generation, *_ = playground_tab.on_show_panel(services, None)
     assert (classify["visible"], generation["visible"]) == (True, False)
+    # An empty picker is no pick: its change as the page opens with no finished run must not make
+    # the first real pick clear (that wiped the answer to an early Predict).
+    *_, picked = playground_tab.on_show_panel(services, None, picked_before=False)
+    assert picked is False
+    *_, picked = playground_tab.on_show_panel(services, None, picked_before=True)
+    assert picked is True   # a run was picked before: its results may still be on the page
     # an example fills the input that shows, never the other panel's (no classifier text in the prompt)
     assert playground_tab.on_example(services, ["a spam text"], classifier_run) == ("a spam text", "", None, "", "")
     assert playground_tab.on_example(services, ["the cat"], lm_run) == ("", "the cat", None, "", "")
