@@ -228,6 +228,26 @@ def test_bad_upload_shows_its_message(page, app_url, tmp_path, services):
     assert services.repo.list_datasets() == []
 
 
+def predict_with_the_first_run_as_it_ends(page, app_url, services, tmp_path):
+    """Open the Playground before any run has finished and type a text; train a first run, wait for
+    the page to pick it (its run watcher, not a new visit of the tab) and click Predict.
+    Returns the run's id and the answer, once shown."""
+    from tests.reliability.support import ingest_toy, train_tiny_lstm
+
+    dataset = ingest_toy(services, tmp_path, pairs=40)
+    page.goto(app_url)
+    open_tab(page, "Playground")
+    picker = page.locator("#playground-run input")
+    page.locator("#playground-text textarea").fill("what a good day")   # waits for the page's first refresh
+    expect(picker).to_have_value("")   # no finished run yet
+    run_id = train_tiny_lstm(services, dataset.id, epochs=1)
+    expect(picker).to_have_value(re.compile(rf"^#{run_id} "), timeout=30_000)
+    page.locator("#predict").click()
+    answer = page.locator("#prediction").get_by_text(re.compile("happy|sad")).first
+    answer.wait_for()
+    return run_id, answer
+
+
 @pytest.fixture
 def panel_switch_after_the_answer(monkeypatch):
     """The Playground's panel switch for a picked run waits until a prediction has been answered.
@@ -265,19 +285,7 @@ def test_the_first_run_picked_while_the_tab_is_open_keeps_an_answer_that_came_fi
         panel_switch_after_the_answer, page, app_url, services, tmp_path):
     """The page opens before any run has finished; the first run's panel switch lands after the answer
     to Predict. It must not clear that answer (the page had shown no other model's result)."""
-    from tests.reliability.support import ingest_toy, train_tiny_lstm
-
-    dataset = ingest_toy(services, tmp_path, pairs=40)
-    page.goto(app_url)
-    open_tab(page, "Playground")
-    picker = page.locator("#playground-run input")
-    page.locator("#playground-text textarea").fill("what a good day")   # waits for the page's first refresh
-    expect(picker).to_have_value("")   # no finished run yet
-    run_id = train_tiny_lstm(services, dataset.id, epochs=1)
-    expect(picker).to_have_value(re.compile(rf"^#{run_id} "), timeout=30_000)
-    page.locator("#predict").click()
-    answer = page.locator("#prediction").get_by_text(re.compile("happy|sad")).first
-    answer.wait_for()
+    _, answer = predict_with_the_first_run_as_it_ends(page, app_url, services, tmp_path)
     assert panel_switch_after_the_answer.wait(timeout=60), "the Playground never switched to the run's panel"
     for _ in range(30):   # 3 s: the switch's update reaches the page well within it
         assert answer.is_visible(), "the answer was cleared after it was shown"
@@ -289,22 +297,13 @@ def test_a_run_that_ends_is_listed_in_the_playground_and_share_pickers_while_the
         page, app_url, services, tmp_path):
     """Someone waits on the Playground for their first run: when it ends, its picker lists and picks it
     without the tab being opened again, and Predict answers. The same on the Share tab for the next run."""
-    from tests.reliability.support import ingest_toy, train_tiny_lstm
+    from tests.reliability.support import train_tiny_lstm
 
-    dataset = ingest_toy(services, tmp_path, pairs=40)
-    page.goto(app_url)
-    open_tab(page, "Playground")
-    playground_picker = page.locator("#playground-run input")
-    page.locator("#playground-text textarea").fill("what a good day")   # waits for the page's first refresh
-    expect(playground_picker).to_have_value("")   # no finished run yet
-    first = train_tiny_lstm(services, dataset.id, epochs=1)
-    expect(playground_picker).to_have_value(re.compile(rf"^#{first} "), timeout=30_000)
-    page.locator("#predict").click()
-    page.locator("#prediction").get_by_text(re.compile("happy|sad")).first.wait_for()
+    first, _ = predict_with_the_first_run_as_it_ends(page, app_url, services, tmp_path)
 
     open_tab(page, "Share")
     expect(page.locator("#share-run input")).to_have_value(re.compile(rf"^#{first} "))
-    second = train_tiny_lstm(services, dataset.id, epochs=1)
+    second = train_tiny_lstm(services, services.get_run(first).dataset_id, epochs=1)
     listed, deadline = False, time.monotonic() + 30   # the page's run watcher looks every 3 s
     while not listed and time.monotonic() < deadline:
         page.locator("#share-run input").click()   # the open list shows the choices of now
