@@ -290,7 +290,6 @@ def test_the_first_run_picked_while_the_tab_is_open_keeps_an_answer_that_came_fi
     for _ in range(30):   # 3 s: the switch's update reaches the page well within it
         assert answer.is_visible(), "the answer was cleared after it was shown"
         page.wait_for_timeout(100)
-    snap(page, "playground-first-pick-keeps-answer")
 
 
 def test_a_run_that_ends_is_listed_in_the_playground_and_share_pickers_while_the_tab_is_open(
