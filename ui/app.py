@@ -41,7 +41,7 @@ def header_html(services: Services, device: str | None = None) -> str:
     queued = services.runner.queue_length()
     running = len(services.list_runs("running"))
     return (f"<div class='ms-header'><div><h1>Modelsmith</h1>"
-            "<div class='ms-muted'>Turn your own text data into a model: upload, train, try.</div></div>"
+            "<div class='ms-muted'>Turn your own texts, images and tables into a model: upload, train, try.</div></div>"
             f"<div class='ms-status'><span class='ms-pill'>Device: <b>{html.escape(device)}</b></span>"
             f"<span class='ms-pill'>Training: <b class='ms-running'>{running}</b></span>"
             f"<span class='ms-pill'>Queued: <b class='ms-queue'>{queued}</b></span></div></div>")

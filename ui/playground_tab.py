@@ -1,8 +1,9 @@
-"""Playground tab: try a finished model on your own text, or predict a whole file.
+"""Playground tab: try a finished model on your own input, or predict a whole file.
 
-One run picker lists every succeeded run; the panel below follows the run's task: a classifier
-gets the text box, its prediction and batch prediction; a language model gets the generation
-panel (ui/generate_panel.py), which streams the continuation.
+One run picker lists every succeeded run; the panel below follows the run's task: a text
+classifier gets the text box, its prediction and batch prediction; a language model gets the
+generation panel (ui/generate_panel.py), which streams the continuation; image and table models
+get their own panels (ui/image_panels.py, ui/tabular_panels.py).
 """
 
 from __future__ import annotations

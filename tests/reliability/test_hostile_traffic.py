@@ -302,7 +302,7 @@ def test_a_browser_still_uses_the_guarded_app(served):
             posts = []
             page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
             page.goto(served.url)
-            page.get_by_text("Turn your own text data").wait_for()
+            page.get_by_text("Turn your own texts").wait_for()
             page.wait_for_timeout(4000)  # the page's load events and header-timer polls: POSTs with its Origin
         finally:
             browser.close()
