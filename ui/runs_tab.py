@@ -215,12 +215,15 @@ def _run_header(run: RunRecord) -> str:
     settings = ", ".join(f"{k}={v}" for k, v in template.items() if k != "kind")
     # A language model trains max_steps when set (else epochs) and reads block_size, not max_length.
     task = task_of_run(run)
-    length = (f"max length {config.max_length}" if task.uses_max_length else "")
-    duration = (f"{config.max_steps} steps" if task.uses_max_steps and config.max_steps
-                else plural(config.epochs, "epoch"))
-    header = (f"### #{run.id} {run.name}\n{run.task} · **{run.template}** · {run_origin(run)} · "
-              f"{duration} · batch {config.batch_size} · learning rate {config.learning_rate:g}"
-              f"{' · ' + length if length else ''}\n\n<small>{settings}</small>")
+    # Settings the run never read (gbdt: epochs and batch size) would only mislead here.
+    ignored = {*task.ignored_settings, *type(config.template).ignored_settings}
+    facts = [f"{config.max_steps} steps" if task.uses_max_steps and config.max_steps
+             else "" if "epochs" in ignored else plural(config.epochs, "epoch"),
+             "" if "batch_size" in ignored else f"batch {config.batch_size}",
+             f"learning rate {config.learning_rate:g}",
+             f"max length {config.max_length}" if task.uses_max_length else ""]
+    header = (f"### #{run.id} {run.name}\n{run.task} · **{run.template}** · {run_origin(run)}"
+              + "".join(f" · {fact}" for fact in facts if fact) + f"\n\n<small>{settings}</small>")
     if run.dataset_id is None:  # imported: its curves stay where it was trained
         header += "\n\n" + _carried_metrics(run.metrics)
     timing = describe_phases((run.metrics or {}).get(TIMING_KEY))

@@ -1,5 +1,7 @@
 """Runs tab: lone evaluation points, best-so-far, which run a fresh page follows, imported runs."""
 
+import re
+
 from tests.ui.test_handlers import SKIPPED, ingest_toy, launch, watch_once
 from ui import runs_tab
 from ui.formatting import LOSS_KEYS, curves
@@ -106,6 +108,7 @@ def test_a_finished_run_shows_where_its_time_went(services, toy_csv):
     services.repo.mark_running(run_id, str(services.settings.runs_dir / str(run_id)))
     header = runs_tab.on_refresh_run(services, run_id)[1]
     assert "Where the time went" not in header  # nothing measured yet
+    assert re.search(r"· \d+ epochs? · batch \d+ · learning rate [\d.e-]+ · max length \d+", header), header
     timing = {"setup": 2.0, "steps": 6.0, "evaluation": 1.5, "checkpoints": 0.5, "saving": 0.0, "finishing": 0.0,
               "total": 10.0}
     services.repo.finish(run_id, "succeeded", metrics={"macro_f1": 0.9, "timing_seconds": timing})

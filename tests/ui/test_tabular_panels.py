@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from tests.ui.conftest import form_values
-from ui import data_tab, playground_tab, tabular_panels, train_tab
+from ui import data_tab, playground_tab, runs_tab, tabular_panels, train_tab
 
 CLASSIFY = "tabular-classification"
 
@@ -95,6 +95,9 @@ def test_a_tabular_run_from_the_train_form_and_the_playground_form(services, peo
     services.runner.start()
     assert services.runner.wait(run_id, 120).status == "succeeded"
 
+    header = runs_tab.on_refresh_run(services, run_id)[1]
+    assert "learning rate 0.1" in header and "num_rounds=40" in header
+    assert "epoch" not in header and "batch" not in header   # settings gbdt never reads are not shown
     importance = tabular_panels.on_show_importance(services, run_id)     # the Runs tab's chart
     assert importance["visible"] is True and set(importance["value"]["column"]) == {"salary", "city", "age"}
     assert importance["value"]["importance"].iloc[0] > 0.05 and importance["value"]["column"].iloc[0] == "salary"
