@@ -227,7 +227,7 @@ def build_playground_tab(services: Services) -> tuple[gr.Dropdown, gr.Dataset, l
     first = runs[0] if runs else None
     generates = _panel(first) == "generate"
     run_picker = gr.Dropdown(run_choices(runs), value=first.id if first else None, label="Finished run",
-                             info="Runs that trained successfully: classifiers, text generators and image classifiers.",
+                             info="Runs that trained successfully: text classifiers and generators, image and table models.",
                              elem_id="playground-run",
                              # The server checks a value against the choices it was built with: API
                              # callers of `predict`/`generate` could never use a run trained since.
