@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import math
 from datetime import datetime, timezone
 
 import numpy as np
@@ -234,6 +235,18 @@ def predictions_first(preview: pd.DataFrame) -> pd.DataFrame:
 def error_box(message: str) -> str:
     """A message that stands out, for a report or status area."""
     return f"<div class='ms-error'>⚠ {html.escape(message)}</div>"
+
+
+def readable_number(value: float) -> str:
+    """A number for a hint a person reads and may type back: 1484705, 12.5, 0.0003007 (never 1.4847e+06).
+
+    No thousands separators: a number box would not take "1,484,705" pasted back.
+    """
+    if not math.isfinite(value):
+        return str(value)
+    if float(value).is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return f"{value:.1f}" if abs(value) >= 1000 else f"{value:.4g}"
 
 
 def format_bytes(size: float) -> str:

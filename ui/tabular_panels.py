@@ -21,7 +21,7 @@ from backend.errors import UserError
 from backend.services import DatasetRecord, Services, get_task
 from ui.batch_prediction import batch_failed, build_batch_prediction, on_batch_click
 from ui.errors import shows_errors
-from ui.formatting import confusion_html, error_box
+from ui.formatting import confusion_html, error_box, readable_number
 
 PREVIEW_ROWS = 20
 NO_COLUMN = "(none)"   # the Data tab's "no label column" choice (ui.data_tab.NO_COLUMN)
@@ -254,7 +254,8 @@ def form_input(field: dict):
                            info=f"{kind}; blank = missing, a value not listed counts as unknown")
     if "minimum" in field:
         return gr.Number(value=None, label=column,
-                         info=f"seen in training: {field['minimum']:.6g} to {field['maximum']:.6g}; blank = missing")
+                         info=f"seen in training: {readable_number(field['minimum'])} to "
+                              f"{readable_number(field['maximum'])}; blank = missing")
     # A text box, not gr.DateTime: that one greys out a date it cannot read and sends the last good
     # value (or none) instead, so a typo would silently count as missing; form_value says what is wrong.
     return gr.Textbox(label=column, placeholder=DATE_HINT, info=f"date, e.g. {DATE_HINT}; blank = missing",

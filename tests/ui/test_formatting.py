@@ -2,7 +2,8 @@
 
 import math
 
-from ui.formatting import LOSS_KEYS, confusion_html, curves, format_bytes, histogram, progress_html
+from ui.formatting import (LOSS_KEYS, confusion_html, curves, format_bytes, histogram, progress_html,
+                           readable_number)
 
 
 def test_histogram_uses_round_bins_and_folds_the_tail():
@@ -54,3 +55,10 @@ def test_batch_preview_puts_the_prediction_first_and_cuts_long_texts():
     assert list(shown.columns) == ["predicted_label", "score_a", "score_b", "text", "label"]
     assert shown["text"][0] == "x" * PREVIEW_TEXT_CHARS + "…" and shown["text"][1] == "short"
     assert preview["text"][0] == "x" * 5000  # the frame given (and the CSV written from it) stays whole
+
+
+def test_a_range_hint_reads_as_plain_numbers():
+    """fnlwgt's range on Adult was shown as 1.4847e+06: whole numbers now read in full."""
+    assert readable_number(1_484_705.0) == "1484705" and readable_number(-3.0) == "-3"
+    assert readable_number(0.00030069) == "0.0003007" and readable_number(0.99721) == "0.9972"
+    assert readable_number(12_345.678) == "12345.7" and readable_number(float("nan")) == "nan"

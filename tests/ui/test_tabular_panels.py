@@ -218,3 +218,8 @@ def test_a_date_column_gets_a_checked_date_box_and_a_bad_date_a_message(services
     assert tabular_panels.form_value(1_709_287_200.0, "datetime", "when").startswith("2024-03-01")  # a timestamp
     with pytest.raises(gr.Error, match=r"'31/31/2024' in `when` is not a date: write it like 2024-01-31"):
         tabular_panels.on_table_predict(services, 7, ["when"], ["datetime"], "31/31/2024")
+
+
+def test_a_number_box_hints_its_training_range_in_plain_numbers():
+    box = tabular_panels.form_input({"column": "fnlwgt", "kind": "numeric", "minimum": 12285.0, "maximum": 1484705.0})
+    assert box.info == "seen in training: 12285 to 1484705; blank = missing"
