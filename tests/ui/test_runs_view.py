@@ -47,6 +47,23 @@ def test_best_column_shows_the_best_evaluation_while_a_run_trains(services, toy_
     assert table.loc[table["id"] == run_id, "best"].item() == "macro F1 0.956"
 
 
+def test_a_finished_run_draws_only_the_series_it_logged(services, toy_csv):
+    """While a run trains, every series keeps a place in the legend (its colour is fixed by the first
+    frame); once it is over, a series it never logged (gbdt: training loss, macro F1) is left out."""
+    dataset = ingest_toy(services, toy_csv)
+    launch(services, dataset.id, "rounds")
+    run_id = services.repo.list_runs()[0].id
+    services.repo.mark_running(run_id, str(services.settings.runs_dir / str(run_id)))
+    for step in (1, 2, 3):
+        services.repo.add_metrics(run_id, step, {"eval_loss": 0.5 / step, "eval_accuracy": 0.8})
+    view = runs_tab.on_refresh_run(services, run_id)
+    assert set(view[2]["value"]["series"]) == {"train", "validation"}
+    assert set(view[3]["value"]["series"]) >= {"accuracy", "macro F1"}
+    services.repo.finish(run_id, "succeeded", metrics={"accuracy": 0.8})
+    view = runs_tab.on_refresh_run(services, run_id)
+    assert set(view[2]["value"]["series"]) == {"validation"} and set(view[3]["value"]["series"]) == {"accuracy"}
+
+
 def test_a_reloaded_page_follows_the_running_run_not_the_newest_queued_one(services, toy_csv):
     dataset = ingest_toy(services, toy_csv)
     launch(services, dataset.id, "training")
