@@ -220,9 +220,11 @@ def _run_header(run: RunRecord) -> str:
     task = task_of_run(run)
     # Settings the run never read (gbdt: epochs and batch size) would only mislead here.
     ignored = {*task.ignored_settings, *type(config.template).ignored_settings}
-    facts = [f"{config.max_steps} steps" if task.uses_max_steps and config.max_steps
-             else "" if "epochs" in ignored else plural(config.epochs, "epoch"),
-             "" if "batch_size" in ignored else f"batch {config.batch_size}",
+    if task.uses_max_steps and config.max_steps:
+        duration = f"{config.max_steps} steps"
+    else:
+        duration = "" if "epochs" in ignored else plural(config.epochs, "epoch")
+    facts = [duration, "" if "batch_size" in ignored else f"batch {config.batch_size}",
              f"learning rate {config.learning_rate:g}",
              f"max length {config.max_length}" if task.uses_max_length else ""]
     header = (f"### #{run.id} {run.name}\n{run.task} · **{run.template}** · {run_origin(run)}"
