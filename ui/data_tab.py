@@ -17,7 +17,8 @@ from backend.services import Services, default_task, get_task, list_tasks
 from ui.errors import shows_errors, unchanged
 from ui.formatting import class_counts, corpus_markdown, dataset_choices, datasets_table, error_box, histogram, report_markdown
 from ui.image_panels import build_thumbnail_grid, image_report_markdown, image_widths, thumbnails_update, zip_upload_info
-from ui.tabular_panels import build_table_options, on_table_upload, parse_kinds, table_report_markdown
+from ui.tabular_panels import (build_table_options, on_table_upload, on_target_picked, parse_kinds,
+                              table_report_markdown)
 
 PREVIEW_ROWS = 20
 
@@ -255,6 +256,8 @@ def build_data_tab(services: Services, train_dataset: gr.Dropdown):
                                                  api_visibility="private")
     table_options.sheet.input(partial(on_table_upload, services), [upload, task, table_options.sheet], table_outputs,
                               api_visibility="private")
+    label_column.input(on_target_picked, [task, label_column, table_options.drop, preview], table_options.drop,
+                       api_visibility="private")
     task.change(on_task_change, task, [label_column, text_column], api_visibility="private")
     task.change(on_images_zip_shown, task, images_zip, api_visibility="private")
     task.input(partial(on_table_upload, services), [upload, task], table_outputs, api_visibility="private")

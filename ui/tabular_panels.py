@@ -115,9 +115,18 @@ def on_table_upload(services: Services, path: str | None, task: str | None, shee
             gr.update(choices=[NO_COLUMN, *columns], value=schema.suggested_target, label="Target column",
                       info="The column the model learns to predict (suggested)."),
             _describe_upload(Path(path), frame, schema), gr.update(visible=True),
-            gr.update(choices=columns, value=[c.name for c in schema.columns if c.suggest_drop
-                                              and c.name != schema.suggested_target]),
+            gr.update(choices=[c for c in columns if c != schema.suggested_target],
+                      value=[c.name for c in schema.columns if c.suggest_drop and c.name != schema.suggested_target]),
             gr.update(choices=sheets, value=sheet, visible=len(sheets) > 1))
+
+
+def on_target_picked(task: str | None, target: str | None, dropped, preview):
+    """The columns to leave out follow the target picked: every column but the target (one column
+    cannot be both), the ticks kept. `preview` is the upload's preview table (its columns are the file's)."""
+    if not _reads_rows(task) or preview is None or not len(getattr(preview, "columns", ())):
+        return gr.skip()
+    columns = [str(c) for c in preview.columns]
+    return gr.update(choices=[c for c in columns if c != target], value=[c for c in dropped or () if c != target])
 
 
 def _percent(share: float) -> str:

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 from playwright.sync_api import expect
 
-from tests.ui.test_browser import CHROMIUM, app_url, browser, open_tab, page, set_number, snap, wait_for_progress
+from tests.ui.test_browser import (CHROMIUM, app_url, browser, open_tab, page, pick, set_number, snap,
+                                   wait_for_progress)
 
 __all__ = ["app_url", "browser", "page"]  # fixtures imported for pytest
 pytestmark = [pytest.mark.browser,
@@ -37,6 +38,13 @@ def test_train_gbdt_on_a_spreadsheet_and_predict_with_the_form(page, app_url, tm
     page.locator("#file-info").get_by_text("Suggested target").wait_for()
     expect(page.locator("#label-column input")).to_have_value("buys")           # the suggested target
     expect(page.locator("#drop-columns input[type=checkbox]:checked")).to_have_count(1)  # customer_id, an identifier
+    drop_choices = page.locator("#drop-columns label")
+    expect(drop_choices).to_have_text(["customer_id", "salary", "city"])   # every column but the target
+    pick(page, "label-column", "city")    # another target: it leaves the columns to leave out, buys comes back
+    expect(drop_choices).to_have_text(["customer_id", "salary", "buys"])
+    pick(page, "label-column", "buys")
+    expect(drop_choices).to_have_text(["customer_id", "salary", "city"])
+    expect(page.locator("#drop-columns input[type=checkbox]:checked")).to_have_count(1)  # the tick is kept
     page.locator("#ingest").click()
     page.locator("#ingest-report").get_by_text("Class balance").wait_for()
     snap(page, "tabular_data_report")

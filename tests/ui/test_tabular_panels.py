@@ -39,6 +39,12 @@ def test_a_table_upload_is_previewed_with_the_target_and_drops_suggested(service
     assert preview["visible"] is True and list(preview["value"].columns)[:2] == ["customer_id", "salary"]
     assert text["visible"] is False and label["value"] == "buys" and label["label"] == "Target column"
     assert group["visible"] is True and drop["value"] == ["customer_id"]
+    assert "buys" not in drop["choices"] and "salary" in drop["choices"]   # the target is no column to leave out
+    # Another target picked: it leaves the choices (and the ticks), the old target comes back as a choice.
+    drop = tabular_panels.on_target_picked(CLASSIFY, "customer_id", ["customer_id", "city"], preview["value"])
+    assert drop["value"] == ["city"] and "customer_id" not in drop["choices"] and "buys" in drop["choices"]
+    assert tabular_panels.on_target_picked("text-classification", "buys", [], preview["value"]) == {
+        "__type__": "update"}   # gr.skip(): a text task has no columns to leave out
     assert "240 rows" in info and "`salary` numeric" in info and "`city` categorical" in info
     # Back to a text task: the text pickers return, the table options go.
     _, text, label, _, group, drop, _ = tabular_panels.on_table_upload(services, str(people_xlsx),
