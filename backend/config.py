@@ -59,13 +59,14 @@ class TrainConfig(_Frozen):
     template: SerializeAsAny[TemplateConfig] = Field(default_factory=lambda: _default_template())
     epochs: int = Field(3, ge=1, le=100, description="Passes over the training data.")
     batch_size: int = Field(32, ge=1, le=4096, description="Examples per optimizer step (before accumulation).")
-    learning_rate: float = Field(1e-3, gt=0, lt=1, description="Peak learning rate of AdamW.")
+    learning_rate: float = Field(1e-3, gt=0, lt=1, description="Peak learning rate of AdamW; for gbdt, the "
+                                                                "shrinkage of each new tree.")
     weight_decay: float = Field(0.01, ge=0, lt=1, description="AdamW weight decay.")
     warmup_ratio: float = Field(0.06, ge=0, lt=1, description="Share of steps spent warming up the learning rate.")
     max_length: int = Field(128, ge=8, le=8192, description="Longest text in tokens; longer texts are cut.")
     gradient_accumulation_steps: int = Field(1, ge=1, le=1024, description="Batches summed per optimizer step.")
     max_grad_norm: float = Field(1.0, ge=0, le=1000, description="Gradient clipping norm; 0 turns it off.")
-    seed: int = Field(42, ge=0, le=2**31 - 1, description="Seed for weights, shuffling and dropout.")
+    seed: int = Field(42, ge=0, le=2**31 - 1, description="Seed for weights, shuffling and dropout (gbdt: trees).")
     eval_every_steps: int = Field(0, ge=0, description="Also evaluate every N optimizer steps; 0 = once per epoch.")
     early_stopping_patience: int = Field(0, ge=0, le=100,
                                          description="Stop after N evaluations without a better validation score "
