@@ -103,14 +103,29 @@ def _blank(value) -> bool:
                                                                               and not value.strip())
 
 
+def _number(value, column: str) -> float:
+    """A number box's text as a number; an error that says how to write one."""
+    try:
+        number = float(str(value).strip().replace(" ", ""))
+    except ValueError:
+        number = float("nan")
+    if number != number or number in (float("inf"), float("-inf")):
+        raise gr.Error(f"{str(value).strip()[:40]!r} in `{column}` is not a number: write it like 42 or 3.5, "
+                       "or leave the box blank for an unknown value.")
+    return number
+
+
 def build_table_form() -> None:
     """One input per column of the model (a dropdown of the values seen, a number box, a date box) -> prediction."""
     transform, predict_frame = table_model.load_table_model(MODEL_DIR)
     columns = list(transform.inputs)
 
+    kinds = [kind for _, kind, _, _ in table_model.form_fields(transform)]
+
     def predict(*values):
         """The class probabilities, or the predicted number, of the row filled in."""
-        row = {column: None if _blank(value) else value for column, value in zip(columns, values)}
+        row = {column: None if _blank(value) else _number(value, column) if kind == "numeric" else value
+               for column, kind, value in zip(columns, kinds, values)}
         output = predict_frame(table_model.pd.DataFrame([row], columns=columns, dtype=object))
         if transform.task == "classification":
             return {name: float(p) for name, p in zip(transform.classes, output[0])}
@@ -122,7 +137,8 @@ def build_table_form() -> None:
         if choices is not None:
             inputs.append(gr.Dropdown(choices, value=None, label=column, info=info, allow_custom_value=True))
         elif kind == "numeric":
-            inputs.append(gr.Number(value=None, label=column, info=info))
+            # A text box: gr.Number shows and sends 0 for an empty value, and blank must mean missing.
+            inputs.append(gr.Textbox(label=column, info=info, placeholder="a number"))
         else:
             inputs.append(gr.Textbox(label=column, info=info))
     button = gr.Button("Predict", variant="primary")

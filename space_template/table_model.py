@@ -241,6 +241,11 @@ def load_table_model(model_dir: Path) -> tuple[Transform, Callable[[pd.DataFrame
     return transform, predict
 
 
+def _plain(value: float) -> str:
+    """1484705 or 0.0003007, never 1.4847e+06 (as the app's ui.formatting.readable_number)."""
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else f"{value:.4g}"
+
+
 def form_fields(transform: Transform) -> list:
     """(column, kind, choices or None, info) per input column, for the page's form."""
     categories = {f["column"]: f["values"] for f in transform.categorical}
@@ -251,8 +256,8 @@ def form_fields(transform: Transform) -> list:
             fields.append((column, kind, categories[column], f"{kind}; blank = missing"))
         elif column in numbers:
             seen = numbers[column]
-            fields.append((column, kind, None, f"seen in training: {seen.get('minimum', 0):.6g} to "
-                                              f"{seen.get('maximum', 0):.6g}; blank = missing"))
+            fields.append((column, kind, None, f"seen in training: {_plain(seen.get('minimum', 0))} to "
+                                              f"{_plain(seen.get('maximum', 0))}; blank = missing"))
         else:
             fields.append((column, kind, None, "date, e.g. 2024-01-31 or 2024-01-31 14:00; blank = missing"))
     return fields

@@ -203,13 +203,15 @@ DATE_HINT = "2024-01-31 or 2024-01-31 14:00"
 
 
 def form_value(raw, kind: str, column: str = "the date"):
-    """A form value as the model reads it: blank boxes are missing values; a date must read as one.
+    """A form value as the model reads it: blank boxes are missing values; a number or a date must read as one.
 
-    A date the model cannot read would silently count as missing, so the form refuses it instead."""
+    A number or a date the model cannot read would silently count as missing, so the form refuses it instead."""
     if raw is None or (isinstance(raw, float) and math.isnan(raw)):
         return None
     if isinstance(raw, str) and not raw.strip():
         return None
+    if kind == "numeric":
+        return form_number(raw, column)
     if kind == "datetime":
         from backend.tasks.tabular.columns import parse_datetimes
 
@@ -220,6 +222,21 @@ def form_value(raw, kind: str, column: str = "the date"):
                             "or leave the box blank for an unknown date.")
         return str(raw).strip()
     return raw
+
+
+def form_number(raw, column: str) -> float:
+    """A number box's value: a number typed (spaces ignored), or UserError that says how to write one."""
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        return float(raw)
+    text = str(raw).strip().replace(" ", "")
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise UserError(f"{str(raw).strip()[:40]!r} in `{column}` is not a number: write it like 42 or 3.5 "
+                        "(a point for decimals), or leave the box blank for an unknown value.")
+    return value
 
 
 @shows_errors
@@ -262,9 +279,11 @@ def form_input(field: dict):
         return gr.Dropdown(field["choices"], value=None, label=column, allow_custom_value=True,
                            info=f"{kind}; blank = missing, a value not listed counts as unknown")
     if "minimum" in field:
-        return gr.Number(value=None, label=column,
-                         info=f"seen in training: {readable_number(field['minimum'])} to "
-                              f"{readable_number(field['maximum'])}; blank = missing")
+        # A text box, not gr.Number: that one shows and sends 0 for an empty value (gradio-app/gradio#6728),
+        # so "blank = missing" would silently be 0. form_value reads the number and says when it is none.
+        return gr.Textbox(label=column, placeholder="a number", elem_classes=["ms-number"],
+                          info=f"seen in training: {readable_number(field['minimum'])} to "
+                               f"{readable_number(field['maximum'])}; blank = missing")
     # A text box, not gr.DateTime: that one greys out a date it cannot read and sends the last good
     # value (or none) instead, so a typo would silently count as missing; form_value says what is wrong.
     return gr.Textbox(label=column, placeholder=DATE_HINT, info=f"date, e.g. {DATE_HINT}; blank = missing",

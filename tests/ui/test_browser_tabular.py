@@ -73,6 +73,7 @@ def test_train_gbdt_on_a_spreadsheet_and_predict_with_the_form(page, app_url, tm
     open_tab(page, "Playground")
     page.locator("#table-panel").get_by_label("salary").wait_for()     # a box per column of the model
     expect(page.locator("#playground-text")).to_be_hidden(timeout=30_000)  # the classifier panel hides
+    expect(page.locator("#table-panel").get_by_label("salary")).to_have_value("")   # blank = missing, not 0
     page.locator("#table-panel").get_by_label("salary").fill("90")
     page.locator("#table-panel").get_by_label("city").fill("Lyon")
     page.locator("#table-panel").get_by_label("city").press("Enter")

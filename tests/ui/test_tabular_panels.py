@@ -226,6 +226,22 @@ def test_a_date_column_gets_a_checked_date_box_and_a_bad_date_a_message(services
         tabular_panels.on_table_predict(services, 7, ["when"], ["datetime"], "31/31/2024")
 
 
-def test_a_number_box_hints_its_training_range_in_plain_numbers():
+def test_a_number_box_starts_blank_and_hints_its_training_range_in_plain_numbers():
+    import gradio as gr
+
     box = tabular_panels.form_input({"column": "fnlwgt", "kind": "numeric", "minimum": 12285.0, "maximum": 1484705.0})
+    # A text box: gr.Number would show and send 0 for "blank = missing".
+    assert isinstance(box, gr.Textbox) and not box.value
     assert box.info == "seen in training: 12285 to 1484705; blank = missing"
+
+
+def test_a_number_box_reads_numbers_blanks_and_refuses_words():
+    from backend.errors import UserError
+
+    assert tabular_panels.form_value("42", "numeric", "age") == 42.0
+    assert tabular_panels.form_value(" 1 484 705 ", "numeric", "fnlwgt") == 1484705.0
+    assert tabular_panels.form_value("-3.5", "numeric", "x") == -3.5 and tabular_panels.form_value(7, "numeric") == 7.0
+    assert tabular_panels.form_value("  ", "numeric", "age") is None and tabular_panels.form_value(None, "numeric") is None
+    for typed in ("forty", "3,5", "nan", "inf"):
+        with pytest.raises(UserError, match=rf"'{typed}' in `age` is not a number: write it like 42 or 3.5"):
+            tabular_panels.form_value(typed, "numeric", "age")

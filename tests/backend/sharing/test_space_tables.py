@@ -100,5 +100,15 @@ def test_a_table_space_predicts_like_the_app(services, tmp_path, monkeypatch, ki
         assert answer == pytest.approx(dict(zip(transform.classes, expected)), abs=1e-5)
     else:
         assert answer == pytest.approx(float(expected), abs=1e-5)
+    # Its number boxes are text boxes (gr.Number shows and sends 0 for a blank one): typed text reads
+    # as the number, and a word gets a message.
+    numeric = [column for column, kind in transform.inputs.items() if kind == "numeric"]
+    assert [type(block).__name__ for block in predict_fn.inputs
+            if block.label in numeric] == ["Textbox"] * len(numeric) and numeric
+    typed = [str(row.iloc[0][column]) if column in numeric else row.iloc[0][column] for column in transform.inputs]
+    assert predict_fn.fn(*typed) == answer
+    import gradio as gr
+    with pytest.raises(gr.Error, match="is not a number"):
+        predict_fn.fn(*["many" if column == numeric[0] else value for column, value in zip(transform.inputs, typed)])
     for name in SPACE_MODULES:
         sys.modules.pop(name, None)
