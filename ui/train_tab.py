@@ -56,9 +56,13 @@ def field_input(model: type[BaseModel], name: str, value=None, visible: bool = T
         return gr.Checkbox(value=bool(default), label=label, info=help_text, visible=visible)
     if annotation is int:
         return gr.Number(value=default, label=label, info=help_text, precision=0, visible=visible)
+    if annotation is float and optional:
+        # A text box: gr.Number shows and sends 0 for an empty value (gradio-app/gradio#6728), so "empty
+        # keeps the model's own" would silently become 0. Pydantic reads the text as the number.
+        return gr.Textbox(value="" if default is None else str(default), label=label + " (optional)",
+                          placeholder="empty: the default", info=help_text, visible=visible)
     if annotation is float:
-        return gr.Number(value=default, label=label + (" (optional)" if optional else ""), info=help_text,
-                         visible=visible)
+        return gr.Number(value=default, label=label, info=help_text, visible=visible)
     return gr.Textbox(value="" if default is None else str(default), label=label, info=help_text, visible=visible)
 
 

@@ -312,3 +312,14 @@ def test_a_run_that_ends_is_listed_in_the_playground_and_share_pickers_while_the
         page.wait_for_timeout(500)
     assert listed, f"run #{second} never appeared in the Share tab's picker"
     expect(page.locator("#share-run input")).to_have_value(re.compile(rf"^#{first} "))   # the choice is kept
+
+
+def test_an_optional_number_setting_starts_empty_not_zero(page, app_url):
+    """The transformer's dropout is optional ("empty keeps the model's own"); Gradio's number box would
+    show and send 0 (gradio-app/gradio#6728), so the form has a text box there."""
+    page.goto(app_url)
+    open_tab(page, "Train")
+    page.get_by_label("Template").click()
+    page.get_by_role("option", name="transformer", exact=True).click()
+    page.get_by_text("Advanced settings").click()
+    expect(page.get_by_label("Dropout (optional)")).to_have_value("")

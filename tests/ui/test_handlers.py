@@ -128,6 +128,26 @@ def test_form_reads_defaults_help_and_ranges_from_the_fields():
     assert isinstance(bidirectional, gr.Checkbox) and bidirectional.value is True
 
 
+def test_an_optional_setting_left_empty_keeps_the_models_own(services, toy_csv):
+    """The transformer's dropout is optional (empty keeps the pretrained model's own). A gr.Number box
+    would show and send 0 for it (gradio-app/gradio#6728): every transformer run launched from the form
+    trained with dropout 0. It is a text box that starts empty."""
+    with gr.Blocks():
+        dropout = train_tab.field_input(template_classes()["transformer"], "dropout")
+    assert isinstance(dropout, gr.Textbox) and dropout.value == "" and dropout.label == "Dropout (optional)"
+    dataset = ingest_toy(services, toy_csv)
+
+    def dropout_of(typed):
+        return train_tab.build_config(dataset.id, "text-classification", "transformer", "x",
+                                      form_values("transformer", dropout=typed)).template.dropout
+
+    assert dropout_of("") is None and dropout_of("  ") is None and dropout_of("0.2") == 0.2 and dropout_of("0") == 0
+    with pytest.warns(UserWarning):
+        message = train_tab.on_launch(services, dataset.id, "text-classification", "transformer", "",
+                                      *form_values("transformer", dropout="a lot"))
+    assert "template.dropout: Input should be a valid number" in message and services.repo.list_runs() == []
+
+
 def test_the_form_opens_with_the_lstm_training_settings(services):
     """The form opens on the LSTM template, so its epochs, rate and decay are the LSTM's, not TrainConfig's."""
     from ui.app import build_app
