@@ -119,7 +119,6 @@ def build_table_form() -> None:
     """One input per column of the model (a dropdown of the values seen, a number box, a date box) -> prediction."""
     transform, predict_frame = table_model.load_table_model(MODEL_DIR)
     columns = list(transform.inputs)
-
     kinds = [kind for _, kind, _, _ in table_model.form_fields(transform)]
 
     def predict(*values):

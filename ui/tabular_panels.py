@@ -281,7 +281,7 @@ def form_input(field: dict):
     if "minimum" in field:
         # A text box, not gr.Number: that one shows and sends 0 for an empty value (gradio-app/gradio#6728),
         # so "blank = missing" would silently be 0. form_value reads the number and says when it is none.
-        return gr.Textbox(label=column, placeholder="a number", elem_classes=["ms-number"],
+        return gr.Textbox(label=column, placeholder="a number",
                           info=f"seen in training: {readable_number(field['minimum'])} to "
                                f"{readable_number(field['maximum'])}; blank = missing")
     # A text box, not gr.DateTime: that one greys out a date it cannot read and sends the last good
