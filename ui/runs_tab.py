@@ -176,12 +176,16 @@ def on_refresh_run(services: Services, run_id, shown: str | None = None):
     per_class = per_class_table(run.metrics)
     confusion = confusion_html(run.metrics)
     has_curves = bool(metrics)  # an imported run carries final metrics only: no empty plots for it
-    steps = step_range(curves(metrics, {**LOSS_KEYS, **LEARNING_RATE_KEYS}))  # one x-axis for all three plots
+    # A gbdt regression logs no loss curve at all (its validation curves are RMSE and MAE): no empty plot.
+    has_loss = any(m.key in LOSS_KEYS for m in metrics)
+    # One x-axis for all three plots, over every curve drawn (a gbdt regression's rounds are only in RMSE/MAE).
+    steps = step_range(curves(metrics, {**LOSS_KEYS, **quality_keys(run.task), **LEARNING_RATE_KEYS}))
     # A live run's plots hold a place for every series that may come; a run that is over shows only
     # those it logged (a gbdt run has no training loss and no per-round macro F1: no empty legend entries).
     live = run.status in ("queued", "running")
     return (progress_html(run, latest), _run_header(run),
-            gr.update(value=curves(metrics, LOSS_KEYS, every_series=live), visible=has_curves, x_lim=steps),
+            gr.update(value=curves(metrics, LOSS_KEYS, every_series=live), visible=has_curves and (live or has_loss),
+                      x_lim=steps),
             gr.update(value=curves(metrics, quality_keys(run.task), every_series=live), visible=has_curves,
                       y_lim=_quality_range(run.task), x_lim=steps),
             gr.update(visible=not per_class.empty or bool(confusion)), per_class, confusion,

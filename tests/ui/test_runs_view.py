@@ -64,6 +64,21 @@ def test_a_finished_run_draws_only_the_series_it_logged(services, toy_csv):
     assert set(view[2]["value"]["series"]) == {"validation"} and set(view[3]["value"]["series"]) == {"accuracy"}
 
 
+def test_a_run_without_a_loss_curve_gets_its_x_axis_from_the_curves_it_has(services, toy_csv):
+    """A gbdt regression logs only RMSE and MAE per round: the x-axis spans its rounds (it was cut at
+    step 10), and, once it is over, no empty loss plot is shown."""
+    dataset = ingest_toy(services, toy_csv)
+    launch(services, dataset.id, "rounds")
+    run_id = services.repo.list_runs()[0].id
+    services.repo.mark_running(run_id, str(services.settings.runs_dir / str(run_id)))
+    for step in range(1, 62):
+        services.repo.add_metrics(run_id, step, {"eval_accuracy": 0.8})
+    services.repo.finish(run_id, "succeeded", metrics={"accuracy": 0.8})
+    view = runs_tab.on_refresh_run(services, run_id)
+    losses, quality = view[2], view[3]
+    assert quality["x_lim"][1] >= 61 and losses["visible"] is False and quality["visible"] is True
+
+
 def test_a_reloaded_page_follows_the_running_run_not_the_newest_queued_one(services, toy_csv):
     dataset = ingest_toy(services, toy_csv)
     launch(services, dataset.id, "training")
