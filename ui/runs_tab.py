@@ -26,7 +26,7 @@ from ui.formatting import (LOSS_KEYS, confusion_html, curves, per_class_table, p
                            run_choices, run_origin, runs_table)
 from ui.image_panels import build_misclassified_gallery
 from ui.plots import curve_plot, step_range
-from ui.tabular_panels import importance_plot, on_show_importance
+from ui.tabular_panels import importance_plot, on_show_importance, on_show_scores, scores_panel
 from ui.train_tab import TrainForm, fill_from_config, form_fields
 
 REFRESH_SECONDS = 2.0
@@ -380,6 +380,7 @@ def build_runs_tab(services: Services, train_form: TrainForm, tabs: gr.Tabs):
     with gr.Row(visible=False, equal_height=False) as details:
         per_class = gr.Dataframe(label="Per-class metrics (best checkpoint)", interactive=False, scale=1)
         confusion = gr.HTML(elem_id="confusion")
+    table_scores = scores_panel()   # table models: ROC-AUC and the PR curve, or R² and predicted vs actual
     importance = importance_plot()
     with gr.Accordion("Misclassified validation examples", open=False, visible=False) as mistakes_box:
         mistakes_button = gr.Button("Find misclassified examples", elem_id="find-misclassified", size="sm")
@@ -401,6 +402,8 @@ def build_runs_tab(services: Services, train_form: TrainForm, tabs: gr.Tabs):
     # Table models: which columns mattered (ui/tabular_panels.py); redrawn when the run's progress changes
     # (a component, not run_shown: a State set by a timer runs no listener in the browser).
     progress.change(partial(on_show_importance, services), run_picker, importance, show_progress="hidden",
+                    api_visibility="private")
+    progress.change(partial(on_show_scores, services), run_picker, list(table_scores), show_progress="hidden",
                     api_visibility="private")
     list_shown = gr.State()  # (fingerprint, newest run id) of the runs list this page shows
     run_outputs = [progress, header, loss_plot, quality_plot, details, per_class, confusion, log_tail, error,

@@ -393,6 +393,44 @@ def on_show_importance(services: Services, run_id):
     return gr.update(value=frame, visible=True, sort=frame["column"].tolist())
 
 
+def scores_panel() -> tuple[gr.Markdown, gr.LinePlot, gr.ScatterPlot]:
+    """The followed table model's final validation scores: a line of numbers, the precision-recall
+    curve (two classes) and the predicted-vs-actual plot (regression); hidden until a run has them."""
+    scores = gr.Markdown(visible=False, elem_id="table-scores")
+    with gr.Row(equal_height=True):
+        pr_curve = gr.LinePlot(x="recall", y="precision", title="Precision-recall curve (validation)", height=280,
+                               x_lim=[0, 1], y_lim=[0, 1], visible=False, elem_id="pr-curve-plot")
+        fit = gr.ScatterPlot(x="actual", y="predicted", title="Predicted vs actual (validation rows)", height=280,
+                             visible=False, elem_id="fit-plot")
+    return scores, pr_curve, fit
+
+
+def on_show_scores(services: Services, run_id):
+    """The scores panel of the followed run: what a table model's run measured at its end (others: hidden)."""
+    hidden = gr.update(visible=False)
+    try:
+        run = services.get_run(int(run_id)) if run_id else None
+        shown = run is not None and get_task(run.task).reads_rows and bool(run.metrics)
+    except Exception:  # deleted meanwhile: the run view says so
+        shown = False
+    if not shown:
+        return hidden, hidden, hidden
+    metrics = run.metrics
+    if "rmse" in metrics:
+        text = (f"**Validation (best model):** RMSE **{metrics['rmse']:.4g}**, MAE **{metrics['mae']:.4g}**, "
+                f"R² **{metrics['r2']:.3f}**")
+        points = pd.DataFrame(metrics.get("predicted_vs_actual") or {"actual": [], "predicted": []}, dtype=float)
+        return gr.update(value=text, visible=True), hidden, gr.update(value=points, visible=not points.empty)
+    if "macro_f1" not in metrics:
+        return hidden, hidden, hidden
+    text = (f"**Validation (best model):** accuracy **{metrics['accuracy']:.3f}**, macro precision "
+            f"**{metrics['macro_precision']:.3f}**, recall **{metrics['macro_recall']:.3f}**, F1 "
+            f"**{metrics['macro_f1']:.3f}**" + (f", ROC-AUC **{metrics['roc_auc']:.3f}**" if "roc_auc" in metrics
+                                                else ""))
+    curve = pd.DataFrame(metrics.get("pr_curve") or {"recall": [], "precision": []}, dtype=float)
+    return gr.update(value=text, visible=True), gr.update(value=curve, visible=not curve.empty), hidden
+
+
 def importance_plot() -> gr.BarPlot:
     """A bar chart of the followed table model's permutation importances (hidden until a run has them)."""
     return gr.BarPlot(x="column", y="importance", title="Column importance (validation score drop when shuffled)",

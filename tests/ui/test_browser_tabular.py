@@ -66,6 +66,9 @@ def test_train_gbdt_on_a_spreadsheet_and_predict_with_the_form(page, app_url, tm
     page.locator("#run-progress").get_by_text("succeeded").wait_for()
     page.locator("#confusion").get_by_text("Confusion matrix").wait_for()
     page.locator("#importance-plot").wait_for()       # which columns mattered
+    page.locator("#table-scores").get_by_text("ROC-AUC").wait_for()   # the final scores, and the PR curve
+    expect(page.locator("#pr-curve-plot")).to_be_visible()
+    expect(page.locator("#fit-plot")).to_be_hidden()   # a classifier has no predicted-vs-actual plot
     snap(page, "tabular_runs_finished")
     run = services.list_runs()[0]
     assert run.template == "gbdt" and run.config.template.num_rounds == 40

@@ -104,6 +104,10 @@ def test_a_tabular_run_from_the_train_form_and_the_playground_form(services, peo
     header = runs_tab.on_refresh_run(services, run_id)[1]
     assert "learning rate 0.1" in header and "num_rounds=40" in header
     assert "epoch" not in header and "batch" not in header   # settings gbdt never reads are not shown
+    scores, pr_curve, fit = tabular_panels.on_show_scores(services, run_id)     # the Runs tab's final scores
+    assert scores["visible"] and "ROC-AUC" in scores["value"] and "macro precision" in scores["value"]
+    assert pr_curve["visible"] and fit["visible"] is False
+    assert pr_curve["value"]["recall"].between(0, 1).all() and len(pr_curve["value"]) > 2
     importance = tabular_panels.on_show_importance(services, run_id)     # the Runs tab's chart
     assert importance["visible"] is True and set(importance["value"]["column"]) == {"salary", "city", "age"}
     assert importance["value"]["importance"].iloc[0] > 0.05 and importance["value"]["column"].iloc[0] == "salary"
@@ -245,3 +249,25 @@ def test_a_number_box_reads_numbers_blanks_and_refuses_words():
     for typed in ("forty", "3,5", "nan", "inf"):
         with pytest.raises(UserError, match=rf"'{typed}' in `age` is not a number: write it like 42 or 3.5"):
             tabular_panels.form_value(typed, "numeric", "age")
+
+
+@pytest.mark.slow
+def test_a_regression_run_shows_r2_and_predicted_against_actual(services, tmp_path):
+    """A table regression's Runs tab view: RMSE, MAE and R², and a predicted-vs-actual point per validation row."""
+    rows = _people(300)
+    rows["spend"] = rows["salary"] * 3 + rows["age"]
+    path = tmp_path / "spend.csv"
+    rows.drop(columns="buys").to_csv(path, index=False)
+    data_tab.on_ingest(services, str(path), "tabular-regression", None, "spend", None, "spend", 20, ["customer_id"])
+    dataset = services.list_datasets()[0]
+    message = train_tab.on_launch(services, dataset.id, "tabular-regression", "gbdt", "spend gbdt",
+                                  *form_values("gbdt", learning_rate=0.1, num_rounds=60, min_rows_per_leaf=5))
+    assert "queued" in message
+    run_id = services.list_runs()[0].id
+    services.runner.start()
+    assert services.runner.wait(run_id, 120).status == "succeeded"
+    scores, pr_curve, fit = tabular_panels.on_show_scores(services, run_id)
+    assert scores["visible"] and "RMSE" in scores["value"] and "R²" in scores["value"]
+    assert fit["visible"] and pr_curve["visible"] is False
+    points = fit["value"]
+    assert len(points) == dataset.validation_rows and np.corrcoef(points["actual"], points["predicted"])[0, 1] > 0.9

@@ -14,6 +14,7 @@ from sklearn.metrics import (accuracy_score, auc, confusion_matrix, mean_absolut
 log = logging.getLogger(__name__)
 
 CURVE_POINTS = 101   # enough for a smooth plot, small enough to store with every run
+FIT_POINTS = 500     # predicted-vs-actual points stored with a regression run: a readable scatter plot
 
 
 def classification_metrics(y_true: np.ndarray, probabilities: np.ndarray) -> dict:
@@ -64,6 +65,16 @@ def regression_metrics(y_true: np.ndarray, predicted: np.ndarray) -> dict:
     y_true, predicted = y_true[keep], predicted[keep]
     return {"rmse": float(np.sqrt(mean_squared_error(y_true, predicted))),
             "mae": float(mean_absolute_error(y_true, predicted)), "r2": float(r2_score(y_true, predicted))}
+
+
+def predicted_vs_actual(actual: np.ndarray, predicted: np.ndarray, max_points: int = FIT_POINTS) -> dict:
+    """Up to `max_points` validation rows as {"actual": [...], "predicted": [...]}, for a scatter plot
+    (evenly spaced over the rows, which are in no particular order; rows without a target left out)."""
+    actual, predicted = np.asarray(actual, dtype=float), np.asarray(predicted, dtype=float)
+    keep = np.isfinite(actual) & np.isfinite(predicted)
+    actual, predicted = actual[keep], predicted[keep]
+    rows = np.unique(np.linspace(0, len(actual) - 1, min(len(actual), max_points)).round().astype(int))
+    return {"actual": actual[rows].tolist(), "predicted": predicted[rows].tolist()}
 
 
 class _FramePredictor:

@@ -19,7 +19,7 @@ from safetensors.torch import load_model, save_model
 from backend.errors import UserError
 from backend.tasks.tabular.config import AnyTabularTemplate
 from backend.tasks.tabular.gbdt import load_booster, predict_booster, save_booster
-from backend.tasks.tabular.metrics import permutation_importances
+from backend.tasks.tabular.metrics import permutation_importances, predicted_vs_actual
 from backend.tasks.tabular.networks import build_network, predict_network
 from backend.tasks.tabular.preprocessing import Preprocessor, to_numbers
 
@@ -77,6 +77,11 @@ class TabularModel:
         classes = self.preprocessor.classes
         return [{"prediction": classes[int(row.argmax())],
                  "probabilities": {name: float(p) for name, p in zip(classes, row)}} for row in output]
+
+    def fit_points(self, validation: pd.DataFrame) -> dict[str, list[float]]:
+        """A regression model's predictions of labelled rows against their targets (a sample), for a plot."""
+        actual = pd.to_numeric(validation[self.preprocessor.spec.target], errors="coerce").to_numpy()
+        return predicted_vs_actual(actual, self.predict_output(validation))
 
     def importances(self, validation: pd.DataFrame, n_repeats: int = 5, seed: int = 42,
                     max_rows: int | None = None) -> dict[str, dict[str, float]]:

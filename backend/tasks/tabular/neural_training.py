@@ -136,6 +136,8 @@ class TableNetworkTask:
         if self.classifies:
             final["labels"] = list(self.preprocessor.classes)
             final["per_class"] = per_class(final["confusion_matrix"], final["labels"])
+        else:   # the Runs tab's predicted-vs-actual plot
+            final["predicted_vs_actual"] = tabular.fit_points(self.validation)
         final["feature_importance"] = tabular.importances(self.validation, n_repeats=IMPORTANCE_REPEATS,
                                                           seed=self.seed, max_rows=self.importance_rows)
         model.train()

@@ -100,6 +100,8 @@ def train_table(config, dataset, output_dir: Path, on_progress: Callable[[int, d
         if spec.task == "classification":
             metrics["labels"] = list(model.preprocessor.classes)
             metrics["per_class"] = per_class(metrics["confusion_matrix"], metrics["labels"])
+        else:   # the Runs tab's predicted-vs-actual plot
+            metrics["predicted_vs_actual"] = model.fit_points(validation)
         metrics["feature_importance"] = model.importances(validation, n_repeats=IMPORTANCE_REPEATS,
                                                           seed=config.seed)
         metrics["best_step"] = result.best_step

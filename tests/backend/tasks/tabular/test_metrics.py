@@ -33,3 +33,16 @@ def test_binary_metrics_equal_scikit_learns_own_functions(seed):
     np.testing.assert_allclose([scores["macro_precision"], scores["macro_recall"], scores["macro_f1"]], expected,
                                rtol=1e-12)
     assert scores["roc_auc"] == pytest.approx(roc_auc_score(y_true, positive), rel=1e-12)
+
+
+def test_predicted_vs_actual_keeps_a_spread_sample_of_labelled_rows():
+    from backend.tasks.tabular.metrics import predicted_vs_actual
+
+    actual = np.arange(2000, dtype=float)
+    actual[5] = np.nan   # a row without a target is no point
+    points = predicted_vs_actual(actual, actual * 2 + 1, max_points=500)
+    assert len(points["actual"]) == len(points["predicted"]) == 500
+    assert points["actual"][0] == 0 and points["actual"][-1] == 1999 and 5.0 not in points["actual"]
+    assert all(p == 2 * a + 1 for a, p in zip(points["actual"], points["predicted"]))
+    assert predicted_vs_actual(np.array([1.0, 2.0]), np.array([1.5, 2.5])) == {"actual": [1.0, 2.0],
+                                                                              "predicted": [1.5, 2.5]}
