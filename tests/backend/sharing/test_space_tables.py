@@ -72,6 +72,9 @@ def test_a_table_space_predicts_like_the_app(services, tmp_path, monkeypatch, ki
     path = tmp_path / "mixed.csv"
     mixed_table().to_csv(path, index=False)
     run = _train(services, path, task, target, kind)
+    if task == "tabular-regression":   # the Runs tab's predicted-vs-actual plot, from the neural path too
+        points = run.metrics["predicted_vs_actual"]
+        assert len(points["actual"]) == len(points["predicted"]) > 0
     space = export_space(run, tmp_path / "space").path
     info = json.loads((space / "space.json").read_text(encoding="utf-8"))
     assert info["panel"] == "table" and info["family"] == kind and info["target"] == target
