@@ -155,9 +155,13 @@ def on_task_fields(task: str, kind: str | None = None):
     return tuple(gr.update(visible=_shown_for(field_name, task, kind)) for field_name in switched_fields())
 
 
-def on_form_changed():
-    """Any change of the form makes the shown estimate and launch message stale: clear them."""
-    return "", ""
+def on_form_changed(launch_message: str | None = None):
+    """Any change of the form makes the shown estimate stale: it goes. So does a launch's error (it was
+    about the settings before); a launch's confirmation stays ("Run #3 queued" is still true). The
+    confirmation must not go: a box left by clicking Launch changes as the click launches, and on a
+    busy server that change's clearing could land after the confirmation and wipe it."""
+    stale_error = isinstance(launch_message, str) and "ms-error" in launch_message
+    return "", ("" if stale_error else gr.skip())
 
 
 def on_dataset_picked(services: Services, dataset_id):
@@ -520,8 +524,8 @@ def build_train_tab(services: Services) -> TrainForm:
     launch_button.click(partial(on_launch, services), [*form.all_inputs, *gpu_inputs], launch_output,
                         api_visibility="private")
     for component in form.all_inputs:  # an estimate of other settings would mislead: it goes on any change
-        component.change(on_form_changed, None, [estimate_output, launch_output], queue=False, show_progress="hidden",
-                         api_visibility="private")
+        component.change(on_form_changed, launch_output, [estimate_output, launch_output], queue=False,
+                         show_progress="hidden", api_visibility="private")
     command_button.click(partial(on_show_command, services), [*form.all_inputs, *gpu_inputs],
                          [config_file, command_output], api_visibility="private")
     download_when_ready(save_button.click(partial(on_save_config, services), form.all_inputs,

@@ -323,3 +323,32 @@ def test_an_optional_number_setting_starts_empty_not_zero(page, app_url):
     page.get_by_role("option", name="transformer", exact=True).click()
     page.get_by_text("Advanced settings").click()
     expect(page.get_by_label("Dropout (optional)")).to_have_value("")
+
+
+@pytest.fixture
+def slow_form_change(monkeypatch):
+    """The Train form's change handler answers 2 s late, as on a busy server (patched before the app is built)."""
+    from ui import train_tab
+
+    on_form_changed = train_tab.on_form_changed
+
+    def late(*args):
+        time.sleep(2)
+        return on_form_changed(*args)
+
+    monkeypatch.setattr(train_tab, "on_form_changed", late)
+
+
+def test_a_launch_confirmation_stays_when_the_last_edit_answers_after_it(
+        slow_form_change, page, app_url, services, tmp_path):
+    """Typing a setting and clicking Launch at once: the box's change (sent as the click leaves it)
+    answers after the launch. The "queued" confirmation must stay (it used to be cleared)."""
+    from tests.reliability.support import ingest_toy
+
+    ingest_toy(services, tmp_path, pairs=40)
+    page.goto(app_url)
+    launch_tiny_lstm(page, epochs=1)   # fills numbers, clicks Launch, waits for "queued"
+    confirmation = page.locator("#launch-output").get_by_text("queued")
+    for _ in range(40):   # 4 s: past the late change's answer
+        assert confirmation.is_visible(), "the launch confirmation was cleared"
+        page.wait_for_timeout(100)

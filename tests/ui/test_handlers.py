@@ -377,8 +377,13 @@ def test_launch_is_safe_by_default(settings):
         parse_auth("justaname")
 
 
-def test_any_form_change_clears_the_estimate_and_launch_message():
-    assert train_tab.on_form_changed() == ("", "")
+def test_any_form_change_clears_the_estimate_and_a_launch_error_but_keeps_a_confirmation():
+    from ui.formatting import error_box
+
+    assert train_tab.on_form_changed(None) == ("", SKIPPED) and train_tab.on_form_changed("") == ("", SKIPPED)
+    # "Run #3 queued" stays true whatever changes next; clearing it raced the click that launched it.
+    assert train_tab.on_form_changed("Run **#3** queued.") == ("", SKIPPED)
+    assert train_tab.on_form_changed(error_box("Invalid settings — batch_size: too small")) == ("", "")
 
 
 def test_estimate_says_one_epoch_and_gives_a_range_and_the_load(services, toy_csv):
