@@ -242,8 +242,13 @@ def load_table_model(model_dir: Path) -> tuple[Transform, Callable[[pd.DataFrame
 
 
 def _plain(value: float) -> str:
-    """1484705 or 0.0003007, never 1.4847e+06 (as the app's ui.formatting.readable_number)."""
-    return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else f"{value:.4g}"
+    """1484705, 12345.7 or 0.0003007, never 1.4847e+06: a copy of the app's ui.formatting.readable_number
+    (a Space runs without the app's packages)."""
+    if not math.isfinite(value):
+        return str(value)
+    if float(value).is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return f"{value:.1f}" if abs(value) >= 1000 else f"{value:.4g}"
 
 
 def form_fields(transform: Transform) -> list:
